@@ -1,0 +1,106 @@
+"""The ``gridflow`` command: the embedded stack, connector jars, settings and the demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gridflow.cli_args import add_settings_arguments, settings_from_args
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="gridflow", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stack = commands.add_parser("stack", help="start, stop or inspect the embedded default stack")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--flink", action="store_true", help="also start a standalone Flink cluster")
+    stack.add_argument("--no-mqtt", action="store_true", help="do not start mosquitto")
+    stack.add_argument("--kafka-storage", choices=["memory", "s3"], help="broker storage (default: stack.kafka_storage)")
+    stack.add_argument("--run-dir", help="where pid files, logs and data go (default: stack.run_dir)")
+    add_settings_arguments(stack)
+
+    jars = commands.add_parser("jars", help="fetch the Flink Kafka connector jars into the cache")
+    jars.add_argument("action", choices=["fetch", "path"])
+    add_settings_arguments(jars)
+
+    config = commands.add_parser("config", help="validate or print the effective settings")
+    config.add_argument("action", choices=["check", "show"])
+    add_settings_arguments(config)
+
+    topics = commands.add_parser("topics", help="create the configured Kafka topics")
+    topics.add_argument("action", choices=["create"])
+    add_settings_arguments(topics)
+
+    demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded stack")
+    demo.add_argument("--households", type=int, default=12)
+    demo.add_argument("--minutes", type=int, default=30)
+    demo.add_argument("--keep-stack", action="store_true", help="leave the stack running to inspect the topics")
+    add_settings_arguments(demo)
+
+    args = parser.parse_args(argv)
+    settings = settings_from_args(args)
+    handler = {"stack": _stack, "jars": _jars, "config": _config, "topics": _topics, "demo": _demo}[args.command]
+    handler(args, settings)
+
+
+def _stack(args, settings) -> None:
+    from gridflow.stack import EmbeddedStack, StackError, read_state, stop_stack
+
+    run_dir = args.run_dir or settings.stack.run_dir
+    if args.action == "up":
+        stack = EmbeddedStack(settings, run_dir, mqtt=not args.no_mqtt, flink=args.flink, kafka_storage=args.kafka_storage)
+        try:
+            info = stack.up()
+        except StackError as error:
+            sys.exit(f"gridflow: {error}")
+        print(json.dumps(info.__dict__, indent=2))
+        print(f"settings for jobs and tools: --config {stack.run_dir / 'settings.yaml'}")
+    elif args.action == "down":
+        info = stop_stack(run_dir)
+        print(f"stopped stack {info.stack_id}" if info else f"no stack recorded in {run_dir}")
+    else:
+        from gridflow.stack.processes import marked_pids
+
+        info = read_state(run_dir)
+        if info is None:
+            print(f"no stack recorded in {run_dir}")
+            return
+        print(json.dumps({**info.__dict__, "pids": marked_pids(info.stack_id)}, indent=2))
+
+
+def _jars(args, settings) -> None:
+    from gridflow.jars import cache_dir, fetch_connector_jars
+
+    if args.action == "fetch":
+        for path in fetch_connector_jars(settings):
+            print(path)
+    else:
+        print(cache_dir(settings))
+
+
+def _config(args, settings) -> None:
+    if args.action == "show":
+        import yaml
+
+        print(yaml.safe_dump(settings.model_dump(mode="json", by_alias=True), sort_keys=False))
+    else:
+        print("settings are valid")
+
+
+def _topics(args, settings) -> None:
+    from gridflow.kafka_io import create_topics
+
+    names = list(settings.topics.model_dump().values())
+    create_topics(settings, names)
+    print("\n".join(names))
+
+
+def _demo(args, settings) -> None:
+    from gridflow.demo import run_demo
+
+    run_demo(settings, households=args.households, minutes=args.minutes, keep_stack=args.keep_stack)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The Flink Kafka connector jars every job needs, and how PyFlink is made to work with them.
+
+The ``apache-flink`` wheel has no Kafka connector. Two ways to bring one:
+
+* ``gridflow jars fetch`` downloads the ``shigawire-apache-flink-libraries`` wheel (Apache-2.0) from
+  PyPI without installing it and keeps only its ``flink-connector-kafka.jar`` (4.0.1-2.0) and
+  ``kafka-clients.jar`` (3.9.1) in the jar cache. Their SHA-256 digests are pinned below.
+* on a real cluster, list the official ``flink-sql-connector-kafka`` jar in ``connector.jars``.
+
+The official SQL jar shades kafka-clients under ``org.apache.flink.kafka.shaded``, and PyFlink's
+Kafka wrapper names those shaded classes. With the plain jars the same classes live under their own
+names; :func:`adapt_pyflink_to_connector` checks which are on the class path and points PyFlink at them.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from gridflow.settings import Settings
+
+WHEEL = "shigawire-apache-flink-libraries==2.0.0.post1"
+JARS = {
+    "flink-connector-kafka.jar": "842885a51c768b2f31c946a2071656c166ee8cc6d3c02fe6c557e134e03bf228",
+    "kafka-clients.jar": "7568b998572d256f0b7bc0afdc1b7a2588b8b08415c62ce314c864a6851ae9d9",
+}
+
+
+class ConnectorJarError(RuntimeError):
+    """The connector jars are missing or damaged."""
+
+
+def cache_dir(settings: Settings) -> Path:
+    return Path(settings.connector.cache_dir).expanduser()
+
+
+def cached_jars_ok(folder: Path) -> bool:
+    return all((folder / name).exists() and _sha256(folder / name) == digest for name, digest in JARS.items())
+
+
+def fetch_connector_jars(settings: Settings) -> list[Path]:
+    """Download the connector jars into the cache unless they are already there; returns their paths."""
+    folder = cache_dir(settings)
+    if not cached_jars_ok(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q", "-d", tmp, WHEEL]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise ConnectorJarError(f"pip download {WHEEL} failed:\n{result.stderr[-2000:]}")
+            wheel = next(Path(tmp).glob("*.whl"))
+            with zipfile.ZipFile(wheel) as archive:
+                for name in JARS:
+                    (folder / name).write_bytes(archive.read(f"pyflink/lib/{name}"))
+        bad = [name for name, digest in JARS.items() if _sha256(folder / name) != digest]
+        if bad:
+            raise ConnectorJarError(f"downloaded jars do not match their pinned SHA-256: {bad}")
+    return [folder / name for name in JARS]
+
+
+def connector_jar_urls(settings: Settings) -> list[str]:
+    """``file://`` URLs of the connector jars for ``pipeline.jars``."""
+    if settings.connector.jars:
+        paths = [Path(jar.removeprefix("file://")).expanduser() for jar in settings.connector.jars]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise ConnectorJarError(f"connector.jars lists files that do not exist: {missing}")
+    else:
+        folder = cache_dir(settings)
+        if not cached_jars_ok(folder):
+            raise ConnectorJarError(
+                f"the Kafka connector jars are not in {folder}; run 'gridflow jars fetch' or set connector.jars"
+            )
+        paths = [folder / name for name in JARS]
+    return [path.resolve().as_uri() for path in paths]
+
+
+def adapt_pyflink_to_connector() -> str:
+    """Point PyFlink's Kafka wrapper at the kafka-clients classes on the class path.
+
+    Returns ``"shaded"`` or ``"plain"``. Call after the jars are on the class path (after the
+    execution environment was created with ``pipeline.jars``).
+    """
+    from py4j.java_gateway import JavaClass
+    from pyflink.datastream.connectors import kafka
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    if isinstance(jvm.org.apache.flink.kafka.shaded.org.apache.kafka.common.TopicPartition, JavaClass):
+        return "shaded"
+    if not isinstance(jvm.org.apache.kafka.common.TopicPartition, JavaClass):
+        raise ConnectorJarError("no kafka-clients classes on the class path: are the connector jars in pipeline.jars?")
+
+    def topic_partition(self):
+        return get_gateway().jvm.org.apache.kafka.common.TopicPartition(self._topic, self._partition)
+
+    def reset_strategy(self):
+        return getattr(get_gateway().jvm.org.apache.kafka.clients.consumer.OffsetResetStrategy, self.name)
+
+    kafka.KafkaTopicPartition._to_j_topic_partition = topic_partition
+    kafka.KafkaOffsetResetStrategy._to_j_offset_reset_strategy = reset_strategy
+    return "plain"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,94 @@
+"""Plain Kafka client helpers (kafka-python) for tools, the demo and tests: topics, produce, read back."""
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from gridflow.settings import Settings
+
+
+def _client_options(settings: Settings) -> dict:
+    # kafka-python takes snake_case options; map the dotted Java-style names operators write in kafka.client.
+    return {key.replace(".", "_"): value for key, value in settings.kafka.client.items()}
+
+
+def create_topics(settings: Settings, topics: Iterable[str], partitions: int | None = None) -> None:
+    """Create topics that do not exist yet (existing topics are left alone)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers, **_client_options(settings))
+    try:
+        existing = set(admin.list_topics())
+        wanted = [NewTopic(name, partitions or settings.kafka.partitions, settings.kafka.replication_factor)
+                  for name in dict.fromkeys(topics) if name not in existing]
+        for topic in wanted:
+            try:
+                admin.create_topics([topic])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def produce(settings: Settings, topic: str, records: Iterable[tuple[str | None, bytes | str]]) -> dict[int, int]:
+    """Send ``(key, value)`` records and wait for every acknowledgement.
+
+    Returns the end offset (last acknowledged offset + 1) per partition written to, which bounds a
+    later read exactly (the broker's "latest" offset is not relied on).
+    """
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", linger_ms=5,
+                             **_client_options(settings))
+    futures = []
+    try:
+        for key, value in records:
+            futures.append(producer.send(
+                topic,
+                key=key.encode() if isinstance(key, str) else key,
+                value=value.encode() if isinstance(value, str) else value,
+            ))
+        producer.flush()
+        ends: dict[int, int] = {}
+        for future in futures:
+            metadata = future.get(timeout=30)
+            ends[metadata.partition] = max(ends.get(metadata.partition, 0), metadata.offset + 1)
+        return ends
+    finally:
+        producer.close()
+
+
+def read_topic(settings: Settings, topic: str, expected: int | None = None, idle_timeout_s: float = 5.0,
+               max_wait_s: float = 120.0) -> list[str]:
+    """All values in ``topic`` from the beginning, as text.
+
+    Stops once ``expected`` values were read, or when nothing new arrived for ``idle_timeout_s``.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False,
+                             group_id=None, **_client_options(settings))
+    try:
+        deadline = time.monotonic() + max_wait_s
+        partitions = None
+        while partitions is None and time.monotonic() < deadline:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                time.sleep(0.2)
+        if not partitions:
+            return []
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        consumer.seek_to_beginning()
+        values: list[str] = []
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=500)
+            for records in batch.values():
+                values.extend(r.value.decode("utf-8", errors="backslashreplace") for r in records)
+            if batch:
+                last_new = time.monotonic()
+            if expected is not None and len(values) >= expected:
+                break
+            if time.monotonic() - last_new > idle_timeout_s:
+                break
+        return values
+    finally:
+        consumer.close()

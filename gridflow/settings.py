@@ -1,0 +1,457 @@
+"""Typed settings for every gridflow job and tool.
+
+Settings come from three layers, later layers winning:
+
+1. the defaults declared on the models below (the only place defaults live);
+2. the files in the configuration folder (``flink-conf/`` by default, or ``$GRIDFLOW_CONF_DIR``):
+   ``gridflow.yaml`` holds the job parameters operators tune, Flink's own ``config.yaml`` holds the
+   cluster settings (it lands under the ``flink`` section); any extra YAML files given with
+   ``--config`` are merged on top;
+3. ``--set section.key=value`` overrides from the command line (values are parsed as YAML scalars).
+
+Unknown keys and out-of-range values are rejected with :class:`SettingsError`, whose message names the
+key, the value and what is allowed. Flink has hundreds of options, so under ``flink`` only the keys
+gridflow relies on are typed and checked; the rest are passed to Flink unchanged.
+"""
+from __future__ import annotations
+
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import annotated_types
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+JOB_FILE = "gridflow.yaml"
+FLINK_FILE = "config.yaml"
+CONF_DIR_ENV = "GRIDFLOW_CONF_DIR"
+
+_TOPIC_NAME = r"^[A-Za-z0-9._-]{1,249}$"
+_HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:\d{1,5}$")
+
+
+class SettingsError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class KafkaSettings(_Section):
+    """Where the Kafka-protocol broker is and how clients talk to it."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id_prefix: str = Field("gridflow", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    partitions: int = Field(2, ge=1, le=1024, description="partitions for topics gridflow creates")
+    replication_factor: int = Field(1, ge=1, le=16)
+    delivery_guarantee: Literal["at-least-once", "exactly-once", "none"] = "at-least-once"
+    client: dict[str, str] = Field(
+        default_factory=dict,
+        description="raw Kafka client properties passed to every source and sink (e.g. security.protocol)",
+    )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",")]
+        bad = [s for s in servers if not _HOST_PORT.match(s) or not 0 < int(s.rsplit(":", 1)[1]) < 65536]
+        if not servers or bad:
+            raise ValueError(f"expected a comma-separated list of host:port with port 1..65535, got {bad or value!r}")
+        return ",".join(servers)
+
+
+class MqttSettings(_Section):
+    """The MQTT broker meters publish to, and the topic layout per household."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    qos: Literal[0, 1, 2] = 1
+    readings_topic: str = Field("meters/{household_id}/readings", pattern=r"\{household_id\}")
+    commands_topic: str = Field("meters/{household_id}/commands", pattern=r"\{household_id\}")
+
+
+class TopicSettings(_Section):
+    """Kafka topic names, one per stream."""
+
+    readings: str = Field("meter.readings", pattern=_TOPIC_NAME)
+    dead_letter: str = Field("meter.readings.dead-letter", pattern=_TOPIC_NAME)
+    summaries: str = Field("meter.summaries", pattern=_TOPIC_NAME)
+    features: str = Field("meter.features", pattern=_TOPIC_NAME)
+    assignments: str = Field("household.clusters", pattern=_TOPIC_NAME)
+    centroids: str = Field("cluster.centroids", pattern=_TOPIC_NAME)
+    alerts: str = Field("household.alerts", pattern=_TOPIC_NAME)
+    prices: str = Field("grid.prices", pattern=_TOPIC_NAME)
+    price_forecasts: str = Field("grid.price-forecasts", pattern=_TOPIC_NAME)
+    appliances: str = Field("household.appliances", pattern=_TOPIC_NAME)
+    schedules: str = Field("household.schedules", pattern=_TOPIC_NAME)
+    recommendations: str = Field("household.recommendations", pattern=_TOPIC_NAME)
+
+
+class ConnectorSettings(_Section):
+    """The Flink Kafka connector jars given to every job through ``pipeline.jars``.
+
+    Leave ``jars`` empty to use the jars fetched by ``gridflow jars fetch`` into ``cache_dir``; on a real
+    cluster list the official ``flink-sql-connector-kafka`` jar (or the connector plus kafka-clients).
+    """
+
+    jars: list[str] = Field(default_factory=list)
+    cache_dir: str = "~/.cache/gridflow/jars"
+
+
+class ReadingSettings(_Section):
+    """Physical bounds a meter reading must respect; anything outside is dead-lettered."""
+
+    power_w_min: float = Field(-30_000.0, ge=-1_000_000.0, le=0.0, description="negative = export (PV)")
+    power_w_max: float = Field(50_000.0, gt=0.0, le=1_000_000.0)
+    voltage_v_min: float = Field(0.0, ge=0.0, le=1_000.0)
+    voltage_v_max: float = Field(300.0, gt=0.0, le=1_000.0)
+    current_a_max: float = Field(200.0, gt=0.0, le=10_000.0)
+    max_clock_skew_s: int = Field(300, ge=0, le=86_400, description="readings further in the future are rejected")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ReadingSettings":
+        if self.voltage_v_min >= self.voltage_v_max:
+            raise ValueError("voltage_v_min must be below voltage_v_max")
+        return self
+
+
+class StreamSettings(_Section):
+    """Event-time handling shared by the streaming jobs."""
+
+    window_s: int = Field(60, ge=1, le=86_400, description="tumbling summary window")
+    out_of_orderness_ms: int = Field(5_000, ge=0, le=3_600_000)
+    allowed_lateness_s: int = Field(0, ge=0, le=86_400)
+    idle_timeout_ms: int = Field(30_000, ge=0, le=3_600_000, description="0 disables idleness")
+
+
+class PreprocessSettings(_Section):
+    """Cleaning of raw readings into per-meter features."""
+
+    profile_slots: Literal[24, 48, 96] = 24
+    max_gap_s: int = Field(300, ge=0, le=86_400, description="longer gaps are marked missing")
+    hampel_window: int = Field(7, ge=3, le=301)
+    hampel_n_sigmas: float = Field(3.0, gt=0.0, le=20.0)
+    peak_hours: list[int] = Field(default_factory=lambda: [17, 18, 19, 20])
+
+    @field_validator("peak_hours")
+    @classmethod
+    def _hours(cls, value: list[int]) -> list[int]:
+        if any(not 0 <= h <= 23 for h in value) or len(set(value)) != len(value):
+            raise ValueError("expected distinct hours in 0..23")
+        return value
+
+
+class ClusteringSettings(_Section):
+    """Online KMeans over household load profiles."""
+
+    n_clusters: int = Field(4, ge=2, le=64)
+    halflife: float = Field(0.5, gt=0.0, le=1.0)
+    seed: int = Field(42, ge=0)
+    publish_every_s: int = Field(300, ge=1, le=86_400)
+
+
+class AnomalySettings(_Section):
+    """DBSCAN over micro-windows of recent readings."""
+
+    dbscan_eps: float = Field(0.5, gt=0.0, le=1e6)
+    dbscan_min_samples: int = Field(5, ge=1, le=10_000)
+    micro_window_s: int = Field(300, ge=10, le=86_400)
+    alert_cooldown_s: int = Field(900, ge=0, le=86_400)
+
+
+class SchedulerSettings(_Section):
+    """Appliance scheduling under dynamic prices."""
+
+    algorithm: Literal["heap", "pso", "milp"] = "heap"
+    slot_minutes: int = Field(15, ge=1, le=60)
+    w_cost: float = Field(1.0, ge=0.0, le=1e6)
+    w_comfort: float = Field(0.1, ge=0.0, le=1e6)
+    pso_particles: int = Field(50, ge=2, le=10_000)
+    pso_iterations: int = Field(200, ge=1, le=100_000)
+    seed: int = Field(7, ge=0)
+
+    @field_validator("slot_minutes")
+    @classmethod
+    def _divides_day(cls, value: int) -> int:
+        if 1440 % value:
+            raise ValueError("must divide a day (1440 minutes): 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60")
+        return value
+
+
+class TouPeriod(_Section):
+    start_hour: int = Field(ge=0, le=23)
+    end_hour: int = Field(ge=1, le=24)
+    price_per_kwh: float = Field(ge=-10.0, le=100.0)
+
+
+class TariffSettings(_Section):
+    """Prices used when no real-time price stream is available, and inclining block rates."""
+
+    kind: Literal["tou", "rtp", "ibr"] = "tou"
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    tou: list[TouPeriod] = Field(
+        default_factory=lambda: [
+            TouPeriod(start_hour=0, end_hour=7, price_per_kwh=0.18),
+            TouPeriod(start_hour=7, end_hour=17, price_per_kwh=0.27),
+            TouPeriod(start_hour=17, end_hour=21, price_per_kwh=0.38),
+            TouPeriod(start_hour=21, end_hour=24, price_per_kwh=0.27),
+        ]
+    )
+    ibr_thresholds_kwh: list[float] = Field(default_factory=lambda: [0.5, 1.0, 1.5, 2.0])
+    ibr_multipliers: list[float] = Field(default_factory=lambda: [1.0, 1.2, 1.4, 1.6, 1.8])
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TariffSettings":
+        hours = sorted((p.start_hour, p.end_hour) for p in self.tou)
+        if not hours or hours[0][0] != 0 or hours[-1][1] != 24 or any(a[1] != b[0] for a, b in zip(hours, hours[1:])):
+            raise ValueError("tou periods must cover 0..24 h without gaps or overlaps")
+        if any(b <= a for a, b in zip(self.ibr_thresholds_kwh, self.ibr_thresholds_kwh[1:])):
+            raise ValueError("ibr_thresholds_kwh must be strictly increasing")
+        if len(self.ibr_multipliers) != len(self.ibr_thresholds_kwh) + 1:
+            raise ValueError("ibr_multipliers needs one more entry than ibr_thresholds_kwh")
+        return self
+
+
+class StackSettings(_Section):
+    """The embedded default stack started by ``gridflow stack up`` and the test fixtures."""
+
+    host: str = "127.0.0.1"
+    kafka_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    mqtt_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    flink_rest_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    kafka_storage: Literal["memory", "s3"] = "memory"
+    run_dir: str = "~/.local/state/gridflow"
+    start_timeout_s: float = Field(60.0, gt=0.0, le=600.0)
+
+
+# Keys of Flink's config.yaml that describe the cluster rather than a job: the standalone cluster gets
+# them, a job's configuration does not (they would point a submitted job at the wrong cluster).
+CLUSTER_ONLY_PREFIXES = ("jobmanager.", "taskmanager.", "rest.", "env.", "blob.", "high-availability", "web.")
+
+
+class FlinkSettings(BaseModel):
+    """Flink's own options (from ``config.yaml``), flat dotted keys.
+
+    The keys gridflow relies on are typed here; every other key passes through to Flink unchanged.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    parallelism_default: int = Field(2, ge=1, le=4096, alias="parallelism.default")
+    task_slots: int = Field(2, ge=1, le=1024, alias="taskmanager.numberOfTaskSlots")
+    python_execution_mode: Literal["process", "thread"] = Field("thread", alias="python.execution-mode")
+    state_backend: Literal["hashmap", "rocksdb"] = Field("hashmap", alias="state.backend.type")
+    rest_port: int = Field(8081, ge=1, le=65535, alias="rest.port")
+
+    def job_options(self) -> dict[str, str]:
+        """Options that belong in a job's configuration: cluster-only keys (addresses, memory) removed."""
+        return {k: v for k, v in self.options().items() if not k.startswith(CLUSTER_ONLY_PREFIXES)}
+
+    def options(self) -> dict[str, str]:
+        """All options as Flink expects them: dotted keys, string values."""
+        typed = {info.alias: getattr(self, name) for name, info in type(self).model_fields.items()}
+        merged = {**typed, **(self.model_extra or {})}
+        return {key: _flink_str(value) for key, value in merged.items()}
+
+
+def _flink_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ";".join(_flink_str(v) for v in value)
+    return str(value)
+
+
+class Settings(_Section):
+    """Everything a gridflow job or tool can be tuned with."""
+
+    kafka: KafkaSettings = KafkaSettings()
+    mqtt: MqttSettings = MqttSettings()
+    topics: TopicSettings = TopicSettings()
+    connector: ConnectorSettings = ConnectorSettings()
+    readings: ReadingSettings = ReadingSettings()
+    stream: StreamSettings = StreamSettings()
+    preprocess: PreprocessSettings = PreprocessSettings()
+    clustering: ClusteringSettings = ClusteringSettings()
+    anomaly: AnomalySettings = AnomalySettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    tariff: TariffSettings = TariffSettings()
+    stack: StackSettings = StackSettings()
+    flink: FlinkSettings = FlinkSettings()
+
+    def with_overrides(self, *assignments: str) -> "Settings":
+        """A copy with ``section.key=value`` assignments applied (validated like file values)."""
+        return _validate(_apply_assignments(self.model_dump(by_alias=True), assignments))
+
+
+def default_conf_dir() -> Path:
+    """``$GRIDFLOW_CONF_DIR`` or the ``flink-conf`` folder of this checkout / the current folder."""
+    if os.environ.get(CONF_DIR_ENV):
+        return Path(os.environ[CONF_DIR_ENV])
+    checkout = Path(__file__).resolve().parent.parent / "flink-conf"
+    return checkout if checkout.is_dir() else Path.cwd() / "flink-conf"
+
+
+def load_settings(
+    conf_dir: str | Path | None = None,
+    extra_files: typing.Iterable[str | Path] = (),
+    overrides: typing.Iterable[str] = (),
+) -> Settings:
+    """Load and validate settings from a configuration folder, extra files and ``key=value`` overrides."""
+    folder = Path(conf_dir) if conf_dir is not None else default_conf_dir()
+    if not folder.is_dir():
+        raise SettingsError(f"configuration folder {str(folder)!r} does not exist")
+    data: dict[str, Any] = {}
+    job_file = folder / JOB_FILE
+    if job_file.exists():
+        _merge(data, _read_yaml(job_file))
+    flink_file = folder / FLINK_FILE
+    if flink_file.exists():
+        _merge(data, {"flink": _flatten(_read_yaml(flink_file))})
+    for extra in extra_files:
+        _merge(data, _read_yaml(Path(extra)))
+    return _validate(_apply_assignments(data, overrides))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"cannot read settings file {str(path)!r}: {exc}") from exc
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise SettingsError(f"settings file {str(path)!r} must hold a mapping of sections, got {type(content).__name__}")
+    return content
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _apply_assignments(data: dict[str, Any], assignments: typing.Iterable[str]) -> dict[str, Any]:
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise SettingsError(f"override {assignment!r} must look like section.key=value, e.g. stream.window_s=120")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"override {assignment!r}: value is not a YAML scalar or list: {exc}") from exc
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise SettingsError(f"override {assignment!r}: {section!r} is not a section")
+        if section == "flink":
+            target[name] = value  # Flink keys are flat and dotted
+            continue
+        *parents, leaf = name.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return data
+
+
+def _validate(data: dict[str, Any]) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        field = _field_info(error["loc"])
+        if error["type"] == "extra_forbidden":
+            parent = _model_at(error["loc"][:-1])
+            valid = ", ".join(parent.model_fields) if parent else "?"
+            lines.append(f"unknown key {key!r}; valid keys here: {valid}")
+            continue
+        allowed = _allowed(field) if field is not None and error["type"] != "value_error" else None
+        message = error["msg"].removeprefix("Value error, ")
+        shown = "" if isinstance(error["input"], dict) else f": {error['input']!r}"
+        what = f"invalid value for {key!r}{shown} ({message})"
+        lines.append(what + (f"; allowed: {allowed}" if allowed else ""))
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        info = model.model_fields.get(str(part)) or _by_alias(model, str(part))
+        if info is None:
+            return None
+        model = _inner_type(info.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _field_info(loc: tuple):
+    if not loc:
+        return None
+    parent = _model_at(tuple(p for p in loc[:-1] if not isinstance(p, int)))
+    last = next((p for p in reversed(loc) if not isinstance(p, int)), None)
+    if parent is None or last is None:
+        return None
+    return parent.model_fields.get(str(last)) or _by_alias(parent, str(last))
+
+
+def _by_alias(model: type[BaseModel], alias: str):
+    return next((info for info in model.model_fields.values() if info.alias == alias), None)
+
+
+def _inner_type(annotation: Any) -> Any:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (list, tuple) and args:
+        return args[0]
+    return annotation
+
+
+def _allowed(field) -> str | None:
+    """Human text for a field's constraints: a range, a pattern or a set of choices."""
+    if typing.get_origin(field.annotation) is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(field.annotation))
+    low = high = pattern = None
+    for meta in field.metadata:
+        if isinstance(meta, annotated_types.Ge):
+            low = f"{meta.ge} <= value"
+        elif isinstance(meta, annotated_types.Gt):
+            low = f"{meta.gt} < value"
+        elif isinstance(meta, annotated_types.Le):
+            high = f"value <= {meta.le}"
+        elif isinstance(meta, annotated_types.Lt):
+            high = f"value < {meta.lt}"
+        elif getattr(meta, "pattern", None):
+            pattern = f"text matching {meta.pattern}"
+    if low or high:
+        if low and high:
+            return f"{low} {high[len('value '):]}"
+        return low or high
+    if pattern:
+        return pattern
+    name = getattr(field.annotation, "__name__", None)
+    return f"a value of type {name}" if name else None

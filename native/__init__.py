@@ -1,0 +1,1 @@
+"""Native (Cython) hot loops and the numpy references they are tested against."""

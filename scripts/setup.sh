@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up everything gridflow needs on a fresh Debian machine; safe and fast to run again.
+#   - Debian packages: mosquitto (MQTT broker), a Java 17 runtime if missing
+#   - a virtualenv (.venv, or $GRIDFLOW_VENV) with gridflow installed editable, its native extensions
+#     built, the embedded stack's binaries (Kafka-protocol broker, S3 storage) and the test tools
+#   - the Flink Kafka connector jars in the jar cache
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${GRIDFLOW_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+missing=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -q >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ -x "$VENV/bin/python" ] || { echo "setup: creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+stamp="$VENV/.gridflow-installed"
+fingerprint=$(cat setup.py pyproject.toml native/*.pyx | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
+  echo "setup: installing Python packages into $VENV (first run takes a few minutes)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
+  # Build requirements first so the editable install can build the Cython extensions in this venv.
+  "$VENV/bin/python" -m pip install -q "cython>=3.0" "numpy>=2.0,<2.2"
+  "$VENV/bin/python" -m pip install -q --no-build-isolation -e ".[stack,test]"
+  "$VENV/bin/python" -m pip check
+  echo "$fingerprint" > "$stamp"
+fi
+"$VENV/bin/gridflow" jars fetch >/dev/null
+echo "setup: ready ($VENV)"

