@@ -159,8 +159,8 @@ class Launcher:
             self.stop(name, timeout_s)
         for pid_file in self.pid_dir.glob("*.pid") if self.pid_dir.exists() else []:
             try:
-                pid = json.loads(pid_file.read_text())["pid"]
-            except (OSError, ValueError, KeyError):
+                pid = int(json.loads(pid_file.read_text())["pid"])
+            except (OSError, ValueError, KeyError, TypeError):
                 pid = None
             if pid and self.stack_id.encode() in _environ(pid):
                 _terminate_group(pid, timeout_s)

@@ -167,12 +167,26 @@ def start_taskmanager(launcher: Launcher, settings: Settings, run_dir: Path, res
     wait_until(registered, settings.stack.start_timeout_s, "the TaskManager to register", taskmanager)
 
 
+def flink_lib_dir(run_dir: Path) -> Path:
+    """The cluster's class path: the wheel's lib/ plus flink-python from opt/ (PyFlink jobs need it on the
+    cluster; a binary Flink distribution asks users to copy it into lib/, the wheel cannot be changed)."""
+    lib = run_dir / "flink-lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    home = flink_home()
+    for jar in [*(home / "lib").glob("*.jar"), *(home / "opt").glob("flink-python*.jar")]:
+        link = lib / jar.name
+        if not link.exists():
+            link.symlink_to(jar)
+    return lib
+
+
 def flink_env(conf_dir: Path, run_dir: Path) -> dict[str, str]:
     venv_bin = str(Path(sys.executable).parent)
     return {
         "FLINK_CONF_DIR": str(conf_dir),
+        "FLINK_LIB_DIR": str(flink_lib_dir(run_dir)),
         "FLINK_LOG_DIR": str(run_dir / "logs" / "flink"),
-        "FLINK_PID_DIR": str(run_dir / "pids"),
+        "FLINK_PID_DIR": str(run_dir / "flink-pids"),
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 

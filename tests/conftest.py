@@ -1,0 +1,71 @@
+"""Shared fixtures: settings, the embedded stack (real broker processes) and per-test topic names.
+
+Every stack started here is stopped at the end of the session, also when tests fail; the session
+then fails if any process of those stacks is still alive.
+"""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from gridflow.settings import Settings, load_settings
+from gridflow.stack import EmbeddedStack
+from gridflow.stack.processes import marked_pids
+
+_STACK_IDS: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def base_settings(tmp_path_factory) -> Settings:
+    """The repository's flink-conf/ settings, with a private run folder."""
+    return load_settings(overrides=[f"stack.run_dir={tmp_path_factory.mktemp('gridflow-run')}"])
+
+
+def start_stack(settings: Settings, run_dir, **services) -> EmbeddedStack:
+    stack = EmbeddedStack(settings, run_dir, **services)
+    _STACK_IDS.append(stack.info.stack_id)
+    stack.up()
+    return stack
+
+
+@pytest.fixture(scope="session")
+def stack(base_settings, tmp_path_factory):
+    """Kafka-protocol broker and mosquitto, shared by the session."""
+    running = start_stack(base_settings, tmp_path_factory.mktemp("stack"))
+    try:
+        yield running
+    finally:
+        running.down()
+
+
+@pytest.fixture(scope="session")
+def flink_stack(base_settings, tmp_path_factory):
+    """Kafka-protocol broker and a standalone Flink cluster (JobManager + TaskManager)."""
+    running = start_stack(base_settings, tmp_path_factory.mktemp("flink-stack"), mqtt=False, flink=True)
+    try:
+        yield running
+    finally:
+        running.down()
+
+
+def unique_topics(settings: Settings) -> Settings:
+    """Settings whose topics and consumer groups belong to one test only."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {name: f"{value}.{suffix}" for name, value in settings.topics.model_dump().items()}
+    return settings.with_overrides(
+        *(f"topics.{name}={value}" for name, value in names.items()), f"kafka.group_id_prefix=test-{suffix}")
+
+
+@pytest.fixture
+def kafka_settings(stack) -> Settings:
+    return unique_topics(stack.settings)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    leaked = {stack_id: marked_pids(stack_id) for stack_id in _STACK_IDS}
+    leaked = {k: v for k, v in leaked.items() if v}
+    if leaked:
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            f"processes left running by embedded stacks: {leaked}", red=True)
+        session.exitstatus = 1
