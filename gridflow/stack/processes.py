@@ -46,6 +46,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def claim_port(host: str, configured: int, key: str) -> int:
+    """``configured`` if it is free (else a clear error naming the setting ``key``), or a free port if 0."""
+    if configured == 0:
+        return free_port(host)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, configured))
+        except OSError as exc:
+            raise StackError(f"{key} = {configured}: {host}:{configured} is already in use ({exc.strerror}); "
+                             f"choose another port or 0 for any free port") from None
+    return configured
+
+
 def wait_for_port(host: str, port: int, timeout_s: float, process: ManagedProcess | None = None) -> None:
     """Wait until ``host:port`` accepts TCP connections (and the process has not died)."""
     wait_until(lambda: _port_open(host, port), timeout_s, f"{host}:{port} to accept connections", process)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridflow.settings import FLINK_FILE, Settings, default_conf_dir
-from gridflow.stack.processes import Launcher, StackError, free_port, wait_for_port, wait_until
+from gridflow.stack.processes import Launcher, StackError, claim_port, free_port, wait_for_port, wait_until
 
 def package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
@@ -82,7 +82,7 @@ def _create_bucket(endpoint: S3Endpoint) -> bool:
 def start_kafka(launcher: Launcher, settings: Settings, s3: S3Endpoint | None = None, port: int = 0) -> str:
     """The Kafka-protocol broker; returns its bootstrap address."""
     host = settings.stack.host
-    port = port or settings.stack.kafka_port or free_port(host)
+    port = port or claim_port(host, settings.stack.kafka_port, "stack.kafka_port")
     storage = f"s3://{s3.bucket}/" if s3 else "memory://tansu/"
     url = f"tcp://{host}:{port}"
     argv = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", storage]
@@ -114,7 +114,7 @@ def start_mosquitto(launcher: Launcher, settings: Settings, data_dir: Path) -> t
     if not Path(binary).exists():
         raise StackError("mosquitto is not installed; run scripts/setup.sh (apt-get install mosquitto)")
     host = settings.stack.host
-    port = settings.stack.mqtt_port or free_port(host)
+    port = claim_port(host, settings.stack.mqtt_port, "stack.mqtt_port")
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "mosquitto.conf"
     config.write_text(mosquitto_config(port, host, data_dir))
@@ -142,7 +142,7 @@ def write_flink_conf_dir(settings: Settings, target: Path, rest_port: int, rpc_p
 def start_flink_cluster(launcher: Launcher, settings: Settings, run_dir: Path) -> str:
     """A standalone Flink cluster (one JobManager, one TaskManager); returns the REST address."""
     host = settings.stack.host
-    rest_port = settings.stack.flink_rest_port or free_port(host)
+    rest_port = claim_port(host, settings.stack.flink_rest_port, "stack.flink_rest_port")
     conf_dir = write_flink_conf_dir(settings, run_dir / "flink-conf", rest_port, free_port(host))
     env = flink_env(conf_dir, run_dir)
     bin_dir = flink_home() / "bin"

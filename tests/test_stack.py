@@ -1,0 +1,122 @@
+"""The embedded stack starts real services and never leaves a process behind."""
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from gridflow import kafka_io
+from gridflow.stack import EmbeddedStack, StackError, read_state
+from gridflow.stack.processes import marked_pids
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _gridflow(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "gridflow.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_stack_up_and_down_from_the_command_line(tmp_path):
+    run_dir = tmp_path / "run"
+    up = _gridflow("stack", "up", "--run-dir", str(run_dir))
+    try:
+        assert up.returncode == 0, up.stderr
+        info = read_state(run_dir)
+        pids = marked_pids(info.stack_id)
+        assert len(pids) >= 2, "broker and mosquitto run after the CLI exited"
+        host, port = info.kafka_bootstrap.rsplit(":", 1)
+        socket.create_connection((host, int(port)), timeout=5).close()
+        again = _gridflow("stack", "up", "--run-dir", str(run_dir))
+        assert again.returncode != 0 and "already running" in again.stderr
+        status = _gridflow("stack", "status", "--run-dir", str(run_dir))
+        assert json.loads(status.stdout)["pids"] == pids
+    finally:
+        down = _gridflow("stack", "down", "--run-dir", str(run_dir))
+    assert down.returncode == 0, down.stderr
+    assert marked_pids(info.stack_id) == []
+    assert read_state(run_dir) is None
+
+
+def test_services_answer_like_the_real_thing(stack, kafka_settings):
+    # Kafka protocol: produce, then read back exactly what was sent, from every partition.
+    kafka_io.create_topics(kafka_settings, [kafka_settings.topics.readings])
+    sent = [(f"h-{i % 5}", f'{{"n": {i}}}') for i in range(200)]
+    ends = kafka_io.produce(kafka_settings, kafka_settings.topics.readings, sent)
+    assert sum(ends.values()) == 200
+    got = kafka_io.read_topic(kafka_settings, kafka_settings.topics.readings, expected=200)
+    assert sorted(got) == sorted(value for _, value in sent)
+
+    # MQTT: a QoS 1 message published by one client reaches a subscriber.
+    received = []
+    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sub")
+    subscriber.on_message = lambda client, userdata, message: received.append(message.payload)
+    subscriber.connect(stack.info.mqtt_host, stack.info.mqtt_port)
+    subscriber.subscribe("meters/+/readings", qos=1)
+    subscriber.loop_start()
+    time.sleep(0.5)
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub")
+    publisher.connect(stack.info.mqtt_host, stack.info.mqtt_port)
+    publisher.loop_start()
+    publisher.publish("meters/h-1/readings", b"hello", qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + 5
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    publisher.loop_stop(), subscriber.loop_stop()
+    assert received == [b"hello"]
+
+
+def test_a_service_that_cannot_start_reports_why_and_leaves_nothing(base_settings, tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    settings = base_settings.with_overrides(f"stack.mqtt_port={port}", "stack.start_timeout_s=5")
+    stack = EmbeddedStack(settings, tmp_path / "run")
+    try:
+        with pytest.raises(StackError, match=f"stack.mqtt_port = {port}: .* already in use"):
+            stack.up()
+    finally:
+        busy.close()
+    assert marked_pids(stack.info.stack_id) == [], "the broker started before the failure was stopped too"
+
+
+def test_processes_are_cleaned_up_when_a_test_fails(tmp_path):
+    """Run a failing test that uses the stack fixture in a separate pytest; nothing may survive it."""
+    (tmp_path / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
+    id_file = tmp_path / "stack-id"
+    (tmp_path / "test_fails.py").write_text(textwrap.dedent(f"""
+        from pathlib import Path
+
+        def test_fails(stack):
+            Path({str(id_file)!r}).write_text(stack.info.stack_id)
+            assert stack.pids()
+            raise AssertionError("deliberate failure")
+    """))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                            capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert result.returncode == 1 and "deliberate failure" in result.stdout, result.stdout[-2000:]
+    stack_id = id_file.read_text()
+    assert marked_pids(stack_id) == []
+
+
+def test_durable_broker_storage_survives_a_broker_restart(base_settings, tmp_path):
+    from conftest import start_stack, unique_topics
+
+    stack = start_stack(base_settings, tmp_path / "run", mqtt=False, kafka_storage="s3")
+    try:
+        settings = unique_topics(stack.settings)
+        topic = settings.topics.readings
+        kafka_io.create_topics(settings, [topic])
+        sent = [(f"h-{i % 3}", f"reading-{i}") for i in range(50)]
+        kafka_io.produce(settings, topic, sent)
+        stack.restart_kafka()
+        assert sorted(kafka_io.read_topic(settings, topic, expected=50)) == sorted(v for _, v in sent)
+    finally:
+        stack.down()
+    assert stack.pids() == []
