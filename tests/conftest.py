@@ -6,14 +6,13 @@ then fails if any process of those stacks is still alive.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
 from gridflow.settings import Settings, load_settings
-from gridflow.stack import EmbeddedStack
-from gridflow.stack.processes import marked_pids
-
-_STACK_IDS: list[str] = []
+from gridflow.stack import CREATED_STACK_IDS, EmbeddedStack
+from gridflow.stack.processes import Launcher, marked_pids
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +23,6 @@ def base_settings(tmp_path_factory) -> Settings:
 
 def start_stack(settings: Settings, run_dir, **services) -> EmbeddedStack:
     stack = EmbeddedStack(settings, run_dir, **services)
-    _STACK_IDS.append(stack.info.stack_id)
     stack.up()
     return stack
 
@@ -63,9 +61,12 @@ def kafka_settings(stack) -> Settings:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    leaked = {stack_id: marked_pids(stack_id) for stack_id in _STACK_IDS}
-    leaked = {k: v for k, v in leaked.items() if v}
+    """Fail the session if any stack created in it left a process running (and stop those processes)."""
+    leaked = {stack_id: marked_pids(stack_id) for stack_id in CREATED_STACK_IDS}
+    leaked = {stack_id: pids for stack_id, pids in leaked.items() if pids}
     if leaked:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             f"processes left running by embedded stacks: {leaked}", red=True)
         session.exitstatus = 1
+        for stack_id in leaked:
+            Launcher(Path(session.config.rootpath), stack_id).stop_all()

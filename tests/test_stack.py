@@ -83,23 +83,44 @@ def test_a_service_that_cannot_start_reports_why_and_leaves_nothing(base_setting
             stack.up()
     finally:
         busy.close()
+        stack.down()
     assert marked_pids(stack.info.stack_id) == [], "the broker started before the failure was stopped too"
+
+
+def _run_pytest_on(folder, test_source: str):
+    (folder / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
+    (folder / "test_inner.py").write_text(textwrap.dedent(test_source))
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
+                          capture_output=True, text=True, timeout=180, cwd=folder)
+
+
+def test_a_session_that_leaks_a_process_fails_and_the_process_is_stopped(tmp_path):
+    id_file = tmp_path / "stack-id"
+    result = _run_pytest_on(tmp_path, f"""
+        from pathlib import Path
+        from gridflow.stack import EmbeddedStack
+
+        def test_leaks(base_settings, tmp_path):
+            stack = EmbeddedStack(base_settings, tmp_path / "run", kafka=False)
+            stack.up()  # never stopped
+            Path({str(id_file)!r}).write_text(stack.info.stack_id)
+    """)
+    assert "1 passed" in result.stdout and "processes left running by embedded stacks" in result.stdout, result.stdout
+    assert result.returncode == 1
+    assert marked_pids(id_file.read_text()) == []
 
 
 def test_processes_are_cleaned_up_when_a_test_fails(tmp_path):
     """Run a failing test that uses the stack fixture in a separate pytest; nothing may survive it."""
-    (tmp_path / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
     id_file = tmp_path / "stack-id"
-    (tmp_path / "test_fails.py").write_text(textwrap.dedent(f"""
+    result = _run_pytest_on(tmp_path, f"""
         from pathlib import Path
 
         def test_fails(stack):
             Path({str(id_file)!r}).write_text(stack.info.stack_id)
             assert stack.pids()
             raise AssertionError("deliberate failure")
-    """))
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-                            capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    """)
     assert result.returncode == 1 and "deliberate failure" in result.stdout, result.stdout[-2000:]
     stack_id = id_file.read_text()
     assert marked_pids(stack_id) == []

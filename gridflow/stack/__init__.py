@@ -24,6 +24,8 @@ from gridflow.stack import services
 from gridflow.stack.processes import Launcher, StackError, marked_pids
 
 STATE_FILE = "stack.json"
+# Every stack created in this process, so that a test session can prove none left a process behind.
+CREATED_STACK_IDS: list[str] = []
 OVERLAY_FILE = "settings.yaml"
 
 __all__ = ["EmbeddedStack", "StackError", "StackInfo", "stop_stack", "read_state"]
@@ -67,6 +69,7 @@ class EmbeddedStack:
         self.kafka_storage = kafka_storage or settings.stack.kafka_storage
         self.info = StackInfo(stack_id=uuid.uuid4().hex[:12], run_dir=str(self.run_dir), kafka_storage=self.kafka_storage)
         self.launcher = Launcher(self.run_dir, self.info.stack_id)
+        CREATED_STACK_IDS.append(self.info.stack_id)
         self._s3: services.S3Endpoint | None = None
 
     @property
