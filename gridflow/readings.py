@@ -82,6 +82,11 @@ def parse_reading(payload: bytes | str, bounds: ReadingBounds = ReadingBounds(),
         data = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidReading("", f"not JSON: {exc}") from None
+    return validate_reading(data, bounds, now_ms)
+
+
+def validate_reading(data: Any, bounds: ReadingBounds = ReadingBounds(), now_ms: int | None = None) -> Reading:
+    """Validate one decoded reading (a dict from JSON); raises :class:`InvalidReading` naming the bad field."""
     if not isinstance(data, dict):
         raise InvalidReading("", f"expected a JSON object, got {type(data).__name__}")
     version = data.get("v", SCHEMA_VERSION)

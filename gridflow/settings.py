@@ -74,6 +74,39 @@ class MqttSettings(_Section):
     commands_topic: str = Field("meters/{household_id}/commands", pattern=r"\{household_id\}")
 
 
+class BridgeSettings(_Section):
+    """The MQTT <-> Kafka bridge: readings up from meters, commands down to them."""
+
+    client_id: str = Field("gridflow-bridge", pattern=r"^[A-Za-z0-9._-]{1,64}$",
+                           description="fixed, so the broker keeps the bridge's session while it is down")
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    subscription: str = Field("meters/+/readings", description="e.g. $share/bridges/meters/+/readings to share load")
+    max_inflight: int = Field(20_000, ge=1, le=1_000_000,
+                              description="MQTT messages received but not yet acknowledged (Kafka not done)")
+    kafka_linger_ms: int = Field(5, ge=0, le=1_000)
+    kafka_client: dict[str, str] = Field(default_factory=dict, description="raw librdkafka properties")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
+    downlink: bool = True
+    downlink_client_id: str = Field("gridflow-downlink", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class SimulatorSettings(_Section):
+    """The fleet simulator: simulated meters replaying real household load shapes over MQTT."""
+
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    client_id_prefix: str = Field("gridflow-sim", pattern=r"^[A-Za-z0-9._-]{1,40}$")
+    connections: int = Field(4, ge=1, le=256, description="MQTT connections shared by the simulated meters")
+    sample_interval_s: float = Field(10.0, gt=0.0, le=3600.0)
+    publish_interval_s: float = Field(10.0, gt=0.0, le=3600.0)
+    batch_max: int = Field(20, ge=1, le=1000)
+    speed: float = Field(1.0, gt=0.0, le=100_000.0, description="simulated seconds per wall-clock second")
+    fault_rate_per_day: float = Field(0.5, ge=0.0, le=100.0, description="labelled faults per household and day")
+    seed: int = Field(2024, ge=0)
+
+
 class TopicSettings(_Section):
     """Kafka topic names, one per stream."""
 
@@ -100,6 +133,12 @@ class ConnectorSettings(_Section):
 
     jars: list[str] = Field(default_factory=list)
     cache_dir: str = "~/.cache/gridflow/jars"
+
+
+class DataSettings(_Section):
+    """Real datasets (household load shapes, prices) fetched by ``gridflow data fetch`` into ``cache_dir``."""
+
+    cache_dir: str = "~/.cache/gridflow/data"
 
 
 class ReadingSettings(_Section):
@@ -271,8 +310,11 @@ class Settings(_Section):
 
     kafka: KafkaSettings = KafkaSettings()
     mqtt: MqttSettings = MqttSettings()
+    bridge: BridgeSettings = BridgeSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
     topics: TopicSettings = TopicSettings()
     connector: ConnectorSettings = ConnectorSettings()
+    data: DataSettings = DataSettings()
     readings: ReadingSettings = ReadingSettings()
     stream: StreamSettings = StreamSettings()
     preprocess: PreprocessSettings = PreprocessSettings()

@@ -7,12 +7,14 @@ import textwrap
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from gridflow import kafka_io
 from gridflow.stack import EmbeddedStack, StackError, read_state
+from gridflow.stack.mqtt_auth import BRIDGE_USER
 from gridflow.stack.processes import marked_pids
+
+from mqtt_helpers import Collector, connect
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parent.parent
@@ -52,23 +54,46 @@ def test_services_answer_like_the_real_thing(stack, kafka_settings):
     got = kafka_io.read_topic(kafka_settings, kafka_settings.topics.readings, expected=200)
     assert sorted(got) == sorted(value for _, value in sent)
 
-    # MQTT: a QoS 1 message published by one client reaches a subscriber.
-    received = []
-    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sub")
-    subscriber.on_message = lambda client, userdata, message: received.append(message.payload)
-    subscriber.connect(stack.info.mqtt_host, stack.info.mqtt_port)
-    subscriber.subscribe("meters/+/readings", qos=1)
-    subscriber.loop_start()
-    time.sleep(0.5)
-    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub")
-    publisher.connect(stack.info.mqtt_host, stack.info.mqtt_port)
-    publisher.loop_start()
-    publisher.publish("meters/h-1/readings", b"hello", qos=1).wait_for_publish(5)
-    deadline = time.monotonic() + 5
-    while not received and time.monotonic() < deadline:
-        time.sleep(0.05)
-    publisher.loop_stop(), subscriber.loop_stop()
-    assert received == [b"hello"]
+    # MQTT: a QoS 1 message published by a meter reaches the bridge account's subscription.
+    accounts = stack.info.mqtt_accounts
+    stack.add_meter_accounts({"h-svc": "pw-svc"})
+    bridge = connect(stack.info.mqtt_host, stack.info.mqtt_port, BRIDGE_USER, accounts[BRIDGE_USER])
+    received = Collector(bridge, "meters/+/readings")
+    meter = connect(stack.info.mqtt_host, stack.info.mqtt_port, "h-svc", "pw-svc")
+    meter.publish("meters/h-svc/readings", b"hello", qos=1).wait_for_publish(5)
+    assert received.wait_for(1) == [("meters/h-svc/readings", b"hello")]
+    for client in (bridge, meter):
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_a_meter_can_only_speak_for_its_own_household(stack):
+    host, port = stack.info.mqtt_host, stack.info.mqtt_port
+    stack.add_meter_accounts({"h-acl-1": "secret-1", "h-acl-2": "secret-2"})
+    with pytest.raises(ConnectionRefusedError):
+        connect(host, port, "h-acl-1", "wrong password")
+    with pytest.raises(ConnectionRefusedError):
+        connect(host, port, None, None)  # no anonymous access
+
+    bridge = connect(host, port, BRIDGE_USER, stack.info.mqtt_accounts[BRIDGE_USER])
+    readings = Collector(bridge, "meters/+/readings")
+    meter_1 = connect(host, port, "h-acl-1", "secret-1")
+    spy = Collector(meter_1, "meters/h-acl-2/commands")   # another household's commands: not allowed
+    meter_2 = connect(host, port, "h-acl-2", "secret-2")
+    own = Collector(meter_2, "meters/h-acl-2/commands")
+
+    meter_1.publish("meters/h-acl-2/readings", b"forged", qos=1).wait_for_publish(5)  # dropped by the ACL
+    meter_1.publish("meters/h-acl-1/readings", b"genuine", qos=1).wait_for_publish(5)
+    bridge.publish("meters/h-acl-2/commands", b"run the dishwasher at 13:00", qos=1).wait_for_publish(5)
+
+    assert readings.wait_for(1) == [("meters/h-acl-1/readings", b"genuine")]
+    assert own.wait_for(1) == [("meters/h-acl-2/commands", b"run the dishwasher at 13:00")]
+    time.sleep(1.0)  # give a forged message every chance to arrive
+    assert readings.messages == [("meters/h-acl-1/readings", b"genuine")]
+    assert spy.messages == []
+    for client in (bridge, meter_1, meter_2):
+        client.loop_stop()
+        client.disconnect()
 
 
 def test_a_service_that_cannot_start_reports_why_and_leaves_nothing(base_settings, tmp_path):

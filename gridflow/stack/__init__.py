@@ -21,6 +21,7 @@ import yaml
 
 from gridflow.settings import Settings
 from gridflow.stack import services
+from gridflow.stack.mqtt_auth import BRIDGE_USER, SIMULATOR_USER, new_password
 from gridflow.stack.processes import Launcher, StackError, marked_pids
 
 STATE_FILE = "stack.json"
@@ -42,6 +43,7 @@ class StackInfo:
     mqtt_port: int | None = None
     flink_rest: str | None = None
     flink_conf_dir: str | None = None
+    mqtt_accounts: dict[str, str] | None = None  # service accounts: user -> password
 
     def overlay(self) -> dict:
         """Settings that point jobs and tools at this stack."""
@@ -50,6 +52,9 @@ class StackInfo:
             data["kafka"] = {"bootstrap_servers": self.kafka_bootstrap}
         if self.mqtt_port:
             data["mqtt"] = {"host": self.mqtt_host, "port": self.mqtt_port}
+            accounts = self.mqtt_accounts or {}
+            data["bridge"] = {"mqtt_username": BRIDGE_USER, "mqtt_password": accounts.get(BRIDGE_USER)}
+            data["simulator"] = {"mqtt_username": SIMULATOR_USER, "mqtt_password": accounts.get(SIMULATOR_USER)}
         return data
 
 
@@ -90,17 +95,28 @@ class EmbeddedStack:
                     self.info.s3_url = self._s3.url
                 self.info.kafka_bootstrap = services.start_kafka(self.launcher, self.base_settings, self._s3)
             if self.want_mqtt:
+                self.info.mqtt_accounts = {BRIDGE_USER: new_password(), SIMULATOR_USER: new_password()}
+                self._device_accounts: dict[str, str] = {}
                 self.info.mqtt_host, self.info.mqtt_port = services.start_mosquitto(
-                    self.launcher, self.base_settings, self.run_dir / "mosquitto")
+                    self.launcher, self.base_settings, self.run_dir / "mosquitto", self.info.mqtt_accounts)
             if self.want_flink:
                 self.info.flink_rest = services.start_flink_cluster(self.launcher, self.base_settings, self.run_dir)
                 self.info.flink_conf_dir = str(self.run_dir / "flink-conf")
         except BaseException:
             self.down()
             raise
-        (self.run_dir / STATE_FILE).write_text(json.dumps(asdict(self.info), indent=2))
-        (self.run_dir / OVERLAY_FILE).write_text(yaml.safe_dump(self.info.overlay(), sort_keys=True))
+        for name, text in ((STATE_FILE, json.dumps(asdict(self.info), indent=2)),
+                           (OVERLAY_FILE, yaml.safe_dump(self.info.overlay(), sort_keys=True))):
+            path = self.run_dir / name
+            path.touch(mode=0o600)  # holds the service accounts' passwords
+            path.write_text(text)
         return self.info
+
+    def add_meter_accounts(self, accounts: dict[str, str]) -> None:
+        """Give meters (user name = household id) their own MQTT credentials, effective at once."""
+        self._device_accounts.update(accounts)
+        services.reload_mosquitto_accounts(
+            self.launcher, self.run_dir / "mosquitto", {**self.info.mqtt_accounts, **self._device_accounts})
 
     def restart_kafka(self) -> None:
         """Stop and start the broker on the same address (with s3 storage its data survives)."""

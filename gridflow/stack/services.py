@@ -11,12 +11,15 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from gridflow.settings import FLINK_FILE, Settings, default_conf_dir
+from gridflow.stack import mqtt_auth
+from gridflow.stack.mqtt_auth import write_password_file
 from gridflow.stack.processes import Launcher, StackError, claim_port, free_port, wait_for_port, wait_until
 
 def package_dir(name: str) -> Path:
@@ -91,80 +94,54 @@ def start_kafka(launcher: Launcher, settings: Settings, s3: S3Endpoint | None = 
     return f"{host}:{port}"
 
 
-def mosquitto_config(port: int, host: str, data_dir: Path, extra_lines: list[str] = ()) -> str:
+def mosquitto_config(port: int, host: str, data_dir: Path, password_file: Path, acl_file: Path) -> str:
     lines = [
         f"listener {port} {host}",
-        "allow_anonymous true",
+        "allow_anonymous false",
+        f"password_file {password_file}",
+        f"acl_file {acl_file}",
         "persistence true",
         f"persistence_location {data_dir}/",
+        "autosave_interval 30",
         "log_dest stdout",
         "log_type error",
         "log_type warning",
         "log_type notice",
-        "max_queued_messages 100000",
-        *extra_lines,
+        # QoS 1 messages a client may have unacknowledged; the bridge acknowledges only after Kafka did,
+        # so this bounds its throughput (default 20 would cap it at a few thousand readings/s).
+        "max_inflight_messages 1000",
+        # readings held for an offline persistent session (the bridge during a restart)
+        "max_queued_messages 2000000",
     ]
     if os.geteuid() == 0:
         lines.append("user root")  # otherwise mosquitto switches to a 'mosquitto' user that cannot write data_dir
     return "\n".join(lines) + "\n"
 
 
-def start_mosquitto(launcher: Launcher, settings: Settings, data_dir: Path) -> tuple[str, int]:
+def start_mosquitto(launcher: Launcher, settings: Settings, data_dir: Path, accounts: dict[str, str]) -> tuple[str, int]:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
         raise StackError("mosquitto is not installed; run scripts/setup.sh (apt-get install mosquitto)")
     host = settings.stack.host
     port = claim_port(host, settings.stack.mqtt_port, "stack.mqtt_port")
     data_dir.mkdir(parents=True, exist_ok=True)
+    password_file, acl_file = data_dir / "passwords", data_dir / "acl"
+    write_password_file(password_file, accounts)
+    acl_file.write_text(mqtt_auth.acl_text(settings.mqtt.readings_topic, settings.mqtt.commands_topic))
     config = data_dir / "mosquitto.conf"
-    config.write_text(mosquitto_config(port, host, data_dir))
+    config.write_text(mosquitto_config(port, host, data_dir, password_file, acl_file))
     process = launcher.start("mqtt", [binary, "-c", str(config)])
     wait_for_port(host, port, settings.stack.start_timeout_s, process)
     return host, port
 
 
-def write_flink_conf_dir(settings: Settings, target: Path, rest_port: int, rpc_port: int) -> Path:
-    """A Flink configuration folder for the standalone cluster: our options plus the ports chosen."""
-    target.mkdir(parents=True, exist_ok=True)
-    source = default_conf_dir()
-    for properties in source.glob("log4j*.properties"):
-        shutil.copy(properties, target / properties.name)
-    options = settings.flink.options()
-    options.update({
-        "rest.port": str(rest_port), "rest.address": settings.stack.host, "rest.bind-address": settings.stack.host,
-        "jobmanager.rpc.port": str(rpc_port), "jobmanager.rpc.address": settings.stack.host,
-        "python.executable": options.get("python.executable", sys.executable),
-    })
-    (target / FLINK_FILE).write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in sorted(options.items())))
-    return target
-
-
-def start_flink_cluster(launcher: Launcher, settings: Settings, run_dir: Path) -> str:
-    """A standalone Flink cluster (one JobManager, one TaskManager); returns the REST address."""
-    host = settings.stack.host
-    rest_port = claim_port(host, settings.stack.flink_rest_port, "stack.flink_rest_port")
-    conf_dir = write_flink_conf_dir(settings, run_dir / "flink-conf", rest_port, free_port(host))
-    env = flink_env(conf_dir, run_dir)
-    bin_dir = flink_home() / "bin"
-    jobmanager = launcher.start("flink-jobmanager", ["bash", str(bin_dir / "jobmanager.sh"), "start-foreground"], env=env)
-    rest = f"http://{host}:{rest_port}"
-    wait_until(lambda: _rest_json(f"{rest}/overview") is not None, settings.stack.start_timeout_s, "the Flink REST API", jobmanager)
-    start_taskmanager(launcher, settings, run_dir, rest)
-    return rest
-
-
-def start_taskmanager(launcher: Launcher, settings: Settings, run_dir: Path, rest: str) -> None:
-    """Start (or restart) the TaskManager and wait until the JobManager sees it."""
-    before = {tm["id"] for tm in (_rest_json(f"{rest}/taskmanagers") or {}).get("taskmanagers", [])}
-    env = flink_env(run_dir / "flink-conf", run_dir)
-    argv = ["bash", str(flink_home() / "bin" / "taskmanager.sh"), "start-foreground"]
-    taskmanager = launcher.start("flink-taskmanager", argv, env=env)
-
-    def registered() -> bool:
-        overview = _rest_json(f"{rest}/taskmanagers") or {}
-        return any(tm["id"] not in before for tm in overview.get("taskmanagers", []))
-
-    wait_until(registered, settings.stack.start_timeout_s, "the TaskManager to register", taskmanager)
+def reload_mosquitto_accounts(launcher: Launcher, data_dir: Path, accounts: dict[str, str]) -> None:
+    """Replace the password file and make the running mosquitto reload it."""
+    write_password_file(data_dir / "passwords", accounts)
+    process = launcher.processes.get("mqtt")
+    if process is None:
+        raise StackError("mosquitto is not running in this stack")
+    os.kill(process.pid, signal.SIGHUP)
 
 
 def flink_lib_dir(run_dir: Path) -> Path:

@@ -1,0 +1,74 @@
+"""What the MQTT -> Kafka bridge does with one MQTT message (pure: no clients, no I/O).
+
+A meter publishes to ``meters/<household_id>/readings`` either one reading (a JSON object) or, when
+it has several pending (catching up after being offline, or sampling faster than it publishes), a
+JSON array of readings. Every valid reading becomes one Kafka record keyed by household; a single
+reading is forwarded byte for byte. Anything else becomes a dead-letter record with the reason: a
+payload that is not JSON, a reading that fails validation, or a reading whose household differs from
+the topic it was published on (meters may only speak for themselves).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from gridflow.readings import InvalidReading, ReadingBounds, dead_letter, validate_reading
+
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Routed:
+    """One Kafka record to produce: ``dead`` selects the dead-letter topic."""
+
+    key: bytes | None
+    value: bytes
+    dead: bool
+    field: str = ""
+
+
+def household_from_topic(topic: str, template: str) -> str | None:
+    """The ``{household_id}`` part of ``topic`` for a template like ``meters/{household_id}/readings``."""
+    prefix, _, suffix = template.partition("{household_id}")
+    if not topic.startswith(prefix) or not topic.endswith(suffix) or len(topic) <= len(prefix) + len(suffix):
+        return None
+    household = topic[len(prefix):len(topic) - len(suffix)]
+    return household if "/" not in household else None
+
+
+def route(topic: str, payload: bytes, template: str, bounds: ReadingBounds, now_ms: int | None = None,
+          source: str = "mqtt") -> list[Routed]:
+    """Kafka records for one MQTT message: forwarded readings and dead letters, never an exception."""
+    household = household_from_topic(topic, template)
+    key = household.encode() if household else None
+    where = f"{source}:{topic}"
+    if household is None:
+        return [_dead(payload, InvalidReading("topic", f"topic {topic!r} does not match {template!r}"), where, key)]
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return [_dead(payload, InvalidReading("", f"not JSON: {exc}"), where, key)]
+    except RecursionError:
+        return [_dead(payload, InvalidReading("", "not JSON: nested too deeply"), where, key)]
+    if isinstance(data, list):
+        if not data or len(data) > MAX_BATCH:
+            return [_dead(payload, InvalidReading("", f"a batch holds 1..{MAX_BATCH} readings, got {len(data)}"), where, key)]
+        return [_one(json.dumps(item, separators=(",", ":")).encode(), item, household, template, bounds, now_ms, where, key)
+                for item in data]
+    return [_one(payload, data, household, template, bounds, now_ms, where, key)]
+
+
+def _one(raw: bytes, data, household: str, template: str, bounds, now_ms, where: str, key: bytes) -> Routed:
+    try:
+        reading = validate_reading(data, bounds, now_ms)
+    except InvalidReading as error:
+        return _dead(raw, error, where, key)
+    if reading.household_id != household:
+        expected = template.replace("{household_id}", reading.household_id)
+        return _dead(raw, InvalidReading("household_id", f"{reading.household_id!r} published on another household's "
+                                         f"topic; it belongs on {expected!r}"), where, key)
+    return Routed(key, raw, dead=False)
+
+
+def _dead(raw: bytes, error: InvalidReading, where: str, key: bytes | None) -> Routed:
+    return Routed(key, dead_letter(raw, error, where).encode(), dead=True, field=error.field or "payload")

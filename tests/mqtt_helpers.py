@@ -1,0 +1,56 @@
+"""Small paho-mqtt helpers for tests: connected clients and collecting subscribers."""
+from __future__ import annotations
+
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+
+def connect(host: str, port: int, username: str | None, password: str | None, client_id: str = "",
+            timeout_s: float = 10.0) -> mqtt.Client:
+    """A connected client with its network loop running; raises ConnectionRefusedError if refused."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    if username:
+        client.username_pw_set(username, password)
+    client.max_inflight_messages_set(1000)
+    result: dict = {}
+    done = threading.Event()
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        result["rc"] = reason_code
+        done.set()
+
+    client.on_connect = on_connect
+    client.connect(host, port)
+    client.loop_start()
+    if not done.wait(timeout_s):
+        client.loop_stop()
+        raise TimeoutError("no CONNACK")
+    if result["rc"].is_failure:
+        client.loop_stop()
+        raise ConnectionRefusedError(str(result["rc"]))
+    return client
+
+
+class Collector:
+    """Subscribes and keeps (topic, payload) of every message received."""
+
+    def __init__(self, client: mqtt.Client, topic: str, qos: int = 1):
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        client.on_message = self._on_message
+        subscribed = threading.Event()
+        client.on_subscribe = lambda *args: subscribed.set()
+        client.subscribe(topic, qos=qos)
+        subscribed.wait(5)
+
+    def _on_message(self, client, userdata, message):
+        with self._lock:
+            self.messages.append((message.topic, message.payload))
+
+    def wait_for(self, count: int, timeout_s: float = 10.0) -> list[tuple[str, bytes]]:
+        deadline = time.monotonic() + timeout_s
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return list(self.messages)
