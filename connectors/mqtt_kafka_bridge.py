@@ -24,7 +24,7 @@ from confluent_kafka import KafkaException, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from gridflow.connectors.routing import Routed, route
-from gridflow.readings import ReadingBounds
+from gridflow.readings import KNOWN_FIELDS, ReadingBounds
 from gridflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,13 @@ class BridgeMetrics:
         self.latency = Histogram("gridflow_bridge_batch_latency_seconds", "MQTT receipt to Kafka acknowledgement",
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
                                  registry=registry)
+
+
+def _metric_field(field: str) -> str:
+    """A bounded label for the dead-letter counter: field names come from untrusted payloads."""
+    if field in KNOWN_FIELDS or field in ("payload", "topic"):
+        return field
+    return "channels_w" if field.startswith("channels_w.") else "unknown_field"
 
 
 class _InFlight:
@@ -68,7 +75,7 @@ class MqttKafkaBridge:
             "linger.ms": bridge.kafka_linger_ms,
             "acks": "all",
             "enable.idempotence": True,
-            "compression.type": "lz4",
+            "compression.type": bridge.kafka_compression,
             "queue.buffering.max.messages": 1_000_000,
             **settings.kafka.client,
             **bridge.kafka_client,
@@ -175,7 +182,7 @@ class MqttKafkaBridge:
             self._produce(token, record)
             return
         if record.dead:
-            self.metrics.dead_lettered.labels(record.field).inc()
+            self.metrics.dead_lettered.labels(_metric_field(record.field)).inc()
         else:
             self.metrics.forwarded.inc()
         token.remaining -= 1

@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     topics.add_argument("action", choices=["create"])
     add_settings_arguments(topics)
 
+    bridge = commands.add_parser("bridge", help="run the MQTT <-> Kafka bridge until interrupted")
+    bridge.add_argument("--no-downlink", action="store_true", help="only move readings up, not commands down")
+    add_settings_arguments(bridge)
+
     demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded stack")
     demo.add_argument("--households", type=int, default=12)
     demo.add_argument("--minutes", type=int, default=30)
@@ -40,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
-    handler = {"stack": _stack, "jars": _jars, "config": _config, "topics": _topics, "demo": _demo}[args.command]
+    handler = {"stack": _stack, "jars": _jars, "config": _config, "topics": _topics, "demo": _demo,
+               "bridge": _bridge}[args.command]
     handler(args, settings)
 
 
@@ -94,6 +99,36 @@ def _topics(args, settings) -> None:
     names = list(settings.topics.model_dump().values())
     create_topics(settings, names)
     print("\n".join(names))
+
+
+def _bridge(args, settings) -> None:
+    import logging
+    import signal
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from gridflow.connectors.kafka_mqtt_downlink import KafkaMqttDownlink
+    from gridflow.connectors.mqtt_kafka_bridge import MqttKafkaBridge
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    registry = CollectorRegistry()
+    uplink = MqttKafkaBridge(settings, registry)
+    uplink.start()
+    print(f"bridge: MQTT {settings.mqtt.host}:{settings.mqtt.port} -> Kafka {settings.kafka.bootstrap_servers}; "
+          f"metrics on http://{uplink.metrics_address[0]}:{uplink.metrics_address[1]}/metrics", flush=True)
+    threads = []
+    if settings.bridge.downlink and not args.no_downlink:
+        downlink = KafkaMqttDownlink(settings, registry)
+        downlink.start()
+        threads.append(threading.Thread(target=downlink.run, args=(stop,), name="downlink", daemon=True))
+        threads[-1].start()
+    uplink.run(stop)
+    for thread in threads:
+        thread.join(timeout=30)
 
 
 def _demo(args, settings) -> None:

@@ -60,9 +60,16 @@ def produce(settings: Settings, topic: str, records: Iterable[tuple[str | None, 
 
 def read_topic(settings: Settings, topic: str, expected: int | None = None, idle_timeout_s: float = 5.0,
                max_wait_s: float = 120.0) -> list[str]:
-    """All values in ``topic`` from the beginning, as text.
+    """All values in ``topic`` from the beginning, as text (see :func:`read_records`)."""
+    return [value.decode("utf-8", errors="backslashreplace")
+            for _, value in read_records(settings, topic, expected, idle_timeout_s, max_wait_s)]
 
-    Stops once ``expected`` values were read, or when nothing new arrived for ``idle_timeout_s``.
+
+def read_records(settings: Settings, topic: str, expected: int | None = None, idle_timeout_s: float = 5.0,
+                 max_wait_s: float = 120.0) -> list[tuple[bytes | None, bytes]]:
+    """All ``(key, value)`` records in ``topic`` from the beginning.
+
+    Stops once ``expected`` records were read, or when nothing new arrived for ``idle_timeout_s``.
     """
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False,
                              group_id=None, **_client_options(settings))
@@ -77,18 +84,18 @@ def read_topic(settings: Settings, topic: str, expected: int | None = None, idle
             return []
         consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         consumer.seek_to_beginning()
-        values: list[str] = []
+        records: list[tuple[bytes | None, bytes]] = []
         last_new = time.monotonic()
         while time.monotonic() < deadline:
             batch = consumer.poll(timeout_ms=500)
-            for records in batch.values():
-                values.extend(r.value.decode("utf-8", errors="backslashreplace") for r in records)
+            for polled in batch.values():
+                records.extend((r.key, r.value) for r in polled)
             if batch:
                 last_new = time.monotonic()
-            if expected is not None and len(values) >= expected:
+            if expected is not None and len(records) >= expected:
                 break
             if time.monotonic() - last_new > idle_timeout_s:
                 break
-        return values
+        return records
     finally:
         consumer.close()

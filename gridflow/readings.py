@@ -73,7 +73,7 @@ class Reading:
         return json.dumps(data, separators=(",", ":"))
 
 
-_KNOWN = {"v", "household_id", "meter_id", "ts_ms", "power_w", "voltage_v", "current_a", "energy_kwh", "channels_w"}
+KNOWN_FIELDS = {"v", "household_id", "meter_id", "ts_ms", "power_w", "voltage_v", "current_a", "energy_kwh", "channels_w"}
 
 
 def parse_reading(payload: bytes | str, bounds: ReadingBounds = ReadingBounds(), now_ms: int | None = None) -> Reading:
@@ -92,9 +92,9 @@ def validate_reading(data: Any, bounds: ReadingBounds = ReadingBounds(), now_ms:
     version = data.get("v", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         raise InvalidReading("v", f"unsupported schema version {version!r}; supported: {SCHEMA_VERSION}")
-    unknown = sorted(set(data) - _KNOWN)
+    unknown = sorted(set(data) - KNOWN_FIELDS)
     if unknown:
-        raise InvalidReading(unknown[0], f"unknown field; allowed fields: {', '.join(sorted(_KNOWN))}")
+        raise InvalidReading(unknown[0], f"unknown field; allowed fields: {', '.join(sorted(KNOWN_FIELDS))}")
     household_id = _identifier(data, "household_id")
     meter_id = _identifier(data, "meter_id")
     ts_ms = data.get("ts_ms")

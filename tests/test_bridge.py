@@ -1,0 +1,230 @@
+"""The MQTT <-> Kafka bridge against real mosquitto and the embedded Kafka-protocol broker."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from gridflow import kafka_io
+from gridflow.connectors.mqtt_kafka_bridge import MqttKafkaBridge
+from gridflow.stack.mqtt_auth import SIMULATOR_USER
+
+from conftest import unique_topics
+from mqtt_helpers import Collector, connect
+
+pytestmark = pytest.mark.integration
+START_MS = 1_768_435_200_000
+
+
+def bridge_settings(stack):
+    settings = unique_topics(stack.settings).with_overrides(
+        f"bridge.client_id=bridge-{uuid.uuid4().hex[:8]}", "bridge.metrics_port=0")
+    topics = settings.topics
+    kafka_io.create_topics(settings, [topics.readings, topics.dead_letter, topics.recommendations, topics.schedules])
+    return settings
+
+
+@contextlib.contextmanager
+def running_bridge(settings):
+    bridge = MqttKafkaBridge(settings)
+    bridge.start()
+    stop = threading.Event()
+    thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield bridge, thread
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+
+def publisher(stack):
+    return connect(stack.info.mqtt_host, stack.info.mqtt_port, SIMULATOR_USER, stack.info.mqtt_accounts[SIMULATOR_USER])
+
+
+def reading(h: int, i: int) -> dict:
+    return {"v": 1, "household_id": f"h-{h:03d}", "meter_id": f"m-{h:03d}", "ts_ms": START_MS + i * 1000,
+            "power_w": round(100 + h * 7.5 + i * 0.25, 2), "voltage_v": 230.0 + (i % 7) / 10}
+
+
+def canonical(value: bytes) -> str:
+    return json.dumps(json.loads(value), sort_keys=True)
+
+
+def metric(bridge, name: str) -> float:
+    host, port = bridge.metrics_address
+    text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
+    samples = [line for line in text.splitlines() if line.startswith(name)]
+    assert len(samples) <= 20, f"unbounded label values on {name}"
+    return sum(float(line.rsplit(" ", 1)[1]) for line in samples)
+
+
+def test_every_valid_reading_arrives_exactly_as_sent_and_bad_ones_are_dead_lettered(stack):
+    settings = bridge_settings(stack)
+    sent_single, sent_batched, malformed = [], [], []
+    client = publisher(stack)
+    with running_bridge(settings) as (bridge, _):
+        infos = []
+        for h in range(40):
+            topic = f"meters/h-{h:03d}/readings"
+            for i in range(10):  # one reading per message, as a meter sends in real time
+                payload = json.dumps(reading(h, i)).encode()
+                sent_single.append(payload)
+                infos.append(client.publish(topic, payload, qos=1))
+            batch = [reading(h, i) for i in range(10, 25)]  # a meter catching up after being offline
+            sent_batched.extend(batch)
+            infos.append(client.publish(topic, json.dumps(batch).encode(), qos=1))
+        malformed = [
+            ("meters/h-000/readings", b"\x00\x01 not json"),
+            ("meters/h-001/readings", json.dumps(reading(2, 99)).encode()),  # another household's reading
+            ("meters/h-003/readings", json.dumps({**reading(3, 98), "power_w": 9e9}).encode()),
+            ("meters/h-004/readings", json.dumps([reading(4, 97), {"oops": 1}]).encode()),  # 1 good, 1 bad
+        ]
+        for topic, payload in malformed:
+            infos.append(client.publish(topic, payload, qos=1))
+        for info in infos:
+            info.wait_for_publish(10)
+        expected_good = len(sent_single) + len(sent_batched) + 1
+        records = kafka_io.read_records(settings, settings.topics.readings, expected=expected_good)
+        dead = kafka_io.read_records(settings, settings.topics.dead_letter, expected=4)
+        deadline = time.monotonic() + 10
+        while metric(bridge, "gridflow_bridge_inflight_messages") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert metric(bridge, "gridflow_bridge_received_total") == len(infos)
+        assert metric(bridge, "gridflow_bridge_forwarded_total") == expected_good
+        assert metric(bridge, "gridflow_bridge_dead_lettered_total") == 4
+        assert metric(bridge, "gridflow_bridge_inflight_messages") == 0
+        assert metric(bridge, "gridflow_bridge_batch_latency_seconds_count") == len(infos)
+    client.loop_stop()
+
+    values = [value for _, value in records]
+    assert len(values) == expected_good, "nothing lost, nothing duplicated"
+    assert set(sent_single) <= set(values), "single readings are forwarded byte for byte"
+    expected = sorted([canonical(p) for p in sent_single] + [json.dumps(r, sort_keys=True) for r in sent_batched]
+                      + [json.dumps(reading(4, 97), sort_keys=True)])
+    assert sorted(canonical(v) for v in values) == expected
+    assert all(key.decode() == json.loads(value)["household_id"] for key, value in records), "keyed by household"
+    reasons = sorted(json.loads(value)["field"] for _, value in dead)
+    assert reasons == ["", "household_id", "oops", "power_w"]  # not JSON; foreign household; unknown field; range
+
+
+def test_no_reading_is_lost_when_the_bridge_is_killed_mid_stream(stack, tmp_path):
+    settings = bridge_settings(stack)
+    config = tmp_path / "bridge.yaml"
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json", by_alias=True)))
+    command = [sys.executable, "-m", "gridflow.cli", "bridge", "--no-downlink", "--config", str(config)]
+
+    def start_bridge():
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = process.stdout.readline()
+        assert line.startswith("bridge:"), line
+        return process
+
+    total, published = 6000, []
+    client = publisher(stack)
+    bridge = start_bridge()
+    try:
+        for i in range(total):
+            h = i % 50
+            payload = json.dumps(reading(h, i)).encode()
+            published.append(client.publish(f"meters/h-{h:03d}/readings", payload, qos=1))
+            if i == total // 3:
+                bridge.send_signal(signal.SIGKILL)  # no goodbye: in-flight readings are unacknowledged
+                bridge.wait(10)
+            if i == total // 2:
+                bridge = start_bridge()
+            if i % 500 == 0:
+                time.sleep(0.05)
+        for info in published:
+            info.wait_for_publish(30)
+        records = kafka_io.read_records(settings, settings.topics.readings, expected=total, idle_timeout_s=10)
+    finally:
+        bridge.send_signal(signal.SIGTERM)
+        bridge.wait(30)
+        client.loop_stop()
+    got = [canonical(value) for _, value in records]
+    sent = {json.dumps(reading(i % 50, i), sort_keys=True) for i in range(total)}
+    assert sent <= set(got), f"{len(sent - set(got))} readings lost"
+    duplicates = len(got) - len(set(got))
+    assert duplicates <= settings.bridge.max_inflight
+    assert bridge.returncode == 0
+
+
+def test_downlink_delivers_commands_to_the_households_meter_only(stack):
+    settings = bridge_settings(stack).with_overrides(f"bridge.downlink_client_id=down-{uuid.uuid4().hex[:6]}")
+    stack.add_meter_accounts({"h-dl-1": "pw-1", "h-dl-2": "pw-2"})
+    host, port = stack.info.mqtt_host, stack.info.mqtt_port
+    meter_1, meter_2 = connect(host, port, "h-dl-1", "pw-1"), connect(host, port, "h-dl-2", "pw-2")
+    inbox_1, inbox_2 = Collector(meter_1, "meters/h-dl-1/commands"), Collector(meter_2, "meters/h-dl-2/commands")
+    from gridflow.connectors.kafka_mqtt_downlink import KafkaMqttDownlink
+
+    downlink = KafkaMqttDownlink(settings)
+    downlink.start()
+    stop = threading.Event()
+    thread = threading.Thread(target=downlink.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        advice = {"household_id": "h-dl-1", "text": "run the dishwasher at 13:00 instead of 19:00", "saving_eur": 0.42}
+        schedule = {"household_id": "h-dl-2", "appliance": "washing machine", "start": "02:15"}
+        kafka_io.produce(settings, settings.topics.recommendations, [("h-dl-1", json.dumps(advice))])
+        kafka_io.produce(settings, settings.topics.schedules, [(None, json.dumps(schedule))])
+        kafka_io.produce(settings, settings.topics.recommendations, [(None, '{"text": "for nobody"}')])
+        assert [json.loads(p) for _, p in inbox_1.wait_for(1, timeout_s=30)] == [advice]
+        assert [json.loads(p) for _, p in inbox_2.wait_for(1, timeout_s=30)] == [schedule]
+        dead = kafka_io.read_topic(settings, settings.topics.dead_letter, expected=1, max_wait_s=30)
+        assert json.loads(dead[0])["payload"] == '{"text": "for nobody"}'
+    finally:
+        stop.set()
+        thread.join(30)
+        for client in (meter_1, meter_2):
+            client.loop_stop()
+
+
+@pytest.fixture(scope="module")
+def fuzz_bridge(stack):
+    settings = bridge_settings(stack)
+    client = publisher(stack)
+    with running_bridge(settings) as (bridge, thread):
+        yield settings, bridge, thread, client, []
+    client.loop_stop()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=20)
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.one_of(st.binary(max_size=500), json_values.map(lambda v: json.dumps(v).encode())),
+       household=st.sampled_from(["h-1", "h-2", "x"]))
+def test_fuzz_random_bytes_and_json_never_crash_the_bridge(fuzz_bridge, payload, household):
+    settings, bridge, thread, client, sent = fuzz_bridge
+    client.publish(f"meters/{household}/readings", payload, qos=1).wait_for_publish(10)
+    sent.append(payload)
+    assert thread.is_alive()
+
+
+def test_fuzzed_bridge_accounted_for_every_message(fuzz_bridge):
+    settings, bridge, thread, client, sent = fuzz_bridge
+    assert len(sent) >= 100 and thread.is_alive()
+    deadline = time.monotonic() + 20
+    while metric(bridge, "gridflow_bridge_inflight_messages") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert metric(bridge, "gridflow_bridge_received_total") == len(sent)
+    assert metric(bridge, "gridflow_bridge_inflight_messages") == 0
+    outputs = metric(bridge, "gridflow_bridge_forwarded_total") + metric(bridge, "gridflow_bridge_dead_lettered_total")
+    assert outputs >= len(sent)
