@@ -85,6 +85,7 @@ class BridgeSettings(_Section):
     max_inflight: int = Field(20_000, ge=1, le=1_000_000,
                               description="MQTT messages received but not yet acknowledged (Kafka not done)")
     kafka_linger_ms: int = Field(5, ge=0, le=1_000)
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     kafka_client: dict[str, str] = Field(default_factory=dict, description="raw librdkafka properties")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
