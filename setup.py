@@ -39,7 +39,8 @@ setup(
         "river==0.23.0",
         "numpy>=1.23,<2.2",
         "kafka-python>=2.0.2",
-        "lz4>=4.0",  # lets kafka-python read lz4-compressed batches (the bridge's default)
+        "lz4>=4.0",
+        "orjson>=3.9",  # lets kafka-python read lz4-compressed batches (the bridge's default)
         # librdkafka-based client for the MQTT->Kafka bridge's hot path (several times kafka-python's rate)
         "confluent-kafka>=2.3",
         "prometheus-client>=0.20",

@@ -21,7 +21,8 @@ import time
 
 import paho.mqtt.client as mqtt
 from confluent_kafka import KafkaException, Producer
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from gridflow.connectors.routing import Routed, route
 from gridflow.readings import KNOWN_FIELDS, ReadingBounds
@@ -31,18 +32,33 @@ log = logging.getLogger(__name__)
 
 
 class BridgeMetrics:
+    """The bridge's Prometheus metrics. Counters are plain integers bumped on the hot path (no lock:
+    one thread writes them) and read when Prometheus scrapes."""
+
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
-        self.received = Counter("gridflow_bridge_received", "MQTT messages received", registry=registry)
-        self.forwarded = Counter("gridflow_bridge_forwarded", "readings acknowledged by Kafka", registry=registry)
-        self.dead_lettered = Counter("gridflow_bridge_dead_lettered", "records sent to the dead-letter topic",
-                                     ["field"], registry=registry)
-        self.kafka_errors = Counter("gridflow_bridge_kafka_errors", "Kafka delivery failures (retried)", registry=registry)
-        self.inflight = Gauge("gridflow_bridge_inflight_messages",
-                              "MQTT messages received but not yet acknowledged (the bridge's lag)", registry=registry)
+        self.received = 0
+        self.forwarded = 0
+        self.kafka_errors = 0
+        self.dead_lettered: dict[str, int] = {}
+        self.inflight = 0
         self.latency = Histogram("gridflow_bridge_batch_latency_seconds", "MQTT receipt to Kafka acknowledgement",
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
                                  registry=registry)
+        registry.register(self)
+
+    def collect(self):
+        yield CounterMetricFamily("gridflow_bridge_received", "MQTT messages received", value=self.received)
+        yield CounterMetricFamily("gridflow_bridge_forwarded", "readings acknowledged by Kafka", value=self.forwarded)
+        dead = CounterMetricFamily("gridflow_bridge_dead_lettered", "records sent to the dead-letter topic",
+                                   labels=["field"])
+        for field, count in sorted(self.dead_lettered.items()):
+            dead.add_metric([field], count)
+        yield dead
+        yield CounterMetricFamily("gridflow_bridge_kafka_errors", "Kafka delivery failures (retried)",
+                                  value=self.kafka_errors)
+        yield GaugeMetricFamily("gridflow_bridge_inflight_messages",
+                                "MQTT messages received but not yet acknowledged (the bridge's lag)", value=self.inflight)
 
 
 def _metric_field(field: str) -> str:
@@ -66,7 +82,6 @@ class MqttKafkaBridge:
         self.metrics = BridgeMetrics(registry or CollectorRegistry())
         self.metrics_address: tuple[str, int] | None = None
         self._metrics_server = None
-        self._inflight = 0
         self._connected = threading.Event()
         self._topics = (settings.topics.readings, settings.topics.dead_letter)
         bridge = settings.bridge
@@ -108,7 +123,7 @@ class MqttKafkaBridge:
         """Move readings until ``stop`` is set, then deliver what is in flight and return."""
         backoff_s = 0.5
         while not stop.is_set():
-            if self._inflight < self.settings.bridge.max_inflight:
+            if self.metrics.inflight < self.settings.bridge.max_inflight:
                 rc = self.client.loop(timeout=0.01)
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     log.warning("MQTT connection lost (%s); reconnecting in %.1f s", mqtt.error_string(rc), backoff_s)
@@ -125,7 +140,7 @@ class MqttKafkaBridge:
     def close(self) -> None:
         """Wait for Kafka to acknowledge what is in flight, acknowledge it to MQTT, disconnect."""
         deadline = time.monotonic() + 30
-        while self._inflight and time.monotonic() < deadline:
+        while self.metrics.inflight and time.monotonic() < deadline:
             self.producer.poll(0.05)
             self.client.loop(timeout=0.01)
         self.client.disconnect()
@@ -148,12 +163,12 @@ class MqttKafkaBridge:
         self._connected.set()
 
     def _on_message(self, client, userdata, message) -> None:
-        self.metrics.received.inc()
+        metrics = self.metrics
+        metrics.received += 1
         routed = route(message.topic, message.payload, self.settings.mqtt.readings_topic, self.bounds,
                        now_ms=int(time.time() * 1000))
         token = _InFlight(message.mid, message.qos, len(routed))
-        self._inflight += 1
-        self.metrics.inflight.set(self._inflight)
+        metrics.inflight += 1
         for record in routed:
             self._produce(token, record)
 
@@ -171,24 +186,25 @@ class MqttKafkaBridge:
             except BufferError:  # local queue full: let deliveries drain
                 self.producer.poll(0.05)
             except KafkaException as error:
-                self.metrics.kafka_errors.inc()
+                self.metrics.kafka_errors += 1
                 log.warning("Kafka produce failed (%s); retrying", error)
                 self.producer.poll(0.5)
 
     def _delivered(self, token: _InFlight, record: Routed, error) -> None:
+        metrics = self.metrics
         if error is not None:
-            self.metrics.kafka_errors.inc()
+            metrics.kafka_errors += 1
             log.warning("Kafka delivery failed (%s); retrying", error)
             self._produce(token, record)
             return
         if record.dead:
-            self.metrics.dead_lettered.labels(_metric_field(record.field)).inc()
+            label = _metric_field(record.field)
+            metrics.dead_lettered[label] = metrics.dead_lettered.get(label, 0) + 1
         else:
-            self.metrics.forwarded.inc()
+            metrics.forwarded += 1
         token.remaining -= 1
         if token.remaining == 0:
             if token.qos > 0:
                 self.client.ack(token.mid, token.qos)
-            self._inflight -= 1
-            self.metrics.inflight.set(self._inflight)
-            self.metrics.latency.observe(time.monotonic() - token.received_s)
+            metrics.inflight -= 1
+            metrics.latency.observe(time.monotonic() - token.received_s)

@@ -9,8 +9,9 @@ the topic it was published on (meters may only speak for themselves).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+
+import orjson
 
 from gridflow.readings import InvalidReading, ReadingBounds, dead_letter, validate_reading
 
@@ -45,16 +46,13 @@ def route(topic: str, payload: bytes, template: str, bounds: ReadingBounds, now_
     if household is None:
         return [_dead(payload, InvalidReading("topic", f"topic {topic!r} does not match {template!r}"), where, key)]
     try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = orjson.loads(payload)  # strict JSON (no NaN/Infinity), UTF-8 only, bounded nesting
+    except orjson.JSONDecodeError as exc:
         return [_dead(payload, InvalidReading("", f"not JSON: {exc}"), where, key)]
-    except RecursionError:
-        return [_dead(payload, InvalidReading("", "not JSON: nested too deeply"), where, key)]
     if isinstance(data, list):
         if not data or len(data) > MAX_BATCH:
             return [_dead(payload, InvalidReading("", f"a batch holds 1..{MAX_BATCH} readings, got {len(data)}"), where, key)]
-        return [_one(json.dumps(item, separators=(",", ":")).encode(), item, household, template, bounds, now_ms, where, key)
-                for item in data]
+        return [_one(orjson.dumps(item), item, household, template, bounds, now_ms, where, key) for item in data]
     return [_one(payload, data, household, template, bounds, now_ms, where, key)]
 
 

@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     jars.add_argument("action", choices=["fetch", "path"])
     add_settings_arguments(jars)
 
+    data = commands.add_parser("data", help="fetch the real household and price datasets into the data cache")
+    data.add_argument("action", choices=["fetch", "path"])
+    add_settings_arguments(data)
+
     config = commands.add_parser("config", help="validate or print the effective settings")
     config.add_argument("action", choices=["check", "show"])
     add_settings_arguments(config)
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
-    handler = {"stack": _stack, "jars": _jars, "config": _config, "topics": _topics, "demo": _demo,
+    handler = {"stack": _stack, "jars": _jars, "data": _data, "config": _config, "topics": _topics, "demo": _demo,
                "bridge": _bridge}[args.command]
     handler(args, settings)
 
@@ -82,6 +86,12 @@ def _jars(args, settings) -> None:
             print(path)
     else:
         print(cache_dir(settings))
+
+
+def _data(args, settings) -> None:
+    from gridflow.datasets import data_dir, fetch_datasets
+
+    print(fetch_datasets(settings) if args.action == "fetch" else data_dir(settings))
 
 
 def _config(args, settings) -> None:

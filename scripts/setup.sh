@@ -32,4 +32,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
   echo "$fingerprint" > "$stamp"
 fi
 "$VENV/bin/gridflow" jars fetch >/dev/null
+"$VENV/bin/gridflow" data fetch >/dev/null
 echo "setup: ready ($VENV)"
