@@ -1,0 +1,1 @@
+"""Fake of the ``umqtt`` package (micropython-lib): only ``umqtt.simple``."""
