@@ -40,6 +40,15 @@ def main(argv: list[str] | None = None) -> None:
     bridge.add_argument("--no-downlink", action="store_true", help="only move readings up, not commands down")
     add_settings_arguments(bridge)
 
+    simulate = commands.add_parser("simulate", help="run simulated meters replaying real load shapes over MQTT")
+    simulate.add_argument("--meters", type=int, default=100)
+    simulate.add_argument("--duration-s", type=float, default=3600.0, help="simulated time to cover")
+    simulate.add_argument("--start-ms", type=int, help="first reading time (default: now, or the past when speed > 1)")
+    simulate.add_argument("--sources", default="uci,citylearn", help="load-shape sources: uci, citylearn or both")
+    simulate.add_argument("--faults-out", help="write the injected faults' ground truth here (JSON Lines)")
+    simulate.add_argument("--no-progress", action="store_true")
+    add_settings_arguments(simulate)
+
     demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded stack")
     demo.add_argument("--households", type=int, default=12)
     demo.add_argument("--minutes", type=int, default=30)
@@ -49,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
     handler = {"stack": _stack, "jars": _jars, "data": _data, "config": _config, "topics": _topics, "demo": _demo,
-               "bridge": _bridge}[args.command]
+               "bridge": _bridge, "simulate": _simulate}[args.command]
     handler(args, settings)
 
 
@@ -139,6 +148,26 @@ def _bridge(args, settings) -> None:
     uplink.run(stop)
     for thread in threads:
         thread.join(timeout=30)
+
+
+def _simulate(args, settings) -> None:
+    from gridflow.devices.load_shapes import LoadShapeLibrary
+    from gridflow.devices.simulator import FleetSimulator
+
+    sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+    unknown = sorted(set(sources) - {"uci", "citylearn"})
+    if unknown or not sources:
+        sys.exit(f"gridflow: --sources takes uci, citylearn or both, got {args.sources!r}")
+    library = LoadShapeLibrary.load(settings, sources)
+    simulator = FleetSimulator(settings, args.meters, args.duration_s, library, start_ms=args.start_ms,
+                               faults_path=args.faults_out)
+    try:
+        summary = simulator.run(progress=not args.no_progress)
+    finally:
+        simulator.close()
+    print(summary.line())
+    if args.faults_out:
+        print(f"ground truth of {summary.faults} faults: {args.faults_out}")
 
 
 def _demo(args, settings) -> None:
