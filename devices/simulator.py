@@ -132,19 +132,32 @@ class FleetSimulator:
         ticks = tqdm(range(self.n), desc="simulating", unit="tick", disable=not progress, mininterval=1.0)
         for k in ticks:
             wall_due = started + k * self.interval_s / speed
-            delay = wall_due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            now_ms = int(self.ts_ms[k])
-            for meter, driver in zip(self.meters, self.drivers):
-                driver.index = k
-                meter.step(now_ms)
+            while time.monotonic() < wall_due:  # keep the connections alive while waiting
+                for connection in self.connections:
+                    connection.service(min(0.05, max(0.0, wall_due - time.monotonic())))
+            self.step_all(int(self.ts_ms[k]), k)
         flush_ms = int(self.ts_ms[-1]) + int(self.settings.simulator.publish_interval_s * 1000)
-        for meter in self.meters:
+        for i, meter in enumerate(self.meters):
             meter.publish_pending(flush_ms)
+            if i % 200 == 0:
+                for connection in self.connections:
+                    connection.service()
         for connection in self.connections:
             connection.wait_until_sent()
         return self.summary(time.monotonic() - started)
+
+    def step_all(self, now_ms: int, sample_index: int | None = None, service_every: int = 200) -> None:
+        """One firmware step of every meter at ``now_ms`` (replaying sample ``sample_index``)."""
+        connections = self.connections
+        for i, (meter, driver) in enumerate(zip(self.meters, self.drivers)):
+            if sample_index is not None:
+                driver.index = sample_index
+            if i % service_every == 0:
+                for connection in connections:
+                    connection.service()
+            meter.step(now_ms)
+        for connection in connections:
+            connection.service()
 
     def summary(self, elapsed_s: float) -> FleetSummary:
         def total(key: str) -> int:

@@ -9,11 +9,16 @@ Differences from umqtt.simple, on purpose: a QoS 1 ``publish`` returns once paho
 message in its persistent session (paho resends it after a reconnect) instead of blocking for the
 PUBACK, so one slow acknowledgement does not stall a whole fleet; a publish while the connection is
 down raises ``OSError`` exactly like umqtt, so the firmware keeps the reading in its buffer.
+
+No background thread: the owner calls :meth:`SharedConnection.service` regularly (the simulator does
+between meters). With paho's own loop thread every publish wakes that thread and the two fight over
+the GIL, which cost several times the publish itself.
 """
 from __future__ import annotations
 
 import collections
 import threading
+import time
 
 import paho.mqtt.client as mqtt
 
@@ -41,22 +46,34 @@ class SharedConnection:
 
     def start(self, timeout_s: float = 10.0) -> "SharedConnection":
         self.client.connect(self._host, self._port, keepalive=30)
-        self.client.loop_start()
-        if not self.connected.wait(timeout_s):
-            self.client.loop_stop()
-            raise ConnectionError(f"no MQTT session with {self._host}:{self._port} within {timeout_s} s")
+        deadline = time.monotonic() + timeout_s
+        while not self.connected.is_set():
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"no MQTT session with {self._host}:{self._port} within {timeout_s} s")
+            self.client.loop(timeout=0.05)
         return self
+
+    def service(self, timeout_s: float = 0.0) -> None:
+        """Run paho's network loop once: send queued publishes, read acknowledgements and commands,
+        keep the connection alive, reconnect if it dropped."""
+        rc = self.client.loop(timeout=timeout_s)
+        if rc in (mqtt.MQTT_ERR_NO_CONN, mqtt.MQTT_ERR_CONN_LOST):
+            try:
+                self.client.reconnect()
+            except OSError:
+                pass
 
     def wait_until_sent(self, timeout_s: float = 120.0) -> None:
         """Block until the broker acknowledged the last message published on this connection."""
-        if self._last_publish is not None:
-            self._last_publish.wait_for_publish(timeout_s)
-            if not self._last_publish.is_published():
+        deadline = time.monotonic() + timeout_s
+        while self._last_publish is not None and not self._last_publish.is_published():
+            if time.monotonic() > deadline:
                 raise TimeoutError(f"MQTT broker did not acknowledge within {timeout_s} s")
+            self.service(0.01)
 
     def stop(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        self.client.loop(timeout=0.1)
 
     def client_for(self, client_id: str) -> "MeterClient":
         return MeterClient(self, client_id)

@@ -71,8 +71,7 @@ def test_meters_in_the_simulator_receive_their_commands(stack, library):
         bridge.publish("meters/cmd-00001/commands", json.dumps(command).encode(), qos=1).wait_for_publish(5)
         deadline = time.monotonic() + 10
         while simulator.meters[1].last_command is None and time.monotonic() < deadline:
-            for meter in simulator.meters:
-                meter.step(int(simulator.ts_ms[-1]) + 10_000)
+            simulator.step_all(int(simulator.ts_ms[-1]) + 10_000)
             time.sleep(0.05)
         assert simulator.meters[1].last_command == command
         assert simulator.meters[0].last_command is None and simulator.meters[2].last_command is None
