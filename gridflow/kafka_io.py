@@ -71,6 +71,24 @@ def read_records(settings: Settings, topic: str, expected: int | None = None, id
 
     Stops once ``expected`` records were read, or when nothing new arrived for ``idle_timeout_s``.
     """
+    return [(key, value) for _, _, key, value in
+            _read(settings, topic, expected, idle_timeout_s, max_wait_s)]
+
+
+def end_offsets(settings: Settings, topic: str, expected: int, max_wait_s: float = 120.0) -> dict[int, int]:
+    """Per-partition end offsets once ``topic`` holds ``expected`` records, found by reading them (the
+    broker's own "latest" answer is not relied on); bounds a later job's read exactly."""
+    records = _read(settings, topic, expected, idle_timeout_s=max_wait_s, max_wait_s=max_wait_s)
+    if len(records) < expected:
+        raise TimeoutError(f"{topic} holds {len(records)} records, expected {expected}")
+    ends: dict[int, int] = {}
+    for partition, offset, _, _ in records:
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+    return ends
+
+
+def _read(settings: Settings, topic: str, expected: int | None, idle_timeout_s: float,
+          max_wait_s: float) -> list[tuple[int, int, bytes | None, bytes]]:
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False,
                              group_id=None, **_client_options(settings))
     try:
@@ -84,12 +102,12 @@ def read_records(settings: Settings, topic: str, expected: int | None = None, id
             return []
         consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         consumer.seek_to_beginning()
-        records: list[tuple[bytes | None, bytes]] = []
+        records: list[tuple[int, int, bytes | None, bytes]] = []
         last_new = time.monotonic()
         while time.monotonic() < deadline:
             batch = consumer.poll(timeout_ms=500)
             for polled in batch.values():
-                records.extend((r.key, r.value) for r in polled)
+                records.extend((r.partition, r.offset, r.key, r.value) for r in polled)
             if batch:
                 last_new = time.monotonic()
             if expected is not None and len(records) >= expected:
