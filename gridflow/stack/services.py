@@ -144,6 +144,50 @@ def reload_mosquitto_accounts(launcher: Launcher, data_dir: Path, accounts: dict
     os.kill(process.pid, signal.SIGHUP)
 
 
+def write_flink_conf_dir(settings: Settings, target: Path, rest_port: int, rpc_port: int) -> Path:
+    """A Flink configuration folder for the standalone cluster: our options plus the ports chosen."""
+    target.mkdir(parents=True, exist_ok=True)
+    source = default_conf_dir()
+    for properties in source.glob("log4j*.properties"):
+        shutil.copy(properties, target / properties.name)
+    options = settings.flink.options()
+    options.update({
+        "rest.port": str(rest_port), "rest.address": settings.stack.host, "rest.bind-address": settings.stack.host,
+        "jobmanager.rpc.port": str(rpc_port), "jobmanager.rpc.address": settings.stack.host,
+        "python.executable": options.get("python.executable", sys.executable),
+    })
+    (target / FLINK_FILE).write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in sorted(options.items())))
+    return target
+
+
+def start_flink_cluster(launcher: Launcher, settings: Settings, run_dir: Path) -> str:
+    """A standalone Flink cluster (one JobManager, one TaskManager); returns the REST address."""
+    host = settings.stack.host
+    rest_port = claim_port(host, settings.stack.flink_rest_port, "stack.flink_rest_port")
+    conf_dir = write_flink_conf_dir(settings, run_dir / "flink-conf", rest_port, free_port(host))
+    env = flink_env(conf_dir, run_dir)
+    bin_dir = flink_home() / "bin"
+    jobmanager = launcher.start("flink-jobmanager", ["bash", str(bin_dir / "jobmanager.sh"), "start-foreground"], env=env)
+    rest = f"http://{host}:{rest_port}"
+    wait_until(lambda: _rest_json(f"{rest}/overview") is not None, settings.stack.start_timeout_s, "the Flink REST API", jobmanager)
+    start_taskmanager(launcher, settings, run_dir, rest)
+    return rest
+
+
+def start_taskmanager(launcher: Launcher, settings: Settings, run_dir: Path, rest: str) -> None:
+    """Start (or restart) the TaskManager and wait until the JobManager sees it."""
+    before = {tm["id"] for tm in (_rest_json(f"{rest}/taskmanagers") or {}).get("taskmanagers", [])}
+    env = flink_env(run_dir / "flink-conf", run_dir)
+    argv = ["bash", str(flink_home() / "bin" / "taskmanager.sh"), "start-foreground"]
+    taskmanager = launcher.start("flink-taskmanager", argv, env=env)
+
+    def registered() -> bool:
+        overview = _rest_json(f"{rest}/taskmanagers") or {}
+        return any(tm["id"] not in before for tm in overview.get("taskmanagers", []))
+
+    wait_until(registered, settings.stack.start_timeout_s, "the TaskManager to register", taskmanager)
+
+
 def flink_lib_dir(run_dir: Path) -> Path:
     """The cluster's class path: the wheel's lib/ plus flink-python from opt/ (PyFlink jobs need it on the
     cluster; a binary Flink distribution asks users to copy it into lib/, the wheel cannot be changed)."""
