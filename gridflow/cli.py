@@ -72,8 +72,10 @@ def _stack(args, settings) -> None:
             info = stack.up()
         except StackError as error:
             sys.exit(f"gridflow: {error}")
-        print(json.dumps(info.__dict__, indent=2))
-        print(f"settings for jobs and tools: --config {stack.run_dir / 'settings.yaml'}")
+        shown = {**info.__dict__, "mqtt_accounts": sorted(info.mqtt_accounts or {})}  # passwords stay in the files
+        print(json.dumps(shown, indent=2))
+        print(f"settings for jobs and tools (with the service accounts' passwords): "
+              f"--config {stack.run_dir / 'settings.yaml'}")
     elif args.action == "down":
         info = stop_stack(run_dir)
         print(f"stopped stack {info.stack_id}" if info else f"no stack recorded in {run_dir}")
@@ -84,7 +86,8 @@ def _stack(args, settings) -> None:
         if info is None:
             print(f"no stack recorded in {run_dir}")
             return
-        print(json.dumps({**info.__dict__, "pids": marked_pids(info.stack_id)}, indent=2))
+        print(json.dumps({**info.__dict__, "mqtt_accounts": sorted(info.mqtt_accounts or {}),
+                          "pids": marked_pids(info.stack_id)}, indent=2))
 
 
 def _jars(args, settings) -> None:

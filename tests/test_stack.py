@@ -38,6 +38,9 @@ def test_stack_up_and_down_from_the_command_line(tmp_path):
         assert again.returncode != 0 and "already running" in again.stderr
         status = _gridflow("stack", "status", "--run-dir", str(run_dir))
         assert json.loads(status.stdout)["pids"] == pids
+        for password in info.mqtt_accounts.values():
+            assert password not in up.stdout + status.stdout, "passwords are not printed"
+        assert oct((run_dir / "settings.yaml").stat().st_mode & 0o777) == "0o600"
     finally:
         down = _gridflow("stack", "down", "--run-dir", str(run_dir))
     assert down.returncode == 0, down.stderr
