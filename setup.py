@@ -7,13 +7,15 @@ from pathlib import Path
 
 import numpy
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 HERE = Path(__file__).parent
 SUBPACKAGES = ["jobs", "operators", "native", "connectors", "devices"]
 
 package_dir = {"gridflow": "gridflow", **{f"gridflow.{name}": name for name in SUBPACKAGES}}
-packages = ["gridflow", "gridflow.stack", *(f"gridflow.{name}" for name in SUBPACKAGES)]
+packages = ["gridflow", *(f"gridflow.{sub}" for sub in find_packages("gridflow"))]
+for name in SUBPACKAGES:
+    packages += [f"gridflow.{name}", *(f"gridflow.{name}.{sub}" for sub in find_packages(name))]
 
 extensions = [
     Extension(f"gridflow.native.{pyx.stem}", [str(pyx.relative_to(HERE))], include_dirs=[numpy.get_include()],
