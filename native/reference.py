@@ -21,3 +21,32 @@ def resample_reference(ts_ms, values, start_ms: int, step_ms: int, n_slots: int,
     idx = np.flatnonzero(inner)
     out[idx[near]] = (vals[lo] + (vals[hi] - vals[lo]) * frac)[near]
     return out
+
+
+def dbscan_reference(X, eps: float, min_samples: int, return_core_mask: bool = False):
+    """Brute-force DBSCAN with scikit-learn's labelling: all pairwise squared distances, summed over
+    the dimensions in order and compared with ``eps * eps`` (inclusive); clusters grown depth-first
+    from each unlabelled core point in index order, a border point taking the first cluster that
+    reaches it. O(n^2) memory: for tests only."""
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    d2 = np.zeros((n, n))
+    for j in range(X.shape[1]):
+        d2 += (X[:, j, None] - X[None, :, j]) ** 2
+    neighbours = [np.flatnonzero(row) for row in d2 <= eps * eps]
+    core = np.array([len(nb) >= min_samples for nb in neighbours], dtype=bool)
+    labels = np.full(n, -1, dtype=np.int64)
+    label = 0
+    for i in range(n):
+        if labels[i] != -1 or not core[i]:
+            continue
+        stack = [i]
+        while stack:
+            p = stack.pop()
+            if labels[p] != -1:
+                continue
+            labels[p] = label
+            if core[p]:
+                stack.extend(int(v) for v in neighbours[p] if labels[v] == -1)
+        label += 1
+    return (labels, core) if return_core_mask else labels
