@@ -183,6 +183,28 @@ cdef inline void _mark(Py_ssize_t* count, const Py_ssize_t* leaf_of, Py_ssize_t 
         node = (node - 1) >> 1
 
 
+cdef void _finish(Py_ssize_t n, const unsigned char* core, Py_ssize_t* lab, const Py_ssize_t* off,
+                  const Py_ssize_t* nb, const Py_ssize_t* pos, long long* labels,
+                  unsigned char* is_core) noexcept nogil:
+    """A border point takes the lowest cluster among its core neighbours (clusters expand one after
+    the other, so the first to reach it keeps it, as in sklearn); then write labels and core flags
+    back in the caller's row order (``pos`` maps rows to internal order)."""
+    cdef Py_ssize_t i, k, t, m, best
+    for k in range(n):
+        if core[k]:
+            continue
+        best = -1
+        for t in range(off[k], off[k + 1]):
+            m = nb[t]
+            if core[m] and (best == -1 or lab[m] < best):
+                best = lab[m]
+        lab[k] = best
+    for i in range(n):
+        k = pos[i]
+        labels[i] = lab[k]
+        is_core[i] = core[k]
+
+
 cdef extern from *:
     """
     /* Squared distances from q to the m points of a leaf block B, stored dimension-major
@@ -555,22 +577,9 @@ def dbscan_kdtree(const double[:, ::1] X, double eps, Py_ssize_t min_samples, lo
                                     top += 1
                 label_num += 1
 
-            # ---- 3. a border point takes the lowest cluster among its core neighbours: clusters
-            # expand one after the other, and the first to reach the point keeps it.
-            for k in range(n if not oom else 0):
-                if core[k]:
-                    continue
-                best = -1
-                for j in range(off[k], off[k + 1]):
-                    m = nb.data[j]
-                    if core[m] and (best == -1 or lab[m] < best):
-                        best = lab[m]
-                lab[k] = best
-
-            for i in range(n if not oom else 0):
-                k = pos[i]
-                labels[i] = lab[k]
-                is_core[i] = core[k]
+            # ---- 3. border points, then the labels back in the caller's row order
+            if not oom:
+                _finish(n, core, lab, off, nb.data, pos, &labels[0], &is_core[0])
     finally:
         free(nb.data)
     if oom:
@@ -792,21 +801,9 @@ def dbscan_grid(const double[:, ::1] X, double eps, Py_ssize_t min_samples, long
                                 top += 1
                 label_num += 1
 
-            # ---- 3. a border point takes the lowest cluster among its core neighbours
-            for k in range(n if not oom else 0):
-                if core[k]:
-                    continue
-                best = -1
-                for t in range(off[k], off[k + 1]):
-                    m = nb.data[t]
-                    if core[m] and (best == -1 or lab[m] < best):
-                        best = lab[m]
-                lab[k] = best
-
-            for i in range(n if not oom else 0):
-                k = pos[i]
-                labels[i] = lab[k]
-                is_core[i] = core[k]
+            # ---- 3. border points, then the labels back in the caller's row order
+            if not oom:
+                _finish(n, core, lab, off, nb.data, pos, &labels[0], &is_core[0])
     finally:
         free(nb.data)
     if oom:
