@@ -50,6 +50,7 @@ setup(
         "paho-mqtt>=2.0",
         "pydantic>=2.6,<3",
         "PyYAML>=6",
+        "scipy>=1.11",  # the exact MILP scheduling reference (HiGHS)
     ],
     extras_require={
         # The embedded default stack: a Kafka-protocol broker binary and S3 storage for durable topics.
