@@ -72,8 +72,7 @@ def _stack(args, settings) -> None:
             info = stack.up()
         except StackError as error:
             sys.exit(f"gridflow: {error}")
-        shown = {**info.__dict__, "mqtt_accounts": sorted(info.mqtt_accounts or {})}  # passwords stay in the files
-        print(json.dumps(shown, indent=2))
+        print(json.dumps(_shown(info), indent=2))
         print(f"settings for jobs and tools (with the service accounts' passwords): "
               f"--config {stack.run_dir / 'settings.yaml'}")
     elif args.action == "down":
@@ -86,8 +85,13 @@ def _stack(args, settings) -> None:
         if info is None:
             print(f"no stack recorded in {run_dir}")
             return
-        print(json.dumps({**info.__dict__, "mqtt_accounts": sorted(info.mqtt_accounts or {}),
-                          "pids": marked_pids(info.stack_id)}, indent=2))
+        print(json.dumps({**_shown(info), "pids": marked_pids(info.stack_id)}, indent=2))
+
+
+def _shown(info) -> dict:
+    """What the stack commands print: everything but the service accounts' passwords (those stay in
+    the stack's 0600 files)."""
+    return {**info.__dict__, "mqtt_accounts": sorted(info.mqtt_accounts or {})}
 
 
 def _jars(args, settings) -> None:

@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from gridflow.jars import adapt_pyflink_to_connector, connector_jar_urls
 from gridflow.settings import Settings
+from gridflow.stack.processes import path_with_interpreter_first
 
 
 def submitted_by_flink_cli() -> bool:
     """True when this process was started by ``flink run`` (the CLI owns the cluster connection)."""
     return "PYFLINK_GATEWAY_PORT" in os.environ
-
-
-def _put_interpreter_first_on_path() -> None:
-    """Thread-mode Python workers (pemja) find their packages through the ``python`` on PATH, not
-    through ``python.executable``: without this a job started by a venv's interpreter from a shell
-    that did not activate the venv fails with "No module named 'pemja'". Must run before the JVM starts."""
-    interpreter_dir = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "")
-    if path.split(os.pathsep)[0] != interpreter_dir:
-        os.environ["PATH"] = interpreter_dir + os.pathsep + path
 
 
 def create_env(settings: Settings):
@@ -39,7 +29,10 @@ def create_env(settings: Settings):
     options["pipeline.jars"] = ";".join(dict.fromkeys(existing + jars))
     if not submitted_by_flink_cli():
         options.setdefault("python.executable", sys.executable)
-        _put_interpreter_first_on_path()
+        # Thread-mode Python workers (pemja) find their packages through the ``python`` on PATH, not
+        # through python.executable: without this a job started by a venv's interpreter from a shell
+        # that did not activate the venv fails with "No module named 'pemja'". Before the JVM starts.
+        os.environ["PATH"] = path_with_interpreter_first()
     config = Configuration()
     for key, value in options.items():
         config.set_string(key, value)

@@ -340,7 +340,7 @@ def dbscan_kdtree(const double[:, ::1] X, double eps, Py_ssize_t min_samples, lo
 
     cdef double r2 = eps * eps
     cdef Py_ssize_t own, own_s, own_e
-    cdef Py_ssize_t node, s, e, k, m, j, dim, sp, cnt, c, i, top, best, label_num = 0, mid, left
+    cdef Py_ssize_t node, s, e, k, m, j, dim, sp, cnt, c, i, top, label_num = 0, mid, left
     cdef double v, w, diam
     cdef const double* q
     cdef double* lo
@@ -671,7 +671,7 @@ def dbscan_grid(const double[:, ::1] X, double eps, Py_ssize_t min_samples, long
     cdef unsigned char* core = &core_v[0]
 
     cdef double r2 = eps * eps
-    cdef Py_ssize_t n_cells = 0, slot, cid, i, m, t, o, a, cnt, c, e, top, best, w, label_num = 0
+    cdef Py_ssize_t n_cells = 0, slot, cid, i, m, t, o, a, cnt, c, e, top, w, label_num = 0
     cdef long long key, nkey
     cdef long long cc[3]
     cdef long long oc[3]

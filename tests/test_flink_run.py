@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from gridflow import kafka_io
+from gridflow.stack.processes import path_with_interpreter_first
 from gridflow.stack.services import flink_home
 
 from conftest import unique_topics
@@ -36,7 +37,7 @@ def test_flink_run_submits_the_job_to_the_standalone_cluster(flink_stack, tmp_pa
         "--config", str(overlay), "--stop-offsets", ",".join(f"{p}={o}" for p, o in sorted(ends.items())),
     ]
     env = {**os.environ, "FLINK_CONF_DIR": flink_stack.info.flink_conf_dir,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+           "PATH": path_with_interpreter_first()}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Job has been submitted with JobID" in result.stdout

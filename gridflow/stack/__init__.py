@@ -76,6 +76,7 @@ class EmbeddedStack:
         self.launcher = Launcher(self.run_dir, self.info.stack_id)
         CREATED_STACK_IDS.append(self.info.stack_id)
         self._s3: services.S3Endpoint | None = None
+        self._device_accounts: dict[str, str] = {}
 
     @property
     def settings(self) -> Settings:
@@ -96,7 +97,6 @@ class EmbeddedStack:
                 self.info.kafka_bootstrap = services.start_kafka(self.launcher, self.base_settings, self._s3)
             if self.want_mqtt:
                 self.info.mqtt_accounts = {BRIDGE_USER: new_password(), SIMULATOR_USER: new_password()}
-                self._device_accounts: dict[str, str] = {}
                 self.info.mqtt_host, self.info.mqtt_port = services.start_mosquitto(
                     self.launcher, self.base_settings, self.run_dir / "mosquitto", self.info.mqtt_accounts)
             if self.want_flink:

