@@ -9,6 +9,9 @@ install), keeps only the files below in ``data.cache_dir`` and checks their pinn
   kitchen; laundry; electric water heater + air conditioner.
 * ``CITYLEARN`` -- the CityLearn Challenge 2022 buildings (from ``citylearn==2.0.0``): 17 homes, one year
   hourly: household equipment load (kWh per hour), PV output per kW installed (W/kW) and the electricity price.
+* ``NL_DAY_AHEAD_PRICES`` -- the Dutch day-ahead market price (from ``ev2gym==2.0.0``, MIT; the series is
+  Ember's European wholesale electricity price data, ENTSO-E origin): hourly, 2015-01-01 00:00 UTC to
+  2025-01-07 23:00 UTC, EUR/MWh, negative prices included.
 
 :func:`load_uci_household` parses the CSV with pandas once and keeps the result as a compressed ``.npz``
 next to it, so later loads skip the parsing.
@@ -59,6 +62,13 @@ CITYLEARN = WheelAsset(
 )
 N_CITYLEARN_BUILDINGS = 17
 
+_NL_PRICES_MEMBER = "ev2gym/data/Netherlands_day-ahead-2015-2024.csv"
+NL_DAY_AHEAD_PRICES = WheelAsset(
+    requirement="ev2gym==2.0.0",
+    members={_NL_PRICES_MEMBER: "ed29bebc6c47c177939ffb5468f253be6d664cc819412a0e446dc6aec7cc1828"},
+    target_names={_NL_PRICES_MEMBER: "nl_day_ahead_prices.csv"},
+)
+
 _UCI_CACHE_VERSION = "1"
 _UCI_COLUMNS = {  # CSV column -> (array name, factor to SI units)
     "Global_active_power": ("power_w", 1000.0),             # kW -> W
@@ -94,7 +104,7 @@ def fetch_datasets(settings: Settings) -> Path:
         The data folder.
     """
     folder = data_dir(settings)
-    for asset in (UCI_HOUSEHOLD, CITYLEARN):
+    for asset in (UCI_HOUSEHOLD, CITYLEARN, NL_DAY_AHEAD_PRICES):
         fetch(asset, folder)
     return folder
 
@@ -199,3 +209,56 @@ def load_citylearn(settings: Settings) -> dict[str, np.ndarray]:
     prices = pd.read_csv(paths["pricing.csv"])["Electricity Pricing [$/kWh]"].to_numpy(np.float64)
     return {"load_w": np.stack(loads), "pv_w_per_kw": np.stack(pvs), "price_per_kwh": prices,
             "month": calendar[:, 0], "hour": calendar[:, 1], "day_type": calendar[:, 2]}
+
+
+def load_prices(settings: Settings) -> dict[str, np.ndarray]:
+    """The Dutch day-ahead price, one row per hour on a gap-free UTC grid.
+
+    The file holds 2015-01 .. 2023-09 with ISO timestamps, then 2023-01 .. 2025-01 again with
+    ``dd/mm/yyyy`` ones; the 6,553 overlapping hours agree and are kept once. Two hours are absent from the
+    file (2023-12-30 23:00 and 2024-12-30 23:00 UTC) and are NaN here.
+
+    Parameters
+    ----------
+    settings : Settings
+        Gridflow settings; the data must have been fetched into ``data.cache_dir``.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``ts_ms`` (int64, start of the hour, UTC milliseconds since the epoch, 87,840 hours);
+        ``price_per_kwh`` (float64, EUR/kWh = EUR/MWh / 1000, may be negative, NaN where missing);
+        ``utc_offset_minutes`` (int64, local Dutch time minus UTC: 60 in winter, 120 in summer).
+
+    Raises
+    ------
+    DatasetError
+        The file is not in the data cache (the message names ``gridflow data fetch``), or its two parts
+        disagree on an hour they share.
+    """
+    import pandas as pd
+
+    (csv,) = _require(NL_DAY_AHEAD_PRICES, settings)
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    frame = frame[frame["Datetime (UTC)"] != ""]
+    stamps = {}
+    for column in ("Datetime (UTC)", "Datetime (Local)"):
+        iso = frame[column].str.match(r"^\d{4}-")
+        parsed = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+        parsed[iso] = pd.to_datetime(frame.loc[iso, column], format="%Y-%m-%d %H:%M:%S")
+        parsed[~iso] = pd.to_datetime(frame.loc[~iso, column], format="%d/%m/%Y %H:%M")
+        stamps[column] = parsed.to_numpy("datetime64[ms]").astype(np.int64)
+    utc_ms, local_ms = stamps["Datetime (UTC)"], stamps["Datetime (Local)"]
+    price = frame["Price (EUR/MWhe)"].to_numpy(np.float64) / 1000.0
+    hour_ms = 3_600_000
+    grid = np.arange(utc_ms.min(), utc_ms.max() + hour_ms, hour_ms, dtype=np.int64)
+    rows = (utc_ms - grid[0]) // hour_ms
+    out = np.full(grid.size, np.nan)
+    out[rows] = price
+    if not np.allclose(out[rows], price, rtol=0, atol=1e-9):
+        raise DatasetError(f"{csv.name}: the same hour appears twice with different prices")
+    offset = np.zeros(grid.size, dtype=np.int64)
+    offset[rows] = (local_ms - utc_ms) // 60_000
+    missing = np.isnan(out)
+    offset[missing] = np.interp(np.flatnonzero(missing), np.flatnonzero(~missing), offset[~missing]).astype(np.int64)
+    return {"ts_ms": grid, "price_per_kwh": out, "utc_offset_minutes": offset}

@@ -115,6 +115,7 @@ class TopicSettings(_Section):
     dead_letter: str = Field("meter.readings.dead-letter", pattern=_TOPIC_NAME)
     summaries: str = Field("meter.summaries", pattern=_TOPIC_NAME)
     features: str = Field("meter.features", pattern=_TOPIC_NAME)
+    profiles: str = Field("household.profiles", pattern=_TOPIC_NAME)
     assignments: str = Field("household.clusters", pattern=_TOPIC_NAME)
     centroids: str = Field("cluster.centroids", pattern=_TOPIC_NAME)
     alerts: str = Field("household.alerts", pattern=_TOPIC_NAME)
@@ -151,6 +152,8 @@ class ReadingSettings(_Section):
     voltage_v_max: float = Field(300.0, gt=0.0, le=1_000.0)
     current_a_max: float = Field(200.0, gt=0.0, le=10_000.0)
     max_clock_skew_s: int = Field(300, ge=0, le=86_400, description="readings further in the future are rejected")
+    registry_file: str = Field("", description="CSV of household_id,meter_id; readings of other meters are "
+                                               "dead-lettered. Empty accepts every meter")
 
     @model_validator(mode="after")
     def _ordered(self) -> "ReadingSettings":
@@ -166,16 +169,52 @@ class StreamSettings(_Section):
     out_of_orderness_ms: int = Field(5_000, ge=0, le=3_600_000)
     allowed_lateness_s: int = Field(0, ge=0, le=86_400)
     idle_timeout_ms: int = Field(30_000, ge=0, le=3_600_000, description="0 disables idleness")
+    watermark_emit: Literal["on-periodic", "on-event"] = Field(
+        "on-periodic", description="SQL jobs: advance the watermark every 200 ms, or after every record "
+                                   "(exact lateness, more overhead)")
 
 
 class PreprocessSettings(_Section):
-    """Cleaning of raw readings into per-meter features."""
+    """Cleaning of raw readings into per-meter features (the preprocessing job)."""
 
+    window_s: int = Field(60, ge=10, le=3_600, description="feature window; must divide an hour")
+    resample_s: int = Field(10, ge=1, le=600, description="grid step inside a window; must divide window_s")
     profile_slots: Literal[24, 48, 96] = 24
     max_gap_s: int = Field(300, ge=0, le=86_400, description="longer gaps are marked missing")
-    hampel_window: int = Field(7, ge=3, le=301)
+    hampel_window: int = Field(7, ge=3, le=301, description="readings in the centred Hampel window (odd)")
     hampel_n_sigmas: float = Field(3.0, gt=0.0, le=20.0)
+    hampel_min_sigma_w: float = Field(20.0, ge=0.0, le=10_000.0,
+                                      description="floor of the robust sigma, so flat loads do not flag every step")
+    noise_floor_w: float = Field(5.0, ge=0.0, le=1_000.0, description="|power| below this is sensor noise -> 0 W")
+    min_slot_coverage: float = Field(0.5, gt=0.0, le=1.0, description="share of a profile slot that must be known")
+    timezone: str = Field("UTC", description="IANA zone for peak hours and day boundaries")
     peak_hours: list[int] = Field(default_factory=lambda: [17, 18, 19, 20])
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}, e.g. 'UTC' or 'Europe/Paris'") from None
+        return value
+
+    @field_validator("hampel_window")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"must be odd (a centred window), got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _grid(self) -> "PreprocessSettings":
+        if 3_600 % self.window_s:
+            raise ValueError(f"window_s must divide an hour (3600 s), got {self.window_s}")
+        if self.window_s % self.resample_s:
+            raise ValueError(f"resample_s must divide window_s ({self.window_s}), got {self.resample_s}")
+        return self
 
     @field_validator("peak_hours")
     @classmethod
@@ -212,6 +251,13 @@ class SchedulerSettings(_Section):
     w_comfort: float = Field(0.1, ge=0.0, le=1e6)
     pso_particles: int = Field(50, ge=2, le=10_000)
     pso_iterations: int = Field(200, ge=1, le=100_000)
+    # linear schedules over the iterations (Lin & Hu 2018, eqs. 3-5): inertia weight, cognitive c1, social c2
+    pso_inertia_start: float = Field(0.9, ge=0.0, le=1.5)
+    pso_inertia_end: float = Field(0.4, ge=0.0, le=1.5)
+    pso_c1_start: float = Field(2.5, ge=0.0, le=4.0)
+    pso_c1_end: float = Field(0.5, ge=0.0, le=4.0)
+    pso_c2_start: float = Field(0.5, ge=0.0, le=4.0)
+    pso_c2_end: float = Field(2.5, ge=0.0, le=4.0)
     seed: int = Field(7, ge=0)
 
     @field_validator("slot_minutes")
@@ -219,6 +265,70 @@ class SchedulerSettings(_Section):
     def _divides_day(cls, value: int) -> int:
         if 1440 % value:
             raise ValueError("must divide a day (1440 minutes): 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60")
+        return value
+
+
+class ForecastSettings(_Section):
+    """Day-ahead price forecasting on the real-time price stream (``gridflow.forecasting.PriceForecaster``)."""
+
+    model: Literal["seasonal_naive", "linear", "snarimax", "holt_winters"] = "linear"
+    slot_minutes: int = Field(60, ge=1, le=60, description="one price per slot; finer prices are averaged upstream")
+    season_days: int = Field(1, ge=1, le=28, description="season of seasonal_naive, snarimax and holt_winters")
+    horizon_days: int = Field(1, ge=1, le=7)
+    lag_days: list[int] = Field(default_factory=lambda: [1, 2, 7], description="linear: lagged prices, days back")
+    utc_offset_minutes: int = Field(60, ge=-720, le=840, description="local standard time for calendar features")
+    learning_rate: float = Field(0.001, gt=0.0, le=1.0)
+    snarimax_order: list[int] = Field(default_factory=lambda: [2, 0, 0], description="(p, d, q), each 0..3")
+    snarimax_seasonal_order: list[int] = Field(default_factory=lambda: [1, 1, 0], description="(P, D, Q)")
+    holt_winters_smoothing: list[float] = Field(default_factory=lambda: [0.1, 0.001, 0.1],
+                                                description="(alpha, beta, gamma), each in (0, 1]")
+    issue_minute: int = Field(720, ge=0, le=1439, description="local minute of day forecasts are issued at")
+
+    @field_validator("slot_minutes")
+    @classmethod
+    def _divides_day(cls, value: int) -> int:
+        if 1440 % value:
+            raise ValueError("must divide a day (1440 minutes): 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60")
+        return value
+
+    @field_validator("lag_days")
+    @classmethod
+    def _lags(cls, value: list[int]) -> list[int]:
+        if not value or any(not 1 <= d <= 28 for d in value):
+            raise ValueError("expected a non-empty list of days in 1..28")
+        return value
+
+    @model_validator(mode="after")
+    def _orders(self) -> "ForecastSettings":
+        p, s, h = self.snarimax_order, self.snarimax_seasonal_order, self.holt_winters_smoothing
+        if len(p) != 3 or any(not 0 <= v <= 3 for v in p):
+            raise ValueError("snarimax_order must be three integers (p, d, q) in 0..3")
+        if len(s) != 3 or not (0 <= s[0] <= 2 and 0 <= s[1] <= 1 and 0 <= s[2] <= 2):
+            raise ValueError("snarimax_seasonal_order must be (P, D, Q) with P, Q in 0..2 and D in 0..1")
+        if len(h) != 3 or any(not 0 < v <= 1 for v in h):
+            raise ValueError("holt_winters_smoothing must be three numbers (alpha, beta, gamma) in (0, 1]")
+        return self
+
+
+class NilmSettings(_Section):
+    """Energy disaggregation of whole-house readings into schedulable appliances (``gridflow.nilm``)."""
+
+    edge_threshold_w: float = Field(800.0, gt=0.0, le=50_000.0, description="smallest on/off step considered")
+    tolerance_w: float = Field(100.0, gt=0.0, le=5_000.0, description="steady state: largest minute-to-minute change")
+    min_steady_minutes: int = Field(2, ge=1, le=60)
+    power_tolerance: float = Field(0.25, gt=0.0, le=1.0, description="on/off pairing: relative size difference")
+    max_duration_minutes: int = Field(240, ge=1, le=1440)
+    cluster_eps: float = Field(0.08, gt=0.0, le=2.0, description="power clustering kernel width on log power")
+    min_activations: int = Field(10, ge=1, le=100_000, description="activations a cluster needs to be a profile")
+    history_days: int = Field(60, ge=1, le=3650)
+    horizon_start_minute: int = Field(720, ge=0, le=1439, description="local minute the scheduling day starts")
+    window_percentiles: list[float] = Field(default_factory=lambda: [10.0, 90.0])
+
+    @field_validator("window_percentiles")
+    @classmethod
+    def _percentiles(cls, value: list[float]) -> list[float]:
+        if len(value) != 2 or not 0 <= value[0] < value[1] <= 100:
+            raise ValueError("expected [low, high] with 0 <= low < high <= 100")
         return value
 
 
@@ -322,6 +432,8 @@ class Settings(_Section):
     clustering: ClusteringSettings = ClusteringSettings()
     anomaly: AnomalySettings = AnomalySettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    forecast: ForecastSettings = ForecastSettings()
+    nilm: NilmSettings = NilmSettings()
     tariff: TariffSettings = TariffSettings()
     stack: StackSettings = StackSettings()
     flink: FlinkSettings = FlinkSettings()

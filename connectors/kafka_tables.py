@@ -1,0 +1,72 @@
+"""Kafka tables for Flink SQL jobs: a raw-payload source with event time, and a keyed raw sink.
+
+The same rules as the DataStream factory in ``flink_kafka.py``: sources resume at the job's committed
+group offsets (earliest for a new group), bounded runs stop at explicit offsets (never "latest"), raw
+client properties from ``kafka.client`` pass through, and the sink's delivery guarantee is configured.
+Sink records are keyed (``key.fields``), so one household's records stay in order on one partition.
+"""
+from __future__ import annotations
+
+from gridflow.connectors.flink_kafka import group_id
+from gridflow.settings import Settings
+
+
+def _literal(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _options(options: dict[str, object]) -> str:
+    return ",\n  ".join(f"{_literal(k)} = {_literal(v)}" for k, v in options.items())
+
+
+def _client_options(settings: Settings) -> dict[str, object]:
+    return {f"properties.{key}": value for key, value in settings.kafka.client.items()}
+
+
+def raw_source_ddl(settings: Settings, table: str, topic: str, job_name: str, *, time_column: str,
+                   out_of_orderness_ms: int, max_future_ms: int, stop_offsets: dict[int, int] | None = None,
+                   watermark_emit: str = "on-periodic") -> str:
+    """``CREATE TABLE`` of a topic as ``payload STRING`` (the record value, unparsed) plus the computed
+    event-time column ``time_column`` (from ``ts_ms`` in the JSON; 0 when unreadable or more than
+    ``max_future_ms`` ahead of the clock, so a malformed record never moves the watermark) with a bounded
+    out-of-orderness watermark.
+    """
+    options = {
+        "connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
+        "properties.group.id": group_id(settings, job_name), "properties.client.id.prefix": group_id(settings, job_name),
+        "scan.startup.mode": "group-offsets", "properties.auto.offset.reset": "earliest",
+        "format": "raw", "raw.charset": "UTF-8", "scan.watermark.emit.strategy": watermark_emit,
+        **_client_options(settings),
+    }
+    if stop_offsets is not None:
+        options["scan.bounded.mode"] = "specific-offsets"
+        options["scan.bounded.specific-offsets"] = ";".join(
+            f"partition:{p},offset:{o}" for p, o in sorted(stop_offsets.items()))
+    seconds = f"{out_of_orderness_ms // 1000}.{out_of_orderness_ms % 1000:03d}"
+    ts_ms = "TRY_CAST(JSON_VALUE(`payload`, '$.ts_ms') AS BIGINT)"
+    return f"""CREATE TABLE {table} (
+  `payload` STRING,
+  `{time_column}` AS TO_TIMESTAMP_LTZ(CASE WHEN {ts_ms} <= UNIX_TIMESTAMP() * 1000 + {max_future_ms}
+                                          THEN {ts_ms} ELSE 0 END, 3),
+  WATERMARK FOR `{time_column}` AS `{time_column}` - INTERVAL '{seconds}' SECOND
+) WITH (
+  {_options(options)}
+)"""
+
+
+def keyed_sink_ddl(settings: Settings, table: str, topic: str, job_name: str) -> str:
+    """``CREATE TABLE`` of ``(record_key STRING, payload STRING)`` written as key and value bytes."""
+    guarantee = settings.kafka.delivery_guarantee
+    options = {
+        "connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
+        "key.format": "raw", "key.fields": "record_key", "value.format": "raw", "value.fields-include": "EXCEPT_KEY",
+        "sink.delivery-guarantee": guarantee, **_client_options(settings),
+    }
+    if guarantee == "exactly-once":
+        options["sink.transactional-id-prefix"] = f"{group_id(settings, job_name)}.{topic}"
+    return f"""CREATE TABLE {table} (
+  `record_key` STRING,
+  `payload` STRING
+) WITH (
+  {_options(options)}
+)"""

@@ -1,0 +1,300 @@
+"""Online day-ahead price forecaster over a stream of slot prices (no Flink, no I/O).
+
+One price per slot arrives through :meth:`PriceForecaster.learn_one`, in slot order; :meth:`forecast_day_ahead`
+returns the next ``horizon_slots`` prices from any later instant. Models:
+
+* ``seasonal_naive`` -- the price one season (``season_slots``, a day by default; a week with
+  ``season_slots=7 * slots_per_day``) earlier, repeated as far ahead as needed;
+* ``linear`` -- multiple linear regression on the prices ``lag_days`` days earlier at the same slot, one-hot
+  slot-of-day and one-hot weekday, as ``StandardScaler | TargetStandardScaler(LinearRegression)`` in river
+  (online SGD); lags not yet known when forecasting are filled in with the model's own forecasts;
+* ``snarimax`` -- river's SNARIMAX(p, d, q)(P, D, Q)\\ :sub:`season_slots` on a standardised linear regressor;
+* ``holt_winters`` -- river's additive Holt-Winters with period ``season_slots``.
+
+Slots are ``slot_minutes`` long and aligned on the epoch (UTC); ``utc_offset_minutes`` shifts only the
+calendar features (slot of day, weekday) to local time. Missing slots in the stream are allowed: they stay
+unknown for the lag features and are filled with the seasonal-naive value for the recursive models, which
+need every slot. The state is a few hundred floats plus the river model, and pickles.
+
+>>> import numpy as np
+>>> f = PriceForecaster("seasonal_naive", slot_minutes=60)
+>>> for hour in range(48):
+...     f.learn_one(hour * 3_600_000, float(hour % 24))
+>>> f.forecast_day_ahead(48 * 3_600_000)[:4].tolist()
+[0.0, 1.0, 2.0, 3.0]
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections import deque
+
+import numpy as np
+from river import compose, linear_model, optim, preprocessing, time_series
+
+MODELS = ("seasonal_naive", "linear", "snarimax", "holt_winters")
+_DAY_MS = 86_400_000
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
+
+
+def _check_int(name: str, value, low: int, high: float = math.inf) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        bound = f"[{low}, {high}]" if high < math.inf else f">= {low}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+    return int(value)
+
+
+def _check_fraction(name: str, value, low: float = 0.0, high: float = 1.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low < value <= high:
+        raise ValueError(f"{name} must be a number in ({low}, {high}], got {value!r}")
+    return float(value)
+
+
+class PriceForecaster:
+    """Day-ahead forecasts of a slot price stream with an online model.
+
+    Parameters
+    ----------
+    model : {"seasonal_naive", "linear", "snarimax", "holt_winters"}
+        Forecasting model (see the module docstring).
+    slot_minutes : int
+        Slot length, 1..60 dividing 1440; every learned price is the price of one slot.
+    season_slots : int, optional
+        Season in slots for ``seasonal_naive``, ``snarimax`` and ``holt_winters`` (default one day).
+    horizon_slots : int, optional
+        Slots per forecast, 1..7 days (default one day).
+    lag_days : tuple of int
+        ``linear``: lagged prices at the same slot this many days earlier (each 1..28).
+    utc_offset_minutes : int
+        Local time minus UTC for the calendar features, -720..840.
+    learning_rate : float
+        SGD step of the ``linear`` and ``snarimax`` regressors, in (0, 1].
+    order : tuple of int
+        ``snarimax``: (p, d, q), each 0..3.
+    seasonal_order : tuple of int
+        ``snarimax``: (P, D, Q) with P, Q in 0..2 and D in 0..1.
+    smoothing : tuple of float
+        ``holt_winters``: (alpha, beta, gamma) for level, trend and season, each in (0, 1]. A small beta
+        lets the trend river initialises from the first season fade out.
+
+    Defaults of ``learning_rate``, ``order``, ``seasonal_order`` and ``smoothing`` were picked on Dutch
+    prices of 2018-2019 (``benchmarks/evaluate_forecasting.py`` tests on 2020-2025).
+
+    Raises
+    ------
+    ValueError
+        A parameter is out of range; the message names it and the allowed values.
+    """
+
+    def __init__(self, model: str = "seasonal_naive", slot_minutes: int = 60, season_slots: int | None = None,
+                 horizon_slots: int | None = None, lag_days: tuple[int, ...] = (1, 2, 7), utc_offset_minutes: int = 0,
+                 learning_rate: float = 0.001, order: tuple[int, int, int] = (2, 0, 0),
+                 seasonal_order: tuple[int, int, int] = (1, 1, 0),
+                 smoothing: tuple[float, float, float] = (0.1, 0.001, 0.1)):
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        slot_minutes = _check_int("slot_minutes", slot_minutes, 1, 60)
+        if 1440 % slot_minutes:
+            raise ValueError(f"slot_minutes must divide 1440 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60), "
+                             f"got {slot_minutes}")
+        per_day = 1440 // slot_minutes
+        self.model, self.slot_minutes, self.utc_offset_minutes = model, slot_minutes, utc_offset_minutes
+        self.season_slots = _check_int("season_slots", per_day if season_slots is None else season_slots, 1,
+                                       28 * per_day)
+        self.horizon_slots = _check_int("horizon_slots", per_day if horizon_slots is None else horizon_slots, 1,
+                                        7 * per_day)
+        if isinstance(lag_days, (str, bytes)) or not hasattr(lag_days, "__iter__") or not lag_days:
+            raise ValueError(f"lag_days must be a non-empty tuple of integers in [1, 28], got {lag_days!r}")
+        self.lag_days = tuple(sorted({_check_int("lag_days", d, 1, 28) for d in lag_days}))
+        _check_int("utc_offset_minutes", utc_offset_minutes, -720, 840)
+        self.learning_rate = _check_fraction("learning_rate", learning_rate)
+        self.order = tuple(_check_int("order", v, 0, 3) for v in self._triple("order", order))
+        self.seasonal_order = tuple(_check_int("seasonal_order", v, 0, high)
+                                    for v, high in zip(self._triple("seasonal_order", seasonal_order), (2, 1, 2)))
+        if not hasattr(smoothing, "__len__") or len(smoothing) != 3:
+            raise ValueError(f"smoothing must be (alpha, beta, gamma), each in (0, 1], got {smoothing!r}")
+        self.smoothing = tuple(_check_fraction("smoothing", v) for v in smoothing)
+        lags = [d * per_day for d in self.lag_days] if model == "linear" else []
+        self._capacity = max([self.season_slots, *lags, self.horizon_slots])
+        self._history: deque[float] = deque(maxlen=self._capacity)  # last learned slots, NaN where missing
+        self._last_slot: int | None = None
+        self._n_learned = 0
+        self._model = self._make_model()
+
+    @classmethod
+    def from_settings(cls, forecast) -> "PriceForecaster":
+        """A forecaster configured by a ``gridflow.settings.ForecastSettings`` section."""
+        per_day = 1440 // forecast.slot_minutes
+        return cls(forecast.model, forecast.slot_minutes, forecast.season_days * per_day,
+                   forecast.horizon_days * per_day, tuple(forecast.lag_days), forecast.utc_offset_minutes,
+                   forecast.learning_rate, tuple(forecast.snarimax_order), tuple(forecast.snarimax_seasonal_order),
+                   tuple(forecast.holt_winters_smoothing))
+
+    @staticmethod
+    def _triple(name: str, value) -> tuple:
+        if not hasattr(value, "__len__") or len(value) != 3:
+            raise ValueError(f"{name} must be a tuple of three integers, got {value!r}")
+        return tuple(value)
+
+    def _make_model(self):
+        per_day = 1440 // self.slot_minutes
+        regressor = preprocessing.TargetStandardScaler(linear_model.LinearRegression(
+            optimizer=optim.SGD(self.learning_rate), intercept_lr=self.learning_rate))
+        if self.model == "linear":  # lags standardised; the one-hot calendar columns pass as 0/1
+            lags = compose.Select(*(f"lag_{d}d" for d in self.lag_days)) | preprocessing.StandardScaler()
+            calendar = compose.Select(*(f"slot_{s}" for s in range(per_day)), *(f"weekday_{d}" for d in range(7)))
+            return (lags + calendar) | regressor
+        if self.model == "snarimax":
+            (p, d, q), (sp, sd, sq) = self.order, self.seasonal_order
+            return time_series.SNARIMAX(p, d, q, m=self.season_slots, sp=sp, sd=sd, sq=sq,
+                                        regressor=preprocessing.StandardScaler() | regressor)
+        if self.model == "holt_winters":
+            alpha, beta, gamma = self.smoothing
+            return time_series.HoltWinters(alpha=alpha, beta=beta, gamma=gamma, seasonality=self.season_slots)
+        return None
+
+    @property
+    def slot_ms(self) -> int:
+        """Slot length in milliseconds."""
+        return self.slot_minutes * 60_000
+
+    @property
+    def last_learned_ts_ms(self) -> int | None:
+        """Start of the last learned slot (None before the first price)."""
+        return None if self._last_slot is None else self._last_slot * self.slot_ms
+
+    @property
+    def n_learned(self) -> int:
+        """Number of prices learned."""
+        return self._n_learned
+
+    def learn_one(self, ts_ms: int, price: float) -> None:
+        """Learn the price of the slot holding ``ts_ms``.
+
+        Parameters
+        ----------
+        ts_ms : int
+            Any instant of the slot, UTC milliseconds; slots must come in increasing order (gaps allowed).
+        price : float
+            The slot's price (currency per kWh or per MWh, as long as it is always the same), finite.
+
+        Raises
+        ------
+        ValueError
+            ``price`` is not finite, or ``ts_ms`` is not an integer or falls in a slot at or before the
+            last learned one (send each slot once, in order; aggregate finer prices upstream).
+        """
+        _check_int("ts_ms", ts_ms, 0)
+        if isinstance(price, bool) or not isinstance(price, numbers.Real) or not math.isfinite(price):
+            raise ValueError(f"price must be a finite number, got {price!r}")
+        slot = ts_ms // self.slot_ms
+        if self._last_slot is not None and slot <= self._last_slot:
+            raise ValueError(f"ts_ms {ts_ms} is in slot {slot}, at or before the last learned slot "
+                             f"{self._last_slot}; slots must arrive once each, in increasing order")
+        if self._last_slot is not None:
+            for missing in range(self._last_slot + 1, min(slot, self._last_slot + 1 + self._capacity)):
+                self._step(missing, math.nan)
+            if slot - self._last_slot - 1 > self._capacity:  # a gap longer than the memory: forget it all
+                self._history.extend([math.nan] * self._capacity)
+        self._step(slot, float(price))
+        self._last_slot = slot
+        self._n_learned += 1
+
+    def _step(self, slot: int, price: float) -> None:
+        if self.model == "linear":
+            if math.isfinite(price):
+                x = self._features(slot, self._history, len(self._history))
+                if x is not None:
+                    self._model.learn_one(x, price)
+        elif self._model is not None:
+            value = price if math.isfinite(price) else self._naive(self._history, len(self._history))
+            if math.isfinite(value):
+                self._model.learn_one(value)
+        self._history.append(price)
+
+    def _naive(self, values, now: int) -> float:
+        """Seasonal-naive value for position ``now`` of ``values``: one season back, else the last known."""
+        back = now - self.season_slots
+        if 0 <= back < len(values) and math.isfinite(values[back]):
+            return values[back]
+        return next((v for v in reversed(list(values)[:now]) if math.isfinite(v)), math.nan)
+
+    def _features(self, slot: int, values, now: int) -> dict[str, float] | None:
+        """Regression features of ``slot`` at position ``now`` of ``values`` (None if a lag is unknown)."""
+        per_day = 1440 // self.slot_minutes
+        x = {}
+        for days in self.lag_days:
+            back = now - days * per_day
+            if back < 0 or not math.isfinite(values[back]):
+                return None
+            x[f"lag_{days}d"] = values[back]
+        local_ms = slot * self.slot_ms + self.utc_offset_minutes * 60_000
+        slot_of_day = (local_ms % _DAY_MS) // self.slot_ms
+        weekday = (local_ms // _DAY_MS + _EPOCH_WEEKDAY) % 7
+        x.update({f"slot_{s}": float(s == slot_of_day) for s in range(per_day)})
+        x.update({f"weekday_{d}": float(d == weekday) for d in range(7)})
+        return x
+
+    def forecast_day_ahead(self, from_ts_ms: int) -> np.ndarray:
+        """Forecast ``horizon_slots`` prices from the slot holding ``from_ts_ms``.
+
+        Parameters
+        ----------
+        from_ts_ms : int
+            UTC milliseconds, in a slot after the last learned one (slots in between are forecast too).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``horizon_slots`` float64 prices, slot by slot from the slot holding ``from_ts_ms``.
+
+        Raises
+        ------
+        ValueError
+            Fewer than ``season_slots`` prices learned, or ``from_ts_ms`` not after the last learned slot.
+        """
+        _check_int("from_ts_ms", from_ts_ms, 0)
+        if self._n_learned < self.season_slots:
+            raise ValueError(f"forecast_day_ahead needs at least season_slots={self.season_slots} learned "
+                             f"prices, has {self._n_learned}")
+        start = from_ts_ms // self.slot_ms
+        if start <= self._last_slot:
+            raise ValueError(f"from_ts_ms {from_ts_ms} must be in a slot after the last learned slot "
+                             f"{self._last_slot} (forecasts only look ahead)")
+        total = start - self._last_slot - 1 + self.horizon_slots
+        if self.model in ("snarimax", "holt_winters"):
+            return np.asarray(self._model.forecast(total)[-self.horizon_slots:], dtype=np.float64)
+        values = list(self._history)
+        for i, value in enumerate(values):  # unknown past slots: their seasonal-naive value
+            if not math.isfinite(value):
+                values[i] = self._naive(values, i)
+        for k in range(total):
+            now, value = len(values), math.nan
+            if self.model == "linear" and (x := self._features(self._last_slot + 1 + k, values, now)) is not None:
+                value = self._model.predict_one(x)
+            values.append(value if math.isfinite(value) else self._naive(values, now))
+        return np.asarray(values[-self.horizon_slots:], dtype=np.float64)
+
+    def __getstate__(self) -> dict:
+        # river's Holt-Winters components are deques with their own __init__ and do not unpickle: keep
+        # their values as lists and rebuild the model on load
+        state = dict(self.__dict__)
+        if self.model == "holt_winters":
+            hw = self._model
+            state["_model"] = {"level": list(hw.level), "trend": list(hw.trend), "season": list(hw.season),
+                               "first_values": list(hw._first_values), "initialized": hw._initialized}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.model == "holt_winters":
+            saved, self._model = state["_model"], self._make_model()
+            self._model.level.extend(saved["level"])
+            self._model.trend.extend(saved["trend"])
+            self._model.season.extend(saved["season"])
+            self._model._first_values = list(saved["first_values"])
+            self._model._initialized = saved["initialized"]
+
+    def __repr__(self) -> str:
+        return (f"PriceForecaster(model={self.model!r}, slot_minutes={self.slot_minutes}, "
+                f"season_slots={self.season_slots}, n_learned={self._n_learned})")

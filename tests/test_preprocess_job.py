@@ -1,0 +1,124 @@
+"""The preprocessing job on the local mini-cluster, through the real Kafka connector and broker."""
+import json
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from gridflow import kafka_io
+from gridflow.jobs import preprocess
+from gridflow.native.clean_reference import clean_window_reference
+from gridflow.preprocess import CleaningParams, daily_profile
+from gridflow.registry import write_registry
+
+from preprocess_data import LATE, MALFORMED, REGISTERED, START_MS, UNKNOWN, stream
+
+pytestmark = pytest.mark.integration
+
+
+def _close(have, want, path=""):
+    if isinstance(want, float):
+        assert have == pytest.approx(want, rel=1e-9, abs=1e-9), path
+    elif isinstance(want, list):
+        assert len(have) == len(want), path
+        for i, (h, w) in enumerate(zip(have, want)):
+            _close(h, w, f"{path}[{i}]")
+    else:
+        assert have == want, path
+
+
+@pytest.fixture(scope="module")
+def job_output(stack, tmp_path_factory):
+    from conftest import unique_topics
+
+    registry = write_registry(tmp_path_factory.mktemp("registry") / "meters.csv", REGISTERED)
+    settings = unique_topics(stack.settings).with_overrides(
+        "stream.out_of_orderness_ms=5000", "stream.idle_timeout_ms=0", "stream.watermark_emit=on-event",
+        f"readings.registry_file={registry}", "flink.parallelism.default=2")
+    topics = settings.topics
+    kafka_io.create_topics(settings, [topics.readings, topics.features, topics.profiles, topics.dead_letter],
+                           partitions=2)
+    accepted, records = stream()
+    ends = kafka_io.produce(settings, topics.readings, records)
+    assert sum(ends.values()) == len(records)
+    preprocess.build(preprocess.create_table_env(settings), settings, stop_offsets=ends).execute().wait()
+    features = [json.loads(v) for v in kafka_io.read_topic(settings, topics.features)]
+    profiles = [json.loads(v) for v in kafka_io.read_topic(settings, topics.profiles)]
+    dead = [json.loads(v) for v in kafka_io.read_topic(settings, topics.dead_letter)]
+    return settings, accepted, records, features, profiles, dead
+
+
+def _expected_features(settings, accepted):
+    params = CleaningParams.from_settings(settings.preprocess)
+    windows = defaultdict(list)
+    for r in accepted:
+        windows[(r["meter_id"], r["ts_ms"] - r["ts_ms"] % params.window_ms)].append(r)
+    duplicate = next(r for r in sorted(accepted, key=lambda r: r["ts_ms"])
+                     if r["household_id"] == "h-01" and r["ts_ms"] >= START_MS + 300_000)
+    expected = {}
+    for (meter, start), rows in windows.items():
+        rows = rows + ([duplicate] if duplicate in rows else [])
+        f = clean_window_reference([r["ts_ms"] for r in rows], [r["power_w"] for r in rows], start, params)
+        expected[(meter, start)] = f.to_record(rows[0]["household_id"], meter)
+    return expected
+
+
+def test_features_are_exactly_the_reference_cleaning_of_the_accepted_readings(job_output):
+    settings, accepted, _, features, _, _ = job_output
+    expected = _expected_features(settings, accepted)
+    got = {(f["meter_id"], f["window_start_ms"]): f for f in features}
+    assert len(got) == len(features), "a window was emitted twice"
+    assert set(got) == set(expected)
+    for key, want in expected.items():
+        have = dict(got[key])
+        assert have.pop("emitted_ms") >= want["window_end_ms"] - 10 ** 12  # wall clock stamp present
+        _close(have, want, str(key))
+
+
+def test_each_kind_of_trouble_is_handled_as_specified(job_output):
+    _, _, _, features, _, _ = job_output
+    by_key = {(f["household_id"], (f["window_start_ms"] - START_MS) // 60_000): f for f in features}
+    spike = by_key[("h-01", 2)]
+    assert spike["outlier_values"] == [9000.0] and spike["raw_max_w"] == 9000.0 and spike["peak_w"] < 1000
+    assert by_key[("h-01", 5)]["n_duplicates"] == 1
+    assert sum(f["n_duplicates"] for f in features) == 1
+    assert by_key[("h-01", 20)]["n_interpolated"] >= 1 and by_key[("h-01", 20)]["n_missing"] == 0
+    assert not any(("h-01", m) in by_key for m in range(31, 40)), "no window is invented inside a long gap"
+    assert by_key[("h-01", 30)]["n_missing"] > 0 and by_key[("h-01", 30)]["coverage"] < 1
+    assert all(by_key[("h-02", m)]["peak_w"] == 0.0 for m in range(61, 69)), "sensor noise becomes 0 W"
+    assert by_key[("h-02", 179)]["stuck_run"] >= 5
+    assert by_key[("h-01", 1)]["n_readings"] == 6, "the late reading is not counted in its window"
+
+
+def test_every_bad_record_is_dead_lettered_with_its_reason(job_output):
+    settings, _, _, _, _, dead = job_output
+    reasons = {(d["payload"], d["field"], d["reason"]) for d in dead}
+    for payload, field, reason in MALFORMED:
+        assert (payload.decode(), field, reason) in reasons
+    late = [d for d in dead if d["reason"].startswith("late")]
+    assert [json.loads(d["payload"]) for d in late] == [LATE] and late[0]["field"] == "ts_ms"
+    unknown = [d for d in dead if d["reason"].startswith("unknown meter")]
+    assert len(unknown) == 12 and {json.loads(d["payload"])["meter_id"] for d in unknown} == {UNKNOWN[1]}
+    assert all(d["source"] == f"kafka:{settings.topics.readings}" for d in dead)
+    assert len(dead) == len(MALFORMED) + 1 + 12
+
+
+def test_nothing_disappears(job_output):
+    _, _, records, features, _, dead = job_output
+    used = sum(f["n_readings"] + f["n_duplicates"] for f in features)
+    assert used + len(dead) == len(records)
+
+
+def test_daily_profiles_come_from_the_window_means(job_output):
+    settings, _, _, features, profiles, _ = job_output
+    assert {p["household_id"] for p in profiles} == {h for h, _ in REGISTERED}
+    for p in profiles:
+        mine = sorted((f for f in features if f["household_id"] == p["household_id"]), key=lambda f: f["window_start_ms"])
+        want = daily_profile(np.array([f["window_start_ms"] for f in mine]) - START_MS,
+                             [f["mean_w"] for f in mine], slots=settings.preprocess.profile_slots,
+                             min_coverage=settings.preprocess.min_slot_coverage,
+                             peak_hours=frozenset(settings.preprocess.peak_hours))
+        assert p["day"] == "2026-01-15" and p["day_start_ms"] == START_MS
+        for name, value in want.items():
+            _close(p[name], value, f"{p['household_id']}.{name}")
+        assert p["coverage"] == pytest.approx(3 / 24)
