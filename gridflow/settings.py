@@ -249,6 +249,8 @@ class SchedulerSettings(_Section):
     slot_minutes: int = Field(15, ge=1, le=60)
     w_cost: float = Field(1.0, ge=0.0, le=1e6)
     w_comfort: float = Field(0.1, ge=0.0, le=1e6)
+    breaker_a: float = Field(40.0, ge=0.0, le=1_000.0, description="main breaker; 0 = no limit")
+    breaker_v: float = Field(230.0, gt=0.0, le=1_000.0)
     pso_particles: int = Field(50, ge=2, le=10_000)
     pso_iterations: int = Field(200, ge=1, le=100_000)
     # linear schedules over the iterations (Lin & Hu 2018, eqs. 3-5): inertia weight, cognitive c1, social c2
@@ -313,12 +315,16 @@ class ForecastSettings(_Section):
 class NilmSettings(_Section):
     """Energy disaggregation of whole-house readings into schedulable appliances (``gridflow.nilm``)."""
 
-    edge_threshold_w: float = Field(800.0, gt=0.0, le=50_000.0, description="smallest on/off step considered")
+    edge_threshold_w: float = Field(500.0, gt=0.0, le=50_000.0, description="smallest on/off step considered")
     tolerance_w: float = Field(100.0, gt=0.0, le=5_000.0, description="steady state: largest minute-to-minute change")
-    min_steady_minutes: int = Field(2, ge=1, le=60)
+    tolerance_var: float = Field(200.0, gt=0.0, le=5_000.0, description="steady state: same for reactive power")
+    min_steady_minutes: int = Field(1, ge=1, le=60)
     power_tolerance: float = Field(0.25, gt=0.0, le=1.0, description="on/off pairing: relative size difference")
     max_duration_minutes: int = Field(240, ge=1, le=1440)
-    cluster_eps: float = Field(0.08, gt=0.0, le=2.0, description="power clustering kernel width on log power")
+    cluster_eps: float = Field(0.08, gt=0.0, le=2.0, description="grouping kernel width on log power")
+    cluster_reactive_eps_var: float = Field(60.0, gt=0.0, le=5_000.0, description="grouping kernel width on var")
+    cluster_duration_eps: float = Field(0.4, gt=0.0, le=5.0, description="grouping kernel width on log duration")
+    cluster_core_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of peak density to join a group")
     min_activations: int = Field(10, ge=1, le=100_000, description="activations a cluster needs to be a profile")
     history_days: int = Field(60, ge=1, le=3650)
     horizon_start_minute: int = Field(720, ge=0, le=1439, description="local minute the scheduling day starts")

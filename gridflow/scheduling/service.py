@@ -1,0 +1,118 @@
+"""Day-ahead schedule of one household from stream records (no Flink): learned appliances + a price forecast.
+
+Inputs are the records of the ``household.appliances`` topic (one per learned appliance; its window in
+minutes from the local ``horizon_start_minute``) and of the ``grid.price-forecasts`` topic (a price per
+slot from ``start_ts_ms``). The horizon is the forecast's; an appliance window is placed by local clock
+time (``preprocess.timezone``) and cut at the horizon's end. Prices are shifted up by the most negative
+price before scheduling (the heap scheduler needs prices >= 0; with the energy of every appliance fixed the
+shift changes no decision), and every cost reported is priced with the real forecast prices.
+
+>>> from gridflow.settings import Settings
+>>> noon = 12 * 3_600_000                                    # a horizon from 12:00 to 12:00 (UTC)
+>>> forecast = {"start_ts_ms": noon, "slot_minutes": 60, "slots": 24, "currency": "EUR", "model": "linear",
+...             "price_per_kwh": [0.30] * 12 + [0.10] * 6 + [0.30] * 6}    # cheap from 00:00 to 06:00
+>>> washer = {"name": "washer", "power_w": 1000.0, "duration_minutes": 60, "horizon_start_minute": 0,
+...           "alpha_minute": 17 * 60, "beta_minute": 31 * 60, "comfort_margin_minutes": 0}  # 17:00-07:00
+>>> plan = plan_day("h-1", [washer], forecast, Settings().with_overrides("scheduler.slot_minutes=60"))
+>>> plan["appliances"][0]["start_ts_ms"] // 3_600_000, round(plan["savings"], 2), round(plan["unscheduled_cost"], 2)
+(24, 0.2, 0.3)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gridflow.preprocess.localtime import LocalClock
+from gridflow.scheduling.heap_scheduler import schedule_heap
+from gridflow.scheduling.model import Appliance, Problem, Schedule, Tariff
+from gridflow.scheduling.scenarios import unscheduled_baseline
+from gridflow.settings import Settings
+
+SCHEMA = 1
+
+
+def forecast_prices(forecast: dict, slot_minutes: int) -> np.ndarray:
+    """The forecast's prices per scheduler slot (each forecast slot repeated or averaged to fit)."""
+    prices = np.asarray(forecast["price_per_kwh"], dtype=np.float64)
+    step = int(forecast["slot_minutes"])
+    if not prices.size or not np.isfinite(prices).all():
+        raise ValueError("price forecast: price_per_kwh must be a non-empty list of finite numbers")
+    per_minute = np.repeat(prices, step)
+    if per_minute.size % slot_minutes:
+        per_minute = per_minute[: per_minute.size - per_minute.size % slot_minutes]
+    return per_minute.reshape(-1, slot_minutes).mean(axis=1)
+
+
+def appliance_in_horizon(record: dict, horizon_start_minute: int, slot_minutes: int, n_slots: int) -> Appliance | None:
+    """A learned appliance as a deferrable load of this horizon, or None if its window misses the horizon."""
+    base = int(record.get("horizon_start_minute", 0))
+    alpha = (base + int(record["alpha_minute"]) - horizon_start_minute) % 1440
+    beta = alpha + int(record["beta_minute"]) - int(record["alpha_minute"])
+    alpha_slot = alpha // slot_minutes
+    beta_slot = min(-(-beta // slot_minutes), n_slots)
+    duration = max(1, -(-int(record["duration_minutes"]) // slot_minutes))
+    if beta_slot - alpha_slot < duration:
+        return None
+    return Appliance(name=str(record["name"]), kind="deferrable", power_w=float(record["power_w"]),
+                     duration_slots=duration, alpha_slot=alpha_slot, beta_slot=beta_slot,
+                     comfort_margin_slots=int(record.get("comfort_margin_minutes", 0)) // slot_minutes)
+
+
+def peak_to_average(load_w: np.ndarray) -> float:
+    mean = float(load_w.mean())
+    return float(load_w.max() / mean) if mean > 0 else 0.0
+
+
+def plan_day(household_id: str, appliances: list[dict], forecast: dict, settings: Settings) -> dict:
+    """The schedule record for ``household_id`` (see the module docstring)."""
+    sched = settings.scheduler
+    slot_minutes = sched.slot_minutes
+    prices = forecast_prices(forecast, slot_minutes)
+    start_ms = int(forecast["start_ts_ms"])
+    clock = LocalClock(settings.preprocess.timezone)
+    start_minute = int(((start_ms + clock.utc_offset_ms(start_ms)) // 60_000) % 1440)
+    loads = [a for a in (appliance_in_horizon(r, start_minute, slot_minutes, prices.size) for r in appliances) if a]
+    shift = max(0.0, -float(prices.min()))
+    breaker_w = sched.breaker_a * sched.breaker_v if sched.breaker_a else None
+    problem = Problem(tuple(loads), Tariff(prices + shift, slot_minutes=slot_minutes, breaker_w=breaker_w))
+    schedule = _solve(problem, settings)
+    baseline = unscheduled_baseline(problem)
+    slot_h = slot_minutes / 60.0
+
+    def cost(s: Schedule) -> float:
+        return float((s.load_profile_w(prices.size) * slot_h / 1000.0 * prices).sum())
+
+    planned, unplanned = cost(schedule), cost(baseline)
+    slot_ms = slot_minutes * 60_000
+    rows = []
+    for a in loads:
+        first = schedule.start_slot(a.name)
+        slots = schedule.power_w.get(a.name, {})
+        rows.append({"name": a.name, "power_w": a.power_w, "start_ts_ms": start_ms + first * slot_ms,
+                     "end_ts_ms": start_ms + (max(slots) + 1) * slot_ms,
+                     "usual_start_ts_ms": start_ms + a.alpha_slot * slot_ms,
+                     "shift_minutes": (first - a.alpha_slot) * slot_minutes})
+    return {
+        "schema": SCHEMA, "household_id": household_id, "start_ts_ms": start_ms, "slot_minutes": slot_minutes,
+        "slots": int(prices.size), "algorithm": sched.algorithm, "forecast_model": forecast.get("model"),
+        "currency": forecast.get("currency", settings.tariff.currency), "appliances": rows,
+        "expected_cost": planned, "unscheduled_cost": unplanned, "savings": unplanned - planned,
+        "savings_percent": 100.0 * (unplanned - planned) / unplanned if unplanned > 0 else 0.0,
+        "par_before": peak_to_average(baseline.load_profile_w(prices.size)),
+        "par_after": peak_to_average(schedule.load_profile_w(prices.size)),
+        "price_per_kwh": [round(float(p), 6) for p in prices],
+        "load_before_w": baseline.load_profile_w(prices.size).tolist(),
+        "load_after_w": schedule.load_profile_w(prices.size).tolist(),
+    }
+
+
+def _solve(problem: Problem, settings: Settings) -> Schedule:
+    algorithm = settings.scheduler.algorithm
+    if algorithm == "pso":
+        from gridflow.scheduling.pso import pso_options, schedule_pso
+
+        return schedule_pso(problem, **pso_options(settings.scheduler)).schedule
+    if algorithm == "milp":
+        from gridflow.scheduling.milp import solve_milp
+
+        return solve_milp(problem, comfort_weight=settings.scheduler.w_comfort).schedule
+    return schedule_heap(problem)

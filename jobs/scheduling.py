@@ -1,0 +1,55 @@
+"""Scheduling job: learned appliances + day-ahead price forecasts -> each household's day-ahead schedule.
+
+    household.appliances --\\                                   /--> household.schedules (downlink to meters)
+                            union -> key market -> fan-out -> key household -> schedule
+    grid.price-forecasts --/
+
+The schedule (heap, PSO or MILP per ``scheduler.algorithm``) carries the expected cost, the saving against
+running every appliance at its usual time, PAR before/after, and the price and load curves for the page.
+
+Run locally on the mini-cluster:      python jobs/scheduling.py --config <stack>/settings.yaml
+Submit to a cluster:                  flink run -py jobs/scheduling.py -- --config ...
+"""
+from __future__ import annotations
+
+import sys
+
+from pyflink.common import Types, WatermarkStrategy
+
+from gridflow.cli_args import job_argument_parser, settings_from_args
+from gridflow.connectors.flink_kafka import json_sink, json_source
+from gridflow.operators.scheduling import APPLIANCE, FORECAST, HouseholdScheduler, MarketFanout, element_type, tag
+from gridflow.runtime import create_env
+from gridflow.settings import Settings
+
+NAME = "scheduling"
+
+
+def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
+    topics, stops = settings.topics, stop_offsets or {}
+
+    def read(topic: str, kind: str):
+        source = json_source(settings, topic, NAME, stops.get(topic) if stop_offsets is not None else None)
+        return env.from_source(source, WatermarkStrategy.no_watermarks(), f"kafka:{topic}").map(
+            tag(kind), output_type=element_type())
+
+    schedules = (
+        read(topics.appliances, APPLIANCE).union(read(topics.price_forecasts, FORECAST))
+        .key_by(lambda e: e[0], key_type=Types.STRING())
+        .process(MarketFanout(), output_type=element_type()).name("fan out forecasts")
+        .key_by(lambda e: e[0], key_type=Types.STRING())
+        .process(HouseholdScheduler(settings), output_type=Types.STRING()).name("schedule households")
+    )
+    schedules.sink_to(json_sink(settings, topics.schedules, NAME)).name("schedules")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = job_argument_parser(__doc__).parse_args(argv)
+    settings = settings_from_args(args)
+    env = create_env(settings)
+    build(env, settings)
+    env.execute(NAME)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

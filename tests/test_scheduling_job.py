@@ -1,0 +1,49 @@
+"""The scheduling job on the mini-cluster: learned appliances and a price forecast in, schedules out."""
+import json
+
+import pytest
+
+from gridflow import kafka_io
+from gridflow.jobs import scheduling
+from gridflow.runtime import create_env
+from gridflow.scheduling.service import plan_day
+
+pytestmark = pytest.mark.integration
+
+START_MS = 1_768_478_400_000  # 2026-01-15 12:00 UTC
+
+
+def appliance(household: str, name: str, power_w: float, alpha_minute: int, duration_minutes: int) -> dict:
+    return {"schema": 1, "household_id": household, "updated_ts_ms": START_MS, "horizon_start_minute": 720,
+            "slot_minutes": 15, "name": name, "power_w": power_w, "duration_minutes": duration_minutes,
+            "alpha_minute": alpha_minute, "beta_minute": alpha_minute + 600, "comfort_margin_minutes": 30,
+            "n_activations": 40, "activations_per_day": 1.0}
+
+
+def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
+    settings = kafka_settings
+    topics = settings.topics
+    kafka_io.create_topics(settings, [topics.appliances, topics.price_forecasts, topics.schedules])
+    households = ["h-01", "h-02", "h-03"]
+    appliances = {h: [appliance(h, "washer", 1000.0 + 100 * i, 360 + 30 * i, 90),
+                      appliance(h, "dishwasher", 1800.0, 480, 120)] for i, h in enumerate(households)}
+    prices = [0.30] * 12 + [0.12] * 6 + [0.25] * 6  # cheap from midnight to 06:00
+    forecast = {"schema": 1, "market": "NL", "model": "linear", "issued_ts_ms": START_MS - 3_600_000,
+                "start_ts_ms": START_MS, "slot_minutes": 60, "slots": 24, "currency": "EUR", "price_per_kwh": prices}
+    stops = {
+        topics.appliances: kafka_io.produce(settings, topics.appliances,
+                                            [(h, json.dumps(a)) for h in households for a in appliances[h]]),
+        topics.price_forecasts: kafka_io.produce(settings, topics.price_forecasts, [("NL", json.dumps(forecast))]),
+    }
+    env = create_env(settings)
+    scheduling.build(env, settings, stop_offsets=stops)
+    env.execute("scheduling-test")
+
+    out = [json.loads(v) for v in kafka_io.read_topic(settings, topics.schedules)]
+    complete = {s["household_id"]: s for s in out if len(s.get("appliances", [])) == 2}
+    assert set(complete) == set(households)
+    for h in households:
+        assert complete[h] == plan_day(h, appliances[h], forecast, settings)
+        assert complete[h]["savings"] > 0
+        assert all(a["start_ts_ms"] >= START_MS + 12 * 3_600_000 for a in complete[h]["appliances"]), \
+            "both loads move into the cheap night hours"
