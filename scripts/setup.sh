@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything gridflow needs on a fresh Debian machine; safe and fast to run again.
-#   - Debian packages: mosquitto (MQTT broker), a Java 17 runtime if missing
+#   - Debian packages: mosquitto (MQTT broker), Prometheus, Chromium (headless page tests), Java 17 if missing
 #   - a virtualenv (.venv, or $GRIDFLOW_VENV) with gridflow installed editable, its native extensions
 #     built, the embedded stack's binaries (Kafka-protocol broker, S3 storage) and the test tools
 #   - the Flink Kafka connector jars in the jar cache
@@ -12,6 +12,8 @@ PYTHON=${PYTHON:-python3}
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)      # scrapes job metrics in the tests
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)          # headless browser tests of the web pages
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -1,0 +1,52 @@
+"""Recommendation job: schedules, daily profiles and anomaly alerts -> personal recommendations.
+
+    household.schedules --\\
+    household.profiles  ----> key household -> recommend (shift / off-peak / alert) --> household.recommendations
+    household.alerts    --/                                                         (downlinked to the meter)
+
+Run locally on the mini-cluster:      python jobs/recommendations.py --config <stack>/settings.yaml
+Submit to a cluster:                  flink run -py jobs/recommendations.py -- --config ...
+"""
+from __future__ import annotations
+
+import sys
+
+from pyflink.common import Types, WatermarkStrategy
+
+from gridflow.cli_args import job_argument_parser, settings_from_args
+from gridflow.connectors.flink_kafka import json_sink, json_source
+from gridflow.operators.recommendations import (
+    ALERT, DEAD_LETTER, PROFILE, SCHEDULE, Recommend, element_type, tag,
+)
+from gridflow.runtime import create_env
+from gridflow.settings import Settings
+
+NAME = "recommendations"
+
+
+def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
+    topics = settings.topics
+
+    def read(topic: str, kind: str):
+        stop = None if stop_offsets is None else stop_offsets.get(topic, {})
+        source = json_source(settings, topic, NAME, stop)
+        return env.from_source(source, WatermarkStrategy.no_watermarks(), f"kafka:{topic}").map(
+            tag(kind), output_type=element_type())
+
+    made = (read(topics.schedules, SCHEDULE).union(read(topics.profiles, PROFILE), read(topics.alerts, ALERT))
+            .key_by(lambda e: e[0], key_type=Types.STRING())
+            .process(Recommend(settings), output_type=Types.STRING()).name("recommend"))
+    made.sink_to(json_sink(settings, topics.recommendations, NAME)).name("recommendations")
+    made.get_side_output(DEAD_LETTER).sink_to(json_sink(settings, topics.dead_letter, NAME)).name("dead letters")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = job_argument_parser(__doc__).parse_args(argv)
+    settings = settings_from_args(args)
+    env = create_env(settings)
+    build(env, settings)
+    env.execute(NAME)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,67 @@
+"""Flink function of the recommendation job: a household's schedules, profiles and alerts -> recommendations.
+
+Thin: the sentences and savings come from ``gridflow.recommendations``. Elements are ``(household, kind,
+payload)``; a recommendation whose text has not changed since it was last sent is not sent again.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from pyflink.common import Types
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import MapStateDescriptor
+
+from gridflow import recommendations
+from gridflow.readings import dead_letter
+from gridflow.settings import Settings
+
+SCHEDULE, PROFILE, ALERT = "schedule", "profile", "alert"
+DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
+
+
+def element_type():
+    return Types.TUPLE([Types.STRING(), Types.STRING(), Types.STRING()])
+
+
+def tag(kind: str):
+    """JSON record -> ``(household_id, kind, payload)``; records without a household get an empty key."""
+    def to_element(payload: str):
+        try:
+            household = json.loads(payload).get("household_id") or ""
+        except (ValueError, AttributeError):
+            household = ""
+        return str(household), kind, payload
+    return to_element
+
+
+class Recommend(KeyedProcessFunction):
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def open(self, runtime_context: RuntimeContext):
+        self.sent = runtime_context.get_map_state(MapStateDescriptor("sent", Types.STRING(), Types.STRING()))
+        group = runtime_context.get_metrics_group().add_group("gridflow")
+        self.count = group.counter("recommendations")
+        self.savings = group.counter("recommended_savings_millicents")  # cumulative, currency / 100000
+
+    def process_element(self, value, ctx):
+        household, kind, payload = value
+        if not household:
+            yield DEAD_LETTER, dead_letter(payload, "not a JSON object with a household_id", f"{kind} topic")
+            return
+        record, now_ms, s = json.loads(payload), int(time.time() * 1000), self.settings
+        if kind == SCHEDULE:
+            made = recommendations.from_schedule(record, s.preprocess.timezone, now_ms) if "appliances" in record else []
+        elif kind == PROFILE:
+            made = recommendations.from_profile(record, s.tariff, s.preprocess.peak_hours, now_ms)
+        else:
+            made = recommendations.from_alert(record, s.tariff.currency, now_ms)
+        for rec in made:
+            slot = f"{rec['kind']}:{rec.get('appliance') or rec.get('alert_type') or ''}"
+            if self.sent.get(slot) == rec["text"]:
+                continue
+            self.sent.put(slot, rec["text"])
+            self.count.inc()
+            self.savings.inc(int(rec["saving_per_day"] * 100_000))
+            yield json.dumps(rec, separators=(",", ":"))

@@ -1,0 +1,64 @@
+"""Recommendations: the pure rules, and the job on the mini-cluster (schedules, profiles, alerts in)."""
+import json
+
+import pytest
+
+from gridflow import kafka_io, recommendations
+from gridflow.jobs import recommendations as job
+from gridflow.runtime import create_env
+from gridflow.settings import Settings
+
+H = 3_600_000
+
+
+def schedule(household: str, usual_h: int, planned_h: int, power_w: float = 1000.0) -> dict:
+    return {"schema": 1, "household_id": household, "start_ts_ms": 0, "slot_minutes": 60, "currency": "EUR",
+            "price_per_kwh": [0.1] * 6 + [0.3] * 12 + [0.5] * 6,
+            "appliances": [{"name": "washing_machine", "power_w": power_w, "start_ts_ms": planned_h * H,
+                            "end_ts_ms": (planned_h + 2) * H, "usual_start_ts_ms": usual_h * H,
+                            "shift_minutes": (planned_h - usual_h) * 60}]}
+
+
+def test_shift_saving_is_the_price_difference_of_the_moved_energy():
+    (rec,) = recommendations.from_schedule(schedule("h-1", 19, 2), "UTC", now_ms=1)
+    assert rec["saving_per_day"] == pytest.approx(2 * 1.0 * (0.5 - 0.1))
+    assert rec["text"] == "Run the washing machine at 02:00 instead of 19:00: saves 0.80 EUR a day."
+    assert recommendations.from_schedule(schedule("h-1", 19, 19), "UTC", now_ms=1) == []
+
+
+def test_times_are_local():
+    (rec,) = recommendations.from_schedule(schedule("h-1", 19, 2), "Europe/Paris", now_ms=1)
+    assert "at 03:00 instead of 20:00" in rec["text"]
+
+
+def test_off_peak_advice_only_above_the_share_and_priced_by_the_tariff():
+    tariff = Settings().tariff  # 0.38 EUR in 17-21 h, cheapest 0.18 EUR at night
+    busy = {"household_id": "h-1", "peak_share": 0.45, "energy_kwh": 12.0}
+    (rec,) = recommendations.from_profile(busy, tariff, [17, 18, 19, 20], now_ms=1)
+    assert rec["kind"] == "off_peak" and rec["saving_per_day"] == pytest.approx(0.38 - 0.18)
+    assert rec["text"].startswith("45% of your electricity is used between 17:00 and 21:00")
+    assert recommendations.from_profile({**busy, "peak_share": 0.2}, tariff, [17, 18, 19, 20], now_ms=1) == []
+
+
+@pytest.mark.integration
+def test_job_turns_schedules_profiles_and_alerts_into_recommendations_once(kafka_settings):
+    settings = kafka_settings
+    t = settings.topics
+    kafka_io.create_topics(settings, [t.schedules, t.profiles, t.alerts, t.recommendations, t.dead_letter])
+    alert = {"household_id": "h-2", "type": "stuck", "severity": "high", "ts_ms": 5,
+             "suggested_action": "The meter repeats the same value: please restart it."}
+    stops = {
+        t.schedules: kafka_io.produce(settings, t.schedules, [("h-1", json.dumps(schedule("h-1", 19, 2)))] * 2),
+        t.profiles: kafka_io.produce(settings, t.profiles, [("h-1", json.dumps(
+            {"household_id": "h-1", "peak_share": 0.5, "energy_kwh": 9.0}))]),
+        t.alerts: kafka_io.produce(settings, t.alerts, [("h-2", json.dumps(alert)), (None, "not json")]),
+    }
+    env = create_env(settings)
+    job.build(env, settings, stop_offsets=stops)
+    env.execute("recommendations-test")
+    out = [json.loads(v) for v in kafka_io.read_topic(settings, t.recommendations)]
+    kinds = sorted((r["household_id"], r["kind"]) for r in out)
+    assert kinds == [("h-1", "off_peak"), ("h-1", "shift"), ("h-2", "alert")], "the repeated schedule is sent once"
+    assert next(r for r in out if r["kind"] == "alert")["text"].endswith("please restart it.")
+    (dead,) = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
+    assert dead["payload"] == "not json" and "household_id" in dead["reason"]
