@@ -384,6 +384,26 @@ class StackSettings(_Section):
     start_timeout_s: float = Field(60.0, gt=0.0, le=600.0)
 
 
+class WebSettings(_Section):
+    """The household and operator pages served by ``gridflow page serve`` (``gridflow.web``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
+    secret: str = Field("", description="HMAC key of the page tokens; empty = generated once and kept in "
+                                        "<stack.run_dir>/web-secret")
+    refresh_s: int = Field(60, ge=0, le=86_400, description="pages reload themselves this often; 0 = never")
+    recent_alerts: int = Field(200, ge=1, le=100_000, description="alerts across households the operator view keeps")
+    alerts_per_household: int = Field(20, ge=1, le=1_000)
+    cookie_secure: bool = Field(False, description="mark the login cookie Secure (set when served over HTTPS)")
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 16:
+            raise ValueError("must be empty (generated) or at least 16 characters")
+        return value
+
+
 # Keys of Flink's config.yaml that describe the cluster rather than a job: the standalone cluster gets
 # them, a job's configuration does not (they would point a submitted job at the wrong cluster).
 CLUSTER_ONLY_PREFIXES = ("jobmanager.", "taskmanager.", "rest.", "env.", "blob.", "high-availability", "web.")
@@ -442,6 +462,7 @@ class Settings(_Section):
     nilm: NilmSettings = NilmSettings()
     tariff: TariffSettings = TariffSettings()
     stack: StackSettings = StackSettings()
+    web: WebSettings = WebSettings()
     flink: FlinkSettings = FlinkSettings()
 
     def with_overrides(self, *assignments: str) -> "Settings":

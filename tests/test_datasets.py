@@ -1,4 +1,4 @@
-"""The real datasets: pinned files, the UCI household's known size and units, CityLearn's 17 homes."""
+"""The real datasets: pinned files, the UCI household's known size and units, CityLearn's 17 homes, NL prices."""
 import shutil
 import time
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from gridflow.cli import main
-from gridflow.datasets import (CITYLEARN, UCI_HOUSEHOLD, DatasetError, data_dir, fetch_datasets, load_citylearn,
-                               load_uci_household)
+from gridflow.datasets import (CITYLEARN, NL_DAY_AHEAD_PRICES, UCI_HOUSEHOLD, DatasetError, data_dir, fetch_datasets,
+                               load_citylearn, load_prices, load_uci_household)
 from gridflow.settings import Settings
 
 UCI_ROWS = 2_075_259
@@ -30,12 +30,19 @@ def citylearn(data_settings):
     return load_citylearn(data_settings)
 
 
+@pytest.fixture(scope="module")
+def prices(data_settings):
+    return load_prices(data_settings)
+
+
 def test_missing_data_names_the_command_that_fetches_it(tmp_path):
     settings = Settings().with_overrides(f"data.cache_dir={tmp_path}")
     with pytest.raises(DatasetError, match="gridflow data fetch"):
         load_uci_household(settings)
     with pytest.raises(DatasetError, match="gridflow data fetch"):
         load_citylearn(settings)
+    with pytest.raises(DatasetError, match="gridflow data fetch"):
+        load_prices(settings)
 
 
 def test_fetched_files_are_checked_against_their_digests(data_settings, tmp_path):
@@ -99,6 +106,24 @@ def test_citylearn_has_17_homes_for_a_year(citylearn):
     assert np.all(citylearn["pv_w_per_kw"][:, night] == 0)
     assert 500 < citylearn["pv_w_per_kw"].max() <= 1_000
     assert 0.1 < citylearn["price_per_kwh"].min() and citylearn["price_per_kwh"].max() < 1.0
+
+
+def test_nl_prices_are_hourly_on_a_gap_free_utc_grid(data_settings, prices):
+    assert NL_DAY_AHEAD_PRICES.present(data_dir(data_settings))
+    assert set(prices) == {"ts_ms", "price_per_kwh", "utc_offset_minutes"}
+    assert all(values.shape == (87_840,) for values in prices.values())   # 2015-01-01 .. 2025-01-07, 3660 days
+    assert prices["ts_ms"].dtype == np.int64 and prices["price_per_kwh"].dtype == np.float64
+    assert prices["ts_ms"][0] == np.datetime64("2015-01-01T00:00").astype("datetime64[ms]").astype(np.int64)
+    assert prices["ts_ms"][-1] == np.datetime64("2025-01-07T23:00").astype("datetime64[ms]").astype(np.int64)
+    assert np.all(np.diff(prices["ts_ms"]) == 3_600_000)   # UTC: strictly increasing, no DST jumps or repeats
+    finite = np.isfinite(prices["price_per_kwh"])
+    assert (~finite).sum() == 2 and finite.mean() > 0.9999   # 2023-12-30 23:00 and 2024-12-30 23:00 UTC
+    price = prices["price_per_kwh"][finite]
+    assert 0.03 < price.mean() < 0.15 and price.min() < 0 < price.max() < 1.0   # EUR/kWh, negative hours included
+    offset = prices["utc_offset_minutes"]
+    assert set(np.unique(offset)) == {60, 120} and offset[0] == 60   # CET in winter, CEST in summer
+    july = prices["ts_ms"] == np.datetime64("2020-07-01T12:00").astype("datetime64[ms]").astype(np.int64)
+    assert offset[july].tolist() == [120]
 
 
 def test_cli_fetches_and_prints_the_folder(data_settings, capsys):
