@@ -1,0 +1,225 @@
+"""Adaptive load balancing of a feeder (no Flink): ask the most flexible households to shift, fairly.
+
+A feeder serves households whose expected load per slot is their base load plus flexible runs (deferrable
+appliances: power, duration, planned start, allowed starts ``[earliest, latest]`` = the household's window
+stretched by its comfort margin). When the aggregate exceeds ``capacity_w`` in some slot, the balancer
+repeatedly takes the slot with the largest excess and moves one run that covers it:
+
+* candidates are runs covering the slot that have another allowed start (never outside the comfort window);
+* fairness first: the run of the household asked the fewest times so far; then flexibility (most allowed
+  starts); then the largest power (fewest requests for the relief);
+* the run goes to the allowed start that minimises the feeder peak over the run's slots, ties to the start
+  closest to the planned one; a move is kept only if it lowers the excess.
+
+It stops when the limit holds or no move lowers the excess anywhere. If the limit still fails, the
+greedy answer is replaced by an exact one when it is better: a MILP (HiGHS, ``exact_time_limit_s``)
+minimising the total excess, then the number of moves, so the limit holds whenever shifting within the
+comfort windows can make it hold (fairness is then secondary; base load alone may exceed the limit). Each household is asked at most ``max_requests_per_household`` times.
+
+>>> base = np.full((2, 4), 100.0)                              # two households, 4 slots
+>>> runs = [FlexibleRun("h-1", "ev", 1000.0, 1, start=0, earliest=0, latest=3),
+...         FlexibleRun("h-2", "washer", 1000.0, 1, start=0, earliest=0, latest=2)]
+>>> plan = balance(base, runs, capacity_w=1300.0)
+>>> [(r.household_id, r.old_start, r.new_start) for r in plan.requests], plan.peak_before_w, plan.peak_after_w
+([('h-1', 0, 1)], 2200.0, 1200.0)
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FlexibleRun:
+    """One deferrable run of one household; slots of the feeder's horizon."""
+
+    household_id: str
+    appliance: str
+    power_w: float
+    duration_slots: int
+    start: int
+    earliest: int
+    latest: int
+
+    def __post_init__(self):
+        if not 0 <= self.earliest <= self.start <= self.latest:
+            raise ValueError(f"run {self.household_id}/{self.appliance}: need 0 <= earliest <= start <= latest, "
+                             f"got {self.earliest}, {self.start}, {self.latest}")
+        if self.duration_slots < 1 or self.power_w <= 0:
+            raise ValueError(f"run {self.household_id}/{self.appliance}: duration_slots >= 1 and power_w > 0")
+
+
+@dataclass(frozen=True)
+class ShiftRequest:
+    household_id: str
+    appliance: str
+    old_start: int
+    new_start: int
+
+
+@dataclass
+class BalancePlan:
+    runs: list[FlexibleRun]
+    requests: list[ShiftRequest] = field(default_factory=list)
+    load_before_w: np.ndarray = None
+    load_after_w: np.ndarray = None
+
+    peak_before_w = property(lambda self: float(self.load_before_w.max()))
+    peak_after_w = property(lambda self: float(self.load_after_w.max()))
+    par_before = property(lambda self: _par(self.load_before_w))
+    par_after = property(lambda self: _par(self.load_after_w))
+
+
+def _par(load: np.ndarray) -> float:
+    return float(load.max() / load.mean()) if load.mean() > 0 else 0.0
+
+
+def feeder_load(base_w: np.ndarray, runs: list[FlexibleRun]) -> np.ndarray:
+    """Aggregate load per slot: the households' base loads plus every run at its start."""
+    load = base_w.sum(axis=0).astype(np.float64)
+    for run in runs:
+        load[run.start:run.start + run.duration_slots] += run.power_w
+    return load
+
+
+def balance(base_w: np.ndarray, runs: list[FlexibleRun], capacity_w: float,
+            max_requests_per_household: int = 3, exact_time_limit_s: float = 10.0) -> BalancePlan:
+    """Shift runs until the feeder load is at most ``capacity_w`` everywhere, or no shift helps.
+
+    ``base_w`` is (households, slots) of inflexible load.
+    """
+    if capacity_w <= 0:
+        raise ValueError(f"capacity_w must be > 0, got {capacity_w}")
+    n_slots = base_w.shape[1]
+    for run in runs:
+        if run.latest + run.duration_slots > n_slots:
+            raise ValueError(f"run {run.household_id}/{run.appliance}: latest start {run.latest} + duration "
+                             f"exceeds the horizon of {n_slots} slots")
+    runs = list(runs)
+    plan_runs_before = list(runs)
+    load = feeder_load(base_w, runs)
+    plan = BalancePlan(runs=runs, load_before_w=load.copy())
+    asked: Counter = Counter()
+    tried: set = set()
+    stuck = np.zeros(n_slots, dtype=bool)  # overloaded slots no move can relieve
+    while True:
+        excess = np.where(stuck, -np.inf, load - capacity_w)
+        hot = int(np.argmax(excess))
+        if excess[hot] <= 1e-9:
+            break
+        candidates = [i for i, r in enumerate(runs) if r.start <= hot < r.start + r.duration_slots
+                      and r.latest > r.earliest and asked[r.household_id] < max_requests_per_household
+                      and (i, hot) not in tried]
+        if not candidates:
+            stuck[hot] = True
+            continue
+        candidates.sort(key=lambda i: (asked[runs[i].household_id], -(runs[i].latest - runs[i].earliest),
+                                       -runs[i].power_w, runs[i].household_id, runs[i].appliance))
+        for i in candidates:
+            tried.add((i, hot))
+            run = runs[i]
+            without = load.copy()
+            without[run.start:run.start + run.duration_slots] -= run.power_w
+            best, best_key = None, None
+            for start in range(run.earliest, run.latest + 1):
+                peak = float((without[start:start + run.duration_slots] + run.power_w).max())
+                key = (peak, abs(start - run.start))
+                if best_key is None or key < best_key:
+                    best, best_key = start, key
+            new = without.copy()
+            new[best:best + run.duration_slots] += run.power_w
+            if best == run.start or np.maximum(new - capacity_w, 0).sum() >= np.maximum(load - capacity_w, 0).sum() - 1e-9:
+                continue
+            plan.requests.append(ShiftRequest(run.household_id, run.appliance, run.start, best))
+            runs[i] = replace(run, start=best)
+            asked[run.household_id] += 1
+            load = new
+            break
+    if (load > capacity_w + 1e-9).any() and exact_time_limit_s > 0:
+        original = {(r.household_id, r.appliance): r.start for r in plan_runs_before}
+        starts = _exact(plan_runs_before, base_w.sum(axis=0), capacity_w, exact_time_limit_s)
+        if starts is not None:
+            exact = [replace(r, start=s) for r, s in zip(plan_runs_before, starts)]
+            exact_load = feeder_load(base_w, exact)
+            if np.maximum(exact_load - capacity_w, 0).sum() < np.maximum(load - capacity_w, 0).sum() - 1e-6:
+                runs, load = exact, exact_load
+                plan.requests = [ShiftRequest(r.household_id, r.appliance, original[(r.household_id, r.appliance)],
+                                              r.start) for r in exact
+                                 if r.start != original[(r.household_id, r.appliance)]]
+    plan.runs, plan.load_after_w = runs, load
+    return plan
+
+
+def _exact(runs, base_load, capacity_w, time_limit_s: float):
+    """Minimum total excess (then fewest moves) over every run's allowed starts, as a MILP (HiGHS).
+    Returns the starts, or None if the solver found nothing in time."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+
+    n_slots = base_load.size
+    columns = [(r, s) for r, run in enumerate(runs) for s in range(run.earliest, run.latest + 1)]
+    n_x = len(columns)
+    total = sum(run.power_w for run in runs) + float(base_load.sum())
+    cost = np.concatenate([[0.0 if s == runs[r].start else 1.0 / (len(runs) + 1) / max(total, 1.0)
+                            for r, s in columns], np.ones(n_slots) / max(total, 1.0)])
+    rows, cols, vals = [], [], []
+    for j, (r, s) in enumerate(columns):  # one start per run
+        rows.append(r), cols.append(j), vals.append(1.0)
+    one = LinearConstraint(coo_matrix((vals, (rows, cols)), shape=(len(runs), n_x + n_slots)), 1, 1)
+    rows, cols, vals = [], [], []
+    for j, (r, s) in enumerate(columns):  # load_t - excess_t <= capacity - base_t
+        for t in range(s, s + runs[r].duration_slots):
+            rows.append(t), cols.append(j), vals.append(runs[r].power_w)
+    for t in range(n_slots):
+        rows.append(t), cols.append(n_x + t), vals.append(-1.0)
+    cap = LinearConstraint(coo_matrix((vals, (rows, cols)), shape=(n_slots, n_x + n_slots)), -np.inf,
+                           capacity_w - base_load)
+    result = milp(cost, constraints=[one, cap], integrality=np.r_[np.ones(n_x), np.zeros(n_slots)],
+                  bounds=Bounds(0, np.r_[np.ones(n_x), np.full(n_slots, np.inf)]),
+                  options={"time_limit": time_limit_s})
+    if result.x is None:
+        return None
+    starts = [run.start for run in runs]
+    for j, (r, s) in enumerate(columns):
+        if result.x[j] > 0.5:
+            starts[r] = s
+    return starts
+
+
+# name: (power_w, duration_h, usual start hours (one drawn per household), latest end hour, probability)
+FLEXIBLE_LOADS = {
+    "ev": (3700.0, 3.0, (17.5, 18.0, 18.5, 19.0), 24 + 7.0, 0.3),
+    "washing_machine": (1000.0, 2.0, (18.0, 19.0, 20.0), 24 + 1.0, 0.6),
+    "dishwasher": (1800.0, 1.5, (19.5, 20.0, 20.5), 24 + 6.0, 0.5),
+}
+HORIZON_START_H = 12
+
+
+def simulate_feeder(library, households: int, capacity_fraction: float = 0.8, slot_minutes: int = 15,
+                    seed: int = 1, day: int = 30, comfort_margin_h: float = 0.0) -> tuple[BalancePlan, float]:
+    """A feeder of ``households`` simulated homes (real load shapes from ``library``, a
+    :class:`gridflow.devices.load_shapes.LoadShapeLibrary`) over one day from 12:00, with evening EV
+    charging, washing and dishwashing; balanced at ``capacity_fraction`` of the unbalanced peak.
+    Returns the plan and the capacity used (W)."""
+    from gridflow.devices.load_shapes import fleet_series
+
+    rng = np.random.default_rng(seed)
+    n_slots = 24 * 60 // slot_minutes
+    start_ms = 1_767_225_600_000 + (day * 24 + HORIZON_START_H) * 3_600_000  # 2026-01-01 + day, 12:00 UTC
+    base = fleet_series(library, np.arange(households), start_ms, n_slots, slot_minutes * 60, seed)
+    per_h = 60 // slot_minutes
+    runs = []
+    for h in range(households):
+        for name, (power, hours, usual, latest_end, p) in FLEXIBLE_LOADS.items():
+            if rng.random() >= p:
+                continue
+            duration = int(round(hours * per_h))
+            start = int((rng.choice(usual) - HORIZON_START_H) * per_h)
+            margin = int(comfort_margin_h * per_h)
+            latest = min(int((latest_end - HORIZON_START_H) * per_h) - duration + margin, n_slots - duration)
+            runs.append(FlexibleRun(f"h-{h:04d}", name, power, duration, start,
+                                    max(0, start - margin), max(start, latest)))
+    capacity = capacity_fraction * float(feeder_load(base, runs).max())
+    return balance(base, runs, capacity), capacity
