@@ -223,3 +223,96 @@ def simulate_feeder(library, households: int, capacity_fraction: float = 0.8, sl
                                     max(0, start - margin), max(start, latest)))
     capacity = capacity_fraction * float(feeder_load(base, runs).max())
     return balance(base, runs, capacity), capacity
+
+
+class FeederState:
+    """What a feeder operator keeps: each household's latest schedule and daily profile; it rebalances the
+    current horizon and returns the grid requests not sent before. Small and picklable (Flink state).
+
+    Base load of a household = its latest daily profile (W per slot of the day) sampled at the schedule's
+    slots; zero until a profile is known.
+    """
+
+    def __init__(self, capacity_w: float, max_requests_per_household: int = 3):
+        self.capacity_w = capacity_w
+        self.max_requests = max_requests_per_household
+        self.schedules: dict[str, dict] = {}
+        self.profiles: dict[str, list] = {}
+        self.sent: dict[tuple[str, str], int] = {}
+
+    def update_profile(self, record: dict) -> None:
+        self.profiles[record["household_id"]] = record.get("profile_w") or []
+
+    def update_schedule(self, record: dict) -> None:
+        """Keep a household's schedule; raises ValueError naming a missing field (the record is skipped)."""
+        for name in ("start_ts_ms", "slot_minutes", "slots", "appliances"):
+            if name not in record:
+                raise ValueError(f"schedule of {record.get('household_id')!r}: missing field {name!r}")
+        for a in record["appliances"]:
+            missing = {"name", "power_w", "start_ts_ms", "end_ts_ms"} - set(a)
+            if missing:
+                raise ValueError(f"schedule of {record['household_id']!r}: appliance without {sorted(missing)}")
+        self.schedules[record["household_id"]] = record
+
+    def _base(self, household: str, start_ms: int, slot_minutes: int, n_slots: int) -> np.ndarray:
+        profile = self.profiles.get(household) or []
+        if not profile:
+            return np.zeros(n_slots)
+        values = np.array([np.nan if v is None else v for v in profile], dtype=np.float64)
+        values = np.where(np.isnan(values), np.nanmean(values) if np.isfinite(values).any() else 0.0, values)
+        minutes = (start_ms // 60_000 + np.arange(n_slots) * slot_minutes) % 1440
+        return values[(minutes * len(values)) // 1440]
+
+    def rebalance(self) -> list[dict]:
+        """Requests (household, appliance, new start) for the latest horizon, each sent once."""
+        if not self.schedules:
+            return []
+        latest = max(s["start_ts_ms"] for s in self.schedules.values())
+        current = {h: s for h, s in self.schedules.items() if s["start_ts_ms"] == latest}
+        some = next(iter(current.values()))
+        slot_minutes, n_slots = some["slot_minutes"], some["slots"]
+        slot_ms = slot_minutes * 60_000
+        households = sorted(current)
+        base = np.array([self._base(h, latest, slot_minutes, n_slots) for h in households]).reshape(len(households), n_slots)
+        runs = []
+        for h in households:
+            for a in current[h]["appliances"]:
+                duration = max(1, (a["end_ts_ms"] - a["start_ts_ms"]) // slot_ms)
+                start = (a["start_ts_ms"] - latest) // slot_ms
+                earliest = (a.get("earliest_start_ts_ms", a["start_ts_ms"]) - latest) // slot_ms
+                last = (a.get("latest_start_ts_ms", a["start_ts_ms"]) - latest) // slot_ms
+                last = min(max(last, start), n_slots - duration)
+                runs.append(FlexibleRun(h, a["name"], float(a["power_w"]), int(duration), int(start),
+                                        int(min(earliest, start)), int(last)))
+        plan = balance(base, runs, self.capacity_w, self.max_requests)
+        out = []
+        for run in plan.runs:
+            key = (run.household_id, run.appliance)
+            planned = next(a for a in current[run.household_id]["appliances"] if a["name"] == run.appliance)
+            new_ms = latest + run.start * slot_ms
+            if new_ms == planned["start_ts_ms"] or self.sent.get(key) == new_ms:
+                continue
+            self.sent[key] = new_ms
+            out.append({"household_id": run.household_id, "appliance": run.appliance, "power_w": run.power_w,
+                        "from_ts_ms": planned["start_ts_ms"], "to_ts_ms": new_ms,
+                        "feeder_peak_before_w": plan.peak_before_w, "feeder_peak_after_w": plan.peak_after_w,
+                        "capacity_w": self.capacity_w})
+        return out
+
+
+def load_feeders(path) -> dict[str, str]:
+    """``household_id -> feeder`` from a CSV with the header ``household_id,feeder``."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path).expanduser()
+    try:
+        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    except OSError as exc:
+        raise ValueError(f"balancing.feeder_file: cannot read {path}: {exc.strerror}") from None
+    if not rows or [c.strip() for c in rows[0]] != ["household_id", "feeder"]:
+        raise ValueError(f"{path}: line 1 must be the header 'household_id,feeder'")
+    bad = next((n for n, row in enumerate(rows[1:], start=2) if row and len(row) != 2), None)
+    if bad:
+        raise ValueError(f"{path}: line {bad}: expected 2 fields household_id,feeder")
+    return {row[0].strip(): row[1].strip() for row in rows[1:] if row}

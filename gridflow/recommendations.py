@@ -88,3 +88,13 @@ def from_alert(alert: dict, currency: str, now_ms: int) -> list[dict]:
     text = f"Alert ({alert.get('severity', 'info')}): {kind} detected. {action}"
     return [_record(alert["household_id"], "alert", text, 0.0, currency, now_ms, alert_type=alert.get("type"),
                     from_ts_ms=alert.get("ts_ms"))]
+
+
+def from_grid_request(request: dict, zone: str, currency: str, now_ms: int) -> list[dict]:
+    """A ``grid_request``: the feeder would be overloaded; the household is asked to move one run within
+    its comfort window (no saving for the household; the text says why)."""
+    text = (f"Your local grid is busy then: please run the {request['appliance'].replace('_', ' ')} at "
+            f"{_clock(request['to_ts_ms'], zone)} instead of {_clock(request['from_ts_ms'], zone)}.")
+    return [_record(request["household_id"], "grid_request", text, 0.0, currency, now_ms,
+                    appliance=request["appliance"], from_ts_ms=request["from_ts_ms"], to_ts_ms=request["to_ts_ms"],
+                    feeder_peak_after_w=request["feeder_peak_after_w"], capacity_w=request["capacity_w"])]

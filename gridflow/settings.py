@@ -228,9 +228,11 @@ class ClusteringSettings(_Section):
     """Online KMeans over household load profiles."""
 
     n_clusters: int = Field(4, ge=2, le=64)
-    halflife: float = Field(0.5, gt=0.0, le=1.0)
+    halflife: float = Field(0.05, gt=0.0, le=1.0, description="fraction a centroid moves towards each profile")
     seed: int = Field(42, ge=0)
     publish_every_s: int = Field(300, ge=1, le=86_400)
+    min_coverage: float = Field(0.75, gt=0.0, le=1.0, description="profiles with fewer known slots are skipped")
+    warmup_profiles: int = Field(32, ge=2, le=100_000, description="buffered to initialise the centroids")
 
 
 class AnomalySettings(_Section):
@@ -240,6 +242,15 @@ class AnomalySettings(_Section):
     dbscan_min_samples: int = Field(5, ge=1, le=10_000)
     micro_window_s: int = Field(300, ge=10, le=86_400)
     alert_cooldown_s: int = Field(900, ge=0, le=86_400)
+
+
+class BalancingSettings(_Section):
+    """Feeder-level load balancing: households of a feeder are asked to shift when it would be overloaded."""
+
+    feeder_capacity_kw: float = Field(500.0, gt=0.0, le=1e6, description="limit of every feeder")
+    default_feeder: str = Field("feeder-1", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    feeder_file: str = Field("", description="CSV household_id,feeder; households not in it are on default_feeder")
+    max_requests_per_household: int = Field(3, ge=1, le=100, description="per horizon")
 
 
 class SchedulerSettings(_Section):
@@ -458,6 +469,7 @@ class Settings(_Section):
     clustering: ClusteringSettings = ClusteringSettings()
     anomaly: AnomalySettings = AnomalySettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    balancing: BalancingSettings = BalancingSettings()
     forecast: ForecastSettings = ForecastSettings()
     nilm: NilmSettings = NilmSettings()
     tariff: TariffSettings = TariffSettings()

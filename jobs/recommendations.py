@@ -3,6 +3,7 @@
     household.schedules --\\
     household.profiles  ----> key household -> recommend (shift / off-peak / alert) --> household.recommendations
     household.alerts    --/                                                         (downlinked to the meter)
+    schedules + profiles --> key feeder -> balance (grid requests when a feeder would exceed its capacity) --/
 
 Run locally on the mini-cluster:      python jobs/recommendations.py --config <stack>/settings.yaml
 Submit to a cluster:                  flink run -py jobs/recommendations.py -- --config ...
@@ -16,7 +17,7 @@ from pyflink.common import Types, WatermarkStrategy
 from gridflow.cli_args import job_argument_parser, settings_from_args
 from gridflow.connectors.flink_kafka import json_sink, json_source
 from gridflow.operators.recommendations import (
-    ALERT, DEAD_LETTER, PROFILE, SCHEDULE, Recommend, element_type, tag,
+    ALERT, DEAD_LETTER, PROFILE, SCHEDULE, FeederBalancer, Recommend, ToFeeder, element_type, tag,
 )
 from gridflow.runtime import create_env
 from gridflow.settings import Settings
@@ -33,10 +34,14 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
         return env.from_source(source, WatermarkStrategy.no_watermarks(), f"kafka:{topic}").map(
             tag(kind), output_type=element_type())
 
-    made = (read(topics.schedules, SCHEDULE).union(read(topics.profiles, PROFILE), read(topics.alerts, ALERT))
+    schedules, profiles = read(topics.schedules, SCHEDULE), read(topics.profiles, PROFILE)
+    made = (schedules.union(profiles, read(topics.alerts, ALERT))
             .key_by(lambda e: e[0], key_type=Types.STRING())
             .process(Recommend(settings), output_type=Types.STRING()).name("recommend"))
-    made.sink_to(json_sink(settings, topics.recommendations, NAME)).name("recommendations")
+    requests = (schedules.union(profiles).map(ToFeeder(settings), output_type=element_type())
+                .key_by(lambda e: e[0], key_type=Types.STRING())
+                .process(FeederBalancer(settings), output_type=Types.STRING()).name("balance feeders"))
+    made.union(requests).sink_to(json_sink(settings, topics.recommendations, NAME)).name("recommendations")
     made.get_side_output(DEAD_LETTER).sink_to(json_sink(settings, topics.dead_letter, NAME)).name("dead letters")
 
 

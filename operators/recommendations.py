@@ -9,10 +9,11 @@ import json
 import time
 
 from pyflink.common import Types
-from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
-from pyflink.datastream.state import MapStateDescriptor
+from pyflink.datastream import KeyedProcessFunction, MapFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from gridflow import recommendations
+from gridflow.balancing import FeederState, load_feeders
 from gridflow.readings import dead_letter
 from gridflow.settings import Settings
 
@@ -51,12 +52,16 @@ class Recommend(KeyedProcessFunction):
             yield DEAD_LETTER, dead_letter(payload, "not a JSON object with a household_id", f"{kind} topic")
             return
         record, now_ms, s = json.loads(payload), int(time.time() * 1000), self.settings
-        if kind == SCHEDULE:
-            made = recommendations.from_schedule(record, s.preprocess.timezone, now_ms) if "appliances" in record else []
-        elif kind == PROFILE:
-            made = recommendations.from_profile(record, s.tariff, s.preprocess.peak_hours, now_ms)
-        else:
-            made = recommendations.from_alert(record, s.tariff.currency, now_ms)
+        try:
+            if kind == SCHEDULE:
+                made = recommendations.from_schedule(record, s.preprocess.timezone, now_ms) if "appliances" in record else []
+            elif kind == PROFILE:
+                made = recommendations.from_profile(record, s.tariff, s.preprocess.peak_hours, now_ms)
+            else:
+                made = recommendations.from_alert(record, s.tariff.currency, now_ms)
+        except (KeyError, TypeError, ValueError) as error:
+            yield DEAD_LETTER, dead_letter(payload, f"malformed {kind} record: {error!r}", f"{kind} topic")
+            return
         for rec in made:
             slot = f"{rec['kind']}:{rec.get('appliance') or rec.get('alert_type') or ''}"
             if self.sent.get(slot) == rec["text"]:
@@ -65,3 +70,54 @@ class Recommend(KeyedProcessFunction):
             self.count.inc()
             self.savings.inc(int(rec["saving_per_day"] * 100_000))
             yield json.dumps(rec, separators=(",", ":"))
+
+
+class ToFeeder(MapFunction):
+    """``(household, kind, payload)`` -> ``(feeder, kind, payload)`` from ``balancing.feeder_file``."""
+
+    def __init__(self, settings: Settings):
+        self.file, self.default = settings.balancing.feeder_file, settings.balancing.default_feeder
+
+    def open(self, runtime_context: RuntimeContext):
+        self.feeders = load_feeders(self.file) if self.file else {}
+
+    def map(self, value):
+        household, kind, payload = value
+        return self.feeders.get(household, self.default), kind, payload
+
+
+class FeederBalancer(KeyedProcessFunction):
+    """A feeder's schedules and profiles -> grid requests to the most flexible households (one per change)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def open(self, runtime_context: RuntimeContext):
+        self.state = runtime_context.get_state(ValueStateDescriptor("feeder", Types.PICKLED_BYTE_ARRAY()))
+        self.requests = runtime_context.get_metrics_group().add_group("gridflow").counter("grid_requests")
+
+    def process_element(self, value, ctx):
+        _, kind, payload = value
+        b = self.settings.balancing
+        feeder = self.state.value() or FeederState(b.feeder_capacity_kw * 1000, b.max_requests_per_household)
+        try:
+            record = json.loads(payload)
+        except ValueError:
+            return  # the household stream dead-letters it
+        if not isinstance(record, dict) or not record.get("household_id"):
+            return
+        if kind == PROFILE:
+            feeder.update_profile(record)
+            self.state.update(feeder)
+            return
+        try:
+            feeder.update_schedule(record)
+        except ValueError:
+            return  # malformed: the household stream dead-letters it with the reason
+        now_ms = int(time.time() * 1000)
+        for request in feeder.rebalance():
+            self.requests.inc()
+            for rec in recommendations.from_grid_request(request, self.settings.preprocess.timezone,
+                                                         self.settings.tariff.currency, now_ms):
+                yield json.dumps(rec, separators=(",", ":"))
+        self.state.update(feeder)

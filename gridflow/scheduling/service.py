@@ -87,9 +87,12 @@ def plan_day(household_id: str, appliances: list[dict], forecast: dict, settings
     for a in loads:
         first = schedule.start_slot(a.name)
         slots = schedule.power_w.get(a.name, {})
+        low, high = problem.window(a)
         rows.append({"name": a.name, "power_w": a.power_w, "start_ts_ms": start_ms + first * slot_ms,
                      "end_ts_ms": start_ms + (max(slots) + 1) * slot_ms,
                      "usual_start_ts_ms": start_ms + a.alpha_slot * slot_ms,
+                     "earliest_start_ts_ms": start_ms + low * slot_ms,
+                     "latest_start_ts_ms": start_ms + (high - a.duration_slots) * slot_ms,
                      "shift_minutes": (first - a.alpha_slot) * slot_minutes})
     return {
         "schema": SCHEMA, "household_id": household_id, "start_ts_ms": start_ms, "slot_minutes": slot_minutes,
