@@ -51,6 +51,8 @@ setup(
         "pydantic>=2.6,<3",
         "PyYAML>=6",
         "scipy>=1.11",  # the exact MILP scheduling reference (HiGHS)
+        "matplotlib>=3.8",  # gridflow schedule --png (Agg backend)
+        "aiohttp>=3.9",  # gridflow page serve: the household and operator pages
     ],
     extras_require={
         # The embedded default stack: a Kafka-protocol broker binary and S3 storage for durable topics.

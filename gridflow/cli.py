@@ -1,4 +1,5 @@
-"""The ``gridflow`` command: the embedded stack, connector jars, settings and the demo."""
+"""The ``gridflow`` command: the embedded stack, connector jars, settings, the demo, appliance scheduling and
+the household pages."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,8 @@ import json
 import sys
 
 from gridflow.cli_args import add_settings_arguments, settings_from_args
+from gridflow.scheduling.cli import add_parser as add_schedule_parser
+from gridflow.web.cli import add_parser as add_page_parser
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,10 +58,14 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--keep-stack", action="store_true", help="leave the stack running to inspect the topics")
     add_settings_arguments(demo)
 
+    add_schedule_parser(commands)
+    add_page_parser(commands)
+
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
     handler = {"stack": _stack, "jars": _jars, "data": _data, "config": _config, "topics": _topics, "demo": _demo,
-               "bridge": _bridge, "simulate": _simulate}[args.command]
+               "bridge": _bridge, "simulate": _simulate, "schedule": _schedule,
+               "page": _page}[args.command]
     handler(args, settings)
 
 
@@ -175,6 +182,18 @@ def _simulate(args, settings) -> None:
     print(summary.line())
     if args.faults_out:
         print(f"ground truth of {summary.faults} faults: {args.faults_out}")
+
+
+def _schedule(args, settings) -> None:
+    from gridflow.scheduling.cli import run
+
+    run(args, settings)
+
+
+def _page(args, settings) -> None:
+    from gridflow.web.cli import run
+
+    run(args, settings)
 
 
 def _demo(args, settings) -> None:

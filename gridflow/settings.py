@@ -236,12 +236,22 @@ class ClusteringSettings(_Section):
 
 
 class AnomalySettings(_Section):
-    """DBSCAN over micro-windows of recent readings."""
+    """Anomaly detection on per-minute meter features: DBSCAN over each household's recent minutes
+    (and across households of one load-shape cluster) plus rules for faults DBSCAN cannot see."""
 
-    dbscan_eps: float = Field(0.5, gt=0.0, le=1e6)
+    dbscan_eps: float = Field(0.5, gt=0.0, le=1e6, description="in log-ratio feature units")
     dbscan_min_samples: int = Field(5, ge=1, le=10_000)
-    micro_window_s: int = Field(300, ge=10, le=86_400)
-    alert_cooldown_s: int = Field(900, ge=0, le=86_400)
+    micro_window_s: int = Field(3600, ge=120, le=86_400, description="recent minutes DBSCAN looks at")
+    alert_cooldown_s: int = Field(900, ge=0, le=86_400, description="one alert per household and type")
+    spike_ratio: float = Field(2.5, gt=1.0, le=1000.0, description="raw max / minute mean of a spike")
+    spike_min_excess_w: float = Field(50.0, ge=0.0, le=1e6)
+    stuck_minutes: int = Field(2, ge=1, le=1440, description="minutes of identical readings")
+    stuck_min_w: float = Field(5.0, ge=0.0, le=1e6, description="runs of lower values are idle, not stuck")
+    dropout_minutes: int = Field(2, ge=1, le=1440, description="minutes without readings")
+    sustained_excess_w: float = Field(1200.0, gt=0.0, le=1e6, description="minute floor above the usual floor")
+    sustained_minutes: int = Field(20, ge=1, le=1440)
+    drift_fraction: float = Field(0.15, gt=0.0, le=10.0, description="rise of the floor, fraction of usual mean")
+    drift_minutes: int = Field(60, ge=1, le=1440)
 
 
 class BalancingSettings(_Section):
