@@ -27,8 +27,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from gridflow.scheduling.heap_scheduler import ScheduleInfeasible
 from gridflow.scheduling.model import Problem, Schedule
@@ -145,6 +143,9 @@ def solve_milp(problem: Problem, *, comfort_weight: float = 0.0, time_limit_s: f
         model.row([load_col, *(col for col, _ in terms)], [1.0, *(-w for _, w in terms)], base_kw[t], base_kw[t])
         blocks = model.columns(widths_kw.size, tariff.price_per_kwh[t] * multipliers * slot_h, 0.0, widths_kw, False)
         model.row([*blocks, load_col], [*np.ones(widths_kw.size), -1.0], -pv_kw[t], np.inf)
+    from scipy import sparse  # imported here: importing gridflow.scheduling (and the gridflow CLI) stays fast
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
     started = time.perf_counter()
     if not model.c:  # only fixed loads: nothing to decide
         return _read_back(problem, _Nothing(), decisions, constant, time.perf_counter() - started)
