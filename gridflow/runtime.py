@@ -8,10 +8,36 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from gridflow.jars import adapt_pyflink_to_connector, connector_jar_urls
 from gridflow.settings import Settings
 from gridflow.stack.processes import path_with_interpreter_first
+
+
+def _pyflink_home() -> Path:
+    import importlib.util
+
+    return Path(importlib.util.find_spec("pyflink").submodule_search_locations[0])  # without importing it
+
+
+def local_lib_dir() -> Path:
+    """Class path folder of the local mini-cluster: the wheel's lib/ jars plus the metric reporter jars
+    from its plugins/ folder (a standalone cluster loads those as plugins; the mini-cluster does not)."""
+    import hashlib
+
+    home = _pyflink_home()
+    jars = [*(home / "lib").glob("*.jar"), *(home / "plugins" / "metrics-prometheus").glob("*.jar")]
+    folder = Path.home() / ".cache" / "gridflow" / f"local-flink-lib-{hashlib.sha256(str(home).encode()).hexdigest()[:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for jar in jars:
+        link = folder / jar.name
+        if not link.exists():
+            try:
+                link.symlink_to(jar)
+            except FileExistsError:
+                pass  # another job made it first
+    return folder
 
 
 def submitted_by_flink_cli() -> bool:
@@ -20,6 +46,17 @@ def submitted_by_flink_cli() -> bool:
 
 
 def create_env(settings: Settings):
+    if not submitted_by_flink_cli():
+        # Before any pyflink.datastream import: importing it starts the Java gateway.
+        # Thread-mode Python workers (pemja) find their packages through the ``python`` on PATH, not
+        # through python.executable: without this a job started by a venv's interpreter from a shell
+        # that did not activate the venv fails with "No module named 'pemja'".
+        os.environ["PATH"] = path_with_interpreter_first()
+        # The local mini-cluster finds no plugins, so the Prometheus reporter goes on its class path.
+        # With FLINK_HOME unset PyFlink overwrites FLINK_LIB_DIR with the wheel's lib/, so set both.
+        if "FLINK_LIB_DIR" not in os.environ:
+            os.environ["FLINK_LIB_DIR"] = str(local_lib_dir())
+            os.environ.setdefault("FLINK_HOME", str(_pyflink_home()))
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
@@ -29,10 +66,6 @@ def create_env(settings: Settings):
     options["pipeline.jars"] = ";".join(dict.fromkeys(existing + jars))
     if not submitted_by_flink_cli():
         options.setdefault("python.executable", sys.executable)
-        # Thread-mode Python workers (pemja) find their packages through the ``python`` on PATH, not
-        # through python.executable: without this a job started by a venv's interpreter from a shell
-        # that did not activate the venv fails with "No module named 'pemja'". Before the JVM starts.
-        os.environ["PATH"] = path_with_interpreter_first()
     config = Configuration()
     for key, value in options.items():
         config.set_string(key, value)

@@ -188,6 +188,8 @@ class PreprocessSettings(_Section):
     noise_floor_w: float = Field(5.0, ge=0.0, le=1_000.0, description="|power| below this is sensor noise -> 0 W")
     min_slot_coverage: float = Field(0.5, gt=0.0, le=1.0, description="share of a profile slot that must be known")
     timezone: str = Field("UTC", description="IANA zone for peak hours and day boundaries")
+    python_execution_mode: Literal["process", "thread"] = Field(
+        "process", description="thread is faster but Flink then drops the job's Python metrics")
     peak_hours: list[int] = Field(default_factory=lambda: [17, 18, 19, 20])
 
     @field_validator("timezone")
@@ -269,7 +271,7 @@ class SchedulerSettings(_Section):
     algorithm: Literal["heap", "pso", "milp"] = "heap"
     slot_minutes: int = Field(15, ge=1, le=60)
     w_cost: float = Field(1.0, ge=0.0, le=1e6)
-    w_comfort: float = Field(0.1, ge=0.0, le=1e6)
+    w_comfort: float = Field(0.001, ge=0.0, le=1e6, description="currency per slot of start deviation (PSO, MILP)")
     breaker_a: float = Field(40.0, ge=0.0, le=1_000.0, description="main breaker; 0 = no limit")
     breaker_v: float = Field(230.0, gt=0.0, le=1_000.0)
     pso_particles: int = Field(50, ge=2, le=10_000)

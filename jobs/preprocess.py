@@ -48,6 +48,9 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None):
     stream, topics = settings.stream, settings.topics
     config = tenv.get_config()
     config.set("table.local-time-zone", settings.preprocess.timezone)
+    # Table-API Python functions report metrics only from separate worker processes (thread mode drops
+    # them); with one call per meter window the process boundary costs little.
+    config.set("python.execution-mode", settings.preprocess.python_execution_mode)
     if stream.idle_timeout_ms:
         config.set("table.exec.source.idle-timeout", f"{stream.idle_timeout_ms} ms")
     ops.register(tenv, settings, f"kafka:{topics.readings}")

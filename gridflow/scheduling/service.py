@@ -117,5 +117,6 @@ def _solve(problem: Problem, settings: Settings) -> Schedule:
     if algorithm == "milp":
         from gridflow.scheduling.milp import solve_milp
 
-        return solve_milp(problem, comfort_weight=settings.scheduler.w_comfort).schedule
+        sched = settings.scheduler  # the MILP minimises cost + comfort_weight * deviation: the PSO objective / w_cost
+        return solve_milp(problem, comfort_weight=sched.w_comfort / max(sched.w_cost, 1e-12)).schedule
     return schedule_heap(problem)

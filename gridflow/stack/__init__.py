@@ -67,10 +67,13 @@ class EmbeddedStack:
         mqtt: bool = True,
         flink: bool = False,
         kafka_storage: str | None = None,
+        prometheus: bool = False,
     ):
         self.base_settings = settings
         self.run_dir = Path(run_dir or settings.stack.run_dir).expanduser().resolve()
         self.want_kafka, self.want_mqtt, self.want_flink = kafka, mqtt, flink
+        self.want_prometheus = prometheus
+        self.prometheus_url: str | None = None
         self.kafka_storage = kafka_storage or settings.stack.kafka_storage
         self.info = StackInfo(stack_id=uuid.uuid4().hex[:12], run_dir=str(self.run_dir), kafka_storage=self.kafka_storage)
         self.launcher = Launcher(self.run_dir, self.info.stack_id)
@@ -99,6 +102,9 @@ class EmbeddedStack:
                 self.info.mqtt_accounts = {BRIDGE_USER: new_password(), SIMULATOR_USER: new_password()}
                 self.info.mqtt_host, self.info.mqtt_port = services.start_mosquitto(
                     self.launcher, self.base_settings, self.run_dir / "mosquitto", self.info.mqtt_accounts)
+            if self.want_prometheus:
+                self.prometheus_url = services.start_prometheus(self.launcher, self.base_settings,
+                                                                self.run_dir / "prometheus")
             if self.want_flink:
                 self.info.flink_rest = services.start_flink_cluster(self.launcher, self.base_settings, self.run_dir)
                 self.info.flink_conf_dir = str(self.run_dir / "flink-conf")
@@ -111,6 +117,10 @@ class EmbeddedStack:
             path.touch(mode=0o600)  # holds the service accounts' passwords
             path.write_text(text)
         return self.info
+
+    def scrape(self, targets: list[str]) -> None:
+        """Make the stack's Prometheus scrape these ``host:port`` targets (replaces the previous list)."""
+        services.write_prometheus_targets(self.run_dir / "prometheus" / "targets.json", targets)
 
     def add_meter_accounts(self, accounts: dict[str, str]) -> None:
         """Give meters (user name = household id) their own MQTT credentials, effective at once."""

@@ -218,3 +218,34 @@ def _rest_json(url: str) -> dict | None:
             return json.load(response)
     except (OSError, ValueError):
         return None
+
+
+def prometheus_config(targets_file: Path, scrape_interval_s: float) -> str:
+    interval = f"{int(scrape_interval_s * 1000)}ms"
+    return (f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+            f"scrape_configs:\n  - job_name: gridflow\n    file_sd_configs:\n      - files: ['{targets_file}']\n")
+
+
+def write_prometheus_targets(targets_file: Path, targets: list[str]) -> None:
+    """Point the running Prometheus at ``host:port`` targets (file-based discovery, picked up on change)."""
+    tmp = targets_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps([{"targets": list(targets), "labels": {"stack": "gridflow"}}]))
+    tmp.replace(targets_file)
+
+
+def start_prometheus(launcher: Launcher, settings: Settings, data_dir: Path, scrape_interval_s: float = 1.0) -> str:
+    """A Prometheus server (Debian package) scraping the targets of ``data_dir/targets.json``; returns its URL."""
+    binary = shutil.which("prometheus")
+    if not binary:
+        raise StackError("prometheus is not installed; run scripts/setup.sh (apt-get install prometheus)")
+    host = settings.stack.host
+    port = claim_port(host, 0, "prometheus port")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    targets = data_dir / "targets.json"
+    write_prometheus_targets(targets, [])
+    config = data_dir / "prometheus.yml"
+    config.write_text(prometheus_config(targets, scrape_interval_s))
+    process = launcher.start("prometheus", [binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir / 'tsdb'}",
+                                            f"--web.listen-address={host}:{port}"])
+    wait_for_port(host, port, settings.stack.start_timeout_s, process)
+    return f"http://{host}:{port}"

@@ -1,0 +1,64 @@
+"""Metrics: the preprocessing job on the mini-cluster with Flink's Prometheus reporter, scraped by a real
+Prometheus server; Flink's and gridflow's series exist and move, and the dashboard asks for series that exist."""
+import json
+import re
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from gridflow import kafka_io
+from gridflow.jobs import preprocess
+from gridflow.stack import EmbeddedStack
+from gridflow.stack.processes import free_port
+
+pytestmark = pytest.mark.integration
+PREFIX = "flink_taskmanager_job_task_operator_gridflow_"
+DASHBOARD = Path(__file__).parent.parent / "docs" / "grafana" / "gridflow.json"
+
+
+def _query(url: str, path: str, **params) -> dict:
+    with urllib.request.urlopen(f"{url}/api/v1/{path}?{urllib.parse.urlencode(params)}", timeout=10) as reply:
+        body = json.load(reply)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def _series(url: str, name: str, start: float, end: float) -> list[float]:
+    """Values of ``sum(name)`` at every second between start and end."""
+    data = _query(url, "query_range", query=f"sum({name})", start=start, end=end, step=1)
+    return [float(v) for _, v in data["result"][0]["values"]] if data["result"] else []
+
+
+def test_prometheus_scrapes_flink_and_domain_metrics(stack, base_settings, tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    from conftest import unique_topics
+    from preprocess_throughput import preload
+
+    from gridflow.devices.load_shapes import LoadShapeLibrary
+
+    port = free_port()
+    settings = unique_topics(stack.settings).with_overrides(f"flink.metrics.reporter.prom.port={port}")
+    t = settings.topics
+    kafka_io.create_topics(settings, [t.readings, t.features, t.profiles, t.dead_letter])
+    sent, ends = preload(settings, LoadShapeLibrary.load(settings), meters=300, samples=300)
+    with EmbeddedStack(base_settings, tmp_path / "monitoring", kafka=False, mqtt=False, prometheus=True) as monitoring:
+        monitoring.scrape([f"127.0.0.1:{port}"])
+        started = time.time()
+        preprocess.build(preprocess.create_table_env(settings), settings, ends).execute().wait()
+        time.sleep(3)  # let the last scrape land... the reporter stops with the job, the samples stay
+        ended = time.time()
+        url = monitoring.prometheus_url
+        clean = _series(url, f"{PREFIX}readings_clean", started, ended)
+        records_in = _series(url, "flink_taskmanager_job_task_operator_numRecordsIn", started, ended)
+        names = set(_query(url, "label/__name__/values"))
+    assert len(set(clean)) >= 2 and clean == sorted(clean), (f"readings_clean did not move: {clean}", sorted(n for n in names if "gridflow" in n or "numRecordsIn" in n)[:30])
+    assert 0 < clean[-1] <= sent
+    assert records_in and max(records_in) > 0
+    assert {f"{PREFIX}{m}" for m in ("readings_clean", "windows", "outliers_replaced")} <= names
+    wanted = set(re.findall(r"flink_taskmanager_job_task_operator_gridflow_[a-z_]+", DASHBOARD.read_text()))
+    preprocess_metrics = {f"{PREFIX}{m}" for m in ("readings_clean", "windows", "outliers_replaced", "profiles")}
+    assert preprocess_metrics & wanted <= names, "the dashboard asks for series the job does not export"
