@@ -241,7 +241,7 @@ class AnomalySettings(_Section):
     """Anomaly detection on per-minute meter features: DBSCAN over each household's recent minutes
     (and across households of one load-shape cluster) plus rules for faults DBSCAN cannot see."""
 
-    dbscan_eps: float = Field(0.5, gt=0.0, le=1e6, description="in log-ratio feature units")
+    dbscan_eps: float = Field(1.0, gt=0.0, le=1e6, description="in log-ratio feature units")
     dbscan_min_samples: int = Field(5, ge=1, le=10_000)
     micro_window_s: int = Field(3600, ge=120, le=86_400, description="recent minutes DBSCAN looks at")
     alert_cooldown_s: int = Field(900, ge=0, le=86_400, description="one alert per household and type")

@@ -80,10 +80,12 @@ def dbscan(X, eps: float, min_samples: int = 5, *, return_core_mask: bool = Fals
     Notes
     -----
     One native call (``_dbscan.dbscan_inner``): a hashed uniform grid for 1 to 3 features, a
-    KD-tree otherwise, exact in both cases (squared distances against ``eps * eps``, as
-    scikit-learn's KD-tree). Several times faster than scikit-learn on clustered data (see
-    benchmarks/dbscan_vs_sklearn.py); on structureless data in 16 or more dimensions, where no index
-    prunes, scikit-learn's BLAS brute force is faster.
+    KD-tree for 4 to 7, tiles of distances from BLAS matrix products between nearby groups of
+    points from 8 on (pairs near ``eps`` recomputed exactly); exact in every case (squared
+    distances summed in feature order against ``eps * eps``, as scikit-learn's KD-tree). Faster
+    than scikit-learn on clustered and on structureless data in 1 to 24 dimensions (see
+    benchmarks/dbscan_vs_sklearn.py). The BLAS calls are kept small enough that OpenBLAS does not
+    start threads.
 
     Examples
     --------

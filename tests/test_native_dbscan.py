@@ -1,10 +1,10 @@
-"""The Cython DBSCAN (grid for 1-3 dimensions, KD-tree otherwise) against scikit-learn's DBSCAN and
-the brute-force numpy reference: same labels, same numbering, same core points."""
+"""The Cython DBSCAN (grid for 1-3 dimensions, KD-tree for 4-7, tiled BLAS products from 8 on) against
+scikit-learn's DBSCAN and the brute-force numpy reference: same labels, same numbering, same core points."""
 import numpy as np
 import pytest
 from sklearn.cluster import DBSCAN
 
-from gridflow.native._dbscan import dbscan_grid, dbscan_kdtree
+from gridflow.native._dbscan import dbscan_brute, dbscan_grid, dbscan_kdtree
 from gridflow.native.dbscan import dbscan
 from gridflow.native.reference import dbscan_reference
 
@@ -80,7 +80,7 @@ def test_distance_exactly_eps_is_a_neighbour():
         assert_same_as_sklearn(data, eps, 2)
 
 
-@pytest.mark.parametrize("d", [1, 2, 3, 4, 8, 24])
+@pytest.mark.parametrize("d", range(1, 25))
 def test_exact_eps_chains_in_many_dimensions(d):
     # a chain of points one step of length exactly 7 = |(2, 3, 6)| apart, then a gap of 8
     step = np.zeros(d)
@@ -150,10 +150,10 @@ def test_matches_the_reference(seed):
     np.testing.assert_array_equal(core, ref_core)
 
 
-@pytest.mark.parametrize("d", [1, 2, 3, 5, 12, 24])
+@pytest.mark.parametrize("d", [1, 2, 3, 5, 8, 12, 24])
 def test_both_indexes_and_every_leaf_size_agree(d):
-    """The grid (1-3 dimensions) and the KD-tree whatever its leaf size (tiny leaves make empty
-    nodes, big ones a single leaf) give scikit-learn's labels."""
+    """The grid (1-3 dimensions), the KD-tree and the tiled products whatever their leaf size (tiny
+    leaves make empty nodes, big ones a single leaf) give scikit-learn's labels."""
     rng = np.random.default_rng(d)
     for trial in range(4):
         n = int(rng.integers(1, 500))
@@ -164,6 +164,7 @@ def test_both_indexes_and_every_leaf_size_agree(d):
         labels, core = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.uint8)
         runs = [lambda: dbscan_grid(X, eps, ms, labels, core)] if d <= 3 else []
         runs += [lambda size=size: dbscan_kdtree(X, eps, ms, labels, core, size) for size in (1, 2, 3, 16, 64, 1000)]
+        runs += [lambda size=size: dbscan_brute(X, eps, ms, labels, core, size) for size in (1, 2, 3, 16, 64, 1000)]
         for run in runs:
             labels[:] = 7
             core[:] = 7
@@ -172,13 +173,42 @@ def test_both_indexes_and_every_leaf_size_agree(d):
             np.testing.assert_array_equal(core, expected_core.astype(np.uint8))
 
 
-def test_wide_spans_fall_back_to_the_kdtree():
+@pytest.mark.parametrize("d", [2, 10])
+def test_wide_spans_fall_back_to_the_kdtree(d):
     rng = np.random.default_rng(5)
-    X = np.vstack([rng.normal(0, 1, (100, 2)), rng.normal(1e12, 1, (100, 2))])
+    X = np.vstack([rng.normal(0, 1, (100, d)), rng.normal(1e12, 1, (100, d))])
     labels, core = np.empty(200, dtype=np.int64), np.empty(200, dtype=np.uint8)
-    assert dbscan_grid(X, 0.5, 5, labels, core) == -1  # too many cells: not applicable
+    declines = dbscan_grid if d <= 3 else dbscan_brute  # too many cells / too wide a rounding band
+    assert declines(X, 0.5, 5, labels, core) == -1
     assert_same_as_sklearn(X, 0.5, 5)
     np.testing.assert_array_equal(dbscan(X, 0.5, 5), dbscan_reference(X, 0.5, 5))
+
+
+@pytest.mark.parametrize("d", [8, 13, 24])
+def test_products_decide_pairs_at_exactly_eps_like_the_plain_sum(d):
+    """Pairs whose in-order squared distance is exactly eps^2, with coordinates far from 0 (wide
+    norms): the rounding band sends them to the exact sum, on both sides of eps."""
+    rng = np.random.default_rng(d)
+    X = 1000.0 + rng.normal(size=(300, d))
+    X[150:] = X[:150] + rng.normal(scale=0.3, size=(150, d))
+    for pair in range(0, 150, 15):
+        t = X[pair] - X[150 + pair]
+        d2 = 0.0
+        for v in t:
+            d2 += v * v
+        eps = float(np.sqrt(d2))
+        while eps * eps > d2:
+            eps = np.nextafter(eps, 0)
+        while eps * eps < d2:
+            eps = np.nextafter(eps, np.inf)
+        if eps * eps != d2:
+            continue
+        for e in (eps, np.nextafter(eps, 0), np.nextafter(eps, np.inf)):
+            labels, core = np.empty(300, dtype=np.int64), np.empty(300, dtype=np.uint8)
+            assert dbscan_brute(X, e, 2, labels, core) >= 0
+            expected, expected_core = dbscan_reference(X, e, 2, return_core_mask=True)
+            np.testing.assert_array_equal(labels, expected)
+            np.testing.assert_array_equal(core.astype(bool), expected_core)
 
 
 def test_large_and_dense_inputs():
