@@ -1,0 +1,176 @@
+"""The price record, and a tool that replays the real Dutch day-ahead prices onto the price topic.
+
+    python -m gridflow.prices_replay --days 14 --start 2024-01-08 [--market NL] --config <stack>/settings.yaml
+
+Price record: one JSON object per price slot on ``topics.prices`` (Kafka key: the market), slots of a market
+in increasing time order::
+
+    {"schema": 1, "market": "NL", "ts_ms": 1704668400000, "slot_minutes": 60, "price_per_kwh": 0.0921}
+
+* ``market`` -- price area, 1-64 characters of letters, digits and ``._:-``;
+* ``ts_ms`` -- start of the slot, UTC epoch milliseconds, a whole number of slots since the epoch;
+* ``slot_minutes`` -- slot length; the forecasting job takes ``forecast.slot_minutes`` only (average finer
+  prices upstream);
+* ``price_per_kwh`` -- price in ``tariff.currency`` per kWh, finite, may be negative;
+* optional ``schema`` (1) and ``currency`` (ISO 4217; when given it must be ``tariff.currency``).
+
+Prices per MWh are rejected, never converted: a ``price_per_mwh`` field is an unknown field, and a price
+beyond +-:data:`MAX_ABS_PRICE_PER_KWH` (the European day-ahead market clears between -0.5 and 4 EUR/kWh) is
+taken for a per-MWh value. :func:`parse_price_record` raises :class:`~gridflow.readings.InvalidReading`
+naming the field; the forecasting job turns it into a dead-letter record.
+
+>>> record = price_record("NL", 1_704_668_400_000, 0.0921, 60)
+>>> parse_price_record(json.dumps(record), slot_minutes=60, currency="EUR").price_per_kwh
+0.0921
+>>> parse_price_record('{"market": "NL", "ts_ms": 1704668400000, "slot_minutes": 60, "price_per_kwh": 92.1}',
+...                    60, "EUR")
+Traceback (most recent call last):
+...
+gridflow.readings.InvalidReading: price_per_kwh: 92.1 is outside [-10.0, 10.0] EUR/kWh (a price per MWh? divide by 1000)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+import numpy as np
+
+from gridflow.readings import InvalidReading
+
+SCHEMA_VERSION = 1
+MAX_ABS_PRICE_PER_KWH = 10.0
+FIELDS = ("schema", "market", "ts_ms", "slot_minutes", "price_per_kwh", "currency")
+DAY_MS = 86_400_000
+_MARKET = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class PriceRecord:
+    """A validated price record (see the module docstring)."""
+
+    market: str
+    ts_ms: int
+    slot_minutes: int
+    price_per_kwh: float
+
+
+def price_record(market: str, ts_ms: int, price_per_kwh: float, slot_minutes: int) -> dict:
+    """A JSON-ready price record for one slot."""
+    return {"schema": SCHEMA_VERSION, "market": market, "ts_ms": int(ts_ms), "slot_minutes": int(slot_minutes),
+            "price_per_kwh": float(price_per_kwh)}
+
+
+def parse_price_record(payload: str | bytes, slot_minutes: int, currency: str) -> PriceRecord:
+    """Decode and validate one price record.
+
+    Parameters
+    ----------
+    payload : str or bytes
+        The JSON record.
+    slot_minutes : int
+        The only slot length accepted.
+    currency : str
+        The only currency accepted (ISO 4217).
+
+    Returns
+    -------
+    PriceRecord
+
+    Raises
+    ------
+    gridflow.readings.InvalidReading
+        The payload is not such a record; ``field`` names the offending field ('' = the whole payload).
+    """
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidReading("", f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidReading("", f"expected a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        hint = " (prices are per kWh in price_per_kwh: divide EUR/MWh by 1000)" if "mwh" in unknown[0].lower() else ""
+        raise InvalidReading(unknown[0], f"unknown field{hint}; allowed fields: {', '.join(FIELDS)}")
+    if data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise InvalidReading("schema", f"unsupported schema {data['schema']!r}; supported: {SCHEMA_VERSION}")
+    market = data.get("market")
+    if not isinstance(market, str) or not _MARKET.match(market):
+        raise InvalidReading("market", f"must be 1-64 characters of letters, digits, '._:-', got {market!r}")
+    if data.get("currency", currency) != currency:
+        raise InvalidReading("currency", f"{data['currency']!r} is not the configured currency {currency!r}")
+    if data.get("slot_minutes") != slot_minutes or isinstance(data.get("slot_minutes"), bool):
+        raise InvalidReading("slot_minutes", f"must be {slot_minutes} (forecast.slot_minutes), got "
+                                             f"{data.get('slot_minutes')!r}; average finer prices upstream")
+    ts_ms = data.get("ts_ms")
+    if isinstance(ts_ms, bool) or not isinstance(ts_ms, int) or ts_ms < 0 or ts_ms % (slot_minutes * 60_000):
+        raise InvalidReading("ts_ms", f"must be the start of a {slot_minutes}-minute slot in epoch milliseconds, "
+                                      f"got {ts_ms!r}")
+    price = data.get("price_per_kwh")
+    if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price):
+        raise InvalidReading("price_per_kwh", f"must be a finite number, got {price!r}")
+    if abs(price) > MAX_ABS_PRICE_PER_KWH:
+        bounds = f"[{-MAX_ABS_PRICE_PER_KWH}, {MAX_ABS_PRICE_PER_KWH}] {currency}/kWh"
+        raise InvalidReading("price_per_kwh", f"{price} is outside {bounds} (a price per MWh? divide by 1000)")
+    return PriceRecord(market, ts_ms, slot_minutes, float(price))
+
+
+def replay_records(prices: dict[str, np.ndarray], start: date, days: int, market: str,
+                   slot_minutes: int = 60) -> list[dict]:
+    """Price records of ``days`` local days from ``start`` out of :func:`gridflow.datasets.load_prices` arrays.
+
+    Local days follow the data's own ``utc_offset_minutes`` (Dutch time, so a spring day holds 23 hours);
+    hours without a price are left out; ``slot_minutes`` dividing 60 repeats each hourly price per slot.
+    """
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise ValueError(f"days must be an integer >= 1, got {days!r}")
+    if isinstance(slot_minutes, bool) or not isinstance(slot_minutes, int) or slot_minutes < 1 or 60 % slot_minutes:
+        raise ValueError(f"slot_minutes must divide the data's 60-minute slots (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, "
+                         f"30, 60), got {slot_minutes!r}")
+    first_local_ms = int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp() * 1000)
+    local_ms = prices["ts_ms"] + prices["utc_offset_minutes"] * 60_000
+    rows = np.flatnonzero((local_ms >= first_local_ms) & (local_ms < first_local_ms + days * DAY_MS)
+                          & np.isfinite(prices["price_per_kwh"]))
+    return [price_record(market, int(prices["ts_ms"][i]) + k * slot_minutes * 60_000,
+                         float(prices["price_per_kwh"][i]), slot_minutes)
+            for i in rows for k in range(60 // slot_minutes)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Publish the Dutch day-ahead prices of some days to ``topics.prices``; exit status 2 on a bad argument."""
+    from gridflow import kafka_io
+    from gridflow.cli_args import add_settings_arguments, settings_from_args
+    from gridflow.datasets import DatasetError, load_prices
+
+    parser = argparse.ArgumentParser(prog="python -m gridflow.prices_replay", description="Publish the real Dutch "
+                                     "day-ahead prices of some local days to topics.prices, one price record per slot.")
+    parser.add_argument("--start", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="first local (Dutch) day to publish; the data covers 2015-01-01 .. 2024-12-31")
+    parser.add_argument("--days", type=int, default=1, help="local days to publish (default 1)")
+    parser.add_argument("--market", default="NL", help="market name in the records and Kafka key (default NL)")
+    parser.add_argument("--slot-minutes", type=int, help="slot length of the records (default forecast.slot_minutes)")
+    add_settings_arguments(parser)
+    args = parser.parse_args(argv)
+    settings = settings_from_args(args)
+    slot_minutes = args.slot_minutes or settings.forecast.slot_minutes
+    if not _MARKET.match(args.market):
+        parser.error(f"--market must be 1-64 characters of letters, digits, '._:-', got {args.market!r}")
+    try:
+        records = replay_records(load_prices(settings), args.start, args.days, args.market, slot_minutes)
+    except (ValueError, DatasetError) as error:
+        parser.error(str(error))
+    if not records:
+        parser.error(f"no prices in the data for {args.days} day(s) from {args.start}")
+    topic = settings.topics.prices
+    kafka_io.create_topics(settings, [topic])
+    kafka_io.produce(settings, topic, ((args.market, json.dumps(r, separators=(",", ":"))) for r in records))
+    print(f"published {len(records)} {slot_minutes}-minute prices of {args.market} from {args.start} "
+          f"({args.days} day(s)) to {topic}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

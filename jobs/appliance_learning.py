@@ -1,0 +1,70 @@
+"""Appliance learning job: per-meter minute features -> each household's learned appliance profiles.
+
+    meter.features --parse--> event time (window end) --key household--> collect the local day's minute means
+           \\                                                   |  event-time timer at the local day's end
+            \\--> dead-letter topic (malformed)                  v
+                                                     learn the day (NILM) --> household.appliances
+                                                           \\--> dead-letter topic (feature of a day already learned)
+
+Input: the preprocessing job's feature records (``household_id``, ``meter_id``, ``window_start_ms``,
+``window_end_ms``, ``mean_w`` (null when unknown), ...). A household's meters are summed into whole-house power
+per local minute (``preprocess.timezone``); a day is complete when the watermark (window ends, bounded by
+``stream.out_of_orderness_ms``) passes its local midnight. Its 1440 minute means, NaN where missing, go to the
+household's :class:`~gridflow.nilm.ApplianceLearner`, which lives pickled in keyed state with the partial days and
+is checkpointed with them; then every profile learned so far is published, one record per profile
+(:meth:`~gridflow.nilm.ApplianceProfile.to_record`: window in minutes from ``nilm.horizon_start_minute``, slots
+of ``scheduler.slot_minutes``, ``updated_ts_ms`` = the end of the learned day), for the scheduling job.
+
+Run locally on the mini-cluster:      python jobs/appliance_learning.py --config <stack>/settings.yaml
+Submit to a cluster:                  flink run -py jobs/appliance_learning.py -- --config ...
+"""
+from __future__ import annotations
+
+import sys
+
+from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
+
+from gridflow.cli_args import job_argument_parser, settings_from_args
+from gridflow.connectors.flink_kafka import json_sink, json_source
+from gridflow.operators.learning import DEAD_LETTER, FeatureTimestamp, LearnAppliances, ParseFeatures, feature_type
+from gridflow.runtime import create_env
+from gridflow.settings import Settings
+
+# The models import scipy, whose pybind11 extension modules hang when first imported by thread-mode (pemja)
+# workers (the task stays INITIALIZING inside scipy.spatial's import); these low-rate jobs run in process mode.
+PYTHON_EXECUTION_MODE = "process"
+NAME = "appliance-learning"
+
+
+def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
+    topics, stream = settings.topics, settings.stream
+    env.configure(Configuration().set_string("python.execution-mode", PYTHON_EXECUTION_MODE))
+    source_name = f"kafka:{topics.features}"
+    stops = stop_offsets.get(topics.features) if stop_offsets is not None else None
+    raw = env.from_source(json_source(settings, topics.features, NAME, stops), WatermarkStrategy.no_watermarks(),
+                          source_name)
+    features = raw.process(ParseFeatures(source_name), output_type=feature_type()).name("parse features")
+    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(stream.out_of_orderness_ms))
+    if stream.idle_timeout_ms:  # before the assigner: PyFlink's with_idleness drops a Python assigner
+        watermarks = watermarks.with_idleness(Duration.of_millis(stream.idle_timeout_ms))
+    watermarks = watermarks.with_timestamp_assigner(FeatureTimestamp())
+    appliances = (
+        features.assign_timestamps_and_watermarks(watermarks)
+        .key_by(lambda row: row[0], key_type=Types.STRING())
+        .process(LearnAppliances(settings, source_name), output_type=Types.STRING()).name("learn appliances")
+    )
+    appliances.sink_to(json_sink(settings, topics.appliances, NAME)).name("appliances")
+    features.get_side_output(DEAD_LETTER).union(appliances.get_side_output(DEAD_LETTER)).sink_to(
+        json_sink(settings, topics.dead_letter, NAME)).name("dead letters")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = job_argument_parser(__doc__).parse_args(argv)
+    settings = settings_from_args(args)
+    env = create_env(settings)
+    build(env, settings, {settings.topics.features: args.stop_offsets} if args.stop_offsets else None)
+    env.execute(NAME)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,62 @@
+"""Price forecasting job: real-time slot prices -> one day-ahead price forecast per market and local day.
+
+    grid.prices --parse/validate--> key market --> learn, at the issue minute forecast --> grid.price-forecasts
+         \\                                 \\--> dead-letter topic (slot not after the last learned one)
+          \\--> dead-letter topic (malformed record, per-MWh price, other slot length or currency)
+
+Each market's :class:`~gridflow.forecasting.PriceForecaster` (``forecast.model``) lives pickled in keyed state
+and is checkpointed with it. Once per local day (UTC + ``forecast.utc_offset_minutes``), when the price of the
+slot holding ``forecast.issue_minute`` is learned, the job publishes the forecast of the next local day from its
+midnight: ``{"schema": 1, "market", "model", "issued_ts_ms", "start_ts_ms", "slot_minutes", "slots", "currency",
+"price_per_kwh": [...]}``, the record the scheduling job plans with. The price record is documented in
+:mod:`gridflow.prices_replay`, which also replays real Dutch day-ahead prices onto the topic.
+
+Run locally on the mini-cluster:      python jobs/forecasting.py --config <stack>/settings.yaml
+Submit to a cluster:                  flink run -py jobs/forecasting.py -- --config ...
+Feed it real prices:                  python -m gridflow.prices_replay --start 2024-01-08 --days 14 --config ...
+"""
+from __future__ import annotations
+
+import sys
+
+from pyflink.common import Configuration, Types, WatermarkStrategy
+
+from gridflow.cli_args import job_argument_parser, settings_from_args
+from gridflow.connectors.flink_kafka import json_sink, json_source
+from gridflow.operators.learning import DEAD_LETTER, ForecastPrices, ParsePrices, price_type
+from gridflow.runtime import create_env
+from gridflow.settings import Settings
+
+# The models import scipy, whose pybind11 extension modules hang when first imported by thread-mode (pemja)
+# workers (the task stays INITIALIZING inside scipy.spatial's import); these low-rate jobs run in process mode.
+PYTHON_EXECUTION_MODE = "process"
+NAME = "forecasting"
+
+
+def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
+    topics = settings.topics
+    env.configure(Configuration().set_string("python.execution-mode", PYTHON_EXECUTION_MODE))
+    source_name = f"kafka:{topics.prices}"
+    stops = stop_offsets.get(topics.prices) if stop_offsets is not None else None
+    raw = env.from_source(json_source(settings, topics.prices, NAME, stops), WatermarkStrategy.no_watermarks(),
+                          source_name)
+    prices = raw.process(ParsePrices(settings, source_name), output_type=price_type()).name("parse prices")
+    forecasts = (
+        prices.key_by(lambda p: p[0], key_type=Types.STRING())
+        .process(ForecastPrices(settings, source_name), output_type=Types.STRING()).name("forecast prices")
+    )
+    forecasts.sink_to(json_sink(settings, topics.price_forecasts, NAME)).name("price forecasts")
+    prices.get_side_output(DEAD_LETTER).union(forecasts.get_side_output(DEAD_LETTER)).sink_to(
+        json_sink(settings, topics.dead_letter, NAME)).name("dead letters")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = job_argument_parser(__doc__).parse_args(argv)
+    settings = settings_from_args(args)
+    env = create_env(settings)
+    build(env, settings, {settings.topics.prices: args.stop_offsets} if args.stop_offsets else None)
+    env.execute(NAME)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
