@@ -442,7 +442,7 @@ class FlinkSettings(BaseModel):
 
     parallelism_default: int = Field(2, ge=1, le=4096, alias="parallelism.default")
     task_slots: int = Field(2, ge=1, le=1024, alias="taskmanager.numberOfTaskSlots")
-    python_execution_mode: Literal["process", "thread"] = Field("thread", alias="python.execution-mode")
+    python_execution_mode: Literal["process", "thread"] = Field("process", alias="python.execution-mode")
     state_backend: Literal["hashmap", "rocksdb"] = Field("hashmap", alias="state.backend.type")
     rest_port: int = Field(8081, ge=1, le=65535, alias="rest.port")
 

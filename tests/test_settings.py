@@ -14,7 +14,7 @@ CONF = REPO / "flink-conf"
 def test_repository_configuration_is_valid_and_reaches_flink_options():
     settings = load_settings(CONF)
     options = settings.flink.options()
-    assert options["python.execution-mode"] == "thread"
+    assert options["python.execution-mode"] == "process"
     assert options["parallelism.default"] == str(settings.flink.parallelism_default)
     assert "state.backend.type" in options
     # cluster-only keys stay out of a job's configuration

@@ -1,0 +1,70 @@
+"""Clustering and anomaly job: daily profiles -> household clusters and typical load shapes; window
+features -> anomaly alerts.
+
+    household.profiles --key grid--> online k-means (river) --> household.clusters (assignments)
+                                                           \\--> cluster.centroids (typical load shapes)
+    meter.features --key household--> DBSCAN micro-windows + rules --> household.alerts
+    (unusable records of either input --> dead-letter topic with the reason)
+
+Both models are Flink state: they survive a restart from a checkpoint or savepoint.
+
+Run locally on the mini-cluster:      python jobs/clustering.py --config <stack>/settings.yaml
+Submit to a cluster:                  flink run -py jobs/clustering.py -- --config ...
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from pyflink.common import Types, WatermarkStrategy
+
+from gridflow.cli_args import job_argument_parser, settings_from_args
+from gridflow.connectors.flink_kafka import json_sink, json_source
+from gridflow.operators.analytics import (
+    ASSIGNMENT, CENTROIDS, DEAD_LETTER, GRID, ClusterProfiles, DetectAnomalies, pair_type,
+)
+from gridflow.runtime import create_env
+from gridflow.settings import Settings
+
+NAME = "clustering"
+
+
+def _household(payload: str) -> str:
+    try:
+        return str(json.loads(payload).get("household_id") or "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
+    topics = settings.topics
+
+    def read(topic: str):
+        stop = None if stop_offsets is None else stop_offsets.get(topic, {})
+        return env.from_source(json_source(settings, topic, NAME, stop), WatermarkStrategy.no_watermarks(),
+                               f"kafka:{topic}")
+
+    clustered = (read(topics.profiles).key_by(lambda _: GRID, key_type=Types.STRING())
+                 .process(ClusterProfiles(settings, f"kafka:{topics.profiles}"), output_type=pair_type())
+                 .name("online k-means").uid("online-kmeans"))
+    for kind, topic in ((ASSIGNMENT, topics.assignments), (CENTROIDS, topics.centroids)):
+        (clustered.filter(lambda e, kind=kind: e[0] == kind).map(lambda e: e[1], output_type=Types.STRING())
+         .sink_to(json_sink(settings, topic, NAME)).name(topic))
+    alerts = (read(topics.features).key_by(_household, key_type=Types.STRING())
+              .process(DetectAnomalies(settings, f"kafka:{topics.features}"), output_type=Types.STRING())
+              .name("anomaly detection").uid("anomaly-detection"))
+    alerts.sink_to(json_sink(settings, topics.alerts, NAME)).name("alerts")
+    clustered.get_side_output(DEAD_LETTER).union(alerts.get_side_output(DEAD_LETTER)).sink_to(
+        json_sink(settings, topics.dead_letter, NAME)).name("dead letters")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = job_argument_parser(__doc__).parse_args(argv)
+    settings = settings_from_args(args)
+    env = create_env(settings)
+    build(env, settings)
+    env.execute(NAME)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

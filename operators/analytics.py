@@ -1,0 +1,88 @@
+"""Flink functions of the clustering and anomaly job (thin: the models are ``gridflow.analytics``).
+
+``ClusterProfiles`` runs on one key (the grid): one online k-means over every household's daily profiles;
+it emits ``("assignment", json)`` per learned profile and ``("centroids", json)`` at most every
+``clustering.publish_every_s`` seconds (and whenever the model first becomes ready). ``DetectAnomalies``
+is keyed by household and keeps its detector state. Both models live in Flink state (checkpointed).
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from pyflink.common import Types
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
+
+from gridflow.analytics.anomaly import AnomalyDetector, HouseholdState
+from gridflow.analytics.clustering import LoadProfileClusterer
+from gridflow.readings import dead_letter
+from gridflow.settings import Settings
+
+ASSIGNMENT, CENTROIDS = "assignment", "centroids"
+GRID = "grid"
+DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
+
+
+def pair_type():
+    return Types.TUPLE([Types.STRING(), Types.STRING()])
+
+
+def _json(record) -> str:
+    return json.dumps(record, separators=(",", ":"))
+
+
+class ClusterProfiles(KeyedProcessFunction):
+    def __init__(self, settings: Settings, source: str):
+        self.settings, self.source = settings, source
+
+    def open(self, runtime_context: RuntimeContext):
+        self.model = runtime_context.get_state(ValueStateDescriptor("clusterer", Types.PICKLED_BYTE_ARRAY()))
+        self.published = runtime_context.get_state(ValueStateDescriptor("published_ms", Types.LONG()))
+        group = runtime_context.get_metrics_group().add_group("gridflow")
+        self.assignments = group.counter("cluster_assignments")
+
+    def process_element(self, value: str, ctx):
+        model = self.model.value()
+        model = LoadProfileClusterer.from_settings(self.settings) if model is None else model
+        was_ready = model.is_initialised
+        try:
+            record = json.loads(value)
+            assignment = model.learn_record(record)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            yield DEAD_LETTER, dead_letter(value, f"not a usable profile record: {error}", self.source)
+            return
+        self.model.update(model)
+        if assignment is not None:
+            self.assignments.inc()
+            yield ASSIGNMENT, _json({**assignment, "household_id": record["household_id"]})
+        now_ms = int(time.time() * 1000)
+        last = self.published.value()
+        due = last is None or now_ms - last >= self.settings.clustering.publish_every_s * 1000
+        if model.is_initialised and (due or not was_ready):
+            self.published.update(now_ms)
+            for centroid in model.centroids():
+                yield CENTROIDS, _json({**centroid, "ts_ms": now_ms})
+
+
+class DetectAnomalies(KeyedProcessFunction):
+    def __init__(self, settings: Settings, source: str):
+        self.settings, self.source = settings, source
+
+    def open(self, runtime_context: RuntimeContext):
+        self.state = runtime_context.get_state(ValueStateDescriptor("anomaly", Types.PICKLED_BYTE_ARRAY()))
+        self.detector = AnomalyDetector(self.settings.anomaly)
+        self.alerts = runtime_context.get_metrics_group().add_group("gridflow").counter("alerts")
+
+    def process_element(self, value: str, ctx):
+        stored = self.state.value()
+        state = HouseholdState() if stored is None else HouseholdState.from_dict(stored)
+        try:
+            alerts = self.detector.update(state, json.loads(value))
+        except (ValueError, KeyError, TypeError) as error:
+            yield DEAD_LETTER, dead_letter(value, f"not a usable feature record: {error}", self.source)
+            return
+        self.state.update(state.to_dict())
+        for alert in alerts:
+            self.alerts.inc()
+            yield _json(alert)

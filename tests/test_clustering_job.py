@@ -1,0 +1,103 @@
+"""The clustering and anomaly job on the mini-cluster: profiles in, assignments and centroids out; the
+k-means model survives a stop-with-savepoint and restart; a spike in the features becomes an alert."""
+import json
+import time
+
+import numpy as np
+import pytest
+
+from gridflow import kafka_io
+from gridflow.analytics.clustering import LoadProfileClusterer
+from gridflow.jobs import clustering
+from gridflow.runtime import create_env
+
+pytestmark = pytest.mark.integration
+DAY_MS = 86_400_000
+
+
+def profiles(n_days: int, households: int = 8, seed: int = 5) -> list[dict]:
+    """Evening-peak and daytime households: two load shapes plus noise, normalised to mean 1."""
+    rng, hours, out = np.random.default_rng(seed), np.arange(24), []
+    shapes = [1 + 0.9 * np.exp(-0.5 * ((hours - 19) / 2) ** 2), 1 + 0.9 * np.exp(-0.5 * ((hours - 12) / 3) ** 2)]
+    for day in range(n_days):
+        for h in range(households):
+            values = shapes[h % 2] * (400 + 50 * h) * rng.normal(1, 0.03, 24)
+            out.append({"household_id": f"h-{h:02d}", "meter_id": f"m-{h:02d}", "day": f"2026-01-{day + 1:02d}",
+                        "day_start_ms": 1_767_225_600_000 + day * DAY_MS, "slots": 24,
+                        "profile_w": values.tolist(), "profile_norm": (values / values.mean()).tolist(),
+                        "coverage": 1.0})
+    return out
+
+
+def _wait_for(settings, topic: str, n: int, timeout_s: float = 180.0) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = kafka_io.read_topic(settings, topic, expected=n, idle_timeout_s=3, max_wait_s=20)
+        if len(got) >= n:
+            return [json.loads(v) for v in got]
+    raise TimeoutError(f"{topic}: fewer than {n} records after {timeout_s} s")
+
+
+def _stop_with_savepoint(job, folder) -> str:
+    """PyFlink's JobClient.stop_with_savepoint calls a signature Flink 2 no longer has: call Java directly."""
+    from pyflink.java_gateway import get_gateway
+
+    canonical = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+    return job._j_job_client.stopWithSavepoint(False, str(folder), canonical).get()
+
+
+def _minute(k: int, mean: float, raw_max: float | None = None) -> dict:
+    return {"household_id": "h-77", "meter_id": "m-77", "window_start_ms": k * 60_000,
+            "window_end_ms": (k + 1) * 60_000, "n_readings": 6, "n_duplicates": 0, "n_outliers": int(bool(raw_max)),
+            "n_interpolated": 0, "n_missing": 0, "coverage": 1.0, "energy_wh": mean / 60, "mean_w": mean,
+            "peak_w": mean * 1.02, "min_w": mean * 0.98, "std_w": mean * 0.01, "raw_max_w": raw_max or mean * 1.02,
+            "outlier_values": [raw_max] if raw_max else [], "stuck_run": 1, "load_factor": 0.98, "peak_share": 0.0}
+
+
+def test_assignments_centroids_and_alerts_and_the_model_survives_a_savepoint(kafka_settings, tmp_path):
+    settings = kafka_settings.with_overrides("clustering.n_clusters=2", "clustering.warmup_profiles=16",
+                                             "clustering.publish_every_s=1")
+    t = settings.topics
+    kafka_io.create_topics(settings, [t.profiles], partitions=1)  # one partition: the model sees a fixed order
+    kafka_io.create_topics(settings, [t.features, t.assignments, t.centroids, t.alerts, t.dead_letter])
+    days = profiles(10)
+    first, second = days[:48], days[48:]
+    reference = LoadProfileClusterer.from_settings(settings)
+    expected = [reference.learn_record(r) for r in days]
+
+    kafka_io.produce(settings, t.profiles, [(r["household_id"], json.dumps(r)) for r in first]
+                     + [(None, "not a profile")])
+    minutes = [_minute(k, 400.0) for k in range(20)] + [_minute(20, 400.0, raw_max=5000.0)]
+    feature_ends = kafka_io.produce(settings, t.features, [("h-77", json.dumps(m)) for m in minutes])
+    env = create_env(settings)
+    clustering.build(env, settings, stop_offsets={t.features: feature_ends, t.profiles: None})
+    job = env.execute_async("clustering-part-1")
+    n_first = sum(a is not None for a in expected[:48])
+    got = _wait_for(settings, t.assignments, n_first)
+    savepoint = _stop_with_savepoint(job, tmp_path / "savepoints")
+
+    kafka_io.produce(settings, t.profiles, [(r["household_id"], json.dumps(r)) for r in second])
+    resumed = settings.with_overrides(f"flink.execution.savepoint.path={savepoint}")
+    env = create_env(resumed)
+    # unbounded again: restored Kafka splits keep the stopping offsets they were saved with (none)
+    clustering.build(env, resumed, stop_offsets={t.features: feature_ends, t.profiles: None})
+    job = env.execute_async("clustering-part-2")
+    try:
+        got = _wait_for(settings, t.assignments, n_first + len(second))
+    finally:
+        job.cancel().result()
+    want = [a for a in expected if a is not None]
+    assert [(a["household_id"], a["cluster"]) for a in got] == [(a["household_id"], a["cluster"]) for a in want]
+    assert [a["distance"] for a in got] == pytest.approx([a["distance"] for a in want])
+    fresh = LoadProfileClusterer.from_settings(settings)
+    assert [fresh.learn_record(r) for r in second][0] is None, "a model without the restored state would still warm up"
+    clusters = {a["household_id"]: a["cluster"] for a in got}
+    evening, daytime = ({clusters[f"h-{h:02d}"] for h in range(start, 8, 2)} for start in (0, 1))
+    assert len(evening) == len(daytime) == 1 and evening != daytime, "the two load shapes are two clusters"
+
+    centroids = [json.loads(v) for v in kafka_io.read_topic(settings, t.centroids)]
+    assert {c["cluster"] for c in centroids} == {0, 1} and all(len(c["shape"]) == 24 for c in centroids)
+    alerts = [json.loads(v) for v in kafka_io.read_topic(settings, t.alerts)]
+    assert [a["type"] for a in alerts] == ["spike"] and alerts[0]["household_id"] == "h-77"
+    (dead,) = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
+    assert dead["payload"] == "not a profile"
