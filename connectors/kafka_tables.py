@@ -60,7 +60,10 @@ def keyed_sink_ddl(settings: Settings, table: str, topic: str, job_name: str) ->
     options = {
         "connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
         "key.format": "raw", "key.fields": "record_key", "value.format": "raw", "value.fields-include": "EXCEPT_KEY",
-        "sink.delivery-guarantee": guarantee, **_client_options(settings),
+        "sink.delivery-guarantee": guarantee,
+        # feature records are large and many: batch and compress (kafka.client overrides either)
+        "properties.compression.type": "lz4", "properties.linger.ms": "50", "properties.batch.size": "262144",
+        **_client_options(settings),
     }
     if guarantee == "exactly-once":
         options["sink.transactional-id-prefix"] = f"{group_id(settings, job_name)}.{topic}"

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     add_settings_arguments(simulate)
 
     demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded stack")
-    demo.add_argument("--households", type=int, default=12)
-    demo.add_argument("--minutes", type=int, default=30)
+    demo.add_argument("--households", type=int, default=6)
+    demo.add_argument("--hours", type=int, default=24, help="simulated hours of readings (one day: profiles)")
     demo.add_argument("--keep-stack", action="store_true", help="leave the stack running to inspect the topics")
     add_settings_arguments(demo)
 
@@ -199,7 +199,7 @@ def _page(args, settings) -> None:
 def _demo(args, settings) -> None:
     from gridflow.demo import run_demo
 
-    run_demo(settings, households=args.households, minutes=args.minutes, keep_stack=args.keep_stack)
+    run_demo(settings, households=args.households, hours=args.hours, keep_stack=args.keep_stack)
 
 
 if __name__ == "__main__":

@@ -1,101 +1,228 @@
-"""The end-to-end demo on the embedded stack.
+"""The end-to-end demo on the embedded stack: simulated meters to recommendations on the meters.
 
-    simulated meters (firmware code, real load shapes, labelled faults)
-      -> mosquitto (per-device ACL) -> MQTT->Kafka bridge -> Kafka
-      -> PyFlink reading-summary job (mini-cluster) -> per-household summaries in Kafka
+    simulated meters (firmware code, real load shapes, labelled faults) -> mosquitto (per-device ACL)
+      -> MQTT->Kafka bridge -> Kafka -> PyFlink jobs on the local mini-cluster:
+         preprocess (window features, daily profiles, dead letters)
+         clustering (household clusters, typical shapes, anomaly alerts)
+         forecasting (real Dutch day-ahead prices -> tomorrow's price forecast)
+         scheduling (appliances learned by NILM from the UCI household's history + forecast -> schedules)
+         recommendations (shifts with savings, off-peak advice, alerts, grid requests)
+      -> Kafka->MQTT downlink -> each meter's command topic
 
-Deterministic: a fixed seed and a fixed evening give the same summaries on every run.
+One simulated day (2024-05-11, UTC); real prices of the week up to it; the schedule is for the next day.
+Deterministic apart from wall-clock stamps: a fixed seed gives the same records on every run.
 """
 from __future__ import annotations
 
 import json
 import threading
 import time
+from datetime import date
 from pathlib import Path
+
+import numpy as np
 
 from gridflow import kafka_io
 from gridflow.settings import Settings
 from gridflow.stack import EmbeddedStack
 
-EVENING_START_MS = 1_768_496_400_000  # 2026-01-15 17:00 UTC
+DAY_MS = 86_400_000
+DEMO_DAY_MS = 1_715_385_600_000  # 2024-05-11 00:00 UTC (a Saturday; Sunday 05-12 has negative midday prices)
+PRICE_START, PRICE_DAYS = date(2024, 5, 4), 8
+NILM_HISTORY_DAYS = 60
+MIN_SCHEDULABLE_MINUTES = 15
 # What a misbehaving meter might send; the bridge dead-letters each with the reason.
 MALFORMED = [
     ("meters/h-00000/readings", b"not json at all"),
-    ("meters/h-00001/readings", b'{"household_id": "h-00001", "meter_id": "m-1", "ts_ms": 1768496400000}'),
-    ("meters/h-00002/readings", b'{"household_id": "h-00002", "meter_id": "m-2", "ts_ms": 1768496400000, "power_w": -9e9}'),
-    ("meters/h-00003/readings", b'{"household_id": "h-00004", "meter_id": "m-4", "ts_ms": 1768496400000, "power_w": 5}'),
+    ("meters/h-00001/readings", b'{"household_id": "h-00001", "meter_id": "m-1", "ts_ms": 1705190400000}'),
+    ("meters/h-00002/readings", b'{"household_id": "h-00002", "meter_id": "m-2", "ts_ms": 1705190400000, "power_w": -9e9}'),
+    ("meters/h-00003/readings", b'{"household_id": "h-00004", "meter_id": "m-4", "ts_ms": 1705190400000, "power_w": 5}'),
     ("meters/h-00005/readings", b'{"household_id": "h-00005", "meter_id": "m-5", "ts_ms": "yesterday", "power_w": 5}'),
 ]
 
 
-def run_demo(settings: Settings, households: int = 12, minutes: int = 30, keep_stack: bool = False,
+def run_demo(settings: Settings, households: int = 6, hours: int = 24, keep_stack: bool = False,
              out_dir: Path | None = None) -> dict:
-    from gridflow.connectors.mqtt_kafka_bridge import MqttKafkaBridge
-    from gridflow.devices.load_shapes import LoadShapeLibrary
-    from gridflow.devices.simulator import FleetSimulator
-    from gridflow.jobs import reading_summary
-    from gridflow.runtime import create_env
-
     started = time.monotonic()
     stack = EmbeddedStack(settings)
     print(f"starting the embedded stack in {stack.run_dir} ...", flush=True)
     stack.up()
     try:
-        live = stack.settings.with_overrides("simulator.speed=100000", "simulator.fault_rate_per_day=20",
-                                             "bridge.metrics_port=0")
-        topics = live.topics
-        kafka_io.create_topics(live, [topics.readings, topics.summaries, topics.dead_letter])
-
-        bridge = MqttKafkaBridge(live)
-        bridge.start()
-        stop = threading.Event()
-        bridge_thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
-        bridge_thread.start()
+        live = stack.settings.with_overrides(
+            "simulator.speed=100000", "simulator.fault_rate_per_day=3", "bridge.metrics_port=0",
+            "clustering.warmup_profiles=2", "clustering.n_clusters=2", "stream.out_of_orderness_ms=30000",
+            "clustering.publish_every_s=1")
         out_dir = out_dir or stack.run_dir / "demo"
         out_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            library = LoadShapeLibrary.load(live)
-            simulator = FleetSimulator(live, households, minutes * 60, library, start_ms=EVENING_START_MS,
-                                       faults_path=out_dir / "faults.jsonl")
-            simulator.connect()
-            print(f"{households} simulated meters publishing {minutes} minutes of readings over MQTT "
-                  f"(bridge metrics on http://{bridge.metrics_address[0]}:{bridge.metrics_address[1]}/metrics) ...",
-                  flush=True)
-            fleet = simulator.run(progress=False)
-            misbehaving = simulator.connections[0].client_for("demo-misbehaving-meter")
-            for topic, payload in MALFORMED:
-                misbehaving.publish(topic, payload, qos=1)
-            for connection in simulator.connections:
-                connection.wait_until_sent()
-            simulator.close()
-            print("  " + fleet.line(), flush=True)
-            _wait_for_bridge(bridge, fleet.published, len(MALFORMED))
-            ends = kafka_io.end_offsets(live, topics.readings, expected=fleet.published)
-        finally:
-            stop.set()
-            bridge_thread.join(timeout=60)
-
-        print("running the reading-summary PyFlink job on the local mini-cluster ...", flush=True)
-        env = create_env(live)
-        reading_summary.build(env, live, stop_offsets=ends)
-        env.execute(reading_summary.NAME)
-        summaries = [json.loads(v) for v in kafka_io.read_topic(live, topics.summaries, idle_timeout_s=3)]
-        dead = [json.loads(v) for v in kafka_io.read_topic(live, topics.dead_letter, idle_timeout_s=3)]
-        summaries.sort(key=lambda s: (s["household_id"], s["window_start_ms"]))
-        _write_jsonl(out_dir / "summaries.jsonl", summaries)
-        _write_jsonl(out_dir / "dead-letter.jsonl", sorted(dead, key=lambda d: d["payload"]))
-        result = {
-            "meters": households, "readings_published": fleet.published, "malformed_published": len(MALFORMED),
-            "labelled_faults": fleet.faults, "readings_summarised": sum(s["readings"] for s in summaries),
-            "summaries": len(summaries), "dead_lettered": len(dead),
-            "households": len({s["household_id"] for s in summaries}),
-            "energy_kwh": round(sum(s["energy_kwh"] for s in summaries), 6),
-        }
-        _report(result, summaries, dead, live, out_dir, keep_stack, stack, time.monotonic() - started)
+        t = live.topics
+        kafka_io.create_topics(live, [name for name in t.model_dump().values()])
+        fleet = _meters_to_kafka(live, households, hours, out_dir)
+        outputs = _run_jobs(live, fleet, households)
+        commands = _downlink(live, expected=len(outputs["recommendations"]) + len(outputs["schedules"]))
+        for name, rows in outputs.items():
+            _write_jsonl(out_dir / f"{name}.jsonl", rows)
+        result = _result(fleet, outputs, commands, households)
+        _report(result, outputs, live, out_dir, keep_stack, stack, time.monotonic() - started)
         return result
     finally:
         if not keep_stack:
             stack.down()
+
+
+def _meters_to_kafka(live: Settings, households: int, hours: int, out_dir: Path):
+    from gridflow.connectors.mqtt_kafka_bridge import MqttKafkaBridge
+    from gridflow.devices.load_shapes import LoadShapeLibrary
+    from gridflow.devices.simulator import FleetSimulator
+
+    bridge = MqttKafkaBridge(live)
+    bridge.start()
+    stop = threading.Event()
+    bridge_thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+    bridge_thread.start()
+    try:
+        simulator = FleetSimulator(live, households, hours * 3600, LoadShapeLibrary.load(live), start_ms=DEMO_DAY_MS,
+                                   faults_path=out_dir / "faults.jsonl")
+        simulator.connect()
+        print(f"{households} simulated meters publish {hours} h of readings over MQTT (bridge metrics on "
+              f"http://{bridge.metrics_address[0]}:{bridge.metrics_address[1]}/metrics) ...", flush=True)
+        fleet = simulator.run(progress=False)
+        misbehaving = simulator.connections[0].client_for("demo-misbehaving-meter")
+        for topic, payload in MALFORMED:
+            misbehaving.publish(topic, payload, qos=1)
+        for connection in simulator.connections:
+            connection.wait_until_sent()
+        simulator.close()
+        print("  " + fleet.line(), flush=True)
+        _wait_for_bridge(bridge, fleet.published, len(MALFORMED))
+    finally:
+        stop.set()
+        bridge_thread.join(timeout=60)
+    return fleet
+
+
+def _ends(settings: Settings, topic: str) -> dict[int, int]:
+    """End offsets of every partition of ``topic`` (0 for an empty one): a later job reads it exactly."""
+    count = len(kafka_io.read_records(settings, topic, idle_timeout_s=2))
+    ends = kafka_io.end_offsets(settings, topic, expected=count) if count else {}
+    return {p: ends.get(p, 0) for p in range(settings.kafka.partitions)}
+
+
+def _read(settings: Settings, topic: str) -> list[dict]:
+    return [json.loads(v) for v in kafka_io.read_topic(settings, topic, idle_timeout_s=2)]
+
+
+def _stream_job(module, settings: Settings, stops: dict[str, dict[int, int]]) -> None:
+    from gridflow.runtime import create_env
+
+    print(f"running the {module.NAME} job on the local mini-cluster ...", flush=True)
+    env = create_env(settings)
+    module.build(env, settings, stop_offsets=stops)
+    env.execute(module.NAME)
+
+
+def _run_jobs(live: Settings, fleet, households: int) -> dict[str, list[dict]]:
+    from gridflow.jobs import clustering, forecasting, preprocess, recommendations, scheduling
+
+    t = live.topics
+    readings_end = kafka_io.end_offsets(live, t.readings, expected=fleet.published)
+    print("running the preprocess job on the local mini-cluster ...", flush=True)
+    preprocess.build(preprocess.create_table_env(live), live, readings_end).execute().wait()
+    _stream_job(clustering, live, {t.profiles: _ends(live, t.profiles), t.features: _ends(live, t.features)})
+
+    from gridflow.datasets import load_prices
+    from gridflow.prices_replay import replay_records
+
+    prices = replay_records(load_prices(live), PRICE_START, PRICE_DAYS, "NL", live.forecast.slot_minutes)
+    kafka_io.produce(live, t.prices, [("NL", json.dumps(p)) for p in prices])
+    _stream_job(forecasting, live, {t.prices: _ends(live, t.prices)})
+
+    kafka_io.produce(live, t.appliances, [(h, json.dumps(a)) for h, a in _learned_appliances(live, households)])
+    forecasts = _start_at_latest(live, scheduling.NAME, t.price_forecasts)
+    _stream_job(scheduling, live, {t.appliances: _ends(live, t.appliances), t.price_forecasts: forecasts})
+    _stream_job(recommendations, live, {t.schedules: _ends(live, t.schedules), t.profiles: _ends(live, t.profiles),
+                                        t.alerts: _ends(live, t.alerts)})
+    names = {"features": t.features, "profiles": t.profiles, "dead_letters": t.dead_letter,
+             "assignments": t.assignments, "centroids": t.centroids, "alerts": t.alerts,
+             "forecasts": t.price_forecasts, "schedules": t.schedules, "recommendations": t.recommendations}
+    outputs = {name: _read(live, topic) for name, topic in names.items()}
+    outputs["features"].sort(key=lambda f: (f["household_id"], f["window_start_ms"]))
+    return outputs
+
+
+def _learned_appliances(live: Settings, households: int) -> list[tuple[str, dict]]:
+    """Appliance profiles learned by NILM from the UCI household's whole-house history, for every simulated
+    household (they replay real load shapes; a real deployment runs the appliance-learning job instead)."""
+    from gridflow.datasets import load_uci_household
+    from gridflow.devices.simulator import household_ids
+    from gridflow.nilm import ApplianceLearner
+
+    uci = load_uci_household(live)
+    ts, power, reactive = uci["ts_ms"], uci["power_w"], uci["reactive_power_var"]
+    first = (int(ts[0]) // DAY_MS + 1) * DAY_MS
+    learner = ApplianceLearner.from_settings(live.nilm)
+    for k in range(NILM_HISTORY_DAYS):
+        day = (ts >= first + k * DAY_MS) & (ts < first + (k + 1) * DAY_MS)
+        if day.sum() == 1440:
+            learner.learn_day(first + k * DAY_MS, np.nan_to_num(power[day]), np.nan_to_num(reactive[day]))
+    profiles = [p for p in learner.profiles() if p.duration_minutes >= MIN_SCHEDULABLE_MINUTES]
+    return [(h, p.to_record(h, live.scheduler.slot_minutes, live.nilm.horizon_start_minute, DEMO_DAY_MS + DAY_MS))
+            for h in household_ids(households) for p in profiles]
+
+
+def _start_at_latest(live: Settings, job_name: str, topic: str) -> dict[int, int]:
+    """Commit the job's group just before the forecast for the latest day (and at the end of every other
+    partition): the scheduling job plans tomorrow only. Returns the topic's end offsets."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from gridflow.connectors.flink_kafka import group_id
+
+    records = kafka_io.read_positioned(live, topic)
+    ends = {p: 0 for p in range(live.kafka.partitions)}
+    for partition, offset, _, _ in records:
+        ends[partition] = max(ends[partition], offset + 1)
+    latest = max(records, key=lambda r: json.loads(r[3])["start_ts_ms"])
+    start = {**ends, latest[0]: latest[1]}
+    consumer = Consumer({"bootstrap.servers": live.kafka.bootstrap_servers, "group.id": group_id(live, job_name),
+                         "enable.auto.commit": False, **live.kafka.client})
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in start.items()], asynchronous=False)
+    finally:
+        consumer.close()
+    return ends
+
+
+def _downlink(live: Settings, expected: int, timeout_s: float = 60.0) -> dict[str, list[dict]]:
+    """Forward recommendations and schedules to the meters' command topics; what the meters received."""
+    import paho.mqtt.client as mqtt
+
+    from gridflow.connectors.kafka_mqtt_downlink import KafkaMqttDownlink
+
+    received: dict[str, list[dict]] = {}
+    meters = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-meters", protocol=mqtt.MQTTv311)
+    meters.username_pw_set(live.simulator.mqtt_username, live.simulator.mqtt_password)
+
+    def on_message(client, userdata, message):
+        household = message.topic.split("/")[1]
+        received.setdefault(household, []).append(json.loads(message.payload))
+
+    meters.on_message = on_message
+    meters.connect(live.mqtt.host, live.mqtt.port)
+    meters.subscribe(live.mqtt.commands_topic.replace("{household_id}", "+"), qos=1)
+    meters.loop_start()
+    downlink = KafkaMqttDownlink(live)
+    downlink.start()
+    stop = threading.Event()
+    thread = threading.Thread(target=downlink.run, args=(stop,), daemon=True)
+    thread.start()
+    print("downlink: recommendations and schedules -> meters/<household>/commands ...", flush=True)
+    deadline = time.monotonic() + timeout_s
+    while sum(len(v) for v in received.values()) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    thread.join(timeout=30)
+    meters.loop_stop()
+    meters.disconnect()
+    return received
 
 
 def _wait_for_bridge(bridge, readings: int, dead_letters: int, timeout_s: float = 120.0) -> None:
@@ -113,26 +240,48 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
-def _report(result, summaries, dead, settings, out_dir, keep_stack, stack, elapsed_s) -> None:
+def _result(fleet, outputs: dict[str, list[dict]], commands: dict[str, list[dict]], households: int) -> dict:
+    features, recs = outputs["features"], outputs["recommendations"]
+    job_dead = [d for d in outputs["dead_letters"] if d.get("source", "").startswith("kafka:")]
+    return {
+        "meters": households, "readings_published": fleet.published, "malformed_published": len(MALFORMED),
+        "labelled_faults": fleet.faults,
+        "readings_in_features": sum(f["n_readings"] + f["n_duplicates"] for f in features),
+        "readings_dead_lettered_by_jobs": len(job_dead),
+        "late_readings": sum(d["reason"].startswith("late") for d in job_dead),
+        "feature_windows": len(features), "daily_profiles": len(outputs["profiles"]),
+        "energy_kwh": round(sum(f["energy_wh"] for f in features) / 1000, 6),
+        "alerts": len(outputs["alerts"]), "cluster_assignments": len(outputs["assignments"]),
+        "forecasts": len(outputs["forecasts"]), "schedules": len(outputs["schedules"]),
+        "recommendations": len(recs), "recommendation_kinds": sorted({r["kind"] for r in recs}),
+        "savings_per_day": round(sum(r["saving_per_day"] for r in recs), 4),
+        "households_with_commands": len(commands), "commands_received": sum(len(v) for v in commands.values()),
+    }
+
+
+def _report(result, outputs, settings, out_dir, keep_stack, stack, elapsed_s) -> None:
     print("\nresult:", json.dumps(result))
-    print("\nfirst summaries (household, window start UTC, readings, mean W, peak W, kWh):")
-    for s in summaries[:5]:
-        print(f"  {s['household_id']}  {time.strftime('%H:%M', time.gmtime(s['window_start_ms'] / 1000))}  "
-              f"{s['readings']:3d}  {s['mean_power_w']:8.1f}  {s['peak_power_w']:8.1f}  {s['energy_kwh']:.4f}")
-    print("\ndead letters (field: reason):")
-    for d in dead:
-        print(f"  {d['field'] or '(payload)'}: {d['reason'][:100]}")
-    ok = (result["readings_summarised"] == result["readings_published"]
-          and result["dead_lettered"] == result["malformed_published"])
-    print(f"\nevery reading accounted for: {'yes' if ok else 'NO'}  ({elapsed_s:.0f} s)")
+    print("\nrecommendations (household: text):")
+    order = {"shift": 0, "grid_request": 1, "off_peak": 2, "alert": 3}
+    for r in sorted(outputs["recommendations"], key=lambda r: (order.get(r["kind"], 9), r["household_id"]))[:12]:
+        print(f"  {r['household_id']}: {r['text']}")
+    if outputs["schedules"]:
+        s = outputs["schedules"][0]
+        print(f"\nschedule of {s['household_id']} for the day from {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(s['start_ts_ms'] / 1000))}: "
+              f"{s['expected_cost']:.2f} {s['currency']} instead of {s['unscheduled_cost']:.2f} "
+              f"(PAR {s['par_before']:.2f} -> {s['par_after']:.2f})")
+    accounted = result["readings_in_features"] + result["readings_dead_lettered_by_jobs"]
+    ok = accounted == result["readings_published"] and result["commands_received"] > 0
+    print(f"\nevery reading accounted for and recommendations delivered to the meters: {'yes' if ok else 'NO'} "
+          f"({elapsed_s:.0f} s)")
     print("where to look:")
-    print(f"  summaries     {out_dir / 'summaries.jsonl'}  (Kafka topic '{settings.topics.summaries}')")
-    print(f"  dead letters  {out_dir / 'dead-letter.jsonl'}  (Kafka topic '{settings.topics.dead_letter}')")
-    print(f"  fault labels  {out_dir / 'faults.jsonl'}  (ground truth of the injected meter faults)")
-    print(f"  logs          {stack.run_dir / 'logs'}")
+    for name in outputs:
+        print(f"  {name:16s}{out_dir / (name + '.jsonl')}")
+    print(f"  {'fault labels':16s}{out_dir / 'faults.jsonl'}  (ground truth of the injected meter faults)")
+    print(f"  {'logs':16s}{stack.run_dir / 'logs'}")
     if keep_stack:
         print(f"  the stack is still running: Kafka at {settings.kafka.bootstrap_servers}, MQTT at "
               f"{settings.mqtt.host}:{settings.mqtt.port}; settings overlay {stack.run_dir / 'settings.yaml'}; "
-              f"stop it with 'gridflow stack down'")
+              "see the pages with 'gridflow page serve --config <that overlay>'; stop it with 'gridflow stack down'")
     if not ok:
-        raise SystemExit("the demo lost readings: see the files above")
+        raise SystemExit("the demo lost readings or delivered nothing: see the files above")

@@ -75,6 +75,12 @@ def read_records(settings: Settings, topic: str, expected: int | None = None, id
             _read(settings, topic, expected, idle_timeout_s, max_wait_s)]
 
 
+def read_positioned(settings: Settings, topic: str, idle_timeout_s: float = 2.0,
+                    max_wait_s: float = 120.0) -> list[tuple[int, int, bytes | None, bytes]]:
+    """All records of ``topic`` from the beginning as ``(partition, offset, key, value)``."""
+    return _read(settings, topic, None, idle_timeout_s, max_wait_s)
+
+
 def end_offsets(settings: Settings, topic: str, expected: int, max_wait_s: float = 120.0) -> dict[int, int]:
     """Per-partition end offsets once ``topic`` holds ``expected`` records, found by reading them (the
     broker's own "latest" answer is not relied on); bounds a later job's read exactly."""

@@ -36,7 +36,7 @@ def _record(household_id: str, kind: str, text: str, saving: float, currency: st
             "to_ts_ms": extra.pop("to_ts_ms", None), **extra}
 
 
-def from_schedule(schedule: dict, zone: str, now_ms: int, min_saving: float = 0.01) -> list[dict]:
+def from_schedule(schedule: dict, zone: str, now_ms: int, min_saving: float = 0.005) -> list[dict]:
     """One ``shift`` recommendation per appliance the schedule moves with a saving of at least ``min_saving``."""
     prices = schedule["price_per_kwh"]
     slot_ms = schedule["slot_minutes"] * 60_000
@@ -54,7 +54,9 @@ def from_schedule(schedule: dict, zone: str, now_ms: int, min_saving: float = 0.
         saving = kwh_per_slot * (sum(prices[usual:usual + n]) - sum(prices[planned:planned + n]))
         if saving < min_saving:
             continue
-        text = (f"Run the {a['name'].replace('_', ' ')} at {_clock(a['start_ts_ms'], zone)} instead of "
+        label = (f"{a['power_w']:.0f} W appliance" if a["name"].startswith("load_")  # learned by NILM, unnamed
+                 else a["name"].replace("_", " "))
+        text = (f"Run the {label} at {_clock(a['start_ts_ms'], zone)} instead of "
                 f"{_clock(a['usual_start_ts_ms'], zone)}: saves {saving:.2f} {currency} a day.")
         out.append(_record(schedule["household_id"], "shift", text, saving, currency, now_ms, appliance=a["name"],
                            from_ts_ms=a["usual_start_ts_ms"], to_ts_ms=a["start_ts_ms"]))
@@ -83,7 +85,8 @@ def from_profile(profile: dict, tariff, peak_hours: list[int], now_ms: int, off_
 
 def from_alert(alert: dict, currency: str, now_ms: int) -> list[dict]:
     """An ``alert`` recommendation: what was seen and what to do."""
-    action = alert.get("suggested_action") or alert.get("message") or "Please check the meter and the appliances."
+    action = (alert.get("action") or alert.get("suggested_action") or alert.get("message")
+              or "Please check the meter and the appliances.")
     kind = str(alert.get("type", "anomaly")).replace("_", " ")
     text = f"Alert ({alert.get('severity', 'info')}): {kind} detected. {action}"
     return [_record(alert["household_id"], "alert", text, 0.0, currency, now_ms, alert_type=alert.get("type"),

@@ -161,7 +161,15 @@ class LoadProfileClusterer:
                 self._buffer.append(values.tolist())
                 if len(self._buffer) >= self.warmup_profiles:
                     self._initialise()
-            return None
+            if not self._warm:
+                return None
+            # the profile that completes the warm-up is in the initial centroids: assign it, learn nothing
+            cluster, sq = self._nearest(values, known)
+            record = {"household_id": household_id, **context, "cluster": cluster,
+                      "distance": float(np.sqrt(sq / known.sum())), "coverage": float(known.mean()),
+                      "imputed_slots": 0, "slots": self.slots}
+            self._last[household_id] = record
+            return dict(record)
         nearest, _ = self._nearest(values, known)
         filled = np.where(known, values, self._C[nearest])
         before = self._C[nearest].copy()
