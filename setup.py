@@ -50,7 +50,7 @@ setup(
         "paho-mqtt>=2.0",
         "pydantic>=2.6,<3",
         "PyYAML>=6",
-        "scipy>=1.11",  # the exact MILP scheduling reference (HiGHS)
+        "scipy>=1.11",  # MILP references (HiGHS), BLAS for the native DBSCAN, NILM density peaks
         "matplotlib>=3.8",  # gridflow schedule --png (Agg backend)
         "aiohttp>=3.9",  # gridflow page serve: the household and operator pages
     ],

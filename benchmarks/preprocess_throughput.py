@@ -113,31 +113,37 @@ def live(settings, library, meters: int, seconds: float, interval_s: float) -> d
             "watermark_delay_ms": settings.stream.out_of_orderness_ms}
 
 
+def drain(settings, library, args) -> None:
+    started = time.monotonic()
+    sent, ends = preload(settings, library, args.meters, args.samples)
+    preload_s = time.monotonic() - started
+    elapsed = run_job(settings, ends)
+    records = features(settings)
+    print(json.dumps({
+        "phase": "drain", "readings": sent, "preload_s": round(preload_s, 1), "job_s": round(elapsed, 1),
+        "readings_per_s_incl_startup": round(sent / elapsed), "readings_per_s_steady": round(steady_rate(records)),
+        "feature_records": len(records), "readings_in_features": sum(r["n_readings"] + r["n_duplicates"] for r in records),
+        "parallelism": settings.flink.parallelism_default, "python_mode": settings.preprocess.python_execution_mode,
+    }), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--meters", type=int, default=5000)
-    parser.add_argument("--samples", type=int, default=400)
+    parser.add_argument("--samples", type=int, default=404, help="per meter; 5000 x 404 gives >= 2 M readings")
     parser.add_argument("--live-meters", type=int, default=50_000)
     parser.add_argument("--live-s", type=float, default=90.0)
     parser.add_argument("--live-interval-s", type=float, default=1.0)
     parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument("--skip-drain", action="store_true")
     args = parser.parse_args()
     library = LoadShapeLibrary.load(load_settings())
     with tempfile.TemporaryDirectory() as run_dir, EmbeddedStack(load_settings(), run_dir, mqtt=False) as stack:
         settings = stack.settings.with_overrides("kafka.group_id_prefix=bench-drain")
         topics = settings.topics
         kafka_io.create_topics(settings, [topics.readings, topics.features, topics.profiles, topics.dead_letter])
-        started = time.monotonic()
-        sent, ends = preload(settings, library, args.meters, args.samples)
-        preload_s = time.monotonic() - started
-        elapsed = run_job(settings, ends)
-        records = features(settings)
-        print(json.dumps({
-            "phase": "drain", "readings": sent, "preload_s": round(preload_s, 1), "job_s": round(elapsed, 1),
-            "readings_per_s_incl_startup": round(sent / elapsed), "readings_per_s_steady": round(steady_rate(records)),
-            "feature_records": len(records), "readings_in_features": sum(r["n_readings"] + r["n_duplicates"] for r in records),
-            "parallelism": settings.flink.parallelism_default, "python_mode": settings.flink.python_execution_mode,
-        }), flush=True)
+        if not args.skip_drain:
+            drain(settings, library, args)
         if not args.skip_live:
             suffix = "live"
             live_settings = stack.settings.with_overrides(

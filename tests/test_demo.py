@@ -1,27 +1,62 @@
 """The README's first command: the end-to-end demo on the embedded stack, from simulated meters to
-recommendations arriving on the meters' MQTT command topics."""
+recommendations arriving on the meters' MQTT command topics and on each household's page."""
+import html
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 
 from gridflow.demo import MALFORMED, run_demo
+from gridflow.stack import stop_stack
+
+from test_web import _get, browse
 
 pytestmark = pytest.mark.integration
 
 
-def test_demo_goes_from_meters_to_recommendations_on_the_meters(base_settings, tmp_path, capsys):
-    result = run_demo(base_settings.with_overrides(f"stack.run_dir={tmp_path}"), households=4, hours=24)
-    assert result["readings_in_features"] + result["readings_dead_lettered_by_jobs"] == result["readings_published"]
-    assert result["readings_in_features"] > 4 * 8000
-    assert result["daily_profiles"] == 4 and result["cluster_assignments"] >= 3  # the first profile warms up
-    assert result["forecasts"] >= 1 and result["schedules"] >= 4
-    assert "shift" in result["recommendation_kinds"] and result["savings_per_day"] > 0
-    assert result["households_with_commands"] == 4, "every meter receives its commands over MQTT"
-    assert result["commands_received"] >= result["recommendations"]
-    demo = tmp_path / "demo"
-    dead = [json.loads(line) for line in (demo / "dead_letters.jsonl").read_text().splitlines()]
-    assert len(dead) >= len(MALFORMED)
-    recommendations = [json.loads(line) for line in (demo / "recommendations.jsonl").read_text().splitlines()]
-    assert all(r["text"] and r["household_id"].startswith("h-") for r in recommendations)
-    out = capsys.readouterr().out
-    assert "recommendations delivered to the meters: yes" in out and "where to look" in out
+def test_demo_goes_from_meters_to_recommendations_on_the_meters_and_their_pages(base_settings, tmp_path, capsys):
+    try:
+        result = run_demo(base_settings.with_overrides(f"stack.run_dir={tmp_path}"), households=4, hours=24,
+                          keep_stack=True)
+        assert result["readings_in_features"] + result["readings_dead_lettered_by_jobs"] == result["readings_published"]
+        assert result["readings_in_features"] > 4 * 8000
+        assert result["daily_profiles"] == 4 and result["cluster_assignments"] >= 3  # the first profile warms up
+        assert result["forecasts"] >= 1 and result["schedules"] >= 4
+        assert "shift" in result["recommendation_kinds"] and result["savings_per_day"] > 0
+        assert result["households_with_commands"] == 4, "every meter receives its commands over MQTT"
+        assert result["commands_received"] >= result["recommendations"]
+        demo = tmp_path / "demo"
+        dead = [json.loads(line) for line in (demo / "dead_letters.jsonl").read_text().splitlines()]
+        assert len(dead) >= len(MALFORMED)
+        recommendations = [json.loads(line) for line in (demo / "recommendations.jsonl").read_text().splitlines()]
+        assert all(r["text"] and r["household_id"].startswith("h-") for r in recommendations)
+        out = capsys.readouterr().out
+        assert "recommendations delivered to the meters: yes" in out and "where to look" in out
+        _recommendation_on_the_page(tmp_path, recommendations)
+    finally:
+        stop_stack(tmp_path)
+
+
+def _recommendation_on_the_page(run_dir, recommendations) -> None:
+    config = run_dir / "settings.yaml"
+    gridflow = [sys.executable, "-m", "gridflow.cli"]
+    server = subprocess.Popen([*gridflow, "page", "serve", "--config", str(config), "--set", "web.port=0",
+                               "--set", f"stack.run_dir={run_dir}"], stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().split()[-1]
+        deadline = time.monotonic() + 60
+        while _get(f"{url}/healthz")[1].get("accepted", 0) < len(recommendations):
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.5)
+        household = next(r["household_id"] for r in recommendations if r["kind"] == "shift")
+        token = subprocess.run([*gridflow, "page", "token", household, "--config", str(config),
+                                "--set", f"stack.run_dir={run_dir}"], check=True, capture_output=True,
+                               text=True).stdout.strip()
+        dom = html.unescape(browse(f"{url}/household/{household}?token={token}"))
+        shift = next(r for r in recommendations if r["household_id"] == household and r["kind"] == "shift")
+        assert shift["text"].split(":")[0] in dom, "the household's recommendation is on its page"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
