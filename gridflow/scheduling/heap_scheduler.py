@@ -190,7 +190,7 @@ def schedule_heap(problem: Problem, *, search_budget: int = 20_000) -> Schedule:
     except _NoRoom as failure:
         power_w = dict(fixed_power_w)
         power_w.update(_search(problem, fixed_load_w, failure.args[0], search_budget))
-    return Schedule(problem.horizon_slots, power_w)
+    return Schedule.trusted(problem.horizon_slots, power_w)
 
 
 def _place_regulatable(problem: Problem, load_w: np.ndarray) -> dict[str, dict[int, float]]:
