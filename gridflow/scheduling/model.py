@@ -161,13 +161,26 @@ class Tariff:
 
     def slot_costs(self, load_w, slots=None) -> np.ndarray:
         """Cost of each slot (currency) for total appliance load ``load_w`` (W) in ``slots`` (default all)."""
-        index = np.arange(self.n_slots) if slots is None else np.asarray(slots, dtype=np.int64)
-        net_w = np.asarray(load_w, dtype=np.float64) - (0.0 if self.pv_w is None else self.pv_w[index])
-        energy_kwh = np.maximum(net_w, 0.0) * self.slot_h / 1000.0
-        lower = np.array((0.0, *self.ibr_thresholds_kwh))
-        widths = np.diff(np.array((*lower, math.inf)))
-        blocks = np.clip(energy_kwh[:, None] - lower[None, :], 0.0, widths[None, :])
-        return self.price_per_kwh[index] * (blocks @ np.array(self.ibr_multipliers))
+        index = slice(None) if slots is None else np.asarray(slots, dtype=np.int64)
+        net_w = np.asarray(load_w, dtype=np.float64)
+        if self.pv_w is not None:
+            net_w = net_w - self.pv_w[index]
+        energy_kwh = np.maximum(net_w, 0.0) * (self.slot_h / 1000.0)
+        lower, widths, multipliers = self._blocks
+        if lower.size == 1:  # no inclining blocks
+            return self.price_per_kwh[index] * (energy_kwh * multipliers[0])
+        blocks = np.clip(energy_kwh[:, None] - lower, 0.0, widths)
+        return self.price_per_kwh[index] * (blocks @ multipliers)
+
+    @property
+    def _blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """IBR block lower bounds (kWh), widths and price multipliers, computed once."""
+        cached = self.__dict__.get("_block_arrays")
+        if cached is None:
+            lower = np.array((0.0, *self.ibr_thresholds_kwh))
+            cached = (lower, np.diff(np.array((*lower, math.inf))), np.array(self.ibr_multipliers))
+            object.__setattr__(self, "_block_arrays", cached)
+        return cached
 
     def cost(self, load_w) -> float:
         """Total cost (currency) of a load profile of ``n_slots`` values in W."""
