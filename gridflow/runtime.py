@@ -73,3 +73,17 @@ def create_env(settings: Settings):
     env.set_parallelism(settings.flink.parallelism_default)
     adapt_pyflink_to_connector()
     return env
+
+
+def run_datastream_job(doc: str, name: str, build, argv: list[str] | None, stop_topic=None) -> None:
+    """The ``main`` of a DataStream job: parse its arguments (``--config``, ``--set``, ``--stop-offsets``),
+    build it on a fresh environment and run it. ``stop_topic(settings)`` names the topic ``--stop-offsets``
+    bounds (jobs with one input)."""
+    from gridflow.cli_args import job_argument_parser, settings_from_args
+
+    args = job_argument_parser(doc).parse_args(argv)
+    settings = settings_from_args(args)
+    env = create_env(settings)
+    stops = {stop_topic(settings): args.stop_offsets} if stop_topic is not None and args.stop_offsets else None
+    build(env, settings, stops)
+    env.execute(name)

@@ -24,10 +24,9 @@ import sys
 
 from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
 
-from gridflow.cli_args import job_argument_parser, settings_from_args
 from gridflow.connectors.flink_kafka import json_sink, json_source
 from gridflow.operators.learning import DEAD_LETTER, FeatureTimestamp, LearnAppliances, ParseFeatures, feature_type
-from gridflow.runtime import create_env
+from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
 
 # The models import scipy, whose pybind11 extension modules hang when first imported by thread-mode (pemja)
@@ -59,11 +58,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = job_argument_parser(__doc__).parse_args(argv)
-    settings = settings_from_args(args)
-    env = create_env(settings)
-    build(env, settings, {settings.topics.features: args.stop_offsets} if args.stop_offsets else None)
-    env.execute(NAME)
+    run_datastream_job(__doc__, NAME, build, argv, stop_topic=lambda s: s.topics.features)
 
 
 if __name__ == "__main__":

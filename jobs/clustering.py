@@ -18,12 +18,11 @@ import sys
 
 from pyflink.common import Types, WatermarkStrategy
 
-from gridflow.cli_args import job_argument_parser, settings_from_args
 from gridflow.connectors.flink_kafka import json_sink, json_source
 from gridflow.operators.analytics import (
     ASSIGNMENT, CENTROIDS, DEAD_LETTER, GRID, ClusterProfiles, DetectAnomalies, pair_type,
 )
-from gridflow.runtime import create_env
+from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
 
 NAME = "clustering"
@@ -59,11 +58,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = job_argument_parser(__doc__).parse_args(argv)
-    settings = settings_from_args(args)
-    env = create_env(settings)
-    build(env, settings)
-    env.execute(NAME)
+    run_datastream_job(__doc__, NAME, build, argv)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,9 @@ import sys
 
 from pyflink.common import Configuration, Types, WatermarkStrategy
 
-from gridflow.cli_args import job_argument_parser, settings_from_args
 from gridflow.connectors.flink_kafka import json_sink, json_source
 from gridflow.operators.learning import DEAD_LETTER, ForecastPrices, ParsePrices, price_type
-from gridflow.runtime import create_env
+from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
 
 # The models import scipy, whose pybind11 extension modules hang when first imported by thread-mode (pemja)
@@ -51,11 +50,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = job_argument_parser(__doc__).parse_args(argv)
-    settings = settings_from_args(args)
-    env = create_env(settings)
-    build(env, settings, {settings.topics.prices: args.stop_offsets} if args.stop_offsets else None)
-    env.execute(NAME)
+    run_datastream_job(__doc__, NAME, build, argv, stop_topic=lambda s: s.topics.prices)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ import sys
 
 from pyflink.common import Types, WatermarkStrategy
 
-from gridflow.cli_args import job_argument_parser, settings_from_args
 from gridflow.connectors.flink_kafka import json_sink, json_source
 from gridflow.operators.recommendations import (
     ALERT, DEAD_LETTER, PROFILE, SCHEDULE, FeederBalancer, Recommend, ToFeeder, element_type, tag,
 )
-from gridflow.runtime import create_env
+from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
 
 NAME = "recommendations"
@@ -46,11 +45,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = job_argument_parser(__doc__).parse_args(argv)
-    settings = settings_from_args(args)
-    env = create_env(settings)
-    build(env, settings)
-    env.execute(NAME)
+    run_datastream_job(__doc__, NAME, build, argv)
 
 
 if __name__ == "__main__":
