@@ -53,6 +53,28 @@ def json_source(settings: Settings, topic: str, job_name: str, stop_offsets: dic
     return builder.build()
 
 
+def read_strings(env, settings: Settings, topic: str, job_name: str,
+                 stop_offsets: dict[str, dict[int, int]] | None = None):
+    """``topic`` as a DataStream of strings, without watermarks. ``stop_offsets`` maps topics to partition
+    offsets: a listed topic is read up to them (bounded), an unlisted one (or ``None``) without end."""
+    from pyflink.common import WatermarkStrategy
+
+    stops = None if stop_offsets is None else stop_offsets.get(topic)
+    return env.from_source(json_source(settings, topic, job_name, stops), WatermarkStrategy.no_watermarks(),
+                           f"kafka:{topic}")
+
+
+def event_time(stream, assigner):
+    """Watermark strategy from the ``stream`` settings: bounded out-of-orderness, idle partitions released
+    after ``idle_timeout_ms`` (0: never), timestamps from ``assigner``."""
+    from pyflink.common import Duration, WatermarkStrategy
+
+    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(stream.out_of_orderness_ms))
+    if stream.idle_timeout_ms:  # before the assigner: PyFlink's with_idleness drops a Python assigner
+        watermarks = watermarks.with_idleness(Duration.of_millis(stream.idle_timeout_ms))
+    return watermarks.with_timestamp_assigner(assigner)
+
+
 def json_sink(settings: Settings, topic: str, job_name: str) -> KafkaSink:
     """A sink writing UTF-8 strings to ``topic`` with the configured delivery guarantee."""
     serializer = (

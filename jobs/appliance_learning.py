@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import sys
 
-from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
+from pyflink.common import Configuration, Types
 
-from gridflow.connectors.flink_kafka import json_sink, json_source
+from gridflow.connectors.flink_kafka import event_time, json_sink, read_strings
 from gridflow.operators.learning import DEAD_LETTER, FeatureTimestamp, LearnAppliances, ParseFeatures, feature_type
 from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
@@ -39,16 +39,10 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     topics, stream = settings.topics, settings.stream
     env.configure(Configuration().set_string("python.execution-mode", PYTHON_EXECUTION_MODE))
     source_name = f"kafka:{topics.features}"
-    stops = stop_offsets.get(topics.features) if stop_offsets is not None else None
-    raw = env.from_source(json_source(settings, topics.features, NAME, stops), WatermarkStrategy.no_watermarks(),
-                          source_name)
+    raw = read_strings(env, settings, topics.features, NAME, stop_offsets)
     features = raw.process(ParseFeatures(source_name), output_type=feature_type()).name("parse features")
-    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(stream.out_of_orderness_ms))
-    if stream.idle_timeout_ms:  # before the assigner: PyFlink's with_idleness drops a Python assigner
-        watermarks = watermarks.with_idleness(Duration.of_millis(stream.idle_timeout_ms))
-    watermarks = watermarks.with_timestamp_assigner(FeatureTimestamp())
     appliances = (
-        features.assign_timestamps_and_watermarks(watermarks)
+        features.assign_timestamps_and_watermarks(event_time(stream, FeatureTimestamp()))
         .key_by(lambda row: row[0], key_type=Types.STRING())
         .process(LearnAppliances(settings, source_name), output_type=Types.STRING()).name("learn appliances")
     )

@@ -13,35 +13,26 @@ Submit to a cluster:                  flink run -py jobs/clustering.py -- --conf
 """
 from __future__ import annotations
 
-import json
 import sys
 
-from pyflink.common import Types, WatermarkStrategy
+from pyflink.common import Types
 
-from gridflow.connectors.flink_kafka import json_sink, json_source
+from gridflow.connectors.flink_kafka import json_sink, read_strings
 from gridflow.operators.analytics import (
     ASSIGNMENT, CENTROIDS, DEAD_LETTER, GRID, ClusterProfiles, DetectAnomalies, pair_type,
 )
+from gridflow.readings import household_id_of
 from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
 
 NAME = "clustering"
 
 
-def _household(payload: str) -> str:
-    try:
-        return str(json.loads(payload).get("household_id") or "")
-    except (ValueError, AttributeError):
-        return ""
-
-
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
     topics = settings.topics
 
     def read(topic: str):
-        stop = None if stop_offsets is None else stop_offsets.get(topic, {})
-        return env.from_source(json_source(settings, topic, NAME, stop), WatermarkStrategy.no_watermarks(),
-                               f"kafka:{topic}")
+        return read_strings(env, settings, topic, NAME, stop_offsets)
 
     clustered = (read(topics.profiles).key_by(lambda _: GRID, key_type=Types.STRING())
                  .process(ClusterProfiles(settings, f"kafka:{topics.profiles}"), output_type=pair_type())
@@ -49,7 +40,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     for kind, topic in ((ASSIGNMENT, topics.assignments), (CENTROIDS, topics.centroids)):
         (clustered.filter(lambda e, kind=kind: e[0] == kind).map(lambda e: e[1], output_type=Types.STRING())
          .sink_to(json_sink(settings, topic, NAME)).name(topic))
-    alerts = (read(topics.features).key_by(_household, key_type=Types.STRING())
+    alerts = (read(topics.features).key_by(household_id_of, key_type=Types.STRING())
               .process(DetectAnomalies(settings, f"kafka:{topics.features}"), output_type=Types.STRING())
               .name("anomaly detection").uid("anomaly-detection"))
     alerts.sink_to(json_sink(settings, topics.alerts, NAME)).name("alerts")

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import sys
 
-from pyflink.common import Configuration, Types, WatermarkStrategy
+from pyflink.common import Configuration, Types
 
-from gridflow.connectors.flink_kafka import json_sink, json_source
+from gridflow.connectors.flink_kafka import json_sink, read_strings
 from gridflow.operators.learning import DEAD_LETTER, ForecastPrices, ParsePrices, price_type
 from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
@@ -36,9 +36,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     topics = settings.topics
     env.configure(Configuration().set_string("python.execution-mode", PYTHON_EXECUTION_MODE))
     source_name = f"kafka:{topics.prices}"
-    stops = stop_offsets.get(topics.prices) if stop_offsets is not None else None
-    raw = env.from_source(json_source(settings, topics.prices, NAME, stops), WatermarkStrategy.no_watermarks(),
-                          source_name)
+    raw = read_strings(env, settings, topics.prices, NAME, stop_offsets)
     prices = raw.process(ParsePrices(settings, source_name), output_type=price_type()).name("parse prices")
     forecasts = (
         prices.key_by(lambda p: p[0], key_type=Types.STRING())

@@ -89,7 +89,7 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None):
         FROM meter_days AS d, LATERAL TABLE(daily_profiles(d.household_id, d.meter_id, d.day_start_ms, d.day_label,
              d.starts, d.means)) AS p(kind, record_key, payload, start_ms, mean_w)""")
     statements.add_insert_sql("""INSERT INTO dead_letter_out
-        SELECT household_id, dead_letter(`payload`, problem_field, problem, ts_ms) FROM checked WHERE problem IS NOT NULL
+        SELECT household_id, dead_letter(`payload`, problem, ts_ms) FROM checked WHERE problem IS NOT NULL
         UNION ALL
         SELECT record_key, payload FROM cleaned WHERE kind = 'dead_letter'""")
     return statements

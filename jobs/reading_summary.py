@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import sys
 
-from pyflink.common import Duration, Time, Types, WatermarkStrategy
+from pyflink.common import Time, Types, WatermarkStrategy
 from pyflink.datastream.window import TumblingEventTimeWindows
 
 from gridflow.cli_args import job_argument_parser, settings_from_args
-from gridflow.connectors.flink_kafka import json_sink, json_source
+from gridflow.connectors.flink_kafka import event_time, json_sink, json_source
 from gridflow.operators.readings import (
     ACCUMULATOR_TYPE, DEAD_LETTER, EmitSummary, ParseReadings, ReadingTimestamp,
     SummaryAggregate, late_dead_letter, late_readings_tag, reading_type,
@@ -33,10 +33,7 @@ def build(env, settings: Settings, stop_offsets: dict[int, int] | None = None) -
                           WatermarkStrategy.no_watermarks(), "meter readings")
     readings = raw.process(ParseReadings(ReadingBounds.from_settings(settings.readings), source_name),
                            output_type=reading_type()).name("parse readings")
-    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(stream.out_of_orderness_ms))
-    if stream.idle_timeout_ms:  # before the assigner: PyFlink's with_idleness drops a Python assigner
-        watermarks = watermarks.with_idleness(Duration.of_millis(stream.idle_timeout_ms))
-    watermarks = watermarks.with_timestamp_assigner(ReadingTimestamp())
+    watermarks = event_time(stream, ReadingTimestamp())
     late = late_readings_tag()
     summaries = (
         readings.assign_timestamps_and_watermarks(watermarks)

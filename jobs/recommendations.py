@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import sys
 
-from pyflink.common import Types, WatermarkStrategy
+from pyflink.common import Types
 
-from gridflow.connectors.flink_kafka import json_sink, json_source
+from gridflow.connectors.flink_kafka import json_sink, read_strings
 from gridflow.operators.recommendations import (
     ALERT, DEAD_LETTER, PROFILE, SCHEDULE, FeederBalancer, Recommend, ToFeeder, element_type, tag,
 )
@@ -28,10 +28,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     topics = settings.topics
 
     def read(topic: str, kind: str):
-        stop = None if stop_offsets is None else stop_offsets.get(topic, {})
-        source = json_source(settings, topic, NAME, stop)
-        return env.from_source(source, WatermarkStrategy.no_watermarks(), f"kafka:{topic}").map(
-            tag(kind), output_type=element_type())
+        return read_strings(env, settings, topic, NAME, stop_offsets).map(tag(kind), output_type=element_type())
 
     schedules, profiles = read(topics.schedules, SCHEDULE), read(topics.profiles, PROFILE)
     made = (schedules.union(profiles, read(topics.alerts, ALERT))

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import sys
 
-from pyflink.common import Types, WatermarkStrategy
+from pyflink.common import Types
 
-from gridflow.connectors.flink_kafka import json_sink, json_source
+from gridflow.connectors.flink_kafka import json_sink, read_strings
 from gridflow.operators.scheduling import APPLIANCE, FORECAST, HouseholdScheduler, MarketFanout, element_type, tag
 from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
@@ -25,12 +25,10 @@ NAME = "scheduling"
 
 
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
-    topics, stops = settings.topics, stop_offsets or {}
+    topics = settings.topics
 
     def read(topic: str, kind: str):
-        source = json_source(settings, topic, NAME, stops.get(topic) if stop_offsets is not None else None)
-        return env.from_source(source, WatermarkStrategy.no_watermarks(), f"kafka:{topic}").map(
-            tag(kind), output_type=element_type())
+        return read_strings(env, settings, topic, NAME, stop_offsets).map(tag(kind), output_type=element_type())
 
     schedules = (
         read(topics.appliances, APPLIANCE).union(read(topics.price_forecasts, FORECAST))
