@@ -40,7 +40,7 @@ from datetime import date, datetime, timezone
 
 import numpy as np
 
-from gridflow.readings import InvalidReading
+from gridflow.readings import InvalidReading, decode_object
 
 SCHEMA_VERSION = 1
 MAX_ABS_PRICE_PER_KWH = 10.0
@@ -86,12 +86,7 @@ def parse_price_record(payload: str | bytes, slot_minutes: int, currency: str) -
     gridflow.readings.InvalidReading
         The payload is not such a record; ``field`` names the offending field ('' = the whole payload).
     """
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidReading("", f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidReading("", f"expected a JSON object, got {type(data).__name__}")
+    data = decode_object(payload)
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         hint = " (prices are per kWh in price_per_kwh: divide EUR/MWh by 1000)" if "mwh" in unknown[0].lower() else ""

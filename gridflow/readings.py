@@ -78,11 +78,27 @@ KNOWN_FIELDS = {"v", "household_id", "meter_id", "ts_ms", "power_w", "voltage_v"
 
 def parse_reading(payload: bytes | str, bounds: ReadingBounds = ReadingBounds(), now_ms: int | None = None) -> Reading:
     """Decode and validate one reading; raises :class:`InvalidReading` naming the bad field."""
+    return validate_reading(decode_object(payload), bounds, now_ms)
+
+
+def decode_object(payload: bytes | str) -> dict:
+    """A JSON object from ``payload``; raises :class:`InvalidReading` (field '') if it is not JSON or not an
+    object. For the records the jobs read (prices, features) as well as readings."""
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidReading("", f"not JSON: {exc}") from None
-    return validate_reading(data, bounds, now_ms)
+    if not isinstance(data, dict):
+        raise InvalidReading("", f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def household_id_of(payload: bytes | str) -> str:
+    """The ``household_id`` field of a JSON record as a string, '' if the record has none (for keying)."""
+    try:
+        return str(json.loads(payload).get("household_id") or "")
+    except (ValueError, AttributeError):
+        return ""
 
 
 def validate_reading(data: Any, bounds: ReadingBounds = ReadingBounds(), now_ms: int | None = None) -> Reading:

@@ -22,7 +22,7 @@ from gridflow.forecasting import PriceForecaster, forecast_record
 from gridflow.nilm import ApplianceLearner
 from gridflow.preprocess.localtime import LocalClock
 from gridflow.prices_replay import parse_price_record
-from gridflow.readings import InvalidReading, dead_letter
+from gridflow.readings import InvalidReading, dead_letter, decode_object
 from gridflow.settings import Settings
 
 DAY_MS = 86_400_000
@@ -136,12 +136,7 @@ def parse_feature(payload: str) -> Row:
 
     Raises :class:`~gridflow.readings.InvalidReading` naming the field.
     """
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidReading("", f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidReading("", f"expected a JSON object, got {type(data).__name__}")
+    data = decode_object(payload)
     for name in ("household_id", "meter_id"):
         if not isinstance(data.get(name), str) or not data[name]:
             raise InvalidReading(name, f"must be a non-empty string, got {data.get(name)!r}")

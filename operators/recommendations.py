@@ -14,7 +14,7 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from gridflow import recommendations
 from gridflow.balancing import FeederState, load_feeders
-from gridflow.readings import dead_letter
+from gridflow.readings import dead_letter, household_id_of
 from gridflow.settings import Settings
 
 SCHEDULE, PROFILE, ALERT = "schedule", "profile", "alert"
@@ -28,11 +28,7 @@ def element_type():
 def tag(kind: str):
     """JSON record -> ``(household_id, kind, payload)``; records without a household get an empty key."""
     def to_element(payload: str):
-        try:
-            household = json.loads(payload).get("household_id") or ""
-        except (ValueError, AttributeError):
-            household = ""
-        return str(household), kind, payload
+        return household_id_of(payload), kind, payload
     return to_element
 
 
