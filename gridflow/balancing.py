@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from gridflow.scheduling.model import peak_to_average
+
 
 @dataclass(frozen=True)
 class FlexibleRun:
@@ -68,12 +70,8 @@ class BalancePlan:
 
     peak_before_w = property(lambda self: float(self.load_before_w.max()))
     peak_after_w = property(lambda self: float(self.load_after_w.max()))
-    par_before = property(lambda self: _par(self.load_before_w))
-    par_after = property(lambda self: _par(self.load_after_w))
-
-
-def _par(load: np.ndarray) -> float:
-    return float(load.max() / load.mean()) if load.mean() > 0 else 0.0
+    par_before = property(lambda self: peak_to_average(self.load_before_w, empty=0.0))
+    par_after = property(lambda self: peak_to_average(self.load_after_w, empty=0.0))
 
 
 def feeder_load(base_w: np.ndarray, runs: list[FlexibleRun]) -> np.ndarray:

@@ -150,6 +150,18 @@ def _ordered(problem: Problem, kind: str) -> list[Appliance]:
     return sorted(chosen, key=lambda a: -problem.required_energy_wh(a)) if kind != "fixed" else chosen
 
 
+def _place_fixed(problem: Problem) -> tuple[np.ndarray, dict[str, dict[int, float]]]:
+    """Fixed loads at their start: ``(load_w, power_w)``; ScheduleInfeasible if they exceed the breaker."""
+    load_w, power_w, breaker_w = np.zeros(problem.horizon_slots), {}, problem.tariff.breaker_w
+    for appliance in _ordered(problem, "fixed"):
+        low, high = problem.window(appliance)
+        load_w[low:high] += appliance.power_w
+        power_w[appliance.name] = dict.fromkeys(range(low, high), appliance.power_w)
+        if breaker_w is not None and np.any(load_w[low:high] > breaker_w * (1 + _TOL)):
+            raise ScheduleInfeasible(appliance.name, f"fixed loads exceed breaker_w={breaker_w:g} W")
+    return load_w, power_w
+
+
 def schedule_heap(problem: Problem, *, search_budget: int = 20_000) -> Schedule:
     """Schedule every appliance of ``problem`` (see the module docstring).
 
@@ -170,14 +182,7 @@ def schedule_heap(problem: Problem, *, search_budget: int = 20_000) -> Schedule:
     ScheduleInfeasible
         No placement fits; ``appliance`` names the one the greedy pass could not place.
     """
-    load_w, power_w = np.zeros(problem.horizon_slots), {}
-    breaker_w = problem.tariff.breaker_w
-    for appliance in _ordered(problem, "fixed"):
-        low, high = problem.window(appliance)
-        load_w[low:high] += appliance.power_w
-        power_w[appliance.name] = dict.fromkeys(range(low, high), appliance.power_w)
-        if breaker_w is not None and np.any(load_w[low:high] > breaker_w * (1 + _TOL)):
-            raise ScheduleInfeasible(appliance.name, f"fixed loads exceed breaker_w={breaker_w:g} W")
+    load_w, power_w = _place_fixed(problem)
     fixed_load_w, fixed_power_w = load_w.copy(), dict(power_w)
     try:
         for appliance in _ordered(problem, "deferrable"):

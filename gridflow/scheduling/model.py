@@ -40,6 +40,13 @@ def _array(owner: str, name: str, values, length: int | None) -> np.ndarray:
     return array
 
 
+def peak_to_average(load_w, empty: float = math.nan) -> float:
+    """Peak / mean of a load profile (W per slot); ``empty`` when its mean is not positive."""
+    load_w = np.asarray(load_w, dtype=np.float64)
+    mean = float(load_w.mean()) if load_w.size else 0.0
+    return float(load_w.max() / mean) if mean > 0 else empty
+
+
 @dataclass(frozen=True)
 class Appliance:
     """One appliance; invalid fields raise ValueError naming the field and its allowed range.
@@ -288,8 +295,7 @@ class Schedule:
 
     def peak_to_average_ratio(self, horizon: int | None = None) -> float:
         """Peak / mean of the load profile (nan for an empty schedule)."""
-        profile = self.load_profile_w(horizon)
-        return float(profile.max() / profile.mean()) if profile.any() else math.nan
+        return peak_to_average(self.load_profile_w(horizon))
 
     def violations(self, problem: Problem) -> list[str]:
         """Every broken constraint as a sentence; ``[]`` means the schedule is feasible for ``problem``."""

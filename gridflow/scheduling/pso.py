@@ -46,11 +46,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridflow.scheduling.heap_scheduler import (ScheduleInfeasible, _NoRoom, _ordered, _place_discrete,
-                                               _place_regulatable, schedule_heap)
+from gridflow.scheduling.heap_scheduler import (_TOL, ScheduleInfeasible, _NoRoom, _ordered, _place_discrete,
+                                               _place_fixed, _place_regulatable, schedule_heap)
 from gridflow.scheduling.model import Appliance, Problem, Schedule
-
-_TOL = 1e-9
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,13 +182,7 @@ def _base_load(problem: Problem):
     """Fixed loads at alpha, regulatable loads water-filled, interruptible deferrable loads in their cheapest
     slots: ``(load_w, power_w of those loads, non-interruptible deferrable loads)``; _NoRoom if one does
     not fit (ScheduleInfeasible if the fixed loads alone exceed the breaker)."""
-    load_w, placed, breaker_w = np.zeros(problem.horizon_slots), {}, problem.tariff.breaker_w
-    for a in _ordered(problem, "fixed"):
-        low, high = problem.window(a)
-        load_w[low:high] += a.power_w
-        placed[a.name] = dict.fromkeys(range(low, high), a.power_w)
-        if breaker_w is not None and np.any(load_w[low:high] > breaker_w * (1 + _TOL)):
-            raise ScheduleInfeasible(a.name, f"fixed loads exceed breaker_w={breaker_w:g} W")
+    load_w, placed = _place_fixed(problem)
     placed.update(_place_regulatable(problem, load_w))
     for a in _ordered(problem, "deferrable"):
         if a.interruptible:

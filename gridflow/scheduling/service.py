@@ -23,7 +23,7 @@ import numpy as np
 
 from gridflow.preprocess.localtime import LocalClock
 from gridflow.scheduling.heap_scheduler import schedule_heap
-from gridflow.scheduling.model import Appliance, Problem, Schedule, Tariff
+from gridflow.scheduling.model import Appliance, Problem, Schedule, Tariff, peak_to_average
 from gridflow.scheduling.scenarios import unscheduled_baseline
 from gridflow.settings import Settings
 
@@ -55,11 +55,6 @@ def appliance_in_horizon(record: dict, horizon_start_minute: int, slot_minutes: 
     return Appliance(name=str(record["name"]), kind="deferrable", power_w=float(record["power_w"]),
                      duration_slots=duration, alpha_slot=alpha_slot, beta_slot=beta_slot,
                      comfort_margin_slots=int(record.get("comfort_margin_minutes", 0)) // slot_minutes)
-
-
-def peak_to_average(load_w: np.ndarray) -> float:
-    mean = float(load_w.mean())
-    return float(load_w.max() / mean) if mean > 0 else 0.0
 
 
 def plan_day(household_id: str, appliances: list[dict], forecast: dict, settings: Settings) -> dict:
@@ -100,8 +95,8 @@ def plan_day(household_id: str, appliances: list[dict], forecast: dict, settings
         "currency": forecast.get("currency", settings.tariff.currency), "appliances": rows,
         "expected_cost": planned, "unscheduled_cost": unplanned, "savings": unplanned - planned,
         "savings_percent": 100.0 * (unplanned - planned) / unplanned if unplanned > 0 else 0.0,
-        "par_before": peak_to_average(baseline.load_profile_w(prices.size)),
-        "par_after": peak_to_average(schedule.load_profile_w(prices.size)),
+        "par_before": peak_to_average(baseline.load_profile_w(prices.size), empty=0.0),
+        "par_after": peak_to_average(schedule.load_profile_w(prices.size), empty=0.0),
         "price_per_kwh": [round(float(p), 6) for p in prices],
         "load_before_w": baseline.load_profile_w(prices.size).tolist(),
         "load_after_w": schedule.load_profile_w(prices.size).tolist(),
