@@ -14,6 +14,7 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, TableFunction, ud
 
 from gridflow.preprocess import CleaningParams, clean_window, daily_profile
 from gridflow.preprocess.localtime import LocalClock
+from gridflow.preprocess.validation_sql import split_problem
 from gridflow.readings import InvalidReading, dead_letter
 from gridflow.registry import load_registry
 from gridflow.settings import Settings
@@ -105,7 +106,8 @@ class DeadLetter(ScalarFunction):
         self.group = function_context.get_metric_group().add_group(METRIC_GROUP)
         self.counters = {}
 
-    def eval(self, payload: str, field: str, reason: str, ts_ms):
+    def eval(self, payload: str, problem: str, ts_ms):
+        field, reason = split_problem(problem)
         name = "dead_letter_" + ("late" if reason.startswith("late") else (field or "payload"))
         counter = self.counters.get(name)
         if counter is None:

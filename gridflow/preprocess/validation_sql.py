@@ -1,8 +1,9 @@
 """The reading checks of ``gridflow.readings`` as Flink SQL, so they run per record on the Java side.
 
 :func:`checked_view_sql` decodes each raw payload with ``JSON_VALUE`` and names the first problem of
-a record in two columns, ``problem_field`` and ``problem`` (NULL for a good reading), with the same
-field names and wording as :func:`gridflow.readings.validate_reading`. A reading behind the event-time
+a record in one column, ``problem`` = ``"<field>|<reason>"`` (NULL for a good reading; :func:`split_problem`
+splits it), with the same field names and wording as :func:`gridflow.readings.validate_reading`. One CASE
+serves the good-reading filter and the dead-letter branch alike: no branch evaluates the rules twice. A reading behind the event-time
 watermark (it would land in a window that has already been emitted) is a problem too: ``late``.
 
 Checked here: JSON object, schema version, identifiers, ``ts_ms`` (integer, after 2000, not further in
@@ -15,6 +16,17 @@ from __future__ import annotations
 from gridflow.readings import _ID, _MIN_TS_MS, SCHEMA_VERSION
 
 ID_PATTERN = _ID.pattern
+SEPARATOR = "|"  # between the field and the reason in ``problem``; field names never contain it
+
+
+def split_problem(problem: str) -> tuple[str, str]:
+    """``"<field>|<reason>"`` -> ``(field, reason)``.
+
+    >>> split_problem("power_w|is required"), split_problem("|expected a JSON object")
+    (('power_w', 'is required'), ('', 'expected a JSON object'))
+    """
+    field, _, reason = problem.partition(SEPARATOR)
+    return field, reason
 
 
 def _number(field: str) -> str:
@@ -60,15 +72,11 @@ def checked_view_sql(view: str, source: str, readings, time_column: str, out_of_
         ]
     rules.append(("'ts_ms'", f"`{time_column}` <= CURRENT_WATERMARK(`{time_column}`)",
                   f"'late: behind the event-time watermark (allowed out-of-orderness {out_of_orderness_ms} ms)'"))
-    field_case = "\n    ".join(f"WHEN {cond} THEN {field}" for field, cond, _ in rules)
-    reason_case = "\n    ".join(f"WHEN {cond} THEN {reason}" for _, cond, reason in rules)
+    problem_case = "\n    ".join(f"WHEN {cond} THEN {field} || '{SEPARATOR}' || {reason}" for field, cond, reason in rules)
     return f"""CREATE TEMPORARY VIEW {view} AS
 SELECT `payload`, `{time_column}`, household_id, meter_id, ts_ms, power_w,
   CASE
-    {field_case}
-  END AS problem_field,
-  CASE
-    {reason_case}
+    {problem_case}
   END AS problem
 FROM (
   SELECT `payload`, `{time_column}`,
