@@ -102,9 +102,7 @@ def _meters_to_kafka(live: Settings, households: int, hours: int, out_dir: Path)
 
 def _ends(settings: Settings, topic: str) -> dict[int, int]:
     """End offsets of every partition of ``topic`` (0 for an empty one): a later job reads it exactly."""
-    count = len(kafka_io.read_records(settings, topic, idle_timeout_s=2))
-    ends = kafka_io.end_offsets(settings, topic, expected=count) if count else {}
-    return {p: ends.get(p, 0) for p in range(settings.kafka.partitions)}
+    return kafka_io.ends_of(kafka_io.read_positioned(settings, topic), settings.kafka.partitions)
 
 
 def _read(settings: Settings, topic: str) -> list[dict]:
@@ -177,9 +175,7 @@ def _start_at_latest(live: Settings, job_name: str, topic: str) -> dict[int, int
     from gridflow.connectors.flink_kafka import group_id
 
     records = kafka_io.read_positioned(live, topic)
-    ends = {p: 0 for p in range(live.kafka.partitions)}
-    for partition, offset, _, _ in records:
-        ends[partition] = max(ends[partition], offset + 1)
+    ends = kafka_io.ends_of(records, live.kafka.partitions)
     latest = max(records, key=lambda r: json.loads(r[3])["start_ts_ms"])
     start = {**ends, latest[0]: latest[1]}
     consumer = Consumer({"bootstrap.servers": live.kafka.bootstrap_servers, "group.id": group_id(live, job_name),

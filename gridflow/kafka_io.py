@@ -87,7 +87,13 @@ def end_offsets(settings: Settings, topic: str, expected: int, max_wait_s: float
     records = _read(settings, topic, expected, idle_timeout_s=max_wait_s, max_wait_s=max_wait_s)
     if len(records) < expected:
         raise TimeoutError(f"{topic} holds {len(records)} records, expected {expected}")
-    ends: dict[int, int] = {}
+    return ends_of(records)
+
+
+def ends_of(records: Iterable[tuple[int, int, bytes | None, bytes]], partitions: int = 0) -> dict[int, int]:
+    """Per-partition end offsets (last offset + 1) of ``(partition, offset, key, value)`` records; partitions
+    ``0 .. partitions-1`` without records get 0."""
+    ends = dict.fromkeys(range(partitions), 0)
     for partition, offset, _, _ in records:
         ends[partition] = max(ends.get(partition, 0), offset + 1)
     return ends
