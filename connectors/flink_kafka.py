@@ -48,9 +48,16 @@ def json_source(settings: Settings, topic: str, job_name: str, stop_offsets: dic
     if stop_offsets is not None:
         builder.set_bounded(KafkaOffsetsInitializer.offsets(
             {KafkaTopicPartition(topic, partition): offset for partition, offset in stop_offsets.items()}))
-    for key, value in settings.kafka.client.items():
+    for key, value in consumer_properties(settings).items():
         builder.set_property(key, value)
     return builder.build()
+
+
+def consumer_properties(settings: Settings) -> dict[str, str]:
+    """Client properties of every gridflow consumer: ``kafka.client``, and with exactly-once delivery
+    ``isolation.level=read_committed`` (a job reads only what upstream jobs committed with a checkpoint)."""
+    properties = {"isolation.level": "read_committed"} if settings.kafka.delivery_guarantee == "exactly-once" else {}
+    return {**properties, **settings.kafka.client}
 
 
 def read_strings(env, settings: Settings, topic: str, job_name: str,

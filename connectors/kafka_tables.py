@@ -7,7 +7,7 @@ Sink records are keyed (``key.fields``), so one household's records stay in orde
 """
 from __future__ import annotations
 
-from gridflow.connectors.flink_kafka import group_id
+from gridflow.connectors.flink_kafka import consumer_properties, group_id
 from gridflow.settings import Settings
 
 
@@ -36,7 +36,7 @@ def raw_source_ddl(settings: Settings, table: str, topic: str, job_name: str, *,
         "properties.group.id": group_id(settings, job_name), "properties.client.id.prefix": group_id(settings, job_name),
         "scan.startup.mode": "group-offsets", "properties.auto.offset.reset": "earliest",
         "format": "raw", "raw.charset": "UTF-8", "scan.watermark.emit.strategy": watermark_emit,
-        **_client_options(settings),
+        **{f"properties.{key}": value for key, value in consumer_properties(settings).items()},
     }
     if stop_offsets is not None:
         options["scan.bounded.mode"] = "specific-offsets"

@@ -21,6 +21,10 @@ def job_argument_parser(description: str | None) -> argparse.ArgumentParser:
     add_settings_arguments(parser)
     parser.add_argument("--stop-offsets", type=parse_offsets, metavar="P=OFFSET,...",
                         help="bounded run: stop each partition of the input topic at this offset (exclusive)")
+    parser.add_argument("--stop-at", type=parse_topic_offsets, action="append", default=[],
+                        metavar="TOPIC:P=OFFSET,...",
+                        help="bounded run of a job with several inputs: stop TOPIC's partitions at these offsets "
+                             "(repeat per topic)")
     return parser
 
 
@@ -32,6 +36,18 @@ def parse_offsets(text: str) -> dict[int, int]:
             raise argparse.ArgumentTypeError(f"expected PARTITION=OFFSET pairs like 0=120,1=80, got {part!r}")
         offsets[int(partition)] = int(offset)
     return offsets
+
+
+def parse_topic_offsets(text: str) -> tuple[str, dict[int, int]]:
+    topic, sep, offsets = text.partition(":")
+    if not sep or not topic:
+        raise argparse.ArgumentTypeError(f"expected TOPIC:PARTITION=OFFSET,... like readings:0=120,1=80, got {text!r}")
+    return topic, parse_offsets(offsets)
+
+
+def format_topic_offsets(topic: str, offsets: dict[int, int]) -> str:
+    """The ``--stop-at`` argument for ``offsets`` of ``topic`` (inverse of :func:`parse_topic_offsets`)."""
+    return f"{topic}:" + ",".join(f"{p}={o}" for p, o in sorted(offsets.items()))
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -101,8 +101,10 @@ def ends_of(records: Iterable[tuple[int, int, bytes | None, bytes]], partitions:
 
 def _read(settings: Settings, topic: str, expected: int | None, idle_timeout_s: float,
           max_wait_s: float) -> list[tuple[int, int, bytes | None, bytes]]:
+    # With exactly-once delivery jobs write in transactions: read only what they committed.
+    isolation = "read_committed" if settings.kafka.delivery_guarantee == "exactly-once" else "read_uncommitted"
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False,
-                             group_id=None, **_client_options(settings))
+                             group_id=None, isolation_level=isolation, **_client_options(settings))
     try:
         deadline = time.monotonic() + max_wait_s
         partitions = None

@@ -78,12 +78,13 @@ def create_env(settings: Settings):
 def run_datastream_job(doc: str, name: str, build, argv: list[str] | None, stop_topic=None) -> None:
     """The ``main`` of a DataStream job: parse its arguments (``--config``, ``--set``, ``--stop-offsets``),
     build it on a fresh environment and run it. ``stop_topic(settings)`` names the topic ``--stop-offsets``
-    bounds (jobs with one input)."""
+    bounds (jobs with one input); ``--stop-at TOPIC:P=O,...`` bounds any input by name."""
     from gridflow.cli_args import job_argument_parser, settings_from_args
 
     args = job_argument_parser(doc).parse_args(argv)
     settings = settings_from_args(args)
     env = create_env(settings)
-    stops = {stop_topic(settings): args.stop_offsets} if stop_topic is not None and args.stop_offsets else None
-    build(env, settings, stops)
+    stops = {stop_topic(settings): args.stop_offsets} if stop_topic is not None and args.stop_offsets else {}
+    stops.update(dict(args.stop_at))
+    build(env, settings, stops or None)
     env.execute(name)

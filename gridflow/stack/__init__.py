@@ -135,7 +135,8 @@ class EmbeddedStack:
         services.start_kafka(self.launcher, self.base_settings, self._s3, port=port)
 
     def kill_taskmanager(self) -> None:
-        self.launcher.stop("flink-taskmanager", timeout_s=0.0)
+        """SIGKILL the TaskManager and its Python workers: the crash the fault tests recover from."""
+        self.launcher.kill("flink-taskmanager")
 
     def start_taskmanager(self) -> None:
         services.start_taskmanager(self.launcher, self.base_settings, self.run_dir, self.info.flink_rest)

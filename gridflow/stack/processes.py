@@ -177,6 +177,18 @@ class Launcher:
                 process.popen.wait(timeout=timeout_s)
         (self.pid_dir / f"{name}.pid").unlink(missing_ok=True)
 
+    def kill(self, name: str) -> None:
+        """Crash ``name`` and its children at once (SIGKILL to its process group), as a machine failure would."""
+        process = self.processes.pop(name, None)
+        if process is not None:
+            try:
+                os.killpg(os.getpgid(process.pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if process.popen is not None:
+                process.popen.wait(timeout=30)
+        (self.pid_dir / f"{name}.pid").unlink(missing_ok=True)
+
     def stop_all(self, timeout_s: float = 15.0) -> None:
         """Stop every process of this stack: the tracked ones in reverse start order, then any stragglers."""
         for name in reversed(list(self.processes)):
