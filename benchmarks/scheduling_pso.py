@@ -14,6 +14,7 @@
    median over households x ``--repeat`` runs.
 
     python benchmarks/scheduling_pso.py [--seeds 5] [--households 5] [--repeat 3] [--milp-time-limit 300]
+    python benchmarks/scheduling_pso.py --timing-only [--no-milp]   # section 3 only (quick iteration)
 """
 from __future__ import annotations
 
@@ -118,11 +119,16 @@ def gap_households(count: int, slot_minutes: int = 15) -> None:
               f"{'' if exact.optimal else '  (MILP not proven)'}")
 
 
-def timing(households: int, repeat: int, milp_time_limit_s: float) -> None:
+def timing(households: int, repeat: int, milp_time_limit_s: float, milp: bool = True) -> None:
     print(f"\n3. Timing: {households} synthetic households of 50 loads, 1440 one-minute slots, 9.2 kW breaker")
-    pso_ms, swarm_ms, heap_ms, rows = [], [], [], []
+    pso_ms, swarm_ms, heap_ms, heap_greedy, rows = [], [], [], [], []
     for seed in range(households):
         problem, heap = synthetic_household(seed), None
+        try:  # untimed: does the greedy pass alone place every load, or is the repair search needed?
+            schedule_heap(problem, search_budget=0)
+            greedy = True
+        except ScheduleInfeasible:
+            greedy = False
         for run in range(repeat):
             started = time.perf_counter()
             result = schedule_pso(problem, w_cost=W_COST, w_comfort=W_COMFORT, seed=run)
@@ -137,6 +143,7 @@ def timing(households: int, repeat: int, milp_time_limit_s: float) -> None:
             except ScheduleInfeasible as error:  # the greedy pass and its bounded search found no room
                 heap = error
             heap_ms.append(1000 * (time.perf_counter() - started))
+            heap_greedy.append(greedy)
         assert result.schedule.violations(problem) == []
         rows.append((seed, result, heap, problem, swarm))
     pso, heap = statistics.median(pso_ms), statistics.median(heap_ms)
@@ -144,12 +151,21 @@ def timing(households: int, repeat: int, milp_time_limit_s: float) -> None:
     print(f"swarm only 50 x 200:                 {statistics.median(swarm_ms):7.1f} ms per household (median)")
     print(f"heap scheduler:                      {heap:7.1f} ms per household (median; max {max(heap_ms):.1f})"
           f"  -> PSO / heap = {pso / heap:.1f}x")
+    print(f"heap scheduler spread:               min {min(heap_ms):.2f}, median {heap:.2f}, max {max(heap_ms):.2f} ms"
+          f" over {len(heap_ms)} runs; PSO min {min(pso_ms):.1f} ms")
+    for label, chosen in (("greedy pass only", True), ("repair search", False)):
+        times = [ms for ms, greedy in zip(heap_ms, heap_greedy) if greedy == chosen]
+        if times and len(times) < len(heap_ms):
+            print(f"heap, {label + ':':<31}min {min(times):.2f}, median {statistics.median(times):.2f}, max "
+                  f"{max(times):.2f} ms over {len(times)} runs ({len(times) // repeat} households)")
     for seed, result, heap_schedule, problem, swarm in rows:
         heap_text = f"no schedule ({heap_schedule.reason[:40]}...)" if isinstance(heap_schedule, Exception) \
             else f"{objective(problem, heap_schedule):.4f}"
         print(f"  household {seed}: PSO objective {result.objective / W_COST:.4f} (fallback {result.fallback}, "
               f"PAR {result.peak_to_average_ratio:.2f}), swarm only {swarm.objective / W_COST:.4f} (fallback "
               f"{swarm.fallback}), heap {heap_text}")
+    if not milp:
+        return
     problem, pso_result = rows[0][3], rows[0][1]
     started = time.perf_counter()
     try:
@@ -171,10 +187,13 @@ def main() -> None:
     parser.add_argument("--households", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--milp-time-limit", type=float, default=300.0)
+    parser.add_argument("--timing-only", action="store_true", help="run section 3 (timing) only")
+    parser.add_argument("--no-milp", action="store_true", help="skip the MILP on household 0 in section 3")
     args = parser.parse_args()
-    case_study(args.seeds)
-    gap_households(args.gap_households)
-    timing(args.households, args.repeat, args.milp_time_limit)
+    if not args.timing_only:
+        case_study(args.seeds)
+        gap_households(args.gap_households)
+    timing(args.households, args.repeat, args.milp_time_limit, milp=not args.no_milp)
 
 
 if __name__ == "__main__":

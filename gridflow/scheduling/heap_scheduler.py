@@ -3,14 +3,15 @@
 Algorithm
 ---------
 Appliances are placed one at a time on top of the load already placed, each at its least incremental
-cost (price x energy with PV offset and IBR, :meth:`Tariff.slot_costs`), skipping slots where the breaker
-would be exceeded:
+cost (price x energy with PV offset and IBR, :meth:`Tariff.run_costs`), skipping slots where the breaker
+would be exceeded. The cost per slot of the load placed so far is kept (``_Load``), so the extra cost of
+an appliance is one vectorised cost evaluation over its window:
 
 1. fixed loads run from their ``alpha_slot`` (nothing to choose);
 2. deferrable loads, by decreasing energy: non-interruptible ones take the cheapest contiguous window of
    ``duration_slots`` (sliding-window sums over a cumulative sum, O(W) for a window of W slots);
-   interruptible ones take the ``duration_slots`` cheapest slots popped from a min-heap (``heapq``,
-   O(W + N log W));
+   interruptible ones take the ``duration_slots`` cheapest slots (a stable sort by cost, then distance to
+   ``alpha_slot``: the order of a min-heap of ``(cost, distance, slot)``, O(W log W));
 3. regulatable loads, by decreasing energy, are water-filled: every slot of the window before the due slot
    contributes its convex piecewise-linear cost pieces (free PV surplus, then IBR blocks) to a min-heap;
    the cheapest piece is taken until the required energy is met, O((W + P) log W) for P pieces taken.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 
 import numpy as np
@@ -58,37 +60,77 @@ def cheapest_window_start(costs: np.ndarray, duration_slots: int, preferred: int
     """Start offset of the cheapest run of ``duration_slots`` consecutive entries of ``costs`` (``inf`` marks
     a forbidden slot), nearest ``preferred`` among ties; None if every run has a forbidden slot. O(len)."""
     costs = np.asarray(costs, dtype=np.float64)
-    if costs.size < duration_slots:
+    return _cheapest_window(costs, ~np.isfinite(costs), duration_slots, preferred)
+
+
+def _cheapest_window(costs: np.ndarray, forbidden: np.ndarray, duration_slots: int, preferred: int) -> int | None:
+    """:func:`cheapest_window_start` given the mask of the forbidden (non-finite) entries of ``costs``."""
+    n, d = costs.size, duration_slots
+    if n < d:
         return None
-    forbidden = ~np.isfinite(costs)
-    sums = np.concatenate(([0.0], np.cumsum(np.where(forbidden, 0.0, costs))))
-    blocked = np.concatenate(([0], np.cumsum(forbidden)))
-    window = sums[duration_slots:] - sums[:-duration_slots]
-    window[(blocked[duration_slots:] - blocked[:-duration_slots]) > 0] = np.inf
+    any_forbidden = bool(forbidden.any())
+    sums = np.empty(n + 1)
+    sums[0] = 0.0
+    np.cumsum(np.where(forbidden, 0.0, costs) if any_forbidden else costs, out=sums[1:])
+    window = sums[d:] - sums[:-d]
+    if any_forbidden:
+        blocked = np.empty(n + 1, dtype=np.intp)
+        blocked[0] = 0
+        np.cumsum(forbidden, out=blocked[1:])
+        window[(blocked[d:] - blocked[:-d]) > 0] = np.inf
     best = window.min()
-    if not np.isfinite(best):
+    if not math.isfinite(best):
         return None
-    ties = np.nonzero(window <= best + _TOL * (1.0 + abs(best)))[0]
+    ties = np.flatnonzero(window <= best + _TOL * (1.0 + abs(best)))
+    if ties.size == 1:
+        return int(ties[0])
     return int(ties[np.argmin(np.abs(ties - preferred))])
 
 
 def cheapest_slots(costs: np.ndarray, n_slots: int, preferred: int = 0) -> list[int] | None:
-    """Offsets of the ``n_slots`` cheapest finite entries of ``costs`` via a min-heap, nearest ``preferred``
-    among ties; None if fewer than ``n_slots`` are finite. O(len + n log len)."""
-    finite = np.nonzero(np.isfinite(costs))[0].tolist()
-    heap = [(c, abs(i - preferred), i) for i, c in zip(finite, np.asarray(costs, dtype=np.float64)[finite].tolist())]
-    if len(heap) < n_slots:
+    """Offsets of the ``n_slots`` cheapest finite entries of ``costs``, nearest ``preferred`` among ties (then
+    the lowest offset); None if fewer than ``n_slots`` are finite. O(len log len)."""
+    costs = np.asarray(costs, dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(costs))
+    if finite.size < n_slots:
         return None
-    heapq.heapify(heap)
-    return sorted(heapq.heappop(heap)[2] for _ in range(n_slots))
+    order = np.lexsort((np.abs(finite - preferred), costs[finite]))  # stable: equal keys keep offset order
+    return np.sort(finite[order[:n_slots]]).tolist()
+
+
+class _Load:
+    """The load placed so far (``load_w``, W per slot) and its cost per slot (``cost``, :meth:`Tariff.run_costs`),
+    kept up to date as loads are added, so the extra cost of a load needs one cost evaluation over its window
+    (the slots after adding it) instead of two (:func:`_incremental_costs` without a ``_Load``)."""
+
+    def __init__(self, tariff: Tariff, load_w: np.ndarray):
+        self.tariff, self.load_w = tariff, load_w
+        self.cost = tariff.run_costs(load_w)
+        self.limit_w = math.inf if tariff.breaker_w is None else tariff.breaker_w * (1 + _TOL)
+
+    def extra(self, low: int, high: int, power_w: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Extra cost of ``power_w`` W in each slot of ``[low, high)`` (inf above the breaker), the breaker mask
+        and the slots' cost with the power added (for :meth:`add`)."""
+        after_w = self.load_w[low:high] + power_w
+        after = self.tariff.run_costs(after_w, low)
+        extra = after - self.cost[low:high]
+        over = after_w > self.limit_w
+        extra[over] = np.inf
+        return extra, over, after
+
+    def add(self, slots: slice | np.ndarray, power_w: float, cost: np.ndarray) -> None:
+        """Add ``power_w`` to ``slots`` (a slice or distinct slots), whose cost with it is ``cost`` (from
+        :meth:`extra`: the same values :meth:`Tariff.run_costs` gives for the new load)."""
+        self.load_w[slots] += power_w
+        self.cost[slots] = cost
 
 
 def _incremental_costs(problem: Problem, appliance: Appliance, load_w: np.ndarray) -> tuple[int, np.ndarray]:
     """Window start and the extra cost of running ``appliance`` in each window slot (inf: breaker)."""
     low, high = problem.window(appliance)
-    tariff, slots = problem.tariff, np.arange(low, high)
+    tariff = problem.tariff
     after_w = load_w[low:high] + appliance.power_w
-    extra = tariff.slot_costs(after_w, slots) - tariff.slot_costs(load_w[low:high], slots)
+    extra = tariff.run_costs(after_w, low) - tariff.run_costs(load_w[low:high], low)
     if tariff.breaker_w is not None:
         extra[after_w > tariff.breaker_w * (1 + _TOL)] = np.inf
     return low, extra
@@ -102,6 +144,24 @@ def _place_discrete(problem: Problem, appliance: Appliance, load_w: np.ndarray) 
         return None if chosen is None else [low + i for i in chosen]
     start = cheapest_window_start(extra, appliance.duration_slots, preferred)
     return None if start is None else list(range(low + start, low + start + appliance.duration_slots))
+
+
+def _add_discrete(problem: Problem, appliance: Appliance, load: _Load) -> list[int] | range | None:
+    """:func:`_place_discrete` on ``load``, adding the appliance to it: its slots, or None if it has no room."""
+    (low, high), power_w, n = problem.window(appliance), appliance.power_w, appliance.duration_slots
+    extra, over, after = load.extra(low, high, power_w)
+    preferred = appliance.alpha_slot - low
+    if appliance.interruptible:
+        chosen = cheapest_slots(extra, n, preferred)
+        if chosen is None:
+            return None
+        load.add(np.add(chosen, low), power_w, after[chosen])
+        return [low + i for i in chosen]
+    start = _cheapest_window(extra, over, n, preferred)
+    if start is None:
+        return None
+    load.add(slice(low + start, low + start + n), power_w, after[start:start + n])
+    return range(low + start, low + start + n)
 
 
 def _marginal_pieces(tariff: Tariff, load_w: np.ndarray, slots: np.ndarray, room_w: np.ndarray):
@@ -142,7 +202,7 @@ def _water_fill(problem: Problem, appliance: Appliance, load_w: np.ndarray) -> d
         following = [j for j in range(k + 1, len(widths[i])) if open_[i][j]]
         if following:
             heapq.heappush(heap, (prices[i][following[0]], distance, i, following[0]))
-    return power_w if left_wh <= tol_wh else None
+    return dict(sorted(power_w.items())) if left_wh <= tol_wh else None
 
 
 def _ordered(problem: Problem, kind: str) -> list[Appliance]:
@@ -185,17 +245,17 @@ def schedule_heap(problem: Problem, *, search_budget: int = 20_000) -> Schedule:
     load_w, power_w = _place_fixed(problem)
     fixed_load_w, fixed_power_w = load_w.copy(), dict(power_w)
     try:
+        load = _Load(problem.tariff, load_w)  # updates load_w in place
         for appliance in _ordered(problem, "deferrable"):
-            slots = _place_discrete(problem, appliance, load_w)
+            slots = _add_discrete(problem, appliance, load)
             if slots is None:
                 raise _NoRoom(appliance.name)
-            load_w[slots] += appliance.power_w
             power_w[appliance.name] = dict.fromkeys(slots, appliance.power_w)
         power_w.update(_place_regulatable(problem, load_w))
     except _NoRoom as failure:
         power_w = dict(fixed_power_w)
         power_w.update(_search(problem, fixed_load_w, failure.args[0], search_budget))
-    return Schedule.trusted(problem.horizon_slots, power_w)
+    return Schedule.trusted(problem.horizon_slots, power_w, ordered=True)  # every dict built in slot order
 
 
 def _place_regulatable(problem: Problem, load_w: np.ndarray) -> dict[str, dict[int, float]]:
@@ -275,8 +335,9 @@ def _search(problem: Problem, fixed_load_w: np.ndarray, failed: str, budget: int
         if appliance.interruptible:  # combinations of the cost-sorted slots: the cheapest set comes first
             slots = sorted((c, abs(low + i - alpha), low + i) for i, c in enumerate(extra) if np.isfinite(c))
             return itertools.combinations([s for _, _, s in slots], n)
+        blocked = np.concatenate(([0], np.cumsum(~np.isfinite(extra))))  # forbidden slots before each offset
         starts = [(float(np.sum(extra[i:i + n])), abs(low + i - alpha), low + i)
-                  for i in range(len(extra) - n + 1) if np.all(np.isfinite(extra[i:i + n]))]
+                  for i in np.flatnonzero(blocked[n:] == blocked[:-n]).tolist()]
         return (tuple(range(s, s + n)) for _, _, s in sorted(starts))
 
     def descend(k: int, load_w: np.ndarray):
@@ -294,7 +355,7 @@ def _search(problem: Problem, fixed_load_w: np.ndarray, failed: str, budget: int
             found = descend(k + 1, load_w)
             load_w[list(slots)] -= appliance.power_w
             if found is not None:
-                found[appliance.name] = dict.fromkeys(slots, appliance.power_w)
+                found[appliance.name] = dict.fromkeys(sorted(slots), appliance.power_w)
                 return found
         return None
 

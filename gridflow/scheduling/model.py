@@ -179,6 +179,30 @@ class Tariff:
         blocks = np.clip(energy_kwh[:, None] - lower, 0.0, widths)
         return self.price_per_kwh[index] * (blocks @ multipliers)
 
+    def run_costs(self, load_w: np.ndarray, low: int = 0) -> np.ndarray:
+        """:meth:`slot_costs` of the contiguous slots ``low .. low + len(load_w) - 1``, equal up to rounding.
+
+        The schedulers' hot path: slices instead of index arrays, and the IBR cost of a slot's energy ``e``
+        in block ``k`` (found by binary search) as ``cost_below[k] + multiplier[k] * (e - lower[k])``, the
+        cost of the full blocks below plus the part in block ``k``, instead of clipping ``e`` to every block.
+        Elementwise: a slot's cost depends only on its load, not on the other slots. ``load_w`` must be a
+        float64 array; nothing is validated.
+        """
+        high = low + load_w.size
+        if self.pv_w is not None:
+            load_w = load_w - self.pv_w[low:high]
+        energy_kwh = np.maximum(load_w, 0.0)
+        energy_kwh *= self.slot_h / 1000.0
+        edges, lower, multipliers, cost_below = self._block_table
+        if edges.size == 1:  # no inclining blocks
+            energy_kwh *= multipliers[1]
+            return self.price_per_kwh[low:high] * energy_kwh
+        block = np.searchsorted(edges, energy_kwh, side="right")  # 1 + the block index: entry 0 is padding
+        energy_kwh -= lower.take(block)
+        energy_kwh *= multipliers.take(block)
+        energy_kwh += cost_below.take(block)
+        return self.price_per_kwh[low:high] * energy_kwh
+
     @property
     def _blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """IBR block lower bounds (kWh), widths and price multipliers, computed once."""
@@ -187,6 +211,20 @@ class Tariff:
             lower = np.array((0.0, *self.ibr_thresholds_kwh))
             cached = (lower, np.diff(np.array((*lower, math.inf))), np.array(self.ibr_multipliers))
             object.__setattr__(self, "_block_arrays", cached)
+        return cached
+
+    @property
+    def _block_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`run_costs`' lookup table, computed once: the block lower bounds (kWh) to search, then the
+        lower bounds, multipliers and price-1 cost of the full blocks below (``sum_{i<k} widths[i] *
+        multipliers[i]``), each with a padding entry first, so that ``searchsorted(lower, e, side="right")``
+        indexes them at the block of ``e >= 0``."""
+        cached = self.__dict__.get("_block_table_arrays")
+        if cached is None:
+            lower, widths, multipliers = self._blocks
+            cost_below = np.concatenate(([0.0], np.cumsum(widths[:-1] * multipliers[:-1])))
+            cached = (lower, *(np.concatenate(([0.0], x)) for x in (lower, multipliers, cost_below)))
+            object.__setattr__(self, "_block_table_arrays", cached)
         return cached
 
     def cost(self, load_w) -> float:
@@ -261,11 +299,18 @@ class Schedule:
         object.__setattr__(self, "power_w", cleaned)
 
     @classmethod
-    def trusted(cls, horizon_slots: int, power_w: Mapping[str, Mapping[int, float]]) -> "Schedule":
+    def trusted(cls, horizon_slots: int, power_w: Mapping[str, Mapping[int, float]], *,
+                ordered: bool = False) -> "Schedule":
         """A schedule from a scheduler whose slots are ints in the horizon and powers finite and >= 0
         (zeros are dropped here); skips the per-slot checks of the constructor, which dominate the heap
-        scheduler's time on 1-minute slots. ``violations`` still checks everything."""
+        scheduler's time on 1-minute slots. ``violations`` still checks everything. ``ordered=True``: the
+        caller also guarantees that every mapping is a dict with its slots ascending and no zero power, and
+        hands the dicts over (they are kept, not copied)."""
         schedule = object.__new__(cls)
+        if ordered:
+            object.__setattr__(schedule, "horizon_slots", int(horizon_slots))
+            object.__setattr__(schedule, "power_w", dict(power_w))
+            return schedule
         cleaned = {}
         for name, slots in power_w.items():
             if 0 in slots.values() or 0.0 in slots.values():
