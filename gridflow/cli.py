@@ -7,6 +7,7 @@ import json
 import sys
 
 from gridflow.cli_args import add_settings_arguments, settings_from_args
+from gridflow.cluster import add_parser as add_cluster_parser
 from gridflow.scheduling.cli import add_parser as add_schedule_parser
 from gridflow.web.cli import add_parser as add_page_parser
 
@@ -60,13 +61,20 @@ def main(argv: list[str] | None = None) -> None:
 
     add_schedule_parser(commands)
     add_page_parser(commands)
+    add_cluster_parser(commands)
 
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
     handler = {"stack": _stack, "jars": _jars, "data": _data, "config": _config, "topics": _topics, "demo": _demo,
                "bridge": _bridge, "simulate": _simulate, "schedule": _schedule,
-               "page": _page}[args.command]
+               "page": _page, "cluster": _cluster}[args.command]
     handler(args, settings)
+
+
+def _cluster(args, settings) -> None:
+    from gridflow.cluster import command
+
+    command(args, settings)
 
 
 def _stack(args, settings) -> None:

@@ -10,6 +10,11 @@ watch, stop-with-savepoint to upgrade or rescale, ``flink run -s`` to resume.
 ``PIPELINE`` lists the jobs in data-flow order; ``gridflow cluster submit`` submits them all. Every job takes
 the same settings arguments (``--config``, ``--set``), so one overlay file configures the whole pipeline.
 The Flink CLI is the one shipped in the apache-flink package unless ``FLINK_HOME`` names another.
+
+A job bounded with ``--stop-offsets`` and resumed from a savepoint reads up to those offsets but does not end
+by itself (the Kafka source's split enumerator, restored from the savepoint, never tells the readers that
+no more splits come). End it with ``stop_with_savepoint(..., drain=True)`` once its consumer group's
+committed offsets (:func:`gridflow.kafka_io.committed_offsets`) reach the stop offsets.
 """
 from __future__ import annotations
 
@@ -140,6 +145,8 @@ class FlinkCluster:
                 text = response.read()
         except urllib.error.HTTPError as error:
             raise ClusterError(f"{method} {path}: HTTP {error.code}: {error.read()[:500]!r}") from None
+        except OSError as error:
+            raise ClusterError(f"cannot reach the Flink REST API at {self.rest_url}: {error}") from None
         return json.loads(text) if text else {}
 
     def jobs(self) -> list[dict]:
@@ -201,10 +208,15 @@ class FlinkCluster:
         """The job's failure history (one entry per failure it recovered from or died of), newest first."""
         return self._request(f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
 
-    def stop_with_savepoint(self, job_id: str, target_dir: str | Path, timeout_s: float = 180.0) -> str:
-        """Stop the job with a savepoint in ``target_dir``; returns the savepoint's path for ``--fromSavepoint``."""
+    def stop_with_savepoint(self, job_id: str, target_dir: str | Path, drain: bool = False,
+                            timeout_s: float = 180.0) -> str:
+        """Stop the job with a savepoint in ``target_dir``; returns the savepoint's path for ``--fromSavepoint``.
+
+        ``drain=True`` first advances event time to the end (every open window fires and its output is
+        committed with the savepoint): for ending a job for good, not for resuming it.
+        """
         trigger = self._request(f"/jobs/{job_id}/stop", "POST",
-                                {"targetDirectory": str(target_dir), "drain": False, "formatType": "CANONICAL"})
+                                {"targetDirectory": str(target_dir), "drain": drain, "formatType": "CANONICAL"})
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             status = self._request(f"/jobs/{job_id}/savepoints/{trigger['request-id']}")
@@ -225,3 +237,53 @@ def submit_pipeline(cluster: FlinkCluster, job_args: list[str], jobs: tuple[str,
                     timeout_s: float = 300.0) -> list[Submission]:
     """Submit the jobs (default: the whole pipeline) to run continuously, one after the other."""
     return [cluster.submit(job, job_args, timeout_s=timeout_s) for job in jobs]
+
+
+# ---- gridflow cluster ... ---------------------------------------------------------------------------------
+def add_parser(commands) -> None:
+    from gridflow.cli_args import add_settings_arguments
+
+    parser = commands.add_parser("cluster", help="submit the pipeline's jobs to a Flink cluster, list, stop them")
+    parser.add_argument("action", choices=["submit", "list", "stop"])
+    parser.add_argument("job_id", nargs="?", help="stop: the job to stop")
+    parser.add_argument("--jobs", default=",".join(PIPELINE), help="submit: comma-separated jobs (default: all)")
+    parser.add_argument("--from-savepoint", help="submit: resume from this savepoint (one job)")
+    parser.add_argument("--savepoint-dir", help="stop: where the savepoint goes (default: state.savepoints.dir)")
+    parser.add_argument("--drain", action="store_true", help="stop: fire all open windows first (ending for good)")
+    parser.add_argument("--rest", help="the cluster's REST address (default: the embedded stack's, else rest.address:rest.port)")
+    parser.add_argument("--flink-conf-dir", help="FLINK_CONF_DIR for flink run (default: the embedded stack's)")
+    add_settings_arguments(parser)
+
+
+def command(args, settings) -> None:
+    from gridflow.stack import read_state
+
+    state = read_state(settings.stack.run_dir)
+    options = settings.flink.options()
+    rest = args.rest or (state.flink_rest if state and state.flink_rest else
+                         f"http://{options.get('rest.address', 'localhost')}:{options.get('rest.port', '8081')}")
+    cluster = FlinkCluster(rest, args.flink_conf_dir or (state.flink_conf_dir if state else None))
+    try:
+        if args.action == "list":
+            for job in cluster.jobs():
+                print(f"{job['jid']}  {job['state']:10s}  {job['name']}")
+        elif args.action == "stop":
+            if not args.job_id:
+                sys.exit("gridflow: cluster stop needs the job id (see 'gridflow cluster list')")
+            target = args.savepoint_dir or options.get("state.savepoints.dir")
+            if not target:
+                sys.exit("gridflow: give --savepoint-dir or set flink.state.savepoints.dir")
+            print(cluster.stop_with_savepoint(args.job_id, target, drain=args.drain))
+        else:
+            jobs = tuple(j.strip() for j in args.jobs.split(",") if j.strip())
+            if args.from_savepoint and len(jobs) != 1:
+                sys.exit("gridflow: --from-savepoint resumes one job: name it with --jobs")
+            job_args = [*(a for f in args.config for a in ("--config", f)),
+                        *(a for o in args.overrides for a in ("--set", o))]
+            for job in jobs:
+                submission = cluster.submit(job, job_args, savepoint=args.from_savepoint)
+                cluster.wait_until_running(submission.job_id)
+                submission.detach()
+                print(f"{job}: {submission.job_id} running")
+    except ClusterError as error:
+        sys.exit(f"gridflow: {error}")

@@ -90,6 +90,18 @@ def end_offsets(settings: Settings, topic: str, expected: int, max_wait_s: float
     return ends_of(records)
 
 
+def committed_offsets(settings: Settings, topic: str, group: str) -> dict[int, int]:
+    """The offsets consumer group ``group`` committed on ``topic`` (a Flink job commits at each checkpoint)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, group_id=group,
+                             enable_auto_commit=False, **_client_options(settings))
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        committed = {p: consumer.committed(TopicPartition(topic, p)) for p in sorted(partitions)}
+        return {p: o for p, o in committed.items() if o is not None}
+    finally:
+        consumer.close()
+
+
 def ends_of(records: Iterable[tuple[int, int, bytes | None, bytes]], partitions: int = 0) -> dict[int, int]:
     """Per-partition end offsets (last offset + 1) of ``(partition, offset, key, value)`` records; partitions
     ``0 .. partitions-1`` without records get 0."""

@@ -29,7 +29,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
   # Build requirements first so the editable install can build the Cython extensions in this venv.
   "$VENV/bin/python" -m pip install -q "cython>=3.0" "numpy>=2.0,<2.2" "scipy>=1.11"
-  "$VENV/bin/python" -m pip install -q --no-build-isolation -e ".[stack,test]"
+  "$VENV/bin/python" -m pip install -q --no-build-isolation -e ".[stack,test,bench]"
   "$VENV/bin/python" -m pip check
   echo "$fingerprint" > "$stamp"
 fi
