@@ -81,10 +81,16 @@ class FleetSimulator:
         self.settings = settings
         self.interval_s = sim.sample_interval_s
         self.n = int(duration_s // self.interval_s)
+        # Real time (no start given, speed 1 or slower): the first sample is stamped at the next multiple of
+        # the interval and published at that moment, so a reading's time stamp is when its meter sent it.
+        self.realtime = start_ms is None and sim.speed <= 1
         if start_ms is None:
-            now_ms = int(time.time() * 1000)
-            start_ms = now_ms - int(duration_s * 1000) if sim.speed > 1 else now_ms
-            start_ms -= start_ms % int(self.interval_s * 1000)
+            now_ms, step_ms = int(time.time() * 1000), int(self.interval_s * 1000)
+            if sim.speed > 1:   # replay the past up to now
+                start_ms = now_ms - int(duration_s * 1000)
+                start_ms -= start_ms % step_ms
+            else:
+                start_ms = now_ms + (-now_ms) % step_ms
         self.start_ms = start_ms
         self.ts_ms = timestamps_ms(start_ms, self.n, self.interval_s)
         self.household_ids = household_ids(meters, prefix)
@@ -129,6 +135,8 @@ class FleetSimulator:
             self.connect()
         speed = self.settings.simulator.speed
         started = time.monotonic()
+        if self.realtime:  # the monotonic moment of the first sample's wall-clock time stamp
+            started += max(0.0, int(self.ts_ms[0]) / 1000 - time.time())
         ticks = tqdm(range(self.n), desc="simulating", unit="tick", disable=not progress, mininterval=1.0)
         for k in ticks:
             wall_due = started + k * self.interval_s / speed
