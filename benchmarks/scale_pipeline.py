@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -175,6 +176,7 @@ def main() -> None:
     parser.add_argument("--run-dir", default="/tmp/gridflow-scale")
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks" / "scale_latency.png"))
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # so the stack is stopped on kill
 
     run_dir = Path(args.run_dir)
     base = load_settings(overrides=[

@@ -248,7 +248,7 @@ def add_parser(commands) -> None:
     parser.add_argument("job_id", nargs="?", help="stop: the job to stop")
     parser.add_argument("--jobs", default=",".join(PIPELINE), help="submit: comma-separated jobs (default: all)")
     parser.add_argument("--from-savepoint", help="submit: resume from this savepoint (one job)")
-    parser.add_argument("--savepoint-dir", help="stop: where the savepoint goes (default: state.savepoints.dir)")
+    parser.add_argument("--savepoint-dir", help="stop: where the savepoint goes (default: execution.checkpointing.savepoint-dir)")
     parser.add_argument("--drain", action="store_true", help="stop: fire all open windows first (ending for good)")
     parser.add_argument("--rest", help="the cluster's REST address (default: the embedded stack's, else rest.address:rest.port)")
     parser.add_argument("--flink-conf-dir", help="FLINK_CONF_DIR for flink run (default: the embedded stack's)")
@@ -270,9 +270,9 @@ def command(args, settings) -> None:
         elif args.action == "stop":
             if not args.job_id:
                 sys.exit("gridflow: cluster stop needs the job id (see 'gridflow cluster list')")
-            target = args.savepoint_dir or options.get("state.savepoints.dir")
+            target = args.savepoint_dir or options.get("execution.checkpointing.savepoint-dir")
             if not target:
-                sys.exit("gridflow: give --savepoint-dir or set flink.state.savepoints.dir")
+                sys.exit("gridflow: give --savepoint-dir or set flink.execution.checkpointing.savepoint-dir")
             print(cluster.stop_with_savepoint(args.job_id, target, drain=args.drain))
         else:
             jobs = tuple(j.strip() for j in args.jobs.split(",") if j.strip())

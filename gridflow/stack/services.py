@@ -156,6 +156,8 @@ def write_flink_conf_dir(settings: Settings, target: Path, rest_port: int, rpc_p
         "rest.port": str(rest_port), "rest.address": settings.stack.host, "rest.bind-address": settings.stack.host,
         "jobmanager.rpc.port": str(rpc_port), "jobmanager.rpc.address": settings.stack.host,
         "python.executable": options.get("python.executable", sys.executable),
+        "execution.checkpointing.dir": (target.parent / "checkpoints").as_uri(),
+        "execution.checkpointing.savepoint-dir": (target.parent / "savepoints").as_uri(),
     })
     (target / FLINK_FILE).write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in sorted(options.items())))
     return target
