@@ -101,7 +101,9 @@ def test_every_valid_reading_arrives_exactly_as_sent_and_bad_ones_are_dead_lette
         records = kafka_io.read_records(settings, settings.topics.readings, expected=expected_good)
         dead = kafka_io.read_records(settings, settings.topics.dead_letter, expected=4)
         deadline = time.monotonic() + 10
-        while metric(bridge, "gridflow_bridge_inflight_messages") and time.monotonic() < deadline:
+        # the counters move after the records are handed on: wait until they settle (or the deadline)
+        while ((metric(bridge, "gridflow_bridge_inflight_messages")
+                or metric(bridge, "gridflow_bridge_received_total") < len(infos)) and time.monotonic() < deadline):
             time.sleep(0.1)
         assert metric(bridge, "gridflow_bridge_received_total") == len(infos)
         assert metric(bridge, "gridflow_bridge_forwarded_total") == expected_good
