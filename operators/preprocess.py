@@ -1,26 +1,40 @@
-"""Python table functions of the preprocessing job: one call per meter window or household day.
+"""Python functions of the preprocessing job: a vectorised one over batches of meter windows, one per
+household day, and one per rejected record.
 
-Thin: unpack the window's arrays, call ``gridflow.preprocess`` (the Cython cleaning kernel), count, and
-emit JSON. Each function yields ``(kind, record_key, payload, start_ms, mean_w)`` rows; ``kind`` routes
-a row to the features, profiles or dead-letter topic, ``start_ms``/``mean_w`` feed the daily profile.
+:class:`CleanWindows` is a pandas (vectorised) scalar function: Flink hands it a few hundred to a thousand
+meter windows at a time as Arrow columns (``python.fn-execution.arrow.batch.size``), the readings of all of
+them go through one Cython pass (``gridflow.preprocess.clean_windows``), and it returns one row per window:
+``(kind, payload, mean_w, dead)``. ``kind`` routes the row: ``features`` (``payload`` is the feature record,
+``mean_w`` feeds the daily profile) or ``dead_letter`` (a meter missing from the registry: ``dead`` holds one
+dead-letter record per reading, unnested on the Java side).
 """
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import orjson
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, TableFunction, udf, udtf
 
-from gridflow.preprocess import CleaningParams, clean_window, daily_profile
+from gridflow.preprocess import CleaningParams, daily_profile
+from gridflow.preprocess.clean import clean_windows
+from gridflow.preprocess.decode import decode_batch
 from gridflow.preprocess.localtime import LocalClock
 from gridflow.preprocess.validation_sql import split_problem
-from gridflow.readings import InvalidReading, dead_letter
+from gridflow.readings import InvalidReading, ReadingBounds, dead_letter
 from gridflow.registry import load_registry
 from gridflow.settings import Settings
 
 FEATURES, PROFILE, DEAD_LETTER = "features", "profile", "dead_letter"
 ROW_TYPES = [DataTypes.STRING(), DataTypes.STRING(), DataTypes.STRING(), DataTypes.BIGINT(), DataTypes.DOUBLE()]
+DECODED_FIELDS = [("code", DataTypes.INT()), ("household_id", DataTypes.STRING()), ("meter_id", DataTypes.STRING()),
+                  ("ts_ms", DataTypes.BIGINT()), ("power_w", DataTypes.DOUBLE()), ("v", DataTypes.BIGINT()),
+                  ("voltage_v", DataTypes.DOUBLE()), ("current_a", DataTypes.DOUBLE())]  # validation_sql.SCANNED
+DECODED_TYPE = DataTypes.ROW([DataTypes.FIELD(name, kind) for name, kind in DECODED_FIELDS])
+CLEANED_TYPE = DataTypes.ROW([DataTypes.FIELD("kind", DataTypes.STRING()), DataTypes.FIELD("payload", DataTypes.STRING()),
+                              DataTypes.FIELD("mean_w", DataTypes.DOUBLE()),
+                              DataTypes.FIELD("dead", DataTypes.ARRAY(DataTypes.STRING()))])
 METRIC_GROUP = "gridflow"
 
 
@@ -28,8 +42,21 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class CleanWindows(TableFunction):
-    """A meter's window of readings -> one feature record; readings of unregistered meters -> dead letters.
+def concatenated(arrays) -> tuple[np.ndarray, np.ndarray]:
+    """A column of per-window arrays -> (all values in one array, offsets with one entry more than windows).
+
+    >>> values, offsets = concatenated(np.array([np.array([1, 2]), np.array([3])], dtype=object))
+    >>> values.tolist(), offsets.tolist()
+    ([1, 2, 3], [0, 2, 3])
+    """
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays)), out=offsets[1:])
+    return (np.concatenate(arrays) if len(arrays) else np.empty(0)), offsets
+
+
+class CleanWindows(ScalarFunction):
+    """Batches of meter windows -> one feature record each; windows of unregistered meters -> their readings
+    as dead letters. Vectorised: register with ``func_type="pandas"`` (see :func:`register`).
 
     Metrics (group ``gridflow``): ``readings_clean``, ``readings_duplicate``, ``readings_unknown_meter``,
     ``outliers_replaced``, ``windows``.
@@ -52,25 +79,70 @@ class CleanWindows(TableFunction):
         self.outliers = group.counter("outliers_replaced")
         self.windows = group.counter("windows")
 
-    def eval(self, household_id: str, meter_id: str, start_ms: int, ts_ms: list, power_w: list):
-        if self.registry is not None and (household_id, meter_id) not in self.registry:
-            self.unknown.inc(len(ts_ms))
-            reason = f"unknown meter {meter_id!r} of household {household_id!r}: not in the meter registry"
-            for ts, power in zip(ts_ms, power_w):
-                payload = orjson.dumps({"household_id": household_id, "meter_id": meter_id, "ts_ms": ts,
-                                        "power_w": power}).decode()
-                yield DEAD_LETTER, household_id, dead_letter(payload, reason, self.source, ts), None, None
-            return
-        features = clean_window(ts_ms, power_w, start_ms, self.params, self.clock.utc_offset_ms(start_ms))
-        record = features.to_record(household_id, meter_id)
-        record["emitted_ms"] = _now_ms()
-        self.windows.inc()
-        self.clean.inc(features.n_readings)
-        if features.n_duplicates:
-            self.duplicates.inc(features.n_duplicates)
-        if features.n_outliers:
-            self.outliers.inc(features.n_outliers)
-        yield FEATURES, household_id, orjson.dumps(record).decode(), start_ms, features.mean_w
+    def eval(self, household_id, meter_id, start_ms, ts_list, power_list):
+        import pandas as pd
+
+        households, meters, starts = household_id.tolist(), meter_id.tolist(), start_ms.to_numpy(dtype=np.int64)
+        ts, offsets = concatenated(ts_list.to_numpy())
+        power, _ = concatenated(power_list.to_numpy())
+        utc = (np.zeros(starts.size, dtype=np.int64) if self.timezone == "UTC"
+               else np.fromiter(map(self.clock.utc_offset_ms, starts.tolist()), dtype=np.int64, count=starts.size))
+        windows = clean_windows(ts, power, offsets, starts, self.params, utc)
+        now = _now_ms()
+        kinds, payloads, means, dead = [], [], [], []
+        clean = duplicates = outliers = n_windows = 0
+        registry = self.registry
+        for i, (household, meter, fields) in enumerate(zip(households, meters, windows)):
+            if registry is not None and (household, meter) not in registry:
+                kinds.append(DEAD_LETTER)
+                payloads.append(None)
+                means.append(None)
+                dead.append(self._unknown(household, meter, ts[offsets[i]:offsets[i + 1]].tolist(),
+                                          power[offsets[i]:offsets[i + 1]].tolist()))
+                continue
+            record = {"household_id": household, "meter_id": meter, **fields, "emitted_ms": now}
+            kinds.append(FEATURES)
+            payloads.append(orjson.dumps(record).decode())
+            means.append(fields["mean_w"])
+            dead.append(None)
+            n_windows += 1
+            clean += fields["n_readings"]
+            duplicates += fields["n_duplicates"]
+            outliers += fields["n_outliers"]
+        self.windows.inc(n_windows)
+        self.clean.inc(clean)
+        if duplicates:
+            self.duplicates.inc(duplicates)
+        if outliers:
+            self.outliers.inc(outliers)
+        return pd.DataFrame({"kind": kinds, "payload": payloads, "mean_w": pd.Series(means, dtype="float64"),
+                             "dead": dead})
+
+    def _unknown(self, household: str, meter: str, ts: list, power: list) -> list[str]:
+        self.unknown.inc(len(ts))
+        reason = f"unknown meter {meter!r} of household {household!r}: not in the meter registry"
+        return [dead_letter(orjson.dumps({"household_id": household, "meter_id": meter, "ts_ms": t,
+                                          "power_w": p}).decode(), reason, self.source, t)
+                for t, p in zip(ts, power)]
+
+
+class DecodeReadings(ScalarFunction):
+    """Batches of raw payloads -> a rule code and the typed fields per payload (``gridflow.preprocess.decode``):
+    one strict JSON scan each, and the clock-independent checks. Vectorised: register with
+    ``func_type="pandas"``. Payloads the scanner cannot read exactly as Flink's ``JSON_VALUE`` would get a
+    negative code and the job's SQL reads them with ``JSON_VALUE``. ``late`` (decided in SQL before this
+    call, see ``validation_sql.decoded_view_sql``) is folded into the code.
+    """
+
+    def __init__(self, settings: Settings):
+        self.bounds = ReadingBounds.from_settings(settings.readings)
+
+    def eval(self, payload, late):
+        import pandas as pd
+
+        late = late.to_numpy(dtype=bool) if hasattr(late, "to_numpy") else np.full(len(payload), bool(late))
+        columns = decode_batch(payload.tolist(), late, self.bounds)
+        return pd.DataFrame({name: columns[name] for name, _ in DECODED_FIELDS})
 
 
 class DailyProfiles(TableFunction):
@@ -118,6 +190,8 @@ class DeadLetter(ScalarFunction):
 
 def register(tenv, settings: Settings, source: str) -> None:
     """Register the functions under the names the job's SQL uses."""
-    tenv.create_temporary_function("clean_windows", udtf(CleanWindows(settings, source), result_types=ROW_TYPES))
+    tenv.create_temporary_function("clean_windows", udf(CleanWindows(settings, source), result_type=CLEANED_TYPE,
+                                                        func_type="pandas"))
+    tenv.create_temporary_function("decode_readings", udf(DecodeReadings(settings), result_type=DECODED_TYPE, func_type="pandas"))
     tenv.create_temporary_function("daily_profiles", udtf(DailyProfiles(settings), result_types=ROW_TYPES))
     tenv.create_temporary_function("dead_letter", udf(DeadLetter(source), result_type=DataTypes.STRING()))

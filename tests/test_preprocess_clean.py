@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings as hyp_settings, strategies as st
 
 from gridflow.native.clean_reference import clean_window_reference
-from gridflow.preprocess import CleaningParams, clean_window, daily_profile
+from gridflow.preprocess import CleaningParams, WindowFeatures, clean_window, clean_windows, daily_profile
 from gridflow.preprocess.localtime import LocalClock
 from gridflow.registry import RegistryError, load_registry, write_registry
 
@@ -116,6 +116,32 @@ def test_kernel_equals_numpy_reference(data, hampel_window, step_ms, max_gap_ms)
     ts, power = data
     params = CleaningParams(window_ms=60_000, step_ms=step_ms, max_gap_ms=max_gap_ms, hampel_window=hampel_window)
     _same(clean_window(ts, power, 0, params), clean_window_reference(ts, power, 0, params))
+
+
+@hyp_settings(max_examples=200, deadline=None)
+@given(st.lists(window, min_size=1, max_size=12), st.sampled_from([3, 5, 7]), st.sampled_from([1_000, 10_000]),
+       st.integers(0, 60_000), st.sampled_from([0, 3_600_000, -5 * 3_600_000]))
+def test_batched_kernel_equals_one_window_at_a_time(windows, hampel_window, step_ms, max_gap_ms, utc_offset_ms):
+    params = CleaningParams(window_ms=60_000, step_ms=step_ms, max_gap_ms=max_gap_ms, hampel_window=hampel_window)
+    starts = np.arange(len(windows), dtype=np.int64) * 60_000 + 17 * HOUR
+    ts = np.concatenate([start + np.array(t, dtype=np.int64) for start, (t, _) in zip(starts, windows)])
+    power = np.concatenate([np.array(p, dtype=np.float64) for _, p in windows])
+    offsets = np.concatenate([[0], np.cumsum([len(t) for t, _ in windows])])
+    utc = np.full(len(windows), utc_offset_ms, dtype=np.int64)
+    batched = clean_windows(ts, power, offsets, starts, params, utc)
+    for w, (start, (t, p)) in enumerate(zip(starts, windows)):
+        one = clean_window(start + np.array(t, dtype=np.int64), p, int(start), params, utc_offset_ms)
+        assert WindowFeatures(**batched[w]) == one, w  # exactly equal: the same kernel, the same record
+
+
+def test_batched_kernel_rejects_readings_outside_their_window_and_non_finite_power():
+    ts, power, offsets = np.array([0, 10_000, 60_000]), np.array([1.0, 2.0, 3.0]), np.array([0, 2, 3])
+    with pytest.raises(ValueError, match="window 1 .* must lie in the window"):
+        clean_windows(ts, power, offsets, np.array([0, 120_000]), P)
+    with pytest.raises(ValueError, match="window 0 .* power_w must be finite"):
+        clean_windows(ts, np.array([math.nan, 2.0, 3.0]), offsets, np.array([0, 60_000]), P)
+    with pytest.raises(ValueError, match="at least one reading"):
+        clean_windows(ts, power, np.array([0, 0, 3]), np.array([0, 60_000]), P)
 
 
 @pytest.fixture(scope="module")

@@ -122,3 +122,76 @@ def test_daily_profiles_come_from_the_window_means(job_output):
         for name, value in want.items():
             _close(p[name], value, f"{p['household_id']}.{name}")
         assert p["coverage"] == pytest.approx(3 / 24)
+
+
+def _tricky_payloads() -> list[str]:
+    """Payloads at the edges of what the job's JSON scanner reads itself (else it leaves them to JSON_VALUE)."""
+    import random
+
+    numbers = ["0", "-0", "-0.0", "0.0e0", "1", "-1", "512.3", "512.30", "5.0e2", "1E2", "1e-2", "-1e-999", "1e400",
+               "1.7976931348623157e308", "4.9e-324", "123456789012345678901234567890", "9223372036854775807",
+               "9223372036854775808", "-9223372036854775808", "-9223372036854775809", "1768435200000", "1.5",
+               "1768435200000.0", "0.1", "2.5e-5", "100000000000000000000000.5", "1e0001", "1e99999"]
+    scalars = numbers + ['"12"', '" 7 "', '"abc"', '"h-01"', '"h 01"', '"h\\u0041"', '"\\u00e9t\\u00e9"', '"é"', '""',
+                         '"NaN"', '"Infinity"', "true", "false", "null", "[]", "[1]", "{}", '{"a": [1, {"b": null}]}']
+    fixed = ['{"v":1,"household_id":"h-1","meter_id":"m-1","ts_ms":1768435200000,"power_w":512.3,"voltage_v":230.0}',
+             '{"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1768435200000, "power_w": 5}',
+             ' \n{ "v" : 1 , "household_id" : "h-1" } \t', '{"household_id":"h-1"} trailing', '{"household_id":"h-1"}}',
+             '{"power_w":1,"power_w":null}', '{"power_w":null,"power_w":7}', '{"ts_ms":1,"ts_ms":"2"}',
+             '{"household_id":"a","household_id":"b"}', '{"hou\\u0073ehold_id":"x"}', '{"power_w":1,}', '[1, 2]', '[]',
+             '{broken', '', '{"x":{"ts_ms":5},"ts_ms":6}', '{"x":"\\"ts_ms\\":5","ts_ms":6}', '{"x":[1,2,{"y":"\\n"}]}',
+             '{"x":"tab\there"}', '{"x":01}', '{"x":1.}', '{"x":.5}', '{"x":-}', '{"x":+1}', '{"x":1e}',
+             '{"current_a":null}', '{"voltage_v":{}}', '{"household_id":"' + "h" * 64 + '"}',
+             '{"household_id":"' + "h" * 65 + '"}', '{"meter_id":"m:1.2_3-4"}', '\ufeff{"v":1}', '{"v":1}\n']
+    rng = random.Random(4)
+    keys = ["v", "household_id", "meter_id", "ts_ms", "power_w", "voltage_v", "current_a", "x"]
+    generated = []
+    for _ in range(400):
+        members = [f'"{rng.choice(keys)}"{rng.choice(["", " "])}:{rng.choice(["", " "])}{rng.choice(scalars)}'
+                   for _ in range(rng.randint(0, 6))]
+        generated.append("{" + rng.choice([",", ", "]).join(members) + "}")
+    return fixed + [f'{{"{key}":{value}}}' for key in keys[:7] for value in scalars] + generated
+
+
+def test_the_json_scanner_reads_and_checks_every_payload_as_json_value_does(base_settings):
+    """The scanner (decoder "scan") may leave a payload to JSON_VALUE (negative code), but what it reads must
+    equal what Flink's JSON_VALUE and TRY_CAST read from the same payload, and its rule code must be the
+    first of the SQL rules (without the clock-dependent ones) that fails on the JSON_VALUE reading."""
+    from pyflink.table import DataTypes
+
+    from gridflow.operators import preprocess as ops
+    from gridflow.preprocess.decode import NULL_INT
+    from gridflow.preprocess.validation_sql import _JsonFields, _rules
+
+    payloads = _tricky_payloads()
+    tenv = preprocess.create_table_env(base_settings.with_overrides("flink.parallelism.default=1"))
+    ops.register(tenv, base_settings, "test")
+    table = tenv.from_elements([(p,) for p in payloads], DataTypes.ROW([DataTypes.FIELD("payload", DataTypes.STRING())]))
+    tenv.create_temporary_view("payloads", table)
+    f = _JsonFields(inline=True)
+    rules = [(code, cond) for code, _, cond, _ in _rules(f, base_settings.readings, 5000) if code not in (7, 15)]
+    json_columns = {"v": f.text("v"), "household_id": f.text("household_id"), "meter_id": f.text("meter_id"),
+                    "ts_ms": f.ts(), "power_w": f.number("power_w"), "voltage_v": f.number("voltage_v"),
+                    "current_a": f.number("current_a"),
+                    "code": "CASE " + " ".join(f"WHEN {cond} THEN {code}" for code, cond in rules) + " ELSE 0 END"}
+    names = [name for name, _ in ops.DECODED_FIELDS]
+    query = (f"SELECT payload, {', '.join(f's.{n} AS s_{n}' for n in names)}, {', '.join(json_columns)} FROM "
+             f"(SELECT payload, decode_readings(payload, FALSE) AS s, "
+             f"{', '.join(f'{e} AS {n}' for n, e in json_columns.items())} FROM payloads)")
+    with tenv.execute_sql(query).collect() as rows:
+        rows = [tuple(row) for row in rows]
+    assert len(rows) == len(payloads)
+    read = 0
+    for row in rows:
+        payload, s, j = row[0], dict(zip(names, row[1:1 + len(names)])), dict(zip(json_columns, row[1 + len(names):]))
+        if s["code"] < 0:
+            continue
+        read += 1
+        assert s["code"] == j["code"], payload
+        assert (None if s["v"] == NULL_INT else str(s["v"])) == j["v"], payload
+        assert (None if s["ts_ms"] == NULL_INT else s["ts_ms"]) == j["ts_ms"], payload
+        assert (s["household_id"], s["meter_id"]) == (j["household_id"], j["meter_id"]), payload
+        for name in ("power_w", "voltage_v", "current_a"):
+            have = None if s[name] is None or s[name] != s[name] else s[name]
+            assert str(have) == str(j[name]), payload  # str: equal, and the same sign of zero
+    assert read >= 200, f"the scanner read only {read} of {len(payloads)} payloads itself"

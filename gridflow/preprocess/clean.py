@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gridflow.native._clean import N_STATS, clean_kernel
+from gridflow.native._clean import N_STATS, clean_batch, clean_kernel
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
@@ -131,17 +131,63 @@ def clean_window(ts_ms, power_w, start_ms: int, params: CleaningParams = Cleanin
                      params.hampel_n_sigmas, params.hampel_min_sigma_w, params.noise_floor_w,
                      utc_offset_ms, _peak_mask(params.peak_hours), ts_sorted, work[0], work[1], outlier,
                      grid, measured, work[2], work[3], buf, stats)
-    energy, mean, peak, low, std, peak_energy, known, interpolated, raw_max, stuck, n_out = stats.tolist()
     raw = work[0, :m]
-    return WindowFeatures(
-        window_start_ms=int(start_ms), window_end_ms=int(end_ms), n_readings=m, n_duplicates=n - m,
-        n_outliers=int(n_out), n_interpolated=int(interpolated), n_missing=n_grid - int(known),
-        coverage=known / n_grid, energy_wh=energy, mean_w=_none(mean), peak_w=_none(peak), min_w=_none(low),
-        std_w=_none(std), load_factor=(mean / peak if peak else None) if known else None,
-        peak_share=peak_energy / energy if energy > 0 else None, raw_max_w=raw_max, stuck_run=int(stuck),
-        outlier_values=raw[outlier[:m].view(bool)].tolist() if n_out else [],
-        grid_w=[None if v != v else v for v in grid.tolist()],
-    )
+    return WindowFeatures(**_fields(int(start_ms), int(end_ms), n, m, n_grid, stats.tolist(), grid.tolist(), raw,
+                                    outlier[:m]))
+
+
+def _fields(start_ms: int, end_ms: int, n: int, m: int, n_grid: int, stats: list, grid: list, raw: np.ndarray,
+            outlier: np.ndarray) -> dict:
+    """The :class:`WindowFeatures` fields of one window from the kernel's outputs (shared by the one-window and
+    the batched path, so both give the same record). ``raw``/``outlier`` are the window's ``m`` unique readings."""
+    energy, mean, peak, low, std, peak_energy, known, interpolated, raw_max, stuck, n_out = stats
+    return {
+        "window_start_ms": start_ms, "window_end_ms": end_ms, "n_readings": m, "n_duplicates": n - m,
+        "n_outliers": int(n_out), "n_interpolated": int(interpolated), "n_missing": n_grid - int(known),
+        "coverage": known / n_grid, "energy_wh": energy, "mean_w": _none(mean), "peak_w": _none(peak),
+        "min_w": _none(low), "std_w": _none(std), "load_factor": (mean / peak if peak else None) if known else None,
+        "peak_share": peak_energy / energy if energy > 0 else None, "raw_max_w": raw_max, "stuck_run": int(stuck),
+        "outlier_values": raw[outlier.view(bool)].tolist() if n_out else [],
+        "grid_w": [None if v != v else v for v in grid],
+    }
+
+
+def clean_windows(ts_ms: np.ndarray, power_w: np.ndarray, offsets: np.ndarray, starts_ms: np.ndarray,
+                  params: CleaningParams = CleaningParams(), utc_offsets_ms: np.ndarray | None = None) -> list[dict]:
+    """:func:`clean_window` of many windows in one call (one Cython pass, ``native._clean.clean_batch``).
+
+    Window ``w`` holds the readings ``offsets[w]:offsets[w + 1]`` of the concatenated ``ts_ms``/``power_w``
+    (at least one each) and starts at ``starts_ms[w]``. Returns per window the fields of its
+    :class:`WindowFeatures` as a dict (``WindowFeatures(**d)`` rebuilds it), equal to :func:`clean_window`'s.
+
+    >>> p = CleaningParams(window_ms=60_000, step_ms=10_000)
+    >>> a, b = clean_windows(np.array([0, 10_000, 60_000]), np.array([100.0, 300.0, 50.0]), np.array([0, 2, 3]),
+    ...                      np.array([0, 60_000]), p)
+    >>> a["mean_w"], a["n_missing"], b["grid_w"]
+    (200.0, 4, [50.0, None, None, None, None, None])
+    """
+    ts = np.ascontiguousarray(ts_ms, dtype=np.int64)
+    power = np.ascontiguousarray(power_w, dtype=np.float64)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    starts = np.ascontiguousarray(starts_ms, dtype=np.int64)
+    n_windows = starts.size
+    utc = (np.zeros(n_windows, dtype=np.int64) if utc_offsets_ms is None
+           else np.ascontiguousarray(utc_offsets_ms, dtype=np.int64))
+    n_grid = params.window_ms // params.step_ms
+    m = np.empty(n_windows, dtype=np.int64)
+    stats = np.empty((n_windows, N_STATS), dtype=np.float64)
+    grid = np.empty((n_windows, n_grid), dtype=np.float64)
+    ts_sorted = np.empty(ts.size, dtype=np.int64)
+    raw = np.empty(ts.size, dtype=np.float64)
+    outlier = np.empty(ts.size, dtype=np.uint8)
+    clean_batch(ts, power, offsets, starts, utc, params.step_ms, params.max_gap_ms, params.hampel_window,
+                params.hampel_n_sigmas, params.hampel_min_sigma_w, params.noise_floor_w,
+                _peak_mask(params.peak_hours), m, stats, grid, ts_sorted, raw, outlier)
+    window_ms = params.window_ms
+    lengths = np.diff(offsets).tolist()
+    return [_fields(start, start + window_ms, n, mw, n_grid, st, gr, raw[a:a + mw], outlier[a:a + mw])
+            for start, n, mw, st, gr, a in zip(starts.tolist(), lengths, m.tolist(), stats.tolist(), grid.tolist(),
+                                               offsets.tolist())]
 
 
 _PEAK_MASKS: dict[frozenset, np.ndarray] = {}

@@ -1,22 +1,45 @@
 """The reading checks of ``gridflow.readings`` as Flink SQL, so they run per record on the Java side.
 
-:func:`checked_view_sql` decodes each raw payload with ``JSON_VALUE`` and names the first problem of
-a record in one column, ``problem`` = ``"<field>|<reason>"`` (NULL for a good reading; :func:`split_problem`
-splits it), with the same field names and wording as :func:`gridflow.readings.validate_reading`. One CASE
-serves the good-reading filter and the dead-letter branch alike: no branch evaluates the rules twice. A reading behind the event-time
-watermark (it would land in a window that has already been emitted) is a problem too: ``late``.
+Two views. :func:`decoded_view_sql` reads the fields of each raw payload once, and :func:`checked_view_sql`
+names the first problem of a record in one column, ``problem`` = ``"<field>|<reason>"`` (NULL for a good
+reading; :func:`split_problem` splits it), with the same field names and wording as
+:func:`gridflow.readings.validate_reading`. A reading behind the event-time watermark (it would land in a
+window that has already been emitted) is a problem too: ``late``.
+
+What a field *is* is defined by Flink's ``JSON_VALUE`` (and ``TRY_CAST`` of its text, ``JSON_EXISTS`` for
+presence). Parsing is the most expensive thing the job does per record (every ``JSON_VALUE`` parses the whole
+payload again), so the decoded view reads each payload once, in one of two ways (``decoder``):
+
+- ``"scan"`` (the job's choice): the vectorised Python function ``decode_readings``
+  (``gridflow.preprocess.decode``: a strict JSON scanner in Cython, ``native/_decode.pyx``) reads batches
+  of payloads where it can prove it reads them as Flink would, and checks them: it returns a rule code per
+  payload, which the SQL words exactly as below; the clock-dependent rule (``ts_ms`` in the future) stays in
+  SQL; payloads the scanner leaves (not an object, escaped keys, a number given as a string, ...) go through
+  the ``JSON_VALUE`` rules;
+- ``"json"``: one ``JSON_VALUE`` per field and the rules below.
+
+``JSON_EXISTS`` runs only for a field without a scalar value whose name occurs in the payload. The decoded
+view has to stay an operator of its own (the planner would otherwise inline it into the checks and evaluate
+a field once per mention): the job reads it from two views, the good readings and the rejected ones
+(``checked_view_sql(..., where=..., columns=...)`` with different columns), and enables
+``table.optimizer.reuse-optimize-block-with-digest-enabled``, so it is planned once and shared.
 
 Checked here: JSON object, schema version, identifiers, ``ts_ms`` (integer, after 2000, not further in
-the future than the allowed clock skew), ``power_w`` (required, within the physical bounds) and the
-optional ``voltage_v`` and ``current_a`` bounds. Unknown extra fields are tolerated (the bridge rejects
-them at the edge; the job only needs the fields it reads).
+the future than the allowed clock skew), ``power_w`` (required, a finite number within the physical
+bounds) and the optional ``voltage_v`` and ``current_a`` bounds. Unknown extra fields are tolerated (the
+bridge rejects them at the edge; the job only needs the fields it reads).
 """
 from __future__ import annotations
 
+from gridflow.preprocess.decode import NOT_READ_LATE, NULL_INT
 from gridflow.readings import _ID, _MIN_TS_MS, SCHEMA_VERSION
 
 ID_PATTERN = _ID.pattern
 SEPARATOR = "|"  # between the field and the reason in ``problem``; field names never contain it
+DECODED = ("v", "household_id", "meter_id", "ts_ms", "power_w", "voltage_v", "current_a")
+DECODERS = ("scan", "json")
+SCANNED = ("code", "household_id", "meter_id", "ts_ms", "power_w", "v", "voltage_v", "current_a")  # decode_readings
+CHECKED_COLUMNS = ("payload", "event_time", "household_id", "meter_id", "ts_ms", "power_w", "problem")
 
 
 def split_problem(problem: str) -> tuple[str, str]:
@@ -29,60 +52,195 @@ def split_problem(problem: str) -> tuple[str, str]:
     return field, reason
 
 
-def _number(field: str) -> str:
-    return f"TRY_CAST(JSON_VALUE(`payload`, '$.{field}') AS DOUBLE)"
+def _json_value(field: str) -> str:
+    return f"JSON_VALUE(`payload`, '$.{field}')"
 
 
-def _present(field: str) -> str:
-    return f"JSON_EXISTS(`payload`, '$.{field}')"
+def _json_present(field: str, text: str) -> str:
+    """SQL: the payload has the key ``field`` (whatever its value), given its ``JSON_VALUE`` text. ``JSON_EXISTS``
+    parses the payload again, so it runs only when the value is no scalar and the key's name occurs in the
+    payload (or a backslash escape could spell it)."""
+    return (f"({text} IS NOT NULL OR ((POSITION('\"{field}\"' IN `payload`) > 0 "
+            f"OR POSITION('\\' IN `payload`) > 0) AND JSON_EXISTS(`payload`, '$.{field}')))")
 
 
-def checked_view_sql(view: str, source: str, readings, time_column: str, out_of_orderness_ms: int) -> str:
-    """``CREATE TEMPORARY VIEW`` with the decoded fields and the first problem of each record.
+class _JsonFields:
+    """The fields as ``JSON_VALUE`` reads them: columns ``j_<field>`` of the ``json`` decoder's view, or, as
+    the fallback of the ``scan`` decoder (``inline``), computed where they are used."""
+
+    def __init__(self, inline: bool = False):
+        self.inline = inline
+
+    @staticmethod
+    def columns() -> list[str]:
+        return [f"{_json_value(name)} AS `j_{name}`" for name in DECODED]
+
+    def text(self, field: str) -> str:
+        return _json_value(field) if self.inline else f"`j_{field}`"
+
+    def number(self, field: str) -> str:
+        return f"TRY_CAST({self.text(field)} AS DOUBLE)"
+
+    def ts(self) -> str:
+        return f"TRY_CAST({self.text('ts_ms')} AS BIGINT)"
+
+    def present(self, field: str) -> str:
+        return _json_present(field, self.text(field))
+
+    def id_ok(self, field: str) -> str:
+        return f"COALESCE(REGEXP({self.text(field)}, '{ID_PATTERN}'), FALSE)"
+
+    def not_object(self) -> str:
+        # JSON_VALUE and IS JSON OBJECT parse alike: a household_id was read only from an object
+        return f"{self.text('household_id')} IS NULL AND `payload` IS NOT JSON OBJECT"
+
+    def late(self) -> str:
+        return f"`s_code` = {NOT_READ_LATE}" if self.inline else "`late`"
+
+
+class _ScannedValues:
+    """The values ``decode_readings`` read (columns ``s_<name>``), to word the problems it found."""
+
+    checks = False
+
+    @staticmethod
+    def text(field: str) -> str:  # of the text fields, only v is worded
+        return f"CAST(NULLIF(`s_v`, {NULL_INT}) AS STRING)"
+
+    @staticmethod
+    def number(field: str) -> str:
+        return f"`s_{field}`"
+
+    @staticmethod
+    def ts() -> str:
+        return f"NULLIF(`s_ts_ms`, {NULL_INT})"
+
+
+def _check_decoder(decoder: str) -> None:
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+
+
+def decoded_view_sql(view: str, source: str, time_column: str, decoder: str = "scan") -> str:
+    """``CREATE TEMPORARY VIEW`` of the raw payloads with the fields the checks need, each read once, and
+    whether the record is behind the watermark (``late``). Lateness is decided right after the source, before
+    the (asynchronous) Python decoder: a Python operator holds watermarks back until its bundle is done, so
+    downstream a late record could look on time. (So ``decode_readings`` takes ``late`` and folds it into its
+    code: as an argument of the Python call it is computed before it; the planner would move it otherwise.)"""
+    _check_decoder(decoder)
+    checked_time = (f"SELECT `payload`, `{time_column}`, `{time_column}` <= CURRENT_WATERMARK(`{time_column}`) "
+                    f"AS `late` FROM {source}")
+    if decoder == "json":
+        fields = ",\n  ".join(["`late`", *_JsonFields.columns()])
+        inner = f"({checked_time})"
+    else:
+        fields = ",\n  ".join(f"r.scanned.{name} AS `s_{name}`" for name in SCANNED)
+        inner = (f"(SELECT `payload`, `{time_column}`, decode_readings(`payload`, `late`) AS scanned "
+                 f"FROM ({checked_time}))")
+    return f"""CREATE TEMPORARY VIEW {view} AS
+SELECT `payload`, `{time_column}`,
+  {fields}
+FROM {inner} AS r"""
+
+
+def _rules(f, readings, out_of_orderness_ms: int) -> list[tuple[int, str, str, str]]:
+    """``(code, field, condition, reason)`` of every check, in order (the codes of ``gridflow.preprocess.decode``).
+    ``f`` reads the fields and words the reasons: :class:`_JsonFields`, or :class:`_ScannedValues` (which
+    only words them: its conditions are empty except for the clock-dependent rule 7)."""
+    checks = isinstance(f, _JsonFields)
+    skew_ms = readings.max_clock_skew_s * 1000
+    ts_ms, power_w, version = f.ts(), f.number("power_w"), f.text("v")
+    rules = [
+        (1, "''", f.not_object() if checks else "", "'expected a JSON object'"),
+        (2, "'v'", f"{version} IS NOT NULL AND {version} <> '{SCHEMA_VERSION}'",
+         f"'unsupported schema version ' || {version} || '; supported: {SCHEMA_VERSION}'"),
+    ]
+    for code, name in ((3, "household_id"), (4, "meter_id")):
+        rules.append((code, f"'{name}'", f"NOT {f.id_ok(name)}" if checks else "",
+                      "'must be 1-64 characters of letters, digits, ''._:-'''"))
+    rules += [
+        (5, "'ts_ms'", f"{ts_ms} IS NULL", "'must be an integer of epoch milliseconds'"),
+        (6, "'ts_ms'", f"{ts_ms} < {_MIN_TS_MS}",
+         f"CAST({ts_ms} AS STRING) || ' is before 2000-01-01 (meter clock not set?)'"),
+        (7, "'ts_ms'", f"{ts_ms} > UNIX_TIMESTAMP() * 1000 + {skew_ms}",
+         f"CAST({ts_ms} AS STRING) || ' is more than {skew_ms} ms in the future'"),
+        (8, "'power_w'", f"NOT {f.present('power_w')}" if checks else "", "'is required'"),
+        # NaN (the JSON string "NaN" casts to it) is no finite number either, and would fail the cleaning
+        (9, "'power_w'", f"{power_w} IS NULL OR {power_w} <> {power_w}", "'must be a finite number'"),
+        (10, "'power_w'", f"{power_w} < {readings.power_w_min} OR {power_w} > {readings.power_w_max}",
+         f"CAST({power_w} AS STRING) || ' is outside the physically possible range "
+         f"[{readings.power_w_min}, {readings.power_w_max}]'"),
+    ]
+    for (finite, ranged), name, low, high in (((11, 12), "voltage_v", readings.voltage_v_min, readings.voltage_v_max),
+                                              ((13, 14), "current_a", 0.0, readings.current_a_max)):
+        value = f.number(name)
+        rules += [
+            (finite, f"'{name}'", f"{value} IS NULL AND {f.present(name)}" if checks else "",
+             "'must be a finite number'"),
+            (ranged, f"'{name}'", f"{value} < {low} OR {value} > {high}",
+             f"CAST({value} AS STRING) || ' is outside the physically possible range [{low}, {high}]'"),
+        ]
+    rules.append((15, "'ts_ms'", f.late() if checks else "",
+                  f"'late: behind the event-time watermark (allowed out-of-orderness {out_of_orderness_ms} ms)'"))
+    return rules
+
+
+def _problem(rules) -> str:
+    return "CASE\n      " + "\n      ".join(f"WHEN {cond} THEN {field} || '{SEPARATOR}' || {reason}"
+                                           for _, field, cond, reason in rules) + "\n    END"
+
+
+def _scanned_problem(readings, out_of_orderness_ms: int) -> str:
+    """The problem of a payload from ``decode_readings``'s code (the clock-dependent rule 7 checked here, between
+    rules 6 and 8); the ``JSON_VALUE`` rules for the payloads it did not read."""
+    scanned = _rules(_ScannedValues(), readings, out_of_orderness_ms)
+    worded = {code: f"{field} || '{SEPARATOR}' || {reason}" for code, field, _, reason in scanned}
+    future = next(cond for code, _, cond, _ in scanned if code == 7)
+    fallback = _problem(_rules(_JsonFields(inline=True), readings, out_of_orderness_ms))
+
+    def by_code(codes) -> str:
+        return "CASE `s_code` " + " ".join(f"WHEN {c} THEN {worded[c]}" for c in codes) + " END"
+
+    return (f"CASE\n      WHEN `s_code` < 0 THEN {fallback}\n"
+            f"      WHEN `s_code` BETWEEN 1 AND 6 THEN {by_code(range(1, 7))}\n"
+            f"      WHEN {future} THEN {worded[7]}\n"
+            f"      WHEN `s_code` BETWEEN 8 AND 15 THEN {by_code(range(8, 16))}\n    END")
+
+
+def checked_view_sql(view: str, decoded: str, readings, time_column: str, out_of_orderness_ms: int,
+                     where: str | None = None, columns: tuple[str, ...] = CHECKED_COLUMNS,
+                     decoder: str = "scan") -> str:
+    """``CREATE TEMPORARY VIEW`` over :func:`decoded_view_sql`'s view (same ``decoder``): the typed fields and
+    the first problem of each record (``columns`` of :data:`CHECKED_COLUMNS`, with ``time_column`` for
+    ``event_time``), optionally filtered (``where``, e.g. ``"problem IS NULL"``). Two views over one decoded
+    view that differ in ``columns`` keep the decoded view a shared operator of its own (module docstring).
 
     ``readings`` is the ``readings`` settings section (physical bounds, clock skew).
     """
-    skew_ms = readings.max_clock_skew_s * 1000
-    rules = [
-        ("''", "`payload` IS NOT JSON OBJECT", "'expected a JSON object'"),
-        ("'v'", f"JSON_VALUE(`payload`, '$.v') IS NOT NULL AND JSON_VALUE(`payload`, '$.v') <> '{SCHEMA_VERSION}'",
-         f"'unsupported schema version ' || JSON_VALUE(`payload`, '$.v') || '; supported: {SCHEMA_VERSION}'"),
-    ]
-    for name in ("household_id", "meter_id"):
-        rules.append((f"'{name}'", f"NOT COALESCE(REGEXP({name}, '{ID_PATTERN}'), FALSE)",
-                      "'must be 1-64 characters of letters, digits, ''._:-'''"))
-    rules += [
-        ("'ts_ms'", "ts_ms IS NULL", "'must be an integer of epoch milliseconds'"),
-        ("'ts_ms'", f"ts_ms < {_MIN_TS_MS}", f"CAST(ts_ms AS STRING) || ' is before 2000-01-01 (meter clock not set?)'"),
-        ("'ts_ms'", f"ts_ms > UNIX_TIMESTAMP() * 1000 + {skew_ms}",
-         f"CAST(ts_ms AS STRING) || ' is more than {skew_ms} ms in the future'"),
-        ("'power_w'", f"NOT {_present('power_w')}", "'is required'"),
-        ("'power_w'", "power_w IS NULL", "'must be a finite number'"),
-        ("'power_w'", f"power_w < {readings.power_w_min} OR power_w > {readings.power_w_max}",
-         f"CAST(power_w AS STRING) || ' is outside the physically possible range "
-         f"[{readings.power_w_min}, {readings.power_w_max}]'"),
-    ]
-    for name, low, high in (("voltage_v", readings.voltage_v_min, readings.voltage_v_max),
-                            ("current_a", 0.0, readings.current_a_max)):
-        value = _number(name)
-        rules += [
-            (f"'{name}'", f"{_present(name)} AND {value} IS NULL", "'must be a finite number'"),
-            (f"'{name}'", f"{value} < {low} OR {value} > {high}",
-             f"CAST({value} AS STRING) || ' is outside the physically possible range [{low}, {high}]'"),
-        ]
-    rules.append(("'ts_ms'", f"`{time_column}` <= CURRENT_WATERMARK(`{time_column}`)",
-                  f"'late: behind the event-time watermark (allowed out-of-orderness {out_of_orderness_ms} ms)'"))
-    problem_case = "\n    ".join(f"WHEN {cond} THEN {field} || '{SEPARATOR}' || {reason}" for field, cond, reason in rules)
+    _check_decoder(decoder)
+    if decoder == "json":
+        f = _JsonFields()
+        problem = _problem(_rules(f, readings, out_of_orderness_ms))
+        typed = {"household_id": f.text("household_id"), "meter_id": f.text("meter_id"), "ts_ms": f.ts(),
+                 "power_w": f.number("power_w")}
+    else:
+        f, read = _JsonFields(inline=True), "`s_code` >= 0"
+        problem = _scanned_problem(readings, out_of_orderness_ms)
+        typed = {"household_id": f"IF({read}, `s_household_id`, {f.text('household_id')})",
+                 "meter_id": f"IF({read}, `s_meter_id`, {f.text('meter_id')})",
+                 "ts_ms": f"IF({read}, {_ScannedValues.ts()}, {f.ts()})",
+                 "power_w": f"IF({read}, `s_power_w`, {f.number('power_w')})"}
+    expressions = {"payload": "`payload`", "event_time": f"`{time_column}`", **typed, "problem": problem}
+    unknown = set(columns) - set(expressions)
+    if unknown:
+        raise ValueError(f"unknown columns {sorted(unknown)}; choose from {CHECKED_COLUMNS}")
+    inner = [expressions[c] + (f" AS `{time_column}`" if c == "event_time" else f" AS {c}") for c in columns]
+    if where and "problem" not in columns:
+        inner.append(f"{expressions['problem']} AS problem")
+    outer = ", ".join(f"`{time_column}`" if c == "event_time" else c for c in columns)
+    selected = ",\n    ".join(inner)
     return f"""CREATE TEMPORARY VIEW {view} AS
-SELECT `payload`, `{time_column}`, household_id, meter_id, ts_ms, power_w,
-  CASE
-    {problem_case}
-  END AS problem
-FROM (
-  SELECT `payload`, `{time_column}`,
-    JSON_VALUE(`payload`, '$.household_id') AS household_id,
-    JSON_VALUE(`payload`, '$.meter_id') AS meter_id,
-    TRY_CAST(JSON_VALUE(`payload`, '$.ts_ms') AS BIGINT) AS ts_ms,
-    {_number('power_w')} AS power_w
-  FROM {source}
-)"""
+SELECT {outer} FROM (
+  SELECT {selected}
+  FROM {decoded}
+){f" WHERE {where}" if where else ""}"""
