@@ -1,7 +1,7 @@
 """Scale benchmark: a simulated fleet through the whole live pipeline on the standalone Flink cluster.
 
     gridflow simulate (N meters, real time, MQTT) -> mosquitto -> gridflow bridge -> Kafka
-      -> preprocess -> clustering/anomaly -> recommendations   (each submitted with flink run, unbounded)
+      -> preprocess -> clustering, anomaly -> recommendations   (each submitted with flink run, unbounded)
 
 Everything runs on this machine: the broker, mosquitto, the bridge, the simulator, the JobManager, the
 TaskManager and its Python workers. The benchmark process only watches: it reads the readings, features,
@@ -46,7 +46,7 @@ from gridflow.cluster import FlinkCluster  # noqa: E402
 from gridflow.settings import load_settings  # noqa: E402
 from gridflow.stack import EmbeddedStack  # noqa: E402
 
-JOBS = ("preprocess", "clustering", "recommendations")
+JOBS = ("preprocess", "clustering", "anomaly", "recommendations")
 
 
 class Watch:
@@ -173,6 +173,7 @@ def main() -> None:
     parser.add_argument("--warmup-s", type=float, default=120.0, help="not measured: start-up, first windows")
     parser.add_argument("--fault-rate", type=float, default=20.0, help="labelled faults per meter and day")
     parser.add_argument("--preprocess-parallelism", type=int, default=2)
+    parser.add_argument("--bridges", type=int, default=1, help="bridge processes on a shared subscription")
     parser.add_argument("--run-dir", default="/tmp/gridflow-scale")
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks" / "scale_latency.png"))
     args = parser.parse_args()
@@ -208,9 +209,16 @@ def main() -> None:
         print(f"{len(JOBS)} jobs running on the cluster after {time.time() - started:.0f} s", flush=True)
 
         gridflow = [sys.executable, "-m", "gridflow.cli"]
-        bridge = subprocess.Popen([*gridflow, "bridge", *common], stdout=subprocess.DEVNULL,
-                                  stderr=open(run_dir / "bridge.log", "w"))
-        children.append(bridge)
+        bridges = []
+        for i in range(args.bridges):
+            # several bridges share the readings subscription (MQTT 5 shared subscription: each message goes to
+            # one of them); the first also runs the downlink
+            shared = [] if args.bridges == 1 else [
+                "--set", f"bridge.subscription=$share/bridges/{settings.bridge.subscription}",
+                "--set", f"bridge.client_id={settings.bridge.client_id}-{i}", *([] if i == 0 else ["--no-downlink"])]
+            bridges.append(subprocess.Popen([*gridflow, "bridge", *common, *shared], stdout=subprocess.DEVNULL,
+                                            stderr=open(run_dir / f"bridge-{i}.log", "w")))
+        children.extend(bridges)
         time.sleep(3)
         total_s = args.warmup_s + args.duration_s + 30
         simulator = subprocess.Popen([*gridflow, "simulate", "--meters", str(args.meters), "--duration-s",
@@ -223,7 +231,7 @@ def main() -> None:
                   "mosquitto": [stack.launcher.processes["mqtt"].pid],
                   "Flink JobManager": [stack.launcher.processes["flink-jobmanager"].pid],
                   "Flink TaskManager + Python workers": [stack.launcher.processes["flink-taskmanager"].pid],
-                  "bridge": [bridge.pid], "simulator": [simulator.pid]}
+                  "bridge": [b.pid for b in bridges], "simulator": [simulator.pid]}
         sampler = Sampler(groups)
         sampler.thread.start()
         t0 = time.time()

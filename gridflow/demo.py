@@ -3,7 +3,7 @@
     simulated meters (firmware code, real load shapes, labelled faults) -> mosquitto (per-device ACL)
       -> MQTT->Kafka bridge -> Kafka -> PyFlink jobs on the local mini-cluster:
          preprocess (window features, daily profiles, dead letters)
-         clustering (household clusters, typical shapes, anomaly alerts)
+         clustering (household clusters, typical shapes), anomaly (alerts)
          forecasting (real Dutch day-ahead prices -> tomorrow's price forecast)
          scheduling (appliances learned by NILM from the UCI household's history + forecast -> schedules)
          recommendations (shifts with savings, off-peak advice, alerts, grid requests)
@@ -119,13 +119,14 @@ def _stream_job(module, settings: Settings, stops: dict[str, dict[int, int]]) ->
 
 
 def _run_jobs(live: Settings, fleet, households: int) -> dict[str, list[dict]]:
-    from gridflow.jobs import clustering, forecasting, preprocess, recommendations, scheduling
+    from gridflow.jobs import anomaly, clustering, forecasting, preprocess, recommendations, scheduling
 
     t = live.topics
     readings_end = kafka_io.end_offsets(live, t.readings, expected=fleet.published)
     print("running the preprocess job on the local mini-cluster ...", flush=True)
     preprocess.build(preprocess.create_table_env(live), live, readings_end).execute().wait()
-    _stream_job(clustering, live, {t.profiles: _ends(live, t.profiles), t.features: _ends(live, t.features)})
+    _stream_job(clustering, live, {t.profiles: _ends(live, t.profiles)})
+    _stream_job(anomaly, live, {t.features: _ends(live, t.features)})
 
     from gridflow.datasets import load_prices
     from gridflow.prices_replay import replay_records

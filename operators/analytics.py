@@ -3,7 +3,8 @@
 ``ClusterProfiles`` runs on one key (the grid): one online k-means over every household's daily profiles;
 it emits ``("assignment", json)`` per learned profile and ``("centroids", json)`` at most every
 ``clustering.publish_every_s`` seconds (and whenever the model first becomes ready). ``DetectAnomalies``
-is keyed by household and keeps its detector state. Both models live in Flink state (checkpointed).
+is keyed by household and keeps its detector state (``gridflow.operators.anomaly``: it imports no river or
+scipy, so it can run in thread-mode workers). Both models live in Flink state (checkpointed).
 """
 from __future__ import annotations
 
@@ -11,25 +12,20 @@ import json
 import time
 
 from pyflink.common import Types
-from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
-from gridflow.analytics.anomaly import AnomalyDetector, HouseholdState
 from gridflow.analytics.clustering import LoadProfileClusterer
+from gridflow.operators.anomaly import DEAD_LETTER, DetectAnomalies, _json  # noqa: F401 (re-exported)
 from gridflow.readings import dead_letter
 from gridflow.settings import Settings
 
 ASSIGNMENT, CENTROIDS = "assignment", "centroids"
 GRID = "grid"
-DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 
 
 def pair_type():
     return Types.TUPLE([Types.STRING(), Types.STRING()])
-
-
-def _json(record) -> str:
-    return json.dumps(record, separators=(",", ":"))
 
 
 class ClusterProfiles(KeyedProcessFunction):
@@ -63,26 +59,3 @@ class ClusterProfiles(KeyedProcessFunction):
             self.published.update(now_ms)
             for centroid in model.centroids():
                 yield CENTROIDS, _json({**centroid, "ts_ms": now_ms})
-
-
-class DetectAnomalies(KeyedProcessFunction):
-    def __init__(self, settings: Settings, source: str):
-        self.settings, self.source = settings, source
-
-    def open(self, runtime_context: RuntimeContext):
-        self.state = runtime_context.get_state(ValueStateDescriptor("anomaly", Types.PICKLED_BYTE_ARRAY()))
-        self.detector = AnomalyDetector(self.settings.anomaly)
-        self.alerts = runtime_context.get_metrics_group().add_group("gridflow").counter("alerts")
-
-    def process_element(self, value: str, ctx):
-        stored = self.state.value()
-        state = HouseholdState() if stored is None else HouseholdState.from_dict(stored)
-        try:
-            alerts = self.detector.update(state, json.loads(value))
-        except (ValueError, KeyError, TypeError) as error:
-            yield DEAD_LETTER, dead_letter(value, f"not a usable feature record: {error}", self.source)
-            return
-        self.state.update(state.to_dict())
-        for alert in alerts:
-            self.alerts.inc()
-            yield _json(alert)

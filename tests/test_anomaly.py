@@ -159,10 +159,14 @@ def test_state_round_trips_keep_the_behaviour(detector):
     records = [minute(k, 400.0 + 10 * (k % 7)) for k in range(80)]
     state = HouseholdState()
     feed(detector, state, records[:40])
-    copies = [pickle.loads(pickle.dumps(state)), HouseholdState.from_dict(json.loads(json.dumps(state.to_dict())))]
+    stored = state.to_dict()
+    before = pickle.dumps(stored)
+    copies = [pickle.loads(pickle.dumps(state)), HouseholdState.from_dict(json.loads(json.dumps(state.to_dict()))),
+              HouseholdState.from_dict(stored)]
     tail = records[40:] + [minute(80, 400.0, raw_max=3000.0, outliers=[3000.0])]
     expected = feed(detector, state, tail)
     assert expected and all(feed(detector, copy, tail) == expected for copy in copies)
+    assert pickle.dumps(stored) == before, "a state made from a stored dict shares nothing with it"
     assert len(json.dumps(state.to_dict())) < 8_000   # small enough for keyed state
 
 

@@ -52,7 +52,8 @@ def test_pipeline_on_the_cluster_counts_every_reading_once_across_a_taskmanager_
         stops = [arg for topic, offsets in inputs.items() for arg in ("--stop-at", format_topic_offsets(topic, offsets))]
         cluster.submit(job, [*job_args, *stops]).wait(timeout_s=600)
 
-    run("clustering", **{t.profiles: ends(settings, t.profiles), t.features: ends(settings, t.features)})
+    run("clustering", **{t.profiles: ends(settings, t.profiles)})
+    run("anomaly", **{t.features: ends(settings, t.features)})  # thread-mode Python workers in the TaskManager
     assignments, alerts = read(settings, t.assignments), read(settings, t.alerts)
     assert len(assignments) == len(profiles) - 1    # the first profile warms the model up (k-means++ on two)
     assert len({a["household_id"] for a in assignments}) == len(assignments)

@@ -1,5 +1,6 @@
-"""The clustering and anomaly job on the mini-cluster: profiles in, assignments and centroids out; the
-k-means model survives a stop-with-savepoint and restart; a spike in the features becomes an alert."""
+"""The clustering and anomaly jobs on the mini-cluster: profiles in, assignments and centroids out; the
+k-means model survives a stop-with-savepoint and restart; a spike in the features becomes an alert (the
+anomaly job, in thread-mode Python workers), an unusable feature record a dead letter."""
 import json
 import time
 
@@ -8,7 +9,7 @@ import pytest
 
 from gridflow import kafka_io
 from gridflow.analytics.clustering import LoadProfileClusterer
-from gridflow.jobs import clustering
+from gridflow.jobs import anomaly, clustering
 from gridflow.runtime import create_env
 
 pytestmark = pytest.mark.integration
@@ -59,7 +60,7 @@ def test_assignments_centroids_and_alerts_and_the_model_survives_a_savepoint(kaf
                                              "clustering.publish_every_s=1")
     t = settings.topics
     kafka_io.create_topics(settings, [t.profiles], partitions=1)  # one partition: the model sees a fixed order
-    kafka_io.create_topics(settings, [t.features, t.assignments, t.centroids, t.alerts, t.dead_letter])
+    kafka_io.create_topics(settings, [t.assignments, t.centroids, t.dead_letter])
     days = profiles(10)
     first, second = days[:48], days[48:]
     reference = LoadProfileClusterer.from_settings(settings)
@@ -67,10 +68,8 @@ def test_assignments_centroids_and_alerts_and_the_model_survives_a_savepoint(kaf
 
     kafka_io.produce(settings, t.profiles, [(r["household_id"], json.dumps(r)) for r in first]
                      + [(None, "not a profile")])
-    minutes = [_minute(k, 400.0) for k in range(20)] + [_minute(20, 400.0, raw_max=5000.0)]
-    feature_ends = kafka_io.produce(settings, t.features, [("h-77", json.dumps(m)) for m in minutes])
     env = create_env(settings)
-    clustering.build(env, settings, stop_offsets={t.features: feature_ends, t.profiles: None})
+    clustering.build(env, settings, stop_offsets={t.profiles: None})
     job = env.execute_async("clustering-part-1")
     n_first = sum(a is not None for a in expected[:48])
     got = _wait_for(settings, t.assignments, n_first)
@@ -80,7 +79,7 @@ def test_assignments_centroids_and_alerts_and_the_model_survives_a_savepoint(kaf
     resumed = settings.with_overrides(f"flink.execution.savepoint.path={savepoint}")
     env = create_env(resumed)
     # unbounded again: restored Kafka splits keep the stopping offsets they were saved with (none)
-    clustering.build(env, resumed, stop_offsets={t.features: feature_ends, t.profiles: None})
+    clustering.build(env, resumed, stop_offsets={t.profiles: None})
     job = env.execute_async("clustering-part-2")
     try:
         got = _wait_for(settings, t.assignments, n_first + len(second))
@@ -97,7 +96,23 @@ def test_assignments_centroids_and_alerts_and_the_model_survives_a_savepoint(kaf
 
     centroids = [json.loads(v) for v in kafka_io.read_topic(settings, t.centroids)]
     assert {c["cluster"] for c in centroids} == {0, 1} and all(len(c["shape"]) == 24 for c in centroids)
-    alerts = [json.loads(v) for v in kafka_io.read_topic(settings, t.alerts)]
-    assert [a["type"] for a in alerts] == ["spike"] and alerts[0]["household_id"] == "h-77"
     (dead,) = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
     assert dead["payload"] == "not a profile"
+
+
+def test_a_spike_becomes_one_alert_and_an_unusable_feature_record_a_dead_letter(kafka_settings):
+    settings = kafka_settings
+    assert settings.anomaly.python_execution_mode == "thread"
+    t = settings.topics
+    kafka_io.create_topics(settings, [t.features, t.alerts, t.dead_letter])
+    minutes = [_minute(k, 400.0) for k in range(20)] + [_minute(20, 400.0, raw_max=5000.0)]
+    records = [("h-77", json.dumps(m)) for m in minutes[:10]] + [("h-77", '{"household_id": "h-77"}')]
+    feature_ends = kafka_io.produce(settings, t.features, records + [("h-77", json.dumps(m)) for m in minutes[10:]])
+    env = create_env(settings)
+    anomaly.build(env, settings, stop_offsets={t.features: feature_ends})
+    env.execute("anomaly")
+    alerts = [json.loads(v) for v in kafka_io.read_topic(settings, t.alerts)]
+    assert [a["type"] for a in alerts] == ["spike"] and alerts[0]["household_id"] == "h-77"
+    assert alerts[0]["window_start_ms"] == 20 * 60_000
+    (dead,) = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
+    assert dead["payload"] == '{"household_id": "h-77"}' and "not a usable feature record" in dead["reason"]
