@@ -16,7 +16,9 @@ Latency, per output record (all clocks are this machine's):
     (from the records' Kafka timestamps, stamped by the bridge when it produced them). This is the latency
     the pipeline adds, from the meter publish that completed the window to the output.
   - the same two for recommendations made from spike alerts (reading -> feature -> alert -> recommendation,
-    through three jobs), using the alert's window end (other alert types summarise several windows).
+    through three jobs). A spike the cleaning replaced within its minute is alerted on that minute; one
+    confirmed by the next minute falling back (a level shift is no spike) only once that minute is in: its
+    processing latency counts from the moment the next window was complete in Kafka.
   - ingest lag: Kafka timestamp minus the reading's own time stamp (simulator + MQTT + bridge).
 
     python benchmarks/scale_pipeline.py --meters 50000 --interval-s 10 --duration-s 600
@@ -67,7 +69,7 @@ class Watch:
         self.readings, self.ingest_lag = 0, []
         self.features: list[tuple[int, int, int]] = []          # (window_end, emitted, n_readings)
         self.alerts: dict[tuple, int] = {}                        # (household, type, end) -> emitted
-        self.recommendations: list[tuple[int, int]] = []          # spike alerts: (window end, created)
+        self.recommendations: list[tuple[int, int, int]] = []     # spike alerts: (window end, created, wait)
         self.alert_types: dict[str, int] = defaultdict(int)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -91,7 +93,7 @@ class Watch:
 
     def _alert(self, message) -> None:
         a = orjson.loads(message.value())
-        self.alerts[(a["household_id"], a["type"], a["window_end_ms"])] = a["window_end_ms"]
+        self.alerts[(a["household_id"], a["type"], a["window_end_ms"])] = (a.get("evidence") or {}).get("confirmed_by")
 
     def _recommendation(self, message) -> None:
         r = orjson.loads(message.value())
@@ -100,7 +102,11 @@ class Watch:
         if r.get("kind") == "alert":
             self.alert_types[r.get("alert_type")] += 1
             if r.get("alert_type") == "spike" and r.get("from_ts_ms"):
-                self.recommendations.append((int(r["from_ts_ms"]), int(r["created_ms"])))
+                # a spike confirmed by the next minute falling back could only be raised once that minute was in
+                end = int(r["from_ts_ms"])
+                next_minute = self.alerts.get((r.get("household_id"), "spike", end)) == "next minute fell back"
+                wait = self.settings.preprocess.window_s * 1000 if next_minute else 0
+                self.recommendations.append((end, int(r["created_ms"]), wait))
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -174,6 +180,9 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=20.0, help="labelled faults per meter and day")
     parser.add_argument("--preprocess-parallelism", type=int, default=2)
     parser.add_argument("--bridges", type=int, default=1, help="bridge processes on a shared subscription")
+    parser.add_argument("--bridge-linger-ms", type=int, help="bridge.kafka_linger_ms (fewer, larger produce requests)")
+    parser.add_argument("--job-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a settings override for every submitted job, e.g. flink.python.fn-execution.bundle.time=100")
     parser.add_argument("--run-dir", default="/tmp/gridflow-scale")
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks" / "scale_latency.png"))
     args = parser.parse_args()
@@ -202,7 +211,8 @@ def main() -> None:
         submissions = []
         for job in JOBS:
             parallelism = args.preprocess_parallelism if job == "preprocess" else 1
-            submissions.append(cluster.submit(job, [*common, "--set", f"flink.parallelism.default={parallelism}"]))
+            overrides = [arg for o in [f"flink.parallelism.default={parallelism}", *args.job_set] for arg in ("--set", o)]
+            submissions.append(cluster.submit(job, [*common, *overrides]))
         for s in submissions:
             cluster.wait_until_running(s.job_id)
             s.detach()
@@ -216,6 +226,8 @@ def main() -> None:
             shared = [] if args.bridges == 1 else [
                 "--set", f"bridge.subscription=$share/bridges/{settings.bridge.subscription}",
                 "--set", f"bridge.client_id={settings.bridge.client_id}-{i}", *([] if i == 0 else ["--no-downlink"])]
+            if args.bridge_linger_ms is not None:
+                shared += ["--set", f"bridge.kafka_linger_ms={args.bridge_linger_ms}"]
             bridges.append(subprocess.Popen([*gridflow, "bridge", *common, *shared], stdout=subprocess.DEVNULL,
                                             stderr=open(run_dir / f"bridge-{i}.log", "w")))
         children.extend(bridges)
@@ -263,9 +275,10 @@ def report(args, watch: Watch, sampler: Sampler, from_ms: int, to_ms: int, t0: f
     processing = [emitted - c for end, emitted, _ in feats if (c := watch.complete_ms(end + ooo)) is not None]
     series = [(emitted, emitted - end, emitted - c) for end, emitted, _ in watch.features   # whole run, plotted
               if (c := watch.complete_ms(end + ooo)) is not None]
-    recs = [(end, created) for end, created in watch.recommendations if from_ms <= created < to_ms]
-    rec_event = [created - end for end, created in recs]
-    rec_processing = [created - c for end, created in recs if (c := watch.complete_ms(end + ooo)) is not None]
+    recs = [(end, created, wait) for end, created, wait in watch.recommendations if from_ms <= created < to_ms]
+    rec_event = [created - end for end, created, _ in recs]
+    rec_processing = [created - c for end, created, wait in recs
+                      if (c := watch.complete_ms(end + wait + ooo)) is not None]
     ingest = [lag for kafka_ts, lag in watch.ingest_lag if from_ms <= kafka_ts < to_ms]
     seconds = (to_ms - from_ms) / 1000
     readings_out = sum(n for _, _, n in feats)
@@ -311,8 +324,8 @@ def plot(series, recs, watch, t0, from_ms, to_ms, args) -> None:
             ax.plot(keys, p50, color=colour, label=f"{label} p50")
             ax.plot(keys, p99, color=colour, linestyle="--", label=f"{label} p99")
     if watch.recommendations:
-        r = np.asarray([(created, created - c) for end, created in watch.recommendations
-                        if (c := watch.complete_ms(end + watch.ooo_ms)) is not None], dtype=float)
+        r = np.asarray([(created, created - c) for end, created, wait in watch.recommendations
+                        if (c := watch.complete_ms(end + wait + watch.ooo_ms)) is not None], dtype=float)
         if len(r):
             ax.scatter((r[:, 0] - t0 * 1000) / 1000, r[:, 1] / 1000, s=6, color="tab:red",
                        label="spike-alert recommendation: processing latency")

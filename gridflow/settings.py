@@ -84,7 +84,8 @@ class BridgeSettings(_Section):
     subscription: str = Field("meters/+/readings", description="e.g. $share/bridges/meters/+/readings to share load")
     max_inflight: int = Field(20_000, ge=1, le=1_000_000,
                               description="MQTT messages received but not yet acknowledged (Kafka not done)")
-    kafka_linger_ms: int = Field(5, ge=0, le=1_000)
+    kafka_linger_ms: int = Field(50, ge=0, le=1_000, description="batching: at 5 ms the broker spent 10x the CPU "
+                                 "on produce requests at 3-5k readings/s (BENCHMARKS.md, scale runs)")
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     kafka_client: dict[str, str] = Field(default_factory=dict, description="raw librdkafka properties")
     metrics_host: str = "127.0.0.1"
