@@ -1,7 +1,7 @@
 """The preprocessing job as it was before the vectorised redesign (issue 4), frozen as the benchmark anchor.
 
-A verbatim copy of ``jobs/preprocess.py: build`` and ``operators/preprocess.py`` at the time (one Python
-table-function call per meter window through the row coder). ``benchmarks/preprocess_variants.py`` runs it
+A verbatim copy of ``jobs/preprocess.py: build`` and of the parts of ``operators/preprocess.py`` that changed
+(one Python table-function call per meter window through the row coder); what did not change is imported. ``benchmarks/preprocess_variants.py`` runs it
 next to the current job in the same run, so the speed-up is a ratio measured under the same load.
 """
 from __future__ import annotations
@@ -12,14 +12,16 @@ import time
 import cloudpickle
 import orjson
 from pyflink.table import DataTypes
-from pyflink.table.udf import FunctionContext, ScalarFunction, TableFunction, udf, udtf
+from pyflink.table.udf import FunctionContext, TableFunction, udf, udtf
 
-from gridflow.connectors.flink_kafka import consumer_properties, group_id
-from gridflow.preprocess import CleaningParams, clean_window, daily_profile
+# unchanged since: the daily profile and dead-letter functions and the Kafka table DDL
+from gridflow.connectors.kafka_tables import keyed_sink_ddl, raw_source_ddl
+from gridflow.operators.preprocess import DailyProfiles, DeadLetter
+from gridflow.preprocess import CleaningParams, clean_window
 from gridflow.preprocess.localtime import LocalClock
-from gridflow.preprocess.validation_sql import SEPARATOR, split_problem
+from gridflow.preprocess.validation_sql import SEPARATOR
 from gridflow.readings import _MIN_TS_MS, SCHEMA_VERSION
-from gridflow.readings import _ID, InvalidReading, dead_letter
+from gridflow.readings import _ID, dead_letter
 from gridflow.registry import load_registry
 from gridflow.settings import Settings
 
@@ -81,49 +83,6 @@ class CleanWindows(TableFunction):
         if features.n_outliers:
             self.outliers.inc(features.n_outliers)
         yield FEATURES, household_id, orjson.dumps(record).decode(), start_ms, features.mean_w
-
-
-class DailyProfiles(TableFunction):
-    """A household meter's window means over one local day -> its normalised daily load profile."""
-
-    def __init__(self, settings: Settings):
-        self.slots = settings.preprocess.profile_slots
-        self.window_ms = settings.preprocess.window_s * 1000
-        self.min_coverage = settings.preprocess.min_slot_coverage
-        self.peak_hours = frozenset(settings.preprocess.peak_hours)
-        self.timezone = settings.preprocess.timezone
-
-    def open(self, function_context: FunctionContext):
-        self.clock = LocalClock(self.timezone)
-        self.profiles = function_context.get_metric_group().add_group(METRIC_GROUP).counter("profiles")
-
-    def eval(self, household_id: str, meter_id: str, day_start_ms: int, day: str, start_ms: list, mean_w: list):
-        profile = daily_profile(self.clock.time_of_day_ms(start_ms, day_start_ms), mean_w, slots=self.slots, window_ms=self.window_ms,
-                                min_coverage=self.min_coverage, peak_hours=self.peak_hours)
-        record = {"household_id": household_id, "meter_id": meter_id, "day": day, "day_start_ms": day_start_ms,
-                  **profile, "emitted_ms": _now_ms()}
-        self.profiles.inc()
-        yield PROFILE, household_id, orjson.dumps(record).decode(), day_start_ms, None
-
-
-class DeadLetter(ScalarFunction):
-    """A rejected payload -> the dead-letter JSON of ``gridflow.readings.dead_letter``, counted by field."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def open(self, function_context: FunctionContext):
-        self.group = function_context.get_metric_group().add_group(METRIC_GROUP)
-        self.counters = {}
-
-    def eval(self, payload: str, problem: str, ts_ms):
-        field, reason = split_problem(problem)
-        name = "dead_letter_" + ("late" if reason.startswith("late") else (field or "payload"))
-        counter = self.counters.get(name)
-        if counter is None:
-            counter = self.counters[name] = self.group.counter(name)
-        counter.inc()
-        return dead_letter(payload, InvalidReading(field, reason), self.source, ts_ms)
 
 
 def register(tenv, settings: Settings, source: str) -> None:
@@ -253,63 +212,3 @@ FROM (
 # connectors/kafka_tables.py at the time
 def _literal(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
-
-
-def _options(options: dict[str, object]) -> str:
-    return ",\n  ".join(f"{_literal(k)} = {_literal(v)}" for k, v in options.items())
-
-
-def _client_options(settings: Settings) -> dict[str, object]:
-    return {f"properties.{key}": value for key, value in settings.kafka.client.items()}
-
-
-def raw_source_ddl(settings: Settings, table: str, topic: str, job_name: str, *, time_column: str,
-                   out_of_orderness_ms: int, max_future_ms: int, stop_offsets: dict[int, int] | None = None,
-                   watermark_emit: str = "on-periodic") -> str:
-    """``CREATE TABLE`` of a topic as ``payload STRING`` (the record value, unparsed) plus the computed
-    event-time column ``time_column`` (from ``ts_ms`` in the JSON; 0 when unreadable or more than
-    ``max_future_ms`` ahead of the clock, so a malformed record never moves the watermark) with a bounded
-    out-of-orderness watermark.
-    """
-    options = {
-        "connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
-        "properties.group.id": group_id(settings, job_name), "properties.client.id.prefix": group_id(settings, job_name),
-        "scan.startup.mode": "group-offsets", "properties.auto.offset.reset": "earliest",
-        "format": "raw", "raw.charset": "UTF-8", "scan.watermark.emit.strategy": watermark_emit,
-        **{f"properties.{key}": value for key, value in consumer_properties(settings).items()},
-    }
-    if stop_offsets is not None:
-        options["scan.bounded.mode"] = "specific-offsets"
-        options["scan.bounded.specific-offsets"] = ";".join(
-            f"partition:{p},offset:{o}" for p, o in sorted(stop_offsets.items()))
-    seconds = f"{out_of_orderness_ms // 1000}.{out_of_orderness_ms % 1000:03d}"
-    ts_ms = "TRY_CAST(JSON_VALUE(`payload`, '$.ts_ms') AS BIGINT)"
-    return f"""CREATE TABLE {table} (
-  `payload` STRING,
-  `{time_column}` AS TO_TIMESTAMP_LTZ(CASE WHEN {ts_ms} <= UNIX_TIMESTAMP() * 1000 + {max_future_ms}
-                                          THEN {ts_ms} ELSE 0 END, 3),
-  WATERMARK FOR `{time_column}` AS `{time_column}` - INTERVAL '{seconds}' SECOND
-) WITH (
-  {_options(options)}
-)"""
-
-
-def keyed_sink_ddl(settings: Settings, table: str, topic: str, job_name: str) -> str:
-    """``CREATE TABLE`` of ``(record_key STRING, payload STRING)`` written as key and value bytes."""
-    guarantee = settings.kafka.delivery_guarantee
-    options = {
-        "connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
-        "key.format": "raw", "key.fields": "record_key", "value.format": "raw", "value.fields-include": "EXCEPT_KEY",
-        "sink.delivery-guarantee": guarantee,
-        # feature records are large and many: batch and compress (kafka.client overrides either)
-        "properties.compression.type": "lz4", "properties.linger.ms": "50", "properties.batch.size": "262144",
-        **_client_options(settings),
-    }
-    if guarantee == "exactly-once":
-        options["sink.transactional-id-prefix"] = f"{group_id(settings, job_name)}.{topic}"
-    return f"""CREATE TABLE {table} (
-  `record_key` STRING,
-  `payload` STRING
-) WITH (
-  {_options(options)}
-)"""

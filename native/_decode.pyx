@@ -148,10 +148,26 @@ cdef inline bint _literal(Cursor* c, const char* word, int n) noexcept nogil:
     return True
 
 
+cdef inline int _more(Cursor* c, char closer) noexcept nogil:
+    """After an array element or object member: 1 after a comma (another follows), 0 after ``closer``
+    (the container ended), -1 for anything else."""
+    _ws(c)
+    if c.p >= c.end:
+        return -1
+    if c.p[0] == b',':
+        c.p += 1
+        return 1
+    if c.p[0] == closer:
+        c.p += 1
+        return 0
+    return -1
+
+
 cdef int _value(Cursor* c, int depth, const char** start, const char** stop) noexcept nogil:
     """Skip one JSON value (validating it); its kind (see K_*)."""
     cdef const char* s
     cdef const char* e
+    cdef int more
     if c.p >= c.end:
         return K_FAIL
     cdef char x = c.p[0]
@@ -180,16 +196,11 @@ cdef int _value(Cursor* c, int depth, const char** start, const char** stop) noe
             _ws(c)
             if _value(c, depth + 1, &s, &e) == K_FAIL:
                 return K_FAIL
-            _ws(c)
-            if c.p >= c.end:
+            more = _more(c, b']')
+            if more < 0:
                 return K_FAIL
-            if c.p[0] == b',':
-                c.p += 1
-                continue
-            if c.p[0] == b']':
-                c.p += 1
+            if more == 0:
                 return K_OTHER
-            return K_FAIL
     if x == b'{':
         c.p += 1
         _ws(c)
@@ -207,16 +218,11 @@ cdef int _value(Cursor* c, int depth, const char** start, const char** stop) noe
             _ws(c)
             if _value(c, depth + 1, &s, &e) == K_FAIL:
                 return K_FAIL
-            _ws(c)
-            if c.p >= c.end:
+            more = _more(c, b'}')
+            if more < 0:
                 return K_FAIL
-            if c.p[0] == b',':
-                c.p += 1
-                continue
-            if c.p[0] == b'}':
-                c.p += 1
+            if more == 0:
                 return K_OTHER
-            return K_FAIL
     return K_FAIL
 
 
