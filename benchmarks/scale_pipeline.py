@@ -68,7 +68,7 @@ class Watch:
         self.progress: dict[int, list[tuple[int, int]]] = defaultdict(list)  # partition -> (max event ts, kafka ts)
         self.readings, self.ingest_lag = 0, []
         self.features: list[tuple[int, int, int]] = []          # (window_end, emitted, n_readings)
-        self.alerts: dict[tuple, int] = {}                        # (household, type, end) -> emitted
+        self.alerts: dict[tuple, str | None] = {}                 # (household, type, end) -> confirmed_by
         self.recommendations: list[tuple[int, int, int]] = []     # spike alerts: (window end, created, wait)
         self.alert_types: dict[str, int] = defaultdict(int)
         self.stop = threading.Event()

@@ -25,19 +25,11 @@ def _client_options(settings: Settings) -> dict[str, object]:
 
 def raw_source_ddl(settings: Settings, table: str, topic: str, job_name: str, *, time_column: str,
                    out_of_orderness_ms: int, max_future_ms: int, stop_offsets: dict[int, int] | None = None,
-                   watermark_emit: str = "on-periodic", watermark_from_text: bool = False) -> str:
+                   watermark_emit: str = "on-periodic") -> str:
     """``CREATE TABLE`` of a topic as ``payload STRING`` (the record value, unparsed) plus the computed
-    event-time column ``time_column`` (from ``ts_ms`` in the JSON) with a bounded out-of-orderness watermark.
-    A record without a readable ``ts_ms``, or one more than ``max_future_ms`` ahead of the clock, never moves
-    the watermark.
-
-    By default ``time_column`` is 0 for such records, and the watermark follows ``time_column``. With
-    ``watermark_from_text`` (the preprocessing job), ``time_column`` is exactly ``ts_ms`` as ``JSON_VALUE``
-    reads it (NULL when unreadable: a job must reject such records before windowing them), and the watermark
-    follows a cheaper reading of ``ts_ms``: a regular-expression search for ``"ts_ms": <digits>`` (JSON's
-    own reading for any payload with one ``ts_ms`` member given as a number or a string of digits), guarded
-    the same way. Every ``JSON_VALUE`` parses the whole payload, and the watermark expression is evaluated
-    for every record besides the column itself: this saves three of the four parses per record.
+    event-time column ``time_column`` (from ``ts_ms`` in the JSON; 0 when unreadable or more than
+    ``max_future_ms`` ahead of the clock, so a malformed record never moves the watermark) with a bounded
+    out-of-orderness watermark.
     """
     options = {
         "connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
@@ -52,23 +44,11 @@ def raw_source_ddl(settings: Settings, table: str, topic: str, job_name: str, *,
             f"partition:{p},offset:{o}" for p, o in sorted(stop_offsets.items()))
     seconds = f"{out_of_orderness_ms // 1000}.{out_of_orderness_ms % 1000:03d}"
     ts_ms = "TRY_CAST(JSON_VALUE(`payload`, '$.ts_ms') AS BIGINT)"
-
-    def guarded(ts: str) -> str:
-        return f"TO_TIMESTAMP_LTZ(CASE WHEN {ts} <= UNIX_TIMESTAMP() * 1000 + {max_future_ms} THEN {ts} ELSE 0 END, 3)"
-
-    if watermark_from_text:
-        text_ts = """TRY_CAST(REGEXP_EXTRACT(`payload`, '"ts_ms"\\s*:\\s*"?(-?[0-9]{1,19})', 1) AS BIGINT)"""
-        # "+ 0 * UNIX_TIMESTAMP()" changes no value but makes the column non-deterministic for the planner, which
-        # then computes it once and passes it on instead of inlining the parse into every use of the column
-        columns = (f"`{time_column}` AS TO_TIMESTAMP_LTZ({ts_ms} + 0 * UNIX_TIMESTAMP(), 3),\n"
-                   f"  `{time_column}_watermark` AS {guarded(text_ts)},\n"
-                   f"  WATERMARK FOR `{time_column}` AS `{time_column}_watermark` - INTERVAL '{seconds}' SECOND")
-    else:
-        columns = (f"`{time_column}` AS {guarded(ts_ms)},\n"
-                   f"  WATERMARK FOR `{time_column}` AS `{time_column}` - INTERVAL '{seconds}' SECOND")
     return f"""CREATE TABLE {table} (
   `payload` STRING,
-  {columns}
+  `{time_column}` AS TO_TIMESTAMP_LTZ(CASE WHEN {ts_ms} <= UNIX_TIMESTAMP() * 1000 + {max_future_ms}
+                                          THEN {ts_ms} ELSE 0 END, 3),
+  WATERMARK FOR `{time_column}` AS `{time_column}` - INTERVAL '{seconds}' SECOND
 ) WITH (
   {_options(options)}
 )"""

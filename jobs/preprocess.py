@@ -54,8 +54,7 @@ def _epoch_ms(local_timestamp: str) -> str:
     return f"1000 * UNIX_TIMESTAMP(DATE_FORMAT({local_timestamp}, 'yyyy-MM-dd HH:mm:ss'))"
 
 
-def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None, decoder: str = "scan",
-          watermark_from_text: bool = False):
+def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None, decoder: str = "scan"):
     """Declare the job on a StreamTableEnvironment; returns the StatementSet to execute.
 
     ``decoder`` chooses how payloads are read (``gridflow.preprocess.validation_sql``): ``"scan"`` (vectorised,
@@ -83,7 +82,7 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None, 
     tenv.execute_sql(raw_source_ddl(settings, "readings", topics.readings, NAME, time_column="event_time",
                                     out_of_orderness_ms=stream.out_of_orderness_ms,
                                     max_future_ms=settings.readings.max_clock_skew_s * 1000, stop_offsets=stop_offsets,
-                                    watermark_emit=stream.watermark_emit, watermark_from_text=watermark_from_text))
+                                    watermark_emit=stream.watermark_emit))
     for table, topic in (("features_out", topics.features), ("profiles_out", topics.profiles),
                          ("dead_letter_out", topics.dead_letter)):
         tenv.execute_sql(keyed_sink_ddl(settings, table, topic, NAME))

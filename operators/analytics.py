@@ -1,10 +1,10 @@
-"""Flink functions of the clustering and anomaly job (thin: the models are ``gridflow.analytics``).
+"""Flink function of the clustering job (thin: the model is ``gridflow.analytics.clustering``).
 
 ``ClusterProfiles`` runs on one key (the grid): one online k-means over every household's daily profiles;
 it emits ``("assignment", json)`` per learned profile and ``("centroids", json)`` at most every
-``clustering.publish_every_s`` seconds (and whenever the model first becomes ready). ``DetectAnomalies``
-is keyed by household and keeps its detector state (``gridflow.operators.anomaly``: it imports no river or
-scipy, so it can run in thread-mode workers). Both models live in Flink state (checkpointed).
+``clustering.publish_every_s`` seconds (and whenever the model first becomes ready). The model lives in Flink
+state (checkpointed). The anomaly job's function is ``gridflow.operators.anomaly`` (it imports no river or
+scipy, so it can run in thread-mode workers).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from gridflow.analytics.clustering import LoadProfileClusterer
-from gridflow.operators.anomaly import DEAD_LETTER, DetectAnomalies, _json  # noqa: F401 (re-exported)
+from gridflow.operators.anomaly import DEAD_LETTER, _json
 from gridflow.readings import dead_letter
 from gridflow.settings import Settings
 

@@ -21,16 +21,17 @@ from gridflow.preprocess import CleaningParams, daily_profile
 from gridflow.preprocess.clean import clean_windows
 from gridflow.preprocess.decode import decode_batch
 from gridflow.preprocess.localtime import LocalClock
-from gridflow.preprocess.validation_sql import split_problem
+from gridflow.preprocess.validation_sql import SCANNED, split_problem
 from gridflow.readings import InvalidReading, ReadingBounds, dead_letter
 from gridflow.registry import load_registry
 from gridflow.settings import Settings
 
 FEATURES, PROFILE, DEAD_LETTER = "features", "profile", "dead_letter"
 ROW_TYPES = [DataTypes.STRING(), DataTypes.STRING(), DataTypes.STRING(), DataTypes.BIGINT(), DataTypes.DOUBLE()]
-DECODED_FIELDS = [("code", DataTypes.INT()), ("household_id", DataTypes.STRING()), ("meter_id", DataTypes.STRING()),
-                  ("ts_ms", DataTypes.BIGINT()), ("power_w", DataTypes.DOUBLE()), ("v", DataTypes.BIGINT()),
-                  ("voltage_v", DataTypes.DOUBLE()), ("current_a", DataTypes.DOUBLE())]  # validation_sql.SCANNED
+_DECODED_TYPES = {"code": DataTypes.INT(), "household_id": DataTypes.STRING(), "meter_id": DataTypes.STRING(),
+                  "ts_ms": DataTypes.BIGINT(), "power_w": DataTypes.DOUBLE(), "v": DataTypes.BIGINT(),
+                  "voltage_v": DataTypes.DOUBLE(), "current_a": DataTypes.DOUBLE()}
+DECODED_FIELDS = [(name, _DECODED_TYPES[name]) for name in SCANNED]  # in the order the job's SQL reads them
 DECODED_TYPE = DataTypes.ROW([DataTypes.FIELD(name, kind) for name, kind in DECODED_FIELDS])
 CLEANED_TYPE = DataTypes.ROW([DataTypes.FIELD("kind", DataTypes.STRING()), DataTypes.FIELD("payload", DataTypes.STRING()),
                               DataTypes.FIELD("mean_w", DataTypes.DOUBLE()),

@@ -62,7 +62,8 @@ ACTIONS = {
 
 
 def _copied(value):
-    """A copy of a list or dict (and of the dicts or lists in it, one level down); other values as they are."""
+    """A deep copy of nested lists and dicts; other values (numbers, strings, None) are shared. Scalars are
+    not passed to a call of their own: the state holds a few hundred of them."""
     if isinstance(value, list):
         return [_copied(v) if isinstance(v, (list, dict)) else v for v in value]
     if isinstance(value, dict):

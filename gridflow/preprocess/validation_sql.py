@@ -101,8 +101,6 @@ class _JsonFields:
 class _ScannedValues:
     """The values ``decode_readings`` read (columns ``s_<name>``), to word the problems it found."""
 
-    checks = False
-
     @staticmethod
     def text(field: str) -> str:  # of the text fields, only v is worded
         return f"CAST(NULLIF(`s_v`, {NULL_INT}) AS STRING)"
