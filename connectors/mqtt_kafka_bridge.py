@@ -102,6 +102,7 @@ class MqttKafkaBridge:
         self.client.max_inflight_messages_set(1000)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *args: self._connected.clear()
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ class MqttKafkaBridge:
         while not self._connected.is_set():
             if time.monotonic() > deadline:
                 raise ConnectionError(f"no MQTT session with {self.settings.mqtt.host}:{self.settings.mqtt.port} "
-                                      f"within {timeout_s} s (bad credentials?)")
+                                      f"within {timeout_s} s (bad credentials or a refused subscription?)")
             self.client.loop(timeout=0.1)
 
     def run(self, stop: threading.Event) -> None:
@@ -160,6 +161,13 @@ class MqttKafkaBridge:
             log.error("MQTT broker refused the bridge: %s", reason_code)
             return
         client.subscribe(self.settings.bridge.subscription, qos=1)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        # Ready only once the broker has the subscription: a reading published between CONNACK and SUBACK
+        # would not be routed to this session (its very first one) and so never reach the bridge.
+        if any(code.is_failure for code in reason_codes):
+            log.error("MQTT broker refused the subscription %r: %s", self.settings.bridge.subscription, reason_codes)
+            return
         self._connected.set()
 
     def _on_message(self, client, userdata, message) -> None:
