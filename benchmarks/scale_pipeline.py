@@ -239,7 +239,7 @@ def main() -> None:
         children.append(simulator)
         watch = Watch(settings, settings.stream.out_of_orderness_ms)
         watch.thread.start()
-        groups = {"broker (tansu)": [stack.launcher.processes["kafka"].pid],
+        groups = {"broker (Apache Kafka)": [stack.launcher.processes["kafka"].pid],
                   "mosquitto": [stack.launcher.processes["mqtt"].pid],
                   "Flink JobManager": [stack.launcher.processes["flink-jobmanager"].pid],
                   "Flink TaskManager + Python workers": [stack.launcher.processes["flink-taskmanager"].pid],

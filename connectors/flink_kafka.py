@@ -1,6 +1,6 @@
 """Kafka sources and sinks for gridflow jobs: JSON strings in, JSON strings out.
 
-Works against any Kafka-protocol broker. Sources start from the consumer group's committed offsets
+Sources start from the consumer group's committed offsets
 (falling back to the earliest offset for a new group), never from "latest"; a bounded run stops at
 explicit per-partition offsets. Raw client properties from ``kafka.client`` pass through to both.
 """
@@ -99,6 +99,14 @@ def json_sink(settings: Settings, topic: str, job_name: str) -> KafkaSink:
     )
     if guarantee == "exactly-once":
         builder.set_transactional_id_prefix(f"{group_id(settings, job_name)}.{topic}")
-    for key, value in settings.kafka.client.items():
+    for key, value in producer_properties(settings).items():
         builder.set_property(key, value)
     return builder.build()
+
+
+def producer_properties(settings: Settings) -> dict[str, str]:
+    """Client properties of every gridflow sink: with exactly-once delivery the transaction timeout from
+    ``kafka.transaction_timeout_ms``, then ``kafka.client`` (which may override it)."""
+    properties = ({"transaction.timeout.ms": str(settings.kafka.transaction_timeout_ms)}
+                  if settings.kafka.delivery_guarantee == "exactly-once" else {})
+    return {**properties, **settings.kafka.client}

@@ -7,7 +7,7 @@ Sink records are keyed (``key.fields``), so one household's records stay in orde
 """
 from __future__ import annotations
 
-from gridflow.connectors.flink_kafka import consumer_properties, group_id
+from gridflow.connectors.flink_kafka import consumer_properties, group_id, producer_properties
 from gridflow.settings import Settings
 
 
@@ -17,10 +17,6 @@ def _literal(value) -> str:
 
 def _options(options: dict[str, object]) -> str:
     return ",\n  ".join(f"{_literal(k)} = {_literal(v)}" for k, v in options.items())
-
-
-def _client_options(settings: Settings) -> dict[str, object]:
-    return {f"properties.{key}": value for key, value in settings.kafka.client.items()}
 
 
 def raw_source_ddl(settings: Settings, table: str, topic: str, job_name: str, *, time_column: str,
@@ -63,7 +59,7 @@ def keyed_sink_ddl(settings: Settings, table: str, topic: str, job_name: str) ->
         "sink.delivery-guarantee": guarantee,
         # feature records are large and many: batch and compress (kafka.client overrides either)
         "properties.compression.type": "lz4", "properties.linger.ms": "50", "properties.batch.size": "262144",
-        **_client_options(settings),
+        **{f"properties.{key}": value for key, value in producer_properties(settings).items()},
     }
     if guarantee == "exactly-once":
         options["sink.transactional-id-prefix"] = f"{group_id(settings, job_name)}.{topic}"

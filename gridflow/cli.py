@@ -20,12 +20,13 @@ def main(argv: list[str] | None = None) -> None:
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument("--flink", action="store_true", help="also start a standalone Flink cluster")
     stack.add_argument("--no-mqtt", action="store_true", help="do not start mosquitto")
-    stack.add_argument("--kafka-storage", choices=["memory", "s3"], help="broker storage (default: stack.kafka_storage)")
     stack.add_argument("--run-dir", help="where pid files, logs and data go (default: stack.run_dir)")
     add_settings_arguments(stack)
 
-    jars = commands.add_parser("jars", help="fetch the Flink Kafka connector jars into the cache")
-    jars.add_argument("action", choices=["fetch", "path"])
+    jars = commands.add_parser("jars", help="fetch the Flink connector and Kafka broker jars from Maven Central")
+    jars.add_argument("action", choices=["fetch", "path", "lock"],
+                      help="fetch: into the jar cache (once; offline afterwards); path: print the cache; "
+                           "lock: re-pin the jars' SHA-256 after a version bump in gridflow/maven/*.pom.xml")
     add_settings_arguments(jars)
 
     data = commands.add_parser("data", help="fetch the real household and price datasets into the data cache")
@@ -82,7 +83,7 @@ def _stack(args, settings) -> None:
 
     run_dir = args.run_dir or settings.stack.run_dir
     if args.action == "up":
-        stack = EmbeddedStack(settings, run_dir, mqtt=not args.no_mqtt, flink=args.flink, kafka_storage=args.kafka_storage)
+        stack = EmbeddedStack(settings, run_dir, mqtt=not args.no_mqtt, flink=args.flink)
         try:
             info = stack.up()
         except StackError as error:
@@ -110,13 +111,19 @@ def _shown(info) -> dict:
 
 
 def _jars(args, settings) -> None:
-    from gridflow.jars import cache_dir, fetch_connector_jars
+    from gridflow.jars import ARTIFACT_SETS, ConnectorJarError, cache_dir, fetch_all, write_lock
 
-    if args.action == "fetch":
-        for path in fetch_connector_jars(settings):
-            print(path)
-    else:
-        print(cache_dir(settings))
+    try:
+        if args.action == "fetch":
+            for path in fetch_all(settings):
+                print(path)
+        elif args.action == "lock":
+            for artifacts in ARTIFACT_SETS:
+                print(write_lock(artifacts, settings))
+        else:
+            print(cache_dir(settings))
+    except ConnectorJarError as error:
+        sys.exit(f"gridflow: {error}")
 
 
 def _data(args, settings) -> None:

@@ -36,7 +36,7 @@ def produce(settings: Settings, topic: str, records: Iterable[tuple[str | None, 
     """Send ``(key, value)`` records and wait for every acknowledgement.
 
     Returns the end offset (last acknowledged offset + 1) per partition written to, which bounds a
-    later read exactly (the broker's "latest" offset is not relied on).
+    later read exactly: these records and no others, whatever else is written to the topic meanwhile.
     """
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", linger_ms=5,
                              **_client_options(settings))
@@ -82,8 +82,9 @@ def read_positioned(settings: Settings, topic: str, idle_timeout_s: float = 2.0,
 
 
 def end_offsets(settings: Settings, topic: str, expected: int, max_wait_s: float = 120.0) -> dict[int, int]:
-    """Per-partition end offsets once ``topic`` holds ``expected`` records, found by reading them (the
-    broker's own "latest" answer is not relied on); bounds a later job's read exactly."""
+    """Per-partition end offsets once ``topic`` holds ``expected`` records, found by reading them; bounds a
+    later job's read exactly. Counting records, not offsets: in a topic written with transactions every
+    commit marker takes an offset too, so the log's end offset says nothing about how many records it holds."""
     records = _read(settings, topic, expected, idle_timeout_s=max_wait_s, max_wait_s=max_wait_s)
     if len(records) < expected:
         raise TimeoutError(f"{topic} holds {len(records)} records, expected {expected}")

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from gridflow.jars import adapt_pyflink_to_connector, connector_jar_urls
+from gridflow.jars import check_connector_on_classpath, connector_jar_urls
 from gridflow.settings import Settings
 from gridflow.stack.processes import path_with_interpreter_first
 
@@ -71,7 +71,7 @@ def create_env(settings: Settings):
         config.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(settings.flink.parallelism_default)
-    adapt_pyflink_to_connector()
+    check_connector_on_classpath()
     return env
 
 

@@ -42,13 +42,18 @@ class _Section(BaseModel):
 
 
 class KafkaSettings(_Section):
-    """Where the Kafka-protocol broker is and how clients talk to it."""
+    """Where the Kafka cluster is and how clients talk to it."""
 
     bootstrap_servers: str = "127.0.0.1:9092"
     group_id_prefix: str = Field("gridflow", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     partitions: int = Field(2, ge=1, le=1024, description="partitions for topics gridflow creates")
     replication_factor: int = Field(1, ge=1, le=16)
     delivery_guarantee: Literal["at-least-once", "exactly-once", "none"] = "at-least-once"
+    transaction_timeout_ms: int = Field(
+        900_000, ge=1_000, le=86_400_000,
+        description="exactly-once sinks: how long the broker keeps a job's open transaction; longer than a "
+                    "checkpoint interval plus a restart, and at most the broker's transaction.max.timeout.ms "
+                    "(Kafka's default 900000; Flink's own default of 1 h is refused by a default broker)")
     client: dict[str, str] = Field(
         default_factory=dict,
         description="raw Kafka client properties passed to every source and sink (e.g. security.protocol)",
@@ -406,7 +411,9 @@ class StackSettings(_Section):
     kafka_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     mqtt_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     flink_rest_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
-    kafka_storage: Literal["memory", "s3"] = "memory"
+    kafka_heap_mb: int = Field(512, ge=128, le=16_384, description="the embedded broker's Java heap (-Xms = -Xmx)")
+    kafka_properties: dict[str, str] = Field(
+        default_factory=dict, description="raw broker properties (server.properties) over the embedded defaults")
     run_dir: str = "~/.local/state/gridflow"
     start_timeout_s: float = Field(60.0, gt=0.0, le=600.0)
 

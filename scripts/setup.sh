@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Set up everything gridflow needs on a fresh Debian machine; safe and fast to run again.
-#   - Debian packages: mosquitto (MQTT broker), Prometheus, Chromium (headless page tests), Java 17 if missing
+#   - Debian packages: mosquitto (MQTT broker), Prometheus, Chromium (headless page tests), and Java 17 and
+#     Maven if missing
 #   - a virtualenv (.venv, or $GRIDFLOW_VENV) with gridflow installed editable, its native extensions
-#     built, the embedded stack's binaries (Kafka-protocol broker, S3 storage) and the test tools
-#   - the Flink Kafka connector jars in the jar cache
+#     built, and the test tools
+#   - from Maven Central, once into the jar cache (offline afterwards): Flink's official Kafka connector and
+#     Apache Kafka's broker with its dependencies, every jar checked against gridflow/maven/*.lock
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${GRIDFLOW_VENV:-.venv}
@@ -11,7 +13,9 @@ PYTHON=${PYTHON:-python3}
 
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
-command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+[ "${java_major:-0}" -ge 17 ] || missing+=(openjdk-17-jre-headless)   # Kafka 4 and Flink 2 need Java 17+
+command -v mvn >/dev/null 2>&1 || missing+=(maven)                     # resolves the jars from Maven Central
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)      # scrapes job metrics in the tests
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)          # headless browser tests of the web pages
 if ((${#missing[@]})); then
@@ -29,7 +33,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
   # Build requirements first so the editable install can build the Cython extensions in this venv.
   "$VENV/bin/python" -m pip install -q "cython>=3.0" "numpy>=2.0,<2.2" "scipy>=1.11"
-  "$VENV/bin/python" -m pip install -q --no-build-isolation -e ".[stack,test,bench]"
+  "$VENV/bin/python" -m pip install -q --no-build-isolation -e ".[test,bench]"
   "$VENV/bin/python" -m pip check
   echo "$fingerprint" > "$stamp"
 fi

@@ -52,15 +52,15 @@ def test_stop_with_savepoint_and_resume_with_other_parallelism(flink_stack, tmp_
 
 @pytest.fixture(scope="module")
 def durable_stack(base_settings, tmp_path_factory):
-    """Broker with its log in S3-compatible storage (data survives a restart) and a standalone cluster."""
-    running = start_stack(base_settings, tmp_path_factory.mktemp("durable"), mqtt=False, flink=True, kafka_storage="s3")
+    """A broker of its own (restarted by the test; its log folder keeps the data) and a standalone cluster."""
+    running = start_stack(base_settings, tmp_path_factory.mktemp("durable"), mqtt=False, flink=True)
     try:
         yield running
     finally:
         running.down()
 
 
-def test_broker_restart_with_durable_storage_mid_stream(durable_stack, tmp_path):
+def test_broker_restart_on_its_log_folder_mid_stream(durable_stack, tmp_path):
     settings = _job_settings(durable_stack)
     cluster = FlinkCluster(durable_stack.info.flink_rest, durable_stack.info.flink_conf_dir)
     day = TwoHalves(settings)

@@ -1,15 +1,30 @@
+"""The Java artifacts from Maven Central: pinned by the lock files, checked in the cache, offline once fetched."""
+import os
 import shutil
+import subprocess
+import sys
+import zipfile
 
 import pytest
 
-from gridflow.jars import CONNECTOR, ConnectorJarError, cache_dir, connector_jar_urls
+from gridflow.jars import (ARTIFACT_SETS, FLINK_CONNECTORS, KAFKA_BROKER, ArtifactSet, ConnectorJarError,
+                           connector_jar_urls, kafka_classpath)
 from gridflow.settings import Settings
+
+
+def _copy_cache(base_settings, target):
+    """The jar sets the setup step fetched, copied into a private cache ``target``."""
+    for artifacts in ARTIFACT_SETS:
+        shutil.copytree(artifacts.folder(base_settings), target / artifacts.name)
+    return Settings().with_overrides(f"connector.cache_dir={target}")
 
 
 def test_missing_jars_give_the_command_that_fetches_them(tmp_path):
     settings = Settings().with_overrides(f"connector.cache_dir={tmp_path}")
-    with pytest.raises(ConnectorJarError, match="gridflow jars fetch"):
+    with pytest.raises(ConnectorJarError, match="missing flink-sql-connector-kafka-.*gridflow jars fetch"):
         connector_jar_urls(settings)
+    with pytest.raises(ConnectorJarError, match="missing kafka_2.13-.*gridflow jars fetch"):
+        kafka_classpath(settings)
 
 
 def test_configured_jars_must_exist(tmp_path):
@@ -20,13 +35,55 @@ def test_configured_jars_must_exist(tmp_path):
     assert connector_jar_urls(settings) == [(tmp_path / "flink-sql-connector-kafka.jar").as_uri()]
 
 
+def test_the_lock_pins_the_official_connector_and_a_kafka_4_broker():
+    connector = FLINK_CONNECTORS.locked()
+    assert len(connector) == 1 and next(iter(connector)).startswith("flink-sql-connector-kafka-")
+    broker = KAFKA_BROKER.locked()
+    kafka = [name for name in broker if name.startswith("kafka_2.13-")]
+    assert len(kafka) == 1 and kafka[0].removeprefix("kafka_2.13-").startswith("4.")
+    assert all(len(digest) == 64 and int(digest, 16) >= 0 for digest in {**connector, **broker}.values())
+
+
 def test_cached_jars_are_checked_against_their_digests(tmp_path, base_settings):
-    source = cache_dir(base_settings)  # filled by the setup step
-    assert CONNECTOR.present(source)
-    for path in CONNECTOR.paths(source):
-        shutil.copy(path, tmp_path / path.name)
-    assert CONNECTOR.present(tmp_path)
-    (tmp_path / "kafka-clients.jar").write_bytes(b"tampered")
-    assert not CONNECTOR.present(tmp_path)
-    with pytest.raises(ConnectorJarError):
-        connector_jar_urls(Settings().with_overrides(f"connector.cache_dir={tmp_path}"))
+    settings = _copy_cache(base_settings, tmp_path)
+    assert all(artifacts.present(settings) for artifacts in ARTIFACT_SETS)
+    assert connector_jar_urls(settings) == [p.resolve().as_uri() for p in FLINK_CONNECTORS.paths(settings)]
+    jar = next(p for p in KAFKA_BROKER.paths(settings) if p.name.startswith("kafka-clients-"))
+    jar.write_bytes(b"tampered")
+    assert KAFKA_BROKER.problems(KAFKA_BROKER.folder(settings)) == [f"{jar.name} does not match its pinned SHA-256"]
+    with pytest.raises(ConnectorJarError, match="does not match its pinned SHA-256"):
+        kafka_classpath(settings)
+    (FLINK_CONNECTORS.folder(settings) / "kafka-clients-3.9.1.jar").write_bytes(b"PK")
+    with pytest.raises(ConnectorJarError, match="not in the lock: kafka-clients-3.9.1.jar"):
+        connector_jar_urls(settings)
+
+
+def test_the_official_connector_carries_the_shaded_kafka_classes_pyflink_names(base_settings):
+    """PyFlink's Kafka wrapper builds these classes by name; with this jar it needs no patch."""
+    with zipfile.ZipFile(FLINK_CONNECTORS.paths(base_settings)[0]) as jar:
+        names = set(jar.namelist())
+    shaded = "org/apache/flink/kafka/shaded/org/apache/kafka/"
+    assert f"{shaded}common/TopicPartition.class" in names
+    assert f"{shaded}clients/consumer/OffsetResetStrategy.class" in names
+    assert "org/apache/flink/connector/kafka/source/KafkaSource.class" in names
+
+
+def test_a_fetched_cache_works_offline_without_maven(tmp_path, base_settings):
+    settings = _copy_cache(base_settings, tmp_path / "cache")
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable)}  # no mvn, no network tool on the path
+    result = subprocess.run([sys.executable, "-m", "gridflow.cli", "jars", "fetch", "--set",
+                             f"connector.cache_dir={tmp_path / 'cache'}"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split()) == sorted(str(p) for a in ARTIFACT_SETS for p in a.paths(settings))
+    # ... while a damaged cache needs Maven again, and says so
+    KAFKA_BROKER.paths(settings)[0].unlink()
+    result = subprocess.run([sys.executable, "-m", "gridflow.cli", "jars", "fetch", "--set",
+                             f"connector.cache_dir={tmp_path / 'cache'}"], capture_output=True, text=True, env=env)
+    assert result.returncode != 0 and "Apache Maven ('mvn') is needed" in result.stderr
+
+
+def test_a_bad_lock_line_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr("gridflow.jars.MAVEN_DIR", tmp_path)
+    (tmp_path / "x.lock").write_text("# header\nabc  one.jar\nnot-a-pin\n")
+    with pytest.raises(ConnectorJarError, match=r"x.lock:3: expected 'sha256  file-name', got 'not-a-pin'"):
+        ArtifactSet("x").locked()

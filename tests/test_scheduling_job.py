@@ -47,3 +47,17 @@ def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
         assert complete[h]["savings"] > 0
         assert all(a["start_ts_ms"] >= START_MS + 12 * 3_600_000 for a in complete[h]["appliances"]), \
             "both loads move into the cheap night hours"
+
+
+def test_a_schedule_does_not_depend_on_the_order_the_appliances_arrived_in(base_settings):
+    """The job keeps a household's appliances in Flink map state, whose iteration order is not the arrival
+    order; the schedule must come out the same whatever the order."""
+    appliances = [appliance("h-01", name, 1000.0 + 150 * i, 360 + 45 * i, 60 + 30 * i)
+                  for i, name in enumerate(["washer", "dishwasher", "dryer", "boiler"])]
+    forecast = {"schema": 1, "market": "NL", "model": "linear", "issued_ts_ms": START_MS - 3_600_000,
+                "start_ts_ms": START_MS, "slot_minutes": 60, "slots": 24, "currency": "EUR",
+                "price_per_kwh": [0.30] * 12 + [0.12] * 6 + [0.25] * 6}
+    plans = [plan_day("h-01", order, forecast, base_settings)
+             for order in (appliances, appliances[::-1], appliances[1:] + appliances[:1])]
+    assert plans[0] == plans[1] == plans[2]
+    assert [a["name"] for a in plans[0]["appliances"]] == sorted(a["name"] for a in appliances)

@@ -154,10 +154,10 @@ def test_processes_are_cleaned_up_when_a_test_fails(tmp_path):
     assert marked_pids(stack_id) == []
 
 
-def test_durable_broker_storage_survives_a_broker_restart(base_settings, tmp_path):
+def test_topics_survive_a_broker_restart_and_a_new_stack_on_the_same_run_folder(base_settings, tmp_path):
     from conftest import start_stack, unique_topics
 
-    stack = start_stack(base_settings, tmp_path / "run", mqtt=False, kafka_storage="s3")
+    stack = start_stack(base_settings, tmp_path / "run", mqtt=False)
     try:
         settings = unique_topics(stack.settings)
         topic = settings.topics.readings
@@ -166,6 +166,31 @@ def test_durable_broker_storage_survives_a_broker_restart(base_settings, tmp_pat
         kafka_io.produce(settings, topic, sent)
         stack.restart_kafka()
         assert sorted(kafka_io.read_topic(settings, topic, expected=50)) == sorted(v for _, v in sent)
+        kafka_io.produce(settings, topic, [("h-0", "after-restart")])
     finally:
         stack.down()
     assert stack.pids() == []
+    again = start_stack(base_settings, tmp_path / "run", mqtt=False)  # `gridflow stack down`, then `up` again
+    try:
+        settings = unique_topics(again.settings).with_overrides(f"topics.readings={topic}")
+        got = kafka_io.read_topic(settings, topic, expected=51)
+        assert sorted(got) == sorted([v for _, v in sent] + ["after-restart"])
+    finally:
+        again.down()
+
+
+def test_the_broker_is_apache_kafka_in_kraft_mode_with_its_log_in_the_run_folder(stack):
+    log_dir = Path(stack.info.kafka_log_dir)
+    assert log_dir.is_relative_to(stack.run_dir) and (log_dir / "meta.properties").exists()
+    meta = (log_dir / "meta.properties").read_text()
+    assert "node.id=1" in meta and "cluster.id=" in meta
+    java = Path(f"/proc/{stack.launcher.processes['kafka'].pid}/cmdline").read_bytes().split(b"\0")
+    assert b"kafka.Kafka" in java and any(b"kafka_2.13-4." in part for part in java)
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=stack.info.kafka_bootstrap)
+    try:
+        brokers = admin.describe_cluster()["brokers"]
+    finally:
+        admin.close()
+    assert [(b["broker_id"], f"{b['host']}:{b['port']}") for b in brokers] == [(1, stack.info.kafka_bootstrap)]

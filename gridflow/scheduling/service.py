@@ -58,7 +58,9 @@ def appliance_in_horizon(record: dict, horizon_start_minute: int, slot_minutes: 
 
 
 def plan_day(household_id: str, appliances: list[dict], forecast: dict, settings: Settings) -> dict:
-    """The schedule record for ``household_id`` (see the module docstring)."""
+    """The schedule record for ``household_id`` (see the module docstring). The appliances are taken in
+    name order, so the schedule does not depend on the order their records arrived in."""
+    appliances = sorted(appliances, key=lambda record: str(record.get("name")))
     sched = settings.scheduler
     slot_minutes = sched.slot_minutes
     prices = forecast_prices(forecast, slot_minutes)

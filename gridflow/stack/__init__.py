@@ -1,4 +1,4 @@
-"""The embedded default stack: Kafka-protocol broker, mosquitto and (optionally) a standalone Flink cluster.
+"""The embedded default stack: Apache Kafka, mosquitto and (optionally) Prometheus and a standalone Flink cluster.
 
 Used by ``gridflow stack up/down`` and by the test fixtures::
 
@@ -8,7 +8,8 @@ Used by ``gridflow stack up/down`` and by the test fixtures::
 
 ``up()`` writes ``<run_dir>/stack.json`` (what runs where) and ``<run_dir>/settings.yaml`` (a settings
 overlay; pass it to any job or tool with ``--config``). Whatever happens, ``down()`` stops every process
-the stack started, including processes those processes forked.
+the stack started, including processes those processes forked. Kafka keeps its log in
+``<run_dir>/kafka``: topics survive a broker restart and a ``down``/``up`` on the same run folder.
 """
 from __future__ import annotations
 
@@ -37,8 +38,7 @@ class StackInfo:
     stack_id: str
     run_dir: str
     kafka_bootstrap: str | None = None
-    kafka_storage: str = "memory"
-    s3_url: str | None = None
+    kafka_log_dir: str | None = None
     mqtt_host: str | None = None
     mqtt_port: int | None = None
     flink_rest: str | None = None
@@ -66,7 +66,6 @@ class EmbeddedStack:
         kafka: bool = True,
         mqtt: bool = True,
         flink: bool = False,
-        kafka_storage: str | None = None,
         prometheus: bool = False,
     ):
         self.base_settings = settings
@@ -74,11 +73,9 @@ class EmbeddedStack:
         self.want_kafka, self.want_mqtt, self.want_flink = kafka, mqtt, flink
         self.want_prometheus = prometheus
         self.prometheus_url: str | None = None
-        self.kafka_storage = kafka_storage or settings.stack.kafka_storage
-        self.info = StackInfo(stack_id=uuid.uuid4().hex[:12], run_dir=str(self.run_dir), kafka_storage=self.kafka_storage)
+        self.info = StackInfo(stack_id=uuid.uuid4().hex[:12], run_dir=str(self.run_dir))
         self.launcher = Launcher(self.run_dir, self.info.stack_id)
         CREATED_STACK_IDS.append(self.info.stack_id)
-        self._s3: services.S3Endpoint | None = None
         self._device_accounts: dict[str, str] = {}
 
     @property
@@ -94,10 +91,8 @@ class EmbeddedStack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.want_kafka:
-                if self.kafka_storage == "s3":
-                    self._s3 = services.start_s3(self.launcher, self.base_settings, self.run_dir / "s3")
-                    self.info.s3_url = self._s3.url
-                self.info.kafka_bootstrap = services.start_kafka(self.launcher, self.base_settings, self._s3)
+                self.info.kafka_bootstrap = services.start_kafka(self.launcher, self.base_settings, self._kafka_dir)
+                self.info.kafka_log_dir = str(self._kafka_dir / "log")
             if self.want_mqtt:
                 self.info.mqtt_accounts = {BRIDGE_USER: new_password(), SIMULATOR_USER: new_password()}
                 self.info.mqtt_host, self.info.mqtt_port = services.start_mosquitto(
@@ -129,10 +124,14 @@ class EmbeddedStack:
             self.launcher, self.run_dir / "mosquitto", {**self.info.mqtt_accounts, **self._device_accounts})
 
     def restart_kafka(self) -> None:
-        """Stop and start the broker on the same address (with s3 storage its data survives)."""
+        """Stop the broker (a clean shutdown) and start it again on the same address and log folder."""
         self.launcher.stop("kafka")
         port = int(self.info.kafka_bootstrap.rsplit(":", 1)[1])
-        services.start_kafka(self.launcher, self.base_settings, self._s3, port=port)
+        services.start_kafka(self.launcher, self.base_settings, self._kafka_dir, port=port)
+
+    @property
+    def _kafka_dir(self) -> Path:
+        return self.run_dir / "kafka"
 
     def kill_taskmanager(self) -> None:
         """SIGKILL the TaskManager and its Python workers: the crash the fault tests recover from."""

