@@ -45,6 +45,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
         features.assign_timestamps_and_watermarks(event_time(stream, FeatureTimestamp()))
         .key_by(lambda row: row[0], key_type=Types.STRING())
         .process(LearnAppliances(settings, source_name), output_type=Types.STRING()).name("learn appliances")
+        .uid("appliance-learner")
     )
     appliances.sink_to(json_sink(settings, topics.appliances, NAME)).name("appliances")
     features.get_side_output(DEAD_LETTER).union(appliances.get_side_output(DEAD_LETTER)).sink_to(

@@ -41,6 +41,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     forecasts = (
         prices.key_by(lambda p: p[0], key_type=Types.STRING())
         .process(ForecastPrices(settings, source_name), output_type=Types.STRING()).name("forecast prices")
+        .uid("price-forecaster")
     )
     forecasts.sink_to(json_sink(settings, topics.price_forecasts, NAME)).name("price forecasts")
     prices.get_side_output(DEAD_LETTER).union(forecasts.get_side_output(DEAD_LETTER)).sink_to(

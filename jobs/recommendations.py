@@ -33,10 +33,11 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     schedules, profiles = read(topics.schedules, SCHEDULE), read(topics.profiles, PROFILE)
     made = (schedules.union(profiles, read(topics.alerts, ALERT))
             .key_by(lambda e: e[0], key_type=Types.STRING())
-            .process(Recommend(settings), output_type=Types.STRING()).name("recommend"))
+            .process(Recommend(settings), output_type=Types.STRING()).name("recommend").uid("recommend"))
     requests = (schedules.union(profiles).map(ToFeeder(settings), output_type=element_type())
                 .key_by(lambda e: e[0], key_type=Types.STRING())
-                .process(FeederBalancer(settings), output_type=Types.STRING()).name("balance feeders"))
+                .process(FeederBalancer(settings), output_type=Types.STRING()).name("balance feeders")
+                .uid("feeder-balancer"))
     made.union(requests).sink_to(json_sink(settings, topics.recommendations, NAME)).name("recommendations")
     made.get_side_output(DEAD_LETTER).sink_to(json_sink(settings, topics.dead_letter, NAME)).name("dead letters")
 

@@ -4,6 +4,10 @@
                             union -> key market -> fan-out -> key household -> schedule
     grid.price-forecasts --/
 
+Records the scheduler cannot use (no household, a forecast without usable prices, an appliance or forecast
+that makes planning fail) go to the dead-letter topic with the reason; the schedule topic, which the
+downlink sends to the meters, only ever holds schedules.
+
 The schedule (heap, PSO or MILP per ``scheduler.algorithm``) carries the expected cost, the saving against
 running every appliance at its usual time, PAR before/after, and the price and load curves for the page.
 
@@ -17,7 +21,9 @@ import sys
 from pyflink.common import Types
 
 from gridflow.connectors.flink_kafka import json_sink, read_strings
-from gridflow.operators.scheduling import APPLIANCE, FORECAST, HouseholdScheduler, MarketFanout, element_type, tag
+from gridflow.operators.scheduling import (
+    APPLIANCE, DEAD_LETTER, FORECAST, HouseholdScheduler, MarketFanout, element_type, tag,
+)
 from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
 
@@ -30,14 +36,19 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     def read(topic: str, kind: str):
         return read_strings(env, settings, topic, NAME, stop_offsets).map(tag(kind), output_type=element_type())
 
-    schedules = (
+    fanned_out = (
         read(topics.appliances, APPLIANCE).union(read(topics.price_forecasts, FORECAST))
         .key_by(lambda e: e[0], key_type=Types.STRING())
-        .process(MarketFanout(), output_type=element_type()).name("fan out forecasts")
-        .key_by(lambda e: e[0], key_type=Types.STRING())
+        .process(MarketFanout(settings), output_type=element_type()).name("fan out forecasts").uid("forecast-fanout")
+    )
+    schedules = (
+        fanned_out.key_by(lambda e: e[0], key_type=Types.STRING())
         .process(HouseholdScheduler(settings), output_type=Types.STRING()).name("schedule households")
+        .uid("household-scheduler")
     )
     schedules.sink_to(json_sink(settings, topics.schedules, NAME)).name("schedules")
+    fanned_out.get_side_output(DEAD_LETTER).union(schedules.get_side_output(DEAD_LETTER)).sink_to(
+        json_sink(settings, topics.dead_letter, NAME)).name("dead letters")
 
 
 def main(argv: list[str] | None = None) -> None:

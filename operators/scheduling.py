@@ -8,14 +8,16 @@ from __future__ import annotations
 import json
 
 from pyflink.common import Types
-from pyflink.datastream import KeyedProcessFunction, RuntimeContext
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
-from gridflow.scheduling.service import plan_day
+from gridflow.readings import dead_letter, household_id_of
+from gridflow.scheduling.service import appliance_in_horizon, forecast_prices, plan_day
 from gridflow.settings import Settings
 
 APPLIANCE, FORECAST = "appliance", "forecast"
 MARKET = "market"  # one price zone per deployment of the job
+DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 
 
 def element_type():
@@ -31,7 +33,11 @@ def tag(kind: str):
 
 class MarketFanout(KeyedProcessFunction):
     """Remembers the households of the market and sends every new forecast to each of them (and the
-    latest forecast to a household seen for the first time); appliance records pass through re-keyed."""
+    latest forecast to a household seen for the first time); appliance records pass through re-keyed.
+    A forecast the scheduler cannot use is dead-lettered here, once, instead of reaching every household."""
+
+    def __init__(self, settings: Settings):
+        self.slot_minutes = settings.scheduler.slot_minutes
 
     def open(self, runtime_context: RuntimeContext):
         self.households = runtime_context.get_map_state(MapStateDescriptor("households", Types.STRING(), Types.BOOLEAN()))
@@ -40,12 +46,17 @@ class MarketFanout(KeyedProcessFunction):
     def process_element(self, value, ctx):
         _, kind, payload = value
         if kind == FORECAST:
+            problem = forecast_problem(payload, self.slot_minutes)
+            if problem:
+                yield DEAD_LETTER, dead_letter(payload, problem, "price forecast topic")
+                return
             self.forecast.update(payload)
             for household in self.households.keys():
                 yield household, FORECAST, payload
             return
-        household = json.loads(payload).get("household_id")
+        household = household_id_of(payload)
         if not household:
+            yield DEAD_LETTER, dead_letter(payload, "not a JSON object with a household_id", "appliance topic")
             return
         yield household, APPLIANCE, payload
         if not self.households.contains(household):
@@ -71,19 +82,61 @@ class HouseholdScheduler(KeyedProcessFunction):
 
     def process_element(self, value, ctx):
         household, kind, payload = value
-        record = json.loads(payload)
         if kind == FORECAST:
             self.forecast.update(payload)
         else:
-            self.appliances.put(str(record.get("name")), payload)
+            problem = appliance_problem(payload, self.settings.scheduler.slot_minutes)
+            if problem:
+                self.rejected.inc()
+                yield DEAD_LETTER, dead_letter(payload, problem, "appliance topic")
+                return
+            self.appliances.put(json.loads(payload)["name"], payload)
         forecast = self.forecast.value()
         appliances = [json.loads(v) for v in self.appliances.values()]
         if forecast is None or not appliances:
             return
         try:
             plan = plan_day(household, appliances, json.loads(forecast), self.settings)
-        except (ValueError, KeyError, TypeError) as error:  # a malformed record: count it, keep the job alive
+        except (ValueError, KeyError, TypeError) as error:
+            # Each record was checked on arrival, so this is a combination the planner cannot solve: the
+            # record that triggered it goes to the dead letters with the reason, nothing to the schedule
+            # topic (which the downlink sends to the meter); an appliance that did it leaves the state.
             self.rejected.inc()
-            plan = {"household_id": household, "error": f"cannot schedule: {error}"}
+            if kind == APPLIANCE:
+                self.appliances.remove(json.loads(payload)["name"])
+            yield DEAD_LETTER, dead_letter(payload, f"cannot schedule {household}: {error!r}", f"{kind} topic")
+            return
         self.schedules.inc()
         yield json.dumps(plan, separators=(",", ":"))
+
+
+def forecast_problem(payload: str, slot_minutes: int) -> str:
+    """Why a price-forecast record cannot be scheduled against ('' when it can)."""
+    try:
+        record = json.loads(payload)
+        if not isinstance(record, dict):
+            return "not a JSON object"
+        int(record["start_ts_ms"])
+        forecast_prices(record, slot_minutes)
+    except KeyError as missing:
+        return f"price forecast: {missing.args[0]} is required"
+    except (ValueError, TypeError) as error:
+        return str(error) if str(error).startswith("price forecast") else f"price forecast: {error}"
+    return ""
+
+
+def appliance_problem(payload: str, slot_minutes: int) -> str:
+    """Why a learned-appliance record cannot be scheduled ('' when it can)."""
+    try:
+        record = json.loads(payload)
+        if not isinstance(record.get("name"), str) or not record["name"]:
+            return "appliance: name must be a non-empty string"
+        power = record["power_w"]
+        if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 < power < 1e6:
+            return f"appliance: power_w must be a number in (0, 1000000), got {power!r}"
+        appliance_in_horizon(record, 0, slot_minutes, 10 * 1440 // slot_minutes)
+    except KeyError as missing:
+        return f"appliance: {missing.args[0]} is required"
+    except (ValueError, TypeError) as error:
+        return f"appliance: {error}"
+    return ""

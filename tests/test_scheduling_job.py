@@ -23,25 +23,41 @@ def appliance(household: str, name: str, power_w: float, alpha_minute: int, dura
 def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
     settings = kafka_settings
     topics = settings.topics
-    kafka_io.create_topics(settings, [topics.appliances, topics.price_forecasts, topics.schedules])
+    kafka_io.create_topics(settings, [topics.appliances, topics.price_forecasts, topics.schedules, topics.dead_letter])
     households = ["h-01", "h-02", "h-03"]
     appliances = {h: [appliance(h, "washer", 1000.0 + 100 * i, 360 + 30 * i, 90),
                       appliance(h, "dishwasher", 1800.0, 480, 120)] for i, h in enumerate(households)}
     prices = [0.30] * 12 + [0.12] * 6 + [0.25] * 6  # cheap from midnight to 06:00
     forecast = {"schema": 1, "market": "NL", "model": "linear", "issued_ts_ms": START_MS - 3_600_000,
                 "start_ts_ms": START_MS, "slot_minutes": 60, "slots": 24, "currency": "EUR", "price_per_kwh": prices}
+    broken_appliance = {k: v for k, v in appliance("h-04", "dryer", 2000.0, 360, 60).items() if k != "power_w"}
+    bad_appliances = [("x", "not json"), ("x", json.dumps({"name": "washer", "power_w": 500.0})),
+                      ("h-04", json.dumps(broken_appliance))]
+    bad_forecasts = [("NL", json.dumps({**forecast, "price_per_kwh": []})),
+                     ("NL", json.dumps({k: v for k, v in forecast.items() if k != "start_ts_ms"}))]
     stops = {
-        topics.appliances: kafka_io.produce(settings, topics.appliances,
-                                            [(h, json.dumps(a)) for h in households for a in appliances[h]]),
-        topics.price_forecasts: kafka_io.produce(settings, topics.price_forecasts, [("NL", json.dumps(forecast))]),
+        topics.appliances: kafka_io.produce(settings, topics.appliances, bad_appliances[:2] + [
+            (h, json.dumps(a)) for h in households for a in appliances[h]] + bad_appliances[2:]),
+        topics.price_forecasts: kafka_io.produce(settings, topics.price_forecasts,
+                                                 [bad_forecasts[0], ("NL", json.dumps(forecast)), bad_forecasts[1]]),
     }
     env = create_env(settings)
     scheduling.build(env, settings, stop_offsets=stops)
     env.execute("scheduling-test")
 
     out = [json.loads(v) for v in kafka_io.read_topic(settings, topics.schedules)]
+    assert all("error" not in s and s["household_id"] in households for s in out), "only schedules, never errors"
     complete = {s["household_id"]: s for s in out if len(s.get("appliances", [])) == 2}
     assert set(complete) == set(households)
+    dead = [json.loads(v) for v in kafka_io.read_topic(settings, topics.dead_letter, expected=5)]
+    reasons = sorted((d["payload"], d["reason"]) for d in dead)
+    assert reasons == sorted([
+        ("not json", "not a JSON object with a household_id"),
+        (bad_appliances[1][1], "not a JSON object with a household_id"),
+        (bad_appliances[2][1], "appliance: power_w is required"),
+        (bad_forecasts[0][1], "price forecast: price_per_kwh must be a non-empty list of finite numbers"),
+        (bad_forecasts[1][1], "price forecast: start_ts_ms is required"),
+    ])
     for h in households:
         assert complete[h] == plan_day(h, appliances[h], forecast, settings)
         assert complete[h]["savings"] > 0
