@@ -1,29 +1,22 @@
-"""Kafka sources and sinks for gridflow jobs: JSON strings in, JSON strings out.
+"""Kafka sources and sinks for gridflow's DataStream jobs: JSON strings in, keyed JSON records out.
 
-Sources start from the consumer group's committed offsets
-(falling back to the earliest offset for a new group), never from "latest"; a bounded run stops at
-explicit per-partition offsets. Raw client properties from ``kafka.client`` pass through to both.
+Sources start from the consumer group's committed offsets (falling back to the earliest offset for a new
+group), never from "latest"; a bounded run stops at explicit per-partition offsets. Every record a job
+writes is keyed by the household, market or cluster that orders it (:func:`sink_json`). Raw client
+properties from ``kafka.client`` pass through to both.
 """
 from __future__ import annotations
 
+from pyflink.common import Types
 from pyflink.common.serialization import SimpleStringSchema
-from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
     KafkaOffsetsInitializer,
-    KafkaRecordSerializationSchema,
-    KafkaSink,
     KafkaSource,
     KafkaTopicPartition,
 )
 
 from gridflow.settings import Settings
-
-_GUARANTEES = {
-    "at-least-once": DeliveryGuarantee.AT_LEAST_ONCE,
-    "exactly-once": DeliveryGuarantee.EXACTLY_ONCE,
-    "none": DeliveryGuarantee.NONE,
-}
 
 
 def group_id(settings: Settings, job_name: str) -> str:
@@ -82,26 +75,32 @@ def event_time(stream, assigner):
     return watermarks.with_timestamp_assigner(assigner)
 
 
-def json_sink(settings: Settings, topic: str, job_name: str) -> KafkaSink:
-    """A sink writing UTF-8 strings to ``topic`` with the configured delivery guarantee."""
-    serializer = (
-        KafkaRecordSerializationSchema.builder()
-        .set_topic(topic)
-        .set_value_serialization_schema(SimpleStringSchema())
-        .build()
-    )
-    guarantee = settings.kafka.delivery_guarantee
-    builder = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(settings.kafka.bootstrap_servers)
-        .set_record_serializer(serializer)
-        .set_delivery_guarantee(_GUARANTEES[guarantee])
-    )
-    if guarantee == "exactly-once":
-        builder.set_transactional_id_prefix(f"{group_id(settings, job_name)}.{topic}")
-    for key, value in producer_properties(settings).items():
-        builder.set_property(key, value)
-    return builder.build()
+def sink_json(stream, settings: Settings, topic: str, job_name: str, name: str | None = None) -> None:
+    """Write ``stream`` (JSON strings) to ``topic``, every record keyed by
+    :func:`gridflow.readings.record_key` (the household, market or cluster that orders it; the job's name
+    for a record that has none), with the configured delivery guarantee.
+
+    PyFlink's DataStream Kafka sink can only serialise a whole element as the key, so the records go out
+    through a Flink SQL Kafka table with ``key.fields`` (the same sink as the preprocessing job's), attached
+    to the DataStream job: one job, one ``env.execute``."""
+    from pyflink.common import Row
+    from pyflink.table import StreamTableEnvironment
+
+    from gridflow.connectors.kafka_tables import keyed_sink_ddl
+    from gridflow.readings import record_key
+
+    env = stream.get_execution_environment()
+    tables = getattr(env, "_gridflow_tables", None)
+    if tables is None:
+        tables = env._gridflow_tables = StreamTableEnvironment.create(env)
+    table = f"gridflow_sink_{len(tables.list_tables())}"
+    tables.execute_sql(keyed_sink_ddl(settings, table, topic, job_name))
+    rows = stream.map(lambda payload: Row(record_key(payload) or job_name, payload),
+                      output_type=Types.ROW_NAMED(["record_key", "payload"], [Types.STRING(), Types.STRING()]))
+    rows.name(f"key {name or topic}")
+    statements = tables.create_statement_set()
+    statements.add_insert(table, tables.from_data_stream(rows))
+    statements.attach_as_datastream()
 
 
 def producer_properties(settings: Settings) -> dict[str, str]:

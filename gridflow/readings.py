@@ -101,6 +101,35 @@ def household_id_of(payload: bytes | str) -> str:
         return ""
 
 
+# Fields that order an output record, in the order a record's Kafka key is taken from (see record_key).
+KEY_FIELDS = ("household_id", "meter_id", "market", "feeder", "cluster")
+
+
+def record_key(payload: bytes | str) -> str:
+    """The Kafka key of a JSON output record: the first of :data:`KEY_FIELDS` it has (the household for
+    its records, the market for price forecasts, the cluster for centroids); a dead letter is keyed like the
+    record it carries, or by its source when that has no key. '' for a record with none of them.
+
+    >>> record_key('{"household_id": "h-7", "cluster": 2}'), record_key('{"market": "NL"}')
+    ('h-7', 'NL')
+    >>> record_key('{"source": "kafka:grid.prices", "reason": "...", "payload": "not json"}')
+    'kafka:grid.prices'
+    """
+    try:
+        record = json.loads(payload)
+    except ValueError:
+        return ""
+    if not isinstance(record, dict):
+        return ""
+    for name in KEY_FIELDS:
+        value = record.get(name)
+        if value is not None and value != "" and not isinstance(value, (dict, list)):
+            return str(value)
+    if isinstance(record.get("payload"), str) and "reason" in record:
+        return record_key(record["payload"]) or str(record.get("source") or "")
+    return ""
+
+
 def validate_reading(data: Any, bounds: ReadingBounds = ReadingBounds(), now_ms: int | None = None) -> Reading:
     """Validate one decoded reading (a dict from JSON); raises :class:`InvalidReading` naming the bad field."""
     if not isinstance(data, dict):

@@ -136,7 +136,7 @@ class ConnectorSettings(_Section):
     """The Flink Kafka connector jars given to every job through ``pipeline.jars``.
 
     Leave ``jars`` empty to use the jars fetched by ``gridflow jars fetch`` into ``cache_dir``; on a real
-    cluster list the official ``flink-sql-connector-kafka`` jar (or the connector plus kafka-clients).
+    cluster list the official ``flink-sql-connector-kafka`` jar (the SQL jar: PyFlink names its shaded classes).
     """
 
     jars: list[str] = Field(default_factory=list)

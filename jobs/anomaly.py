@@ -20,7 +20,7 @@ import sys
 
 from pyflink.common import Configuration, Types
 
-from gridflow.connectors.flink_kafka import json_sink, read_strings
+from gridflow.connectors.flink_kafka import read_strings, sink_json
 from gridflow.operators.anomaly import DEAD_LETTER, DetectAnomalies
 from gridflow.readings import household_id_of
 from gridflow.runtime import run_datastream_job
@@ -36,8 +36,8 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
               .key_by(household_id_of, key_type=Types.STRING())
               .process(DetectAnomalies(settings, f"kafka:{topics.features}"), output_type=Types.STRING())
               .name("anomaly detection").uid("anomaly-detection"))
-    alerts.sink_to(json_sink(settings, topics.alerts, NAME)).name("alerts")
-    alerts.get_side_output(DEAD_LETTER).sink_to(json_sink(settings, topics.dead_letter, NAME)).name("dead letters")
+    sink_json(alerts, settings, topics.alerts, NAME)
+    sink_json(alerts.get_side_output(DEAD_LETTER), settings, topics.dead_letter, NAME, "dead letters")
 
 
 def main(argv: list[str] | None = None) -> None:

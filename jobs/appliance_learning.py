@@ -24,7 +24,7 @@ import sys
 
 from pyflink.common import Configuration, Types
 
-from gridflow.connectors.flink_kafka import event_time, json_sink, read_strings
+from gridflow.connectors.flink_kafka import event_time, read_strings, sink_json
 from gridflow.operators.learning import DEAD_LETTER, FeatureTimestamp, LearnAppliances, ParseFeatures, feature_type
 from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
@@ -47,9 +47,9 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
         .process(LearnAppliances(settings, source_name), output_type=Types.STRING()).name("learn appliances")
         .uid("appliance-learner")
     )
-    appliances.sink_to(json_sink(settings, topics.appliances, NAME)).name("appliances")
-    features.get_side_output(DEAD_LETTER).union(appliances.get_side_output(DEAD_LETTER)).sink_to(
-        json_sink(settings, topics.dead_letter, NAME)).name("dead letters")
+    sink_json(appliances, settings, topics.appliances, NAME)
+    sink_json(features.get_side_output(DEAD_LETTER).union(appliances.get_side_output(DEAD_LETTER)),
+              settings, topics.dead_letter, NAME, "dead letters")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ import sys
 
 from pyflink.common import Types
 
-from gridflow.connectors.flink_kafka import json_sink, read_strings
+from gridflow.connectors.flink_kafka import read_strings, sink_json
 from gridflow.operators.analytics import ASSIGNMENT, CENTROIDS, DEAD_LETTER, GRID, ClusterProfiles, pair_type
 from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
@@ -31,9 +31,9 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
                  .process(ClusterProfiles(settings, f"kafka:{topics.profiles}"), output_type=pair_type())
                  .name("online k-means").uid("online-kmeans"))
     for kind, topic in ((ASSIGNMENT, topics.assignments), (CENTROIDS, topics.centroids)):
-        (clustered.filter(lambda e, kind=kind: e[0] == kind).map(lambda e: e[1], output_type=Types.STRING())
-         .sink_to(json_sink(settings, topic, NAME)).name(topic))
-    clustered.get_side_output(DEAD_LETTER).sink_to(json_sink(settings, topics.dead_letter, NAME)).name("dead letters")
+        sink_json(clustered.filter(lambda e, kind=kind: e[0] == kind).map(lambda e: e[1], output_type=Types.STRING()),
+                  settings, topic, NAME)
+    sink_json(clustered.get_side_output(DEAD_LETTER), settings, topics.dead_letter, NAME, "dead letters")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,7 +21,7 @@ import sys
 
 from pyflink.common import Configuration, Types
 
-from gridflow.connectors.flink_kafka import json_sink, read_strings
+from gridflow.connectors.flink_kafka import read_strings, sink_json
 from gridflow.operators.learning import DEAD_LETTER, ForecastPrices, ParsePrices, price_type
 from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
@@ -43,9 +43,9 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
         .process(ForecastPrices(settings, source_name), output_type=Types.STRING()).name("forecast prices")
         .uid("price-forecaster")
     )
-    forecasts.sink_to(json_sink(settings, topics.price_forecasts, NAME)).name("price forecasts")
-    prices.get_side_output(DEAD_LETTER).union(forecasts.get_side_output(DEAD_LETTER)).sink_to(
-        json_sink(settings, topics.dead_letter, NAME)).name("dead letters")
+    sink_json(forecasts, settings, topics.price_forecasts, NAME)
+    sink_json(prices.get_side_output(DEAD_LETTER).union(forecasts.get_side_output(DEAD_LETTER)),
+              settings, topics.dead_letter, NAME, "dead letters")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,7 +14,7 @@ from pyflink.common import Time, Types, WatermarkStrategy
 from pyflink.datastream.window import TumblingEventTimeWindows
 
 from gridflow.cli_args import job_argument_parser, settings_from_args
-from gridflow.connectors.flink_kafka import event_time, json_sink, json_source
+from gridflow.connectors.flink_kafka import event_time, json_source, sink_json
 from gridflow.operators.readings import (
     ACCUMULATOR_TYPE, DEAD_LETTER, EmitSummary, ParseReadings, ReadingTimestamp,
     SummaryAggregate, late_dead_letter, late_readings_tag, reading_type,
@@ -42,13 +42,13 @@ def build(env, settings: Settings, stop_offsets: dict[int, int] | None = None) -
         .allowed_lateness(stream.allowed_lateness_s * 1000)
         .side_output_late_data(late)
         .aggregate(SummaryAggregate(), EmitSummary(), accumulator_type=ACCUMULATOR_TYPE, output_type=Types.STRING())
-        .name("household window summary")
+        .name("household window summary").uid("household-window-summary")
     )
     late_readings = summaries.get_side_output(late).map(
         late_dead_letter(source_name, stream.allowed_lateness_s * 1000), output_type=Types.STRING())
-    summaries.sink_to(json_sink(settings, settings.topics.summaries, NAME)).name("summaries")
-    readings.get_side_output(DEAD_LETTER).union(late_readings).sink_to(
-        json_sink(settings, settings.topics.dead_letter, NAME)).name("dead letters")
+    sink_json(summaries, settings, settings.topics.summaries, NAME)
+    sink_json(readings.get_side_output(DEAD_LETTER).union(late_readings), settings, settings.topics.dead_letter,
+              NAME, "dead letters")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,7 +14,7 @@ import sys
 
 from pyflink.common import Types
 
-from gridflow.connectors.flink_kafka import json_sink, read_strings
+from gridflow.connectors.flink_kafka import read_strings, sink_json
 from gridflow.operators.recommendations import (
     ALERT, DEAD_LETTER, PROFILE, SCHEDULE, FeederBalancer, Recommend, ToFeeder, element_type, tag,
 )
@@ -38,8 +38,8 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
                 .key_by(lambda e: e[0], key_type=Types.STRING())
                 .process(FeederBalancer(settings), output_type=Types.STRING()).name("balance feeders")
                 .uid("feeder-balancer"))
-    made.union(requests).sink_to(json_sink(settings, topics.recommendations, NAME)).name("recommendations")
-    made.get_side_output(DEAD_LETTER).sink_to(json_sink(settings, topics.dead_letter, NAME)).name("dead letters")
+    sink_json(made.union(requests), settings, topics.recommendations, NAME)
+    sink_json(made.get_side_output(DEAD_LETTER), settings, topics.dead_letter, NAME, "dead letters")
 
 
 def main(argv: list[str] | None = None) -> None:

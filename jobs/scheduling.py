@@ -20,7 +20,7 @@ import sys
 
 from pyflink.common import Types
 
-from gridflow.connectors.flink_kafka import json_sink, read_strings
+from gridflow.connectors.flink_kafka import read_strings, sink_json
 from gridflow.operators.scheduling import (
     APPLIANCE, DEAD_LETTER, FORECAST, HouseholdScheduler, MarketFanout, element_type, tag,
 )
@@ -46,9 +46,9 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
         .process(HouseholdScheduler(settings), output_type=Types.STRING()).name("schedule households")
         .uid("household-scheduler")
     )
-    schedules.sink_to(json_sink(settings, topics.schedules, NAME)).name("schedules")
-    fanned_out.get_side_output(DEAD_LETTER).union(schedules.get_side_output(DEAD_LETTER)).sink_to(
-        json_sink(settings, topics.dead_letter, NAME)).name("dead letters")
+    sink_json(schedules, settings, topics.schedules, NAME)
+    sink_json(fanned_out.get_side_output(DEAD_LETTER).union(schedules.get_side_output(DEAD_LETTER)),
+              settings, topics.dead_letter, NAME, "dead letters")
 
 
 def main(argv: list[str] | None = None) -> None:

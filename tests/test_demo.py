@@ -32,11 +32,33 @@ def test_demo_goes_from_meters_to_recommendations_on_the_meters_and_their_pages(
         assert len(dead) >= len(MALFORMED)
         recommendations = [json.loads(line) for line in (demo / "recommendations.jsonl").read_text().splitlines()]
         assert all(r["text"] and r["household_id"].startswith("h-") for r in recommendations)
+        _every_record_is_keyed(tmp_path)
         out = capsys.readouterr().out
         assert "recommendations delivered to the meters: yes" in out and "where to look" in out
         _recommendation_on_the_page(tmp_path, recommendations)
     finally:
         stop_stack(tmp_path)
+
+
+def _every_record_is_keyed(run_dir) -> None:
+    """Every record the pipeline wrote carries the key that orders it: its household, meter, market or
+    cluster (a dead letter: its record's household, else its source)."""
+    from gridflow import kafka_io
+    from gridflow.readings import KEY_FIELDS
+    from gridflow.settings import load_settings
+
+    live = load_settings(extra_files=[run_dir / "settings.yaml"], overrides=[f"stack.run_dir={run_dir}"])
+    t = live.topics
+    for topic in (t.features, t.profiles, t.dead_letter, t.assignments, t.centroids, t.alerts, t.price_forecasts,
+                  t.schedules, t.recommendations):
+        records = kafka_io.read_records(live, topic, idle_timeout_s=2)
+        assert records, f"the demo wrote to {topic}"
+        for key, value in records:
+            assert key, f"an unkeyed record in {topic}: {value[:200]!r}"
+            record = json.loads(value)
+            field = next((name for name in KEY_FIELDS if name in record), None)
+            if field is not None:
+                assert key.decode() == str(record[field]), f"{topic}: key {key!r} is not its {field}"
 
 
 def _recommendation_on_the_page(run_dir, recommendations) -> None:

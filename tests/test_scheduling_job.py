@@ -45,11 +45,17 @@ def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
     scheduling.build(env, settings, stop_offsets=stops)
     env.execute("scheduling-test")
 
-    out = [json.loads(v) for v in kafka_io.read_topic(settings, topics.schedules)]
+    keyed = kafka_io.read_records(settings, topics.schedules)
+    assert keyed and all(key.decode() == json.loads(value)["household_id"] for key, value in keyed), \
+        "every schedule is keyed by its household"
+    out = [json.loads(value) for _, value in keyed]
     assert all("error" not in s and s["household_id"] in households for s in out), "only schedules, never errors"
     complete = {s["household_id"]: s for s in out if len(s.get("appliances", [])) == 2}
     assert set(complete) == set(households)
-    dead = [json.loads(v) for v in kafka_io.read_topic(settings, topics.dead_letter, expected=5)]
+    dead_records = kafka_io.read_records(settings, topics.dead_letter, expected=5)
+    assert sorted(key.decode() for key, _ in dead_records) == sorted(
+        ["NL", "NL", "h-04", "scheduling", "scheduling"]), "dead letters keyed like the record they carry"
+    dead = [json.loads(v) for _, v in dead_records]
     reasons = sorted((d["payload"], d["reason"]) for d in dead)
     assert reasons == sorted([
         ("not json", "not a JSON object with a household_id"),
