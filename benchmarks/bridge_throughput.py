@@ -59,7 +59,8 @@ def forwarded(url: str) -> float:
         text = urllib.request.urlopen(url, timeout=2).read().decode()
     except OSError:
         return 0.0
-    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("gridflow_bridge_forwarded_total"))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("gridflow_bridge_forwarded_total"))
 
 
 def run_case(stack, readings: int, batch: int, publishers: int) -> dict:

@@ -174,7 +174,7 @@ def checked_view_sql(view: str, source: str, readings, time_column: str, out_of_
                       "'must be 1-64 characters of letters, digits, ''._:-'''"))
     rules += [
         ("'ts_ms'", "ts_ms IS NULL", "'must be an integer of epoch milliseconds'"),
-        ("'ts_ms'", f"ts_ms < {_MIN_TS_MS}", f"CAST(ts_ms AS STRING) || ' is before 2000-01-01 (meter clock not set?)'"),
+        ("'ts_ms'", f"ts_ms < {_MIN_TS_MS}", "CAST(ts_ms AS STRING) || ' is before 2000-01-01 (meter clock not set?)'"),
         ("'ts_ms'", f"ts_ms > UNIX_TIMESTAMP() * 1000 + {skew_ms}",
          f"CAST(ts_ms AS STRING) || ' is more than {skew_ms} ms in the future'"),
         ("'power_w'", f"NOT {_present('power_w')}", "'is required'"),

@@ -1,9 +1,11 @@
 """Anomaly job: per-minute window features -> anomaly alerts per household.
 
-    meter.features --key household--> DBSCAN micro-windows + rules --> household.alerts
-    (unusable feature records --> dead-letter topic with the reason)
+    meter.features --event time, key household/meter--> DBSCAN micro-windows + rules + silence timers
+        --> household.alerts            (unusable feature records --> dead-letter topic with the reason)
 
-The detector's state per household is Flink keyed state: it survives a restart from a checkpoint or savepoint.
+The detector's state per meter is Flink keyed state: it survives a restart from a checkpoint or savepoint.
+A meter that falls silent raises a dropout alert once the watermark (moved by the rest of the fleet) passes
+``anomaly.dropout_minutes`` after its last minute.
 
 Its own job, apart from the clustering job, because it runs once per meter and minute (833 records/s at
 50,000 meters) where clustering runs once per household and day: keyed Python state costs about 1 ms per
@@ -20,9 +22,8 @@ import sys
 
 from pyflink.common import Configuration, Types
 
-from gridflow.connectors.flink_kafka import read_strings, sink_json
-from gridflow.operators.anomaly import DEAD_LETTER, DetectAnomalies
-from gridflow.readings import household_id_of
+from gridflow.connectors.flink_kafka import event_time, read_strings, sink_json
+from gridflow.operators.anomaly import DEAD_LETTER, DetectAnomalies, FeatureEndTime, meter_key_of
 from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
 
@@ -33,7 +34,8 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     topics = settings.topics
     env.configure(Configuration().set_string("python.execution-mode", settings.anomaly.python_execution_mode))
     alerts = (read_strings(env, settings, topics.features, NAME, stop_offsets)
-              .key_by(household_id_of, key_type=Types.STRING())
+              .assign_timestamps_and_watermarks(event_time(settings.stream, FeatureEndTime()))
+              .key_by(meter_key_of, key_type=Types.STRING())
               .process(DetectAnomalies(settings, f"kafka:{topics.features}"), output_type=Types.STRING())
               .name("anomaly detection").uid("anomaly-detection"))
     sink_json(alerts, settings, topics.alerts, NAME)

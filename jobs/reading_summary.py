@@ -1,7 +1,7 @@
 """Reading summary job: raw meter readings from Kafka -> per-household window summaries in Kafka.
 
     readings topic --parse/validate--> event time --key by household--> tumbling window --> summaries topic
-                           \--> dead-letter topic (malformed, impossible or late readings, with the reason)
+                           \\--> dead-letter topic (malformed, impossible or late readings, with the reason)
 
 Run locally on the mini-cluster:      python jobs/reading_summary.py --config <stack>/settings.yaml
 Submit to a cluster:                  flink run -py jobs/reading_summary.py -- --config ...

@@ -1,4 +1,9 @@
-"""The per-household anomaly detector as a Flink function (thin: the model is ``gridflow.analytics.anomaly``).
+"""The per-meter anomaly detector as a Flink function (thin: the model is ``gridflow.analytics.anomaly``).
+
+Keyed by household and meter (:func:`meter_key_of`), so every meter of a household is judged on its own
+minutes. An event-time timer per meter fires ``anomaly.dropout_minutes`` after its last minute: if nothing
+newer arrived by then (the watermark, moved by the other meters, passed it), the meter is silent and a
+dropout alert goes out while it still is. The end of a bounded input is not silence.
 
 Imports neither river nor scipy's pybind11 modules, so a job can run it in thread-mode Python workers.
 """
@@ -9,18 +14,39 @@ import json
 import orjson
 
 from pyflink.common import Types
+from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
-from gridflow.analytics.anomaly import AnomalyDetector, HouseholdState
+from gridflow.analytics.anomaly import AnomalyDetector, HouseholdState, meter_key
 from gridflow.readings import dead_letter
 from gridflow.settings import Settings
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
+END_OF_INPUT_MS = 2**63 - 1   # the watermark of a finished bounded input (Long.MAX_VALUE)
 
 
 def _json(record) -> str:
     return json.dumps(record, separators=(",", ":"))
+
+
+def meter_key_of(payload: str) -> str:
+    """Key of a feature record (household and meter); '' for a record without them (dead-lettered)."""
+    try:
+        return meter_key(orjson.loads(payload))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""
+
+
+class FeatureEndTime(TimestampAssigner):
+    """Event time of a feature record: its window's last millisecond (0 when unreadable: never moves the
+    watermark)."""
+
+    def extract_timestamp(self, value, record_timestamp) -> int:
+        try:
+            return int(orjson.loads(value)["window_end_ms"]) - 1
+        except (ValueError, KeyError, TypeError):
+            return 0
 
 
 class DetectAnomalies(KeyedProcessFunction):
@@ -29,8 +55,11 @@ class DetectAnomalies(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext):
         self.state = runtime_context.get_state(ValueStateDescriptor("anomaly", Types.PICKLED_BYTE_ARRAY()))
+        self.silence_timer = runtime_context.get_state(ValueStateDescriptor("silence-timer", Types.LONG()))
         self.detector = AnomalyDetector(self.settings.anomaly)
-        self.alerts = runtime_context.get_metrics_group().add_group("gridflow").counter("alerts")
+        group = runtime_context.get_metrics_group().add_group("gridflow")
+        self.alerts = group.counter("alerts")
+        self.silent = group.counter("silent_meter_alerts")
 
     def process_element(self, value: str, ctx):
         stored = self.state.value()
@@ -41,6 +70,30 @@ class DetectAnomalies(KeyedProcessFunction):
             yield DEAD_LETTER, dead_letter(value, f"not a usable feature record: {error}", self.source)
             return
         self.state.update(state.to_dict())
+        if self.silence_timer.value() is None:   # one timer per meter at a time: re-armed when it fires
+            self._arm(state, ctx)
         for alert in alerts:
             self.alerts.inc()
             yield _json(alert)
+
+    def on_timer(self, timestamp: int, ctx):
+        self.silence_timer.clear()
+        if ctx.timer_service().current_watermark() >= END_OF_INPUT_MS:
+            return   # the input ended: that is not the meter falling silent
+        state = HouseholdState.from_dict(self.state.value())
+        deadline = self.detector.silence_deadline_ms(state)
+        if deadline is not None and deadline > timestamp:   # the meter sent since: wait for its new deadline
+            self._arm(state, ctx)
+            return
+        alerts = self.detector.check_silence(state, state.household_id, timestamp)
+        self.state.update(state.to_dict())
+        for alert in alerts:
+            self.alerts.inc()
+            self.silent.inc()
+            yield _json(alert)
+
+    def _arm(self, state: HouseholdState, ctx) -> None:
+        deadline = self.detector.silence_deadline_ms(state)
+        if deadline is not None:
+            ctx.timer_service().register_event_time_timer(deadline)
+            self.silence_timer.update(deadline)

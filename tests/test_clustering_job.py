@@ -47,8 +47,8 @@ def _stop_with_savepoint(job, folder) -> str:
     return job._j_job_client.stopWithSavepoint(False, str(folder), canonical).get()
 
 
-def _minute(k: int, mean: float, raw_max: float | None = None) -> dict:
-    return {"household_id": "h-77", "meter_id": "m-77", "window_start_ms": k * 60_000,
+def _minute(k: int, mean: float, raw_max: float | None = None, meter: str = "m-77") -> dict:
+    return {"household_id": "h-77", "meter_id": meter, "window_start_ms": k * 60_000,
             "window_end_ms": (k + 1) * 60_000, "n_readings": 6, "n_duplicates": 0, "n_outliers": int(bool(raw_max)),
             "n_interpolated": 0, "n_missing": 0, "coverage": 1.0, "energy_wh": mean / 60, "mean_w": mean,
             "peak_w": mean * 1.02, "min_w": mean * 0.98, "std_w": mean * 0.01, "raw_max_w": raw_max or mean * 1.02,
@@ -126,3 +126,40 @@ def test_a_spike_becomes_one_alert_and_an_unusable_feature_record_a_dead_letter(
     assert alerts[0]["window_start_ms"] == 20 * 60_000
     (dead,) = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
     assert dead["payload"] == '{"household_id": "h-77"}' and "not a usable feature record" in dead["reason"]
+
+
+def test_each_meter_of_a_household_is_judged_and_a_silent_meter_raises_a_dropout(kafka_settings):
+    """h-77 has two meters. m-1 reports every minute and spikes at minute 25; m-2 stops after minute 9.
+    Both meters' minutes count (before, the second meter's minutes were dropped as 'already judged'); m-2's
+    silence is an alert while it lasts (from the watermark the other meter moves), and the end of the
+    input is no silence for m-1."""
+    settings = kafka_settings.with_overrides("stream.out_of_orderness_ms=0")
+    t = settings.topics
+    kafka_io.create_topics(settings, [t.features], partitions=1)  # one partition: the watermark follows m-1
+    kafka_io.create_topics(settings, [t.alerts, t.dead_letter])
+    minutes = []
+    for k in range(40):
+        minutes.append(_minute(k, 400.0, raw_max=5000.0 if k == 25 else None, meter="m-1"))
+        if k < 10:
+            minutes.append(_minute(k, 250.0, meter="m-2"))
+    kafka_io.produce(settings, t.features, [("h-77", json.dumps(m)) for m in minutes])
+    env = create_env(settings)
+    # Live, as in production: the periodic watermark follows m-1 while the job runs (a bounded replay would
+    # end first, and the end of the input is not silence).
+    anomaly.build(env, settings, stop_offsets={t.features: None})
+    job = env.execute_async("anomaly-two-meters")
+    try:
+        _wait_for(settings, t.alerts, 2)
+        time.sleep(2)  # room for an alert too many to show up
+    finally:
+        job.cancel().result()
+    alerts = [json.loads(v) for v in kafka_io.read_topic(settings, t.alerts)]
+    by_meter = sorted((a["meter_id"], a["type"]) for a in alerts)
+    assert by_meter == [("m-1", "spike"), ("m-2", "dropout")], alerts
+    (dropout,) = [a for a in alerts if a["type"] == "dropout"]
+    dropout_minutes = settings.anomaly.dropout_minutes
+    assert dropout["household_id"] == "h-77" and dropout["evidence"]["still_silent"] is True
+    assert dropout["window_start_ms"] == 10 * 60_000, "silent since the end of its last minute"
+    assert dropout["window_end_ms"] == (10 + dropout_minutes) * 60_000
+    (spike,) = [a for a in alerts if a["type"] == "spike"]
+    assert spike["window_start_ms"] == 25 * 60_000

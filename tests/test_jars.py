@@ -87,3 +87,21 @@ def test_a_bad_lock_line_is_named(tmp_path, monkeypatch):
     (tmp_path / "x.lock").write_text("# header\nabc  one.jar\nnot-a-pin\n")
     with pytest.raises(ConnectorJarError, match=r"x.lock:3: expected 'sha256  file-name', got 'not-a-pin'"):
         ArtifactSet("x").locked()
+
+
+@pytest.mark.integration
+def test_a_job_given_a_jar_that_is_not_the_sql_connector_stops_at_once_and_says_why(tmp_path):
+    """PyFlink's Kafka wrapper names the SQL connector's shaded classes; with any other jar (here Flink's
+    own JSON format jar stands in for the plain flink-connector-kafka) the job must not start."""
+    from gridflow.stack.services import flink_home
+
+    wrong = next((flink_home() / "lib").glob("flink-json-*.jar"))
+    script = ("from gridflow.settings import load_settings\n"
+              "from gridflow.runtime import create_env\n"
+              f"create_env(load_settings(overrides=['connector.jars=[{wrong}]']))\n")
+    # a fresh client process (this one may have run thread-mode Python jobs, which disable its gateway)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env=env)
+    assert result.returncode != 0
+    assert "is not Flink's SQL connector jar (flink-sql-connector-kafka" in result.stderr, result.stderr[-2000:]

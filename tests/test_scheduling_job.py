@@ -54,7 +54,7 @@ def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
     assert set(complete) == set(households)
     dead_records = kafka_io.read_records(settings, topics.dead_letter, expected=5)
     assert sorted(key.decode() for key, _ in dead_records) == sorted(
-        ["NL", "NL", "h-04", "scheduling", "scheduling"]), "dead letters keyed like the record they carry"
+        ["NL", "NL", "h-04", "appliance topic", "appliance topic"]), "keyed like their record, else by source"
     dead = [json.loads(v) for _, v in dead_records]
     reasons = sorted((d["payload"], d["reason"]) for d in dead)
     assert reasons == sorted([

@@ -4,7 +4,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from gridflow import kafka_io

@@ -7,7 +7,8 @@ Input: the preprocessing job's feature record of one meter and minute (``househo
 suggested ``action`` for the household, and at most one alert per household and type per
 ``alert_cooldown_s`` (later ones are counted in the next alert's ``suppressed_since_last``).
 
-Detectors, per household (state: :class:`HouseholdState`, small and picklable):
+Detectors, per meter (a household with two meters has two states; state: :class:`HouseholdState`, small
+and picklable):
 
 * ``unusual_load`` -- DBSCAN (:func:`gridflow.native.dbscan.dbscan`) over the household's minutes of
   the last ``micro_window_s``: each minute is ``(log spikiness, log level against the window's median
@@ -19,7 +20,8 @@ Detectors, per household (state: :class:`HouseholdState`, small and picklable):
   edge could be an appliance switching on, so it is confirmed by the next minute falling back.
 * ``stuck`` -- ``stuck_minutes`` whole minutes of identical readings at one value >= ``stuck_min_w``.
 * ``dropout`` -- ``dropout_minutes`` without readings (a gap between records, or empty minutes);
-  :meth:`AnomalyDetector.check_silence` also raises it from a timer while the meter is silent.
+  :meth:`AnomalyDetector.check_silence` also raises it from a timer while the meter is silent (the
+  anomaly job arms one at :meth:`AnomalyDetector.silence_deadline_ms`).
 * ``sustained_high`` (appliance left on) -- the minute's lowest reading ``sustained_excess_w`` above
   the household's usual floor (a tracker that follows drops at once and rises over hours) for
   ``sustained_minutes``.
@@ -73,9 +75,10 @@ def _copied(value):
 
 @dataclass
 class HouseholdState:
-    """What the detector remembers about one household (plain values: pickles and JSON-serialises)."""
+    """What the detector remembers about one meter of a household (plain values: pickles and JSON-serialises)."""
 
     meter_id: str = ""
+    household_id: str = ""
     minutes_seen: int = 0
     last_end_ms: int | None = None
     recent_end_ms: list[int] = field(default_factory=list)    # the last micro_window_s of minutes
@@ -144,11 +147,12 @@ class AnomalyDetector:
 
     def run(self, records: Iterable[Mapping[str, Any]],
             states: dict[str, HouseholdState] | None = None) -> list[dict[str, Any]]:
-        """Feed records of many households in time order; alerts in the order they are raised."""
+        """Feed records of many meters in time order; alerts in the order they are raised. ``states`` is
+        keyed by :func:`meter_key`."""
         states = {} if states is None else states
         alerts = []
         for record in records:
-            state = states.setdefault(str(record["household_id"]), HouseholdState())
+            state = states.setdefault(meter_key(record), HouseholdState())
             alerts.extend(self.update(state, record))
         return alerts
 
@@ -157,6 +161,7 @@ class AnomalyDetector:
         s = self.settings
         household = str(record["household_id"])
         state.meter_id = str(record.get("meter_id", state.meter_id))
+        state.household_id = household
         start, end = int(record["window_start_ms"]), int(record["window_end_ms"])
         if state.last_end_ms is not None and end <= state.last_end_ms:
             return []   # late or repeated minute: already judged
@@ -196,8 +201,14 @@ class AnomalyDetector:
         state.prev_mean_w = mean
         return self._emit(state, household, raised)
 
+    def silence_deadline_ms(self, state: HouseholdState) -> int | None:
+        """When the meter counts as silent if nothing newer than its last minute has arrived."""
+        if state.last_end_ms is None:
+            return None
+        return state.last_end_ms + int(self.settings.dropout_minutes) * MINUTE_MS
+
     def check_silence(self, state: HouseholdState, household_id: str, now_ms: int) -> list[dict[str, Any]]:
-        """Dropout alert from a timer: the household sent nothing for ``dropout_minutes`` up to ``now_ms``."""
+        """Dropout alert from a timer: the meter sent nothing for ``dropout_minutes`` up to ``now_ms``."""
         if state.last_end_ms is None:
             return []
         silent_min = (int(now_ms) - state.last_end_ms) // MINUTE_MS
@@ -368,6 +379,11 @@ class AnomalyDetector:
             out.append({"household_id": household, "meter_id": state.meter_id, "ts_ms": ts, **alert,
                         "suppressed_since_last": state.suppressed.pop(kind, 0)})
         return out
+
+
+def meter_key(record: Mapping[str, Any]) -> str:
+    """The state key of a feature record: its household and meter (``household/meter``; ids never hold '/')."""
+    return f"{record['household_id']}/{record.get('meter_id', '')}"
 
 
 def peer_outliers(records: Iterable[Mapping[str, Any]], settings,
