@@ -14,6 +14,7 @@ from gridflow.web.cli import add_parser as add_page_parser
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="gridflow", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gridflow {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     stack = commands.add_parser("stack", help="start, stop or inspect the embedded default stack")
@@ -70,6 +71,15 @@ def main(argv: list[str] | None = None) -> None:
                "bridge": _bridge, "simulate": _simulate, "schedule": _schedule,
                "page": _page, "cluster": _cluster}[args.command]
     handler(args, settings)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gridflow")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _cluster(args, settings) -> None:
