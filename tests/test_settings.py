@@ -100,3 +100,12 @@ def test_gridflow_config_check_rejects_a_bad_file(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "'anomaly.dbscan_min_samples'" in result.stderr and "1 <= value <= 10000" in result.stderr
+
+
+def test_the_command_reports_the_installed_version():
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    result = subprocess.run([sys.executable, "-m", "gridflow.cli", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == f"gridflow {version('gridflow')}"
