@@ -80,6 +80,14 @@ class ArtifactSet:
     def present(self, settings: Settings) -> bool:
         return not self.problems(self.folder(settings))
 
+    def verified_paths(self, settings: Settings, what: str, remedy: str) -> list[Path]:
+        """The set's jars in the cache, or :class:`ConnectorJarError` naming each problem and the remedy."""
+        problems = self.problems(self.folder(settings))
+        if problems:
+            raise ConnectorJarError(f"the {what} jars in {self.folder(settings)} are not usable "
+                                    f"({'; '.join(problems)}); {remedy}")
+        return self.paths(settings)
+
 
 FLINK_CONNECTORS = ArtifactSet("flink-connectors")
 KAFKA_BROKER = ArtifactSet("kafka-broker")
@@ -146,22 +154,15 @@ def connector_jar_urls(settings: Settings) -> list[str]:
         if missing:
             raise ConnectorJarError(f"connector.jars lists files that do not exist: {missing}")
     else:
-        problems = FLINK_CONNECTORS.problems(FLINK_CONNECTORS.folder(settings))
-        if problems:
-            raise ConnectorJarError(
-                f"the Kafka connector jars in {FLINK_CONNECTORS.folder(settings)} are not usable "
-                f"({'; '.join(problems)}); run 'gridflow jars fetch' or set connector.jars")
-        paths = FLINK_CONNECTORS.paths(settings)
+        paths = FLINK_CONNECTORS.verified_paths(settings, "Kafka connector",
+                                                "run 'gridflow jars fetch' or set connector.jars")
     return [path.resolve().as_uri() for path in paths]
 
 
 def kafka_classpath(settings: Settings) -> str:
     """The embedded broker's Java class path (every jar of the ``kafka-broker`` set)."""
-    problems = KAFKA_BROKER.problems(KAFKA_BROKER.folder(settings))
-    if problems:
-        raise ConnectorJarError(f"the Kafka broker jars in {KAFKA_BROKER.folder(settings)} are not usable "
-                                f"({'; '.join(problems)}); run 'gridflow jars fetch'")
-    return ":".join(str(path) for path in KAFKA_BROKER.paths(settings))
+    paths = KAFKA_BROKER.verified_paths(settings, "Kafka broker", "run 'gridflow jars fetch'")
+    return ":".join(str(path) for path in paths)
 
 
 def check_connector_on_classpath() -> None:

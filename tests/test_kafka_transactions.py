@@ -21,6 +21,14 @@ def _transactional_producer(settings, transactional_id: str) -> Producer:
     return producer
 
 
+def _write(producer: Producer, topic: str, values: list[str]) -> None:
+    """Open a transaction and write ``values`` to the log in it (keyed h-0, h-1, ...); the caller ends it."""
+    producer.begin_transaction()
+    for i, value in enumerate(values):
+        producer.produce(topic, key=f"h-{i}", value=value)
+    producer.flush(30)
+
+
 def _values(settings, topic, isolation: str, expected=None) -> list[str]:
     guarantee = "exactly-once" if isolation == "read_committed" else "at-least-once"
     return kafka_io.read_topic(settings.with_overrides(f"kafka.delivery_guarantee={guarantee}"), topic,
@@ -32,20 +40,13 @@ def test_aborted_and_open_transactions_are_invisible_to_read_committed_consumers
     kafka_io.create_topics(kafka_settings, [topic])
     producer = _transactional_producer(kafka_settings, f"{topic}.writer")
 
-    producer.begin_transaction()
-    for i in range(5):
-        producer.produce(topic, key=f"h-{i}", value=f"committed-{i}")
+    _write(producer, topic, [f"committed-{i}" for i in range(5)])
     producer.commit_transaction(30)
 
-    producer.begin_transaction()
-    for i in range(5):
-        producer.produce(topic, key=f"h-{i}", value=f"aborted-{i}")
-    producer.flush(30)                  # written to the log ...
+    _write(producer, topic, [f"aborted-{i}" for i in range(5)])   # written to the log ...
     producer.abort_transaction(30)      # ... and then aborted, as after a TaskManager crash
 
-    producer.begin_transaction()
-    producer.produce(topic, key="h-0", value="open")
-    producer.flush(30)                  # written, not yet committed
+    _write(producer, topic, ["open"])   # written, not yet committed
 
     uncommitted = _values(kafka_settings, topic, "read_uncommitted", expected=11)
     assert sorted(uncommitted) == sorted([f"committed-{i}" for i in range(5)] + [f"aborted-{i}" for i in range(5)]
@@ -63,14 +64,10 @@ def test_a_new_producer_with_the_same_transactional_id_aborts_the_crashed_ones_t
     topic = kafka_settings.topics.features
     kafka_io.create_topics(kafka_settings, [topic])
     crashed = _transactional_producer(kafka_settings, f"{topic}.sink-0")
-    crashed.begin_transaction()
-    for i in range(3):
-        crashed.produce(topic, key=f"h-{i}", value=f"lost-{i}")
-    crashed.flush(30)                   # the crash: never committed, never aborted by its writer
+    _write(crashed, topic, [f"lost-{i}" for i in range(3)])   # the crash: never committed, never aborted
 
     restarted = _transactional_producer(kafka_settings, f"{topic}.sink-0")   # fences and aborts
-    restarted.begin_transaction()
-    restarted.produce(topic, key="h-0", value="replayed")
+    _write(restarted, topic, ["replayed"])
     restarted.commit_transaction(30)
 
     assert _values(kafka_settings, topic, "read_committed", expected=1) == ["replayed"]

@@ -127,18 +127,17 @@ def start_kafka(launcher: Launcher, settings: Settings, data_dir: Path, port: in
     properties = kafka_properties(settings, log_dir, port, controller_port)
     properties_file.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
     (data_dir / "log4j2.yaml").write_text(KAFKA_LOG4J)
-    java = java_binary()
-    jvm = [java, f"-Xms{settings.stack.kafka_heap_mb}m", f"-Xmx{settings.stack.kafka_heap_mb}m", "-XX:+UseG1GC",
-           "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
-           f"-Dlog4j2.configurationFile={data_dir / 'log4j2.yaml'}", "-cp", classpath]
+    java = [java_binary(), f"-Dlog4j2.configurationFile={data_dir / 'log4j2.yaml'}", "-cp", classpath]
     if not (log_dir / "meta.properties").exists():
         formatted = subprocess.run(
-            [*jvm[:1], "-cp", classpath, f"-Dlog4j2.configurationFile={data_dir / 'log4j2.yaml'}",
-             "kafka.tools.StorageTool", "format", "--cluster-id", _cluster_id(), "--config", str(properties_file)],
+            [*java, "kafka.tools.StorageTool", "format", "--cluster-id", _cluster_id(), "--config", str(properties_file)],
             capture_output=True, text=True, timeout=settings.stack.start_timeout_s)
         if formatted.returncode != 0:
             raise StackError(f"formatting the Kafka log folder {log_dir} failed:\n{formatted.stdout}{formatted.stderr}")
-    process = launcher.start("kafka", [*jvm, "kafka.Kafka", str(properties_file)])
+    heap = f"{settings.stack.kafka_heap_mb}m"
+    broker = [*java[:1], f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+              "-Djava.awt.headless=true", *java[1:], "kafka.Kafka", str(properties_file)]
+    process = launcher.start("kafka", broker)
     wait_for_port(host, port, settings.stack.start_timeout_s, process)
     bootstrap = f"{host}:{port}"
     wait_until(lambda: _kafka_ready(bootstrap), settings.stack.start_timeout_s, "Kafka to answer metadata requests",
