@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 
 import paho.mqtt.client as mqtt
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry, Counter
 
-from gridflow.readings import dead_letter
+from gridflow.contracts import ID, dead_letter
 from gridflow.settings import Settings
 
 log = logging.getLogger(__name__)
-_HOUSEHOLD = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_HOUSEHOLD = ID
 
 
 def household_of(key: bytes | None, value: bytes | None) -> str | None:

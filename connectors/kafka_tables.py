@@ -27,17 +27,8 @@ def raw_source_ddl(settings: Settings, table: str, topic: str, job_name: str, *,
     ``max_future_ms`` ahead of the clock, so a malformed record never moves the watermark) with a bounded
     out-of-orderness watermark.
     """
-    options = {
-        "connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
-        "properties.group.id": group_id(settings, job_name), "properties.client.id.prefix": group_id(settings, job_name),
-        "scan.startup.mode": "group-offsets", "properties.auto.offset.reset": "earliest",
-        "format": "raw", "raw.charset": "UTF-8", "scan.watermark.emit.strategy": watermark_emit,
-        **{f"properties.{key}": value for key, value in consumer_properties(settings).items()},
-    }
-    if stop_offsets is not None:
-        options["scan.bounded.mode"] = "specific-offsets"
-        options["scan.bounded.specific-offsets"] = ";".join(
-            f"partition:{p},offset:{o}" for p, o in sorted(stop_offsets.items()))
+    options = {**_source_options(settings, topic, job_name, stop_offsets),
+               "format": "raw", "raw.charset": "UTF-8", "scan.watermark.emit.strategy": watermark_emit}
     seconds = f"{out_of_orderness_ms // 1000}.{out_of_orderness_ms % 1000:03d}"
     ts_ms = "TRY_CAST(JSON_VALUE(`payload`, '$.ts_ms') AS BIGINT)"
     return f"""CREATE TABLE {table} (
@@ -48,6 +39,35 @@ def raw_source_ddl(settings: Settings, table: str, topic: str, job_name: str, *,
 ) WITH (
   {_options(options)}
 )"""
+
+
+def keyed_source_ddl(settings: Settings, table: str, topic: str, job_name: str,
+                     stop_offsets: dict[int, int] | None = None) -> str:
+    """``CREATE TABLE`` of a topic as ``(record_key STRING, payload STRING)``: each record's key and value,
+    unparsed (a null key reads as NULL), resuming at the job's committed group offsets."""
+    options = {**_source_options(settings, topic, job_name, stop_offsets),
+               "key.format": "raw", "key.fields": "record_key", "value.format": "raw",
+               "value.fields-include": "EXCEPT_KEY"}
+    return f"""CREATE TABLE {table} (
+  `record_key` STRING,
+  `payload` STRING
+) WITH (
+  {_options(options)}
+)"""
+
+
+def _source_options(settings: Settings, topic: str, job_name: str, stop_offsets: dict[int, int] | None) -> dict:
+    options = {
+        "connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
+        "properties.group.id": group_id(settings, job_name), "properties.client.id.prefix": group_id(settings, job_name),
+        "scan.startup.mode": "group-offsets", "properties.auto.offset.reset": "earliest",
+        **{f"properties.{key}": value for key, value in consumer_properties(settings).items()},
+    }
+    if stop_offsets is not None:
+        options["scan.bounded.mode"] = "specific-offsets"
+        options["scan.bounded.specific-offsets"] = ";".join(
+            f"partition:{p},offset:{o}" for p, o in sorted(stop_offsets.items()))
+    return options
 
 
 def keyed_sink_ddl(settings: Settings, table: str, topic: str, job_name: str) -> str:

@@ -5,48 +5,44 @@
 Price record: one JSON object per price slot on ``topics.prices`` (Kafka key: the market), slots of a market
 in increasing time order::
 
-    {"schema": 1, "market": "NL", "ts_ms": 1704668400000, "slot_minutes": 60, "price_per_kwh": 0.0921}
+    {"v": 1, "market": "NL", "ts_ms": 1704668400000, "slot_minutes": 60, "price_per_kwh": 0.0921}
 
 * ``market`` -- price area, 1-64 characters of letters, digits and ``._:-``;
 * ``ts_ms`` -- start of the slot, UTC epoch milliseconds, a whole number of slots since the epoch;
 * ``slot_minutes`` -- slot length; the forecasting job takes ``forecast.slot_minutes`` only (average finer
   prices upstream);
 * ``price_per_kwh`` -- price in ``tariff.currency`` per kWh, finite, may be negative;
-* optional ``schema`` (1) and ``currency`` (ISO 4217; when given it must be ``tariff.currency``).
+* optional ``v`` (the schema version, 1) and ``currency`` (ISO 4217; when given it must be ``tariff.currency``).
 
 Prices per MWh are rejected, never converted: a ``price_per_mwh`` field is an unknown field, and a price
 beyond +-:data:`MAX_ABS_PRICE_PER_KWH` (the European day-ahead market clears between -0.5 and 4 EUR/kWh) is
-taken for a per-MWh value. :func:`parse_price_record` raises :class:`~gridflow.readings.InvalidReading`
+taken for a per-MWh value. :func:`parse_price_record` raises :class:`~gridflow.contracts.ContractError`
 naming the field; the forecasting job turns it into a dead-letter record.
 
 >>> record = price_record("NL", 1_704_668_400_000, 0.0921, 60)
->>> parse_price_record(json.dumps(record), slot_minutes=60, currency="EUR").price_per_kwh
+>>> parse_price_record(encode(record), slot_minutes=60, currency="EUR").price_per_kwh
 0.0921
 >>> parse_price_record('{"market": "NL", "ts_ms": 1704668400000, "slot_minutes": 60, "price_per_kwh": 92.1}',
 ...                    60, "EUR")
 Traceback (most recent call last):
 ...
-gridflow.readings.InvalidReading: price_per_kwh: 92.1 is outside [-10.0, 10.0] EUR/kWh (a price per MWh? divide by 1000)
+gridflow.contracts.core.ContractError: price_per_kwh: 92.1 is outside [-10.0, 10.0] EUR/kWh (a price per MWh? divide by 1000)
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import re
 import sys
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 import numpy as np
 
-from gridflow.readings import InvalidReading, decode_object
+from gridflow.contracts import CONTRACTS, ID, SCHEMA_VERSION, ContractError, encode
 
-SCHEMA_VERSION = 1
 MAX_ABS_PRICE_PER_KWH = 10.0
-FIELDS = ("schema", "market", "ts_ms", "slot_minutes", "price_per_kwh", "currency")
 DAY_MS = 86_400_000
-_MARKET = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+PRICE = CONTRACTS["price"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,7 @@ class PriceRecord:
 
 def price_record(market: str, ts_ms: int, price_per_kwh: float, slot_minutes: int) -> dict:
     """A JSON-ready price record for one slot."""
-    return {"schema": SCHEMA_VERSION, "market": market, "ts_ms": int(ts_ms), "slot_minutes": int(slot_minutes),
+    return {"v": SCHEMA_VERSION, "market": market, "ts_ms": int(ts_ms), "slot_minutes": int(slot_minutes),
             "price_per_kwh": float(price_per_kwh)}
 
 
@@ -83,34 +79,32 @@ def parse_price_record(payload: str | bytes, slot_minutes: int, currency: str) -
 
     Raises
     ------
-    gridflow.readings.InvalidReading
+    gridflow.contracts.ContractError
         The payload is not such a record; ``field`` names the offending field ('' = the whole payload).
     """
-    data = decode_object(payload)
-    unknown = sorted(set(data) - set(FIELDS))
-    if unknown:
-        hint = " (prices are per kWh in price_per_kwh: divide EUR/MWh by 1000)" if "mwh" in unknown[0].lower() else ""
-        raise InvalidReading(unknown[0], f"unknown field{hint}; allowed fields: {', '.join(FIELDS)}")
-    if data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
-        raise InvalidReading("schema", f"unsupported schema {data['schema']!r}; supported: {SCHEMA_VERSION}")
-    market = data.get("market")
-    if not isinstance(market, str) or not _MARKET.match(market):
-        raise InvalidReading("market", f"must be 1-64 characters of letters, digits, '._:-', got {market!r}")
+    try:
+        data = PRICE.decode(payload)
+    except ContractError as error:
+        if "mwh" in error.field.lower():
+            raise ContractError(error.field, "unknown field (prices are per kWh in price_per_kwh: divide EUR/MWh "
+                                             "by 1000)") from None
+        raise
     if data.get("currency", currency) != currency:
-        raise InvalidReading("currency", f"{data['currency']!r} is not the configured currency {currency!r}")
-    if data.get("slot_minutes") != slot_minutes or isinstance(data.get("slot_minutes"), bool):
-        raise InvalidReading("slot_minutes", f"must be {slot_minutes} (forecast.slot_minutes), got "
-                                             f"{data.get('slot_minutes')!r}; average finer prices upstream")
-    ts_ms = data.get("ts_ms")
-    if isinstance(ts_ms, bool) or not isinstance(ts_ms, int) or ts_ms < 0 or ts_ms % (slot_minutes * 60_000):
-        raise InvalidReading("ts_ms", f"must be the start of a {slot_minutes}-minute slot in epoch milliseconds, "
-                                      f"got {ts_ms!r}")
-    price = data.get("price_per_kwh")
-    if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price):
-        raise InvalidReading("price_per_kwh", f"must be a finite number, got {price!r}")
+        raise ContractError("currency", f"{data['currency']!r} is not the configured currency {currency!r}")
+    if data["slot_minutes"] != slot_minutes:
+        raise ContractError("slot_minutes", f"must be {slot_minutes} (forecast.slot_minutes), got "
+                                            f"{data['slot_minutes']!r}; average finer prices upstream")
+    ts_ms = data["ts_ms"]
+    if ts_ms % (slot_minutes * 60_000):
+        raise ContractError("ts_ms", f"must be the start of a {slot_minutes}-minute slot in epoch milliseconds, "
+                                     f"got {ts_ms!r}")
+    market = data["market"]
+    price = data["price_per_kwh"]
+    if not math.isfinite(price):
+        raise ContractError("price_per_kwh", f"must be a finite number, got {price!r}")
     if abs(price) > MAX_ABS_PRICE_PER_KWH:
         bounds = f"[{-MAX_ABS_PRICE_PER_KWH}, {MAX_ABS_PRICE_PER_KWH}] {currency}/kWh"
-        raise InvalidReading("price_per_kwh", f"{price} is outside {bounds} (a price per MWh? divide by 1000)")
+        raise ContractError("price_per_kwh", f"{price} is outside {bounds} (a price per MWh? divide by 1000)")
     return PriceRecord(market, ts_ms, slot_minutes, float(price))
 
 
@@ -152,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
     slot_minutes = args.slot_minutes or settings.forecast.slot_minutes
-    if not _MARKET.match(args.market):
+    if not ID.match(args.market):
         parser.error(f"--market must be 1-64 characters of letters, digits, '._:-', got {args.market!r}")
     try:
         records = replay_records(load_prices(settings), args.start, args.days, args.market, slot_minutes)
@@ -162,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"no prices in the data for {args.days} day(s) from {args.start}")
     topic = settings.topics.prices
     kafka_io.create_topics(settings, [topic])
-    kafka_io.produce(settings, topic, ((args.market, json.dumps(r, separators=(",", ":"))) for r in records))
+    kafka_io.produce(settings, topic, ((args.market, encode(r)) for r in records))
     print(f"published {len(records)} {slot_minutes}-minute prices of {args.market} from {args.start} "
           f"({args.days} day(s)) to {topic}")
 

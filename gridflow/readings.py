@@ -12,24 +12,27 @@ field and why, which callers turn into a dead-letter record with :func:`dead_let
 """
 from __future__ import annotations
 
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 1
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+from gridflow.contracts.core import (  # noqa: F401  (re-exported: the reading is one of the contracts)
+    ID,
+    ID_RULE,
+    encode,
+    KEY_FIELDS,
+    SCHEMA_VERSION,
+    ContractError,
+    dead_letter,
+    decode_object,
+    household_id_of,
+    record_key,
+)
+
+InvalidReading = ContractError   # the reading's name for a broken contract
+
+_ID = ID
 _MIN_TS_MS = 946_684_800_000  # 2000-01-01: older clocks are unset meter clocks
-
-
-class InvalidReading(ValueError):
-    """A payload that is not a valid reading. ``field`` names the offending field ('' = whole payload)."""
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}" if field else reason)
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class Reading:
                 data[name] = getattr(self, name)
         if self.channels_w:
             data["channels_w"] = self.channels_w
-        return json.dumps(data, separators=(",", ":"))
+        return encode(data)
 
 
 KNOWN_FIELDS = {"v", "household_id", "meter_id", "ts_ms", "power_w", "voltage_v", "current_a", "energy_kwh", "channels_w"}
@@ -79,55 +82,6 @@ KNOWN_FIELDS = {"v", "household_id", "meter_id", "ts_ms", "power_w", "voltage_v"
 def parse_reading(payload: bytes | str, bounds: ReadingBounds = ReadingBounds(), now_ms: int | None = None) -> Reading:
     """Decode and validate one reading; raises :class:`InvalidReading` naming the bad field."""
     return validate_reading(decode_object(payload), bounds, now_ms)
-
-
-def decode_object(payload: bytes | str) -> dict:
-    """A JSON object from ``payload``; raises :class:`InvalidReading` (field '') if it is not JSON or not an
-    object. For the records the jobs read (prices, features) as well as readings."""
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidReading("", f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidReading("", f"expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def household_id_of(payload: bytes | str) -> str:
-    """The ``household_id`` field of a JSON record as a string, '' if the record has none (for keying)."""
-    try:
-        return str(json.loads(payload).get("household_id") or "")
-    except (ValueError, AttributeError):
-        return ""
-
-
-# Fields that order an output record, in the order a record's Kafka key is taken from (see record_key).
-KEY_FIELDS = ("household_id", "meter_id", "market", "feeder", "cluster")
-
-
-def record_key(payload: bytes | str) -> str:
-    """The Kafka key of a JSON output record: the first of :data:`KEY_FIELDS` it has (the household for
-    its records, the market for price forecasts, the cluster for centroids); a dead letter is keyed like the
-    record it carries, or by its source when that has no key. '' for a record with none of them.
-
-    >>> record_key('{"household_id": "h-7", "cluster": 2}'), record_key('{"market": "NL"}')
-    ('h-7', 'NL')
-    >>> record_key('{"source": "kafka:grid.prices", "reason": "...", "payload": "not json"}')
-    'kafka:grid.prices'
-    """
-    try:
-        record = json.loads(payload)
-    except ValueError:
-        return ""
-    if not isinstance(record, dict):
-        return ""
-    for name in KEY_FIELDS:
-        value = record.get(name)
-        if value is not None and value != "" and not isinstance(value, (dict, list)):
-            return str(value)
-    if isinstance(record.get("payload"), str) and "reason" in record:
-        return record_key(record["payload"]) or str(record.get("source") or "")
-    return ""
 
 
 def validate_reading(data: Any, bounds: ReadingBounds = ReadingBounds(), now_ms: int | None = None) -> Reading:
@@ -168,7 +122,7 @@ def validate_reading(data: Any, bounds: ReadingBounds = ReadingBounds(), now_ms:
 def _identifier(data: dict, name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not _ID.match(value):
-        raise InvalidReading(name, f"must be 1-64 characters of letters, digits, '._:-', got {value!r}")
+        raise InvalidReading(name, f"must be {ID_RULE}, got {value!r}")
     return value
 
 
@@ -184,17 +138,3 @@ def _number(data: dict, name: str, low: float, high: float, required: bool = Fal
     if not low <= value <= high:
         raise InvalidReading(label, f"{value} is outside the physically possible range [{low}, {high}]")
     return float(value)
-
-
-def dead_letter(payload: bytes | str, error: InvalidReading | str, source: str, ts_ms: int | None = None) -> str:
-    """A dead-letter record: the original payload kept verbatim with the reason it was rejected."""
-    if isinstance(payload, bytes):
-        payload = payload.decode("utf-8", errors="backslashreplace")
-    if isinstance(error, InvalidReading):
-        field_name, reason = error.field, error.reason
-    else:
-        field_name, reason = "", str(error)
-    record = {"source": source, "field": field_name, "reason": reason, "payload": payload}
-    if ts_ms is not None:
-        record["ts_ms"] = ts_ms
-    return json.dumps(record, separators=(",", ":"))

@@ -22,7 +22,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-SCHEMA = 1
+from gridflow.contracts import SCHEMA_VERSION
+
 
 
 def _clock(ts_ms: int, zone: str) -> str:
@@ -30,7 +31,7 @@ def _clock(ts_ms: int, zone: str) -> str:
 
 
 def _record(household_id: str, kind: str, text: str, saving: float, currency: str, now_ms: int, **extra) -> dict:
-    return {"schema": SCHEMA, "household_id": household_id, "kind": kind, "text": text,
+    return {"v": SCHEMA_VERSION, "household_id": household_id, "kind": kind, "text": text,
             "saving_per_day": round(saving, 4), "currency": currency, "created_ms": now_ms,
             "appliance": extra.pop("appliance", None), "from_ts_ms": extra.pop("from_ts_ms", None),
             "to_ts_ms": extra.pop("to_ts_ms", None), **extra}

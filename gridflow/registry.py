@@ -12,7 +12,7 @@ import csv
 from pathlib import Path
 from typing import Iterable
 
-from gridflow.readings import _ID
+from gridflow.contracts import ID as _ID
 
 HEADER = ["household_id", "meter_id"]
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from gridflow.contracts.core import SCHEMA_VERSION
+
 MS_PER_HOUR = 3_600_000.0
 
 
@@ -33,6 +35,7 @@ def summary(household_id: str, window_start_ms: int, window_end_ms: int, accumul
         raise ValueError("a window summary needs at least one reading")
     mean_power_w = total / count
     return {
+        "v": SCHEMA_VERSION,
         "household_id": household_id,
         "window_start_ms": window_start_ms,
         "window_end_ms": window_end_ms,

@@ -22,7 +22,8 @@ import sys
 
 from pyflink.common import Configuration, Types
 
-from gridflow.connectors.flink_kafka import event_time, read_strings, sink_json
+from gridflow.connectors.flink_kafka import event_time, read_contract, sink_json
+from gridflow.contracts import CONTRACTS
 from gridflow.operators.anomaly import DEAD_LETTER, DetectAnomalies, FeatureEndTime, meter_key_of
 from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
@@ -33,13 +34,13 @@ NAME = "anomaly"
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
     topics = settings.topics
     env.configure(Configuration().set_string("python.execution-mode", settings.anomaly.python_execution_mode))
-    alerts = (read_strings(env, settings, topics.features, NAME, stop_offsets)
-              .assign_timestamps_and_watermarks(event_time(settings.stream, FeatureEndTime()))
+    features, rejected = read_contract(env, settings, CONTRACTS["feature"], NAME, stop_offsets)
+    alerts = (features.assign_timestamps_and_watermarks(event_time(settings.stream, FeatureEndTime()))
               .key_by(meter_key_of, key_type=Types.STRING())
               .process(DetectAnomalies(settings, f"kafka:{topics.features}"), output_type=Types.STRING())
               .name("anomaly detection").uid("anomaly-detection"))
     sink_json(alerts, settings, topics.alerts, NAME)
-    sink_json(alerts.get_side_output(DEAD_LETTER), settings, topics.dead_letter, NAME, "dead letters")
+    sink_json(rejected.union(alerts.get_side_output(DEAD_LETTER)), settings, topics.dead_letter, NAME, "dead letters")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,8 @@ import sys
 
 from pyflink.common import Configuration, Types
 
-from gridflow.connectors.flink_kafka import event_time, read_strings, sink_json
+from gridflow.connectors.flink_kafka import event_time, read_contract, sink_json
+from gridflow.contracts import CONTRACTS
 from gridflow.operators.learning import DEAD_LETTER, FeatureTimestamp, LearnAppliances, ParseFeatures, feature_type
 from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
@@ -39,7 +40,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     topics, stream = settings.topics, settings.stream
     env.configure(Configuration().set_string("python.execution-mode", PYTHON_EXECUTION_MODE))
     source_name = f"kafka:{topics.features}"
-    raw = read_strings(env, settings, topics.features, NAME, stop_offsets)
+    raw, rejected = read_contract(env, settings, CONTRACTS["feature"], NAME, stop_offsets)
     features = raw.process(ParseFeatures(source_name), output_type=feature_type()).name("parse features")
     appliances = (
         features.assign_timestamps_and_watermarks(event_time(stream, FeatureTimestamp()))
@@ -48,7 +49,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
         .uid("appliance-learner")
     )
     sink_json(appliances, settings, topics.appliances, NAME)
-    sink_json(features.get_side_output(DEAD_LETTER).union(appliances.get_side_output(DEAD_LETTER)),
+    sink_json(rejected.union(features.get_side_output(DEAD_LETTER), appliances.get_side_output(DEAD_LETTER)),
               settings, topics.dead_letter, NAME, "dead letters")
 
 

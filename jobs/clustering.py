@@ -16,7 +16,8 @@ import sys
 
 from pyflink.common import Types
 
-from gridflow.connectors.flink_kafka import read_strings, sink_json
+from gridflow.connectors.flink_kafka import read_contract, sink_json
+from gridflow.contracts import CONTRACTS
 from gridflow.operators.analytics import ASSIGNMENT, CENTROIDS, DEAD_LETTER, GRID, ClusterProfiles, pair_type
 from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
@@ -26,14 +27,14 @@ NAME = "clustering"
 
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
     topics = settings.topics
-    profiles = read_strings(env, settings, topics.profiles, NAME, stop_offsets)
+    profiles, rejected = read_contract(env, settings, CONTRACTS["profile"], NAME, stop_offsets)
     clustered = (profiles.key_by(lambda _: GRID, key_type=Types.STRING())
                  .process(ClusterProfiles(settings, f"kafka:{topics.profiles}"), output_type=pair_type())
                  .name("online k-means").uid("online-kmeans"))
     for kind, topic in ((ASSIGNMENT, topics.assignments), (CENTROIDS, topics.centroids)):
         sink_json(clustered.filter(lambda e, kind=kind: e[0] == kind).map(lambda e: e[1], output_type=Types.STRING()),
                   settings, topic, NAME)
-    sink_json(clustered.get_side_output(DEAD_LETTER), settings, topics.dead_letter, NAME, "dead letters")
+    sink_json(rejected.union(clustered.get_side_output(DEAD_LETTER)), settings, topics.dead_letter, NAME, "dead letters")
 
 
 def main(argv: list[str] | None = None) -> None:

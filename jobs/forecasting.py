@@ -7,7 +7,7 @@
 Each market's :class:`~gridflow.forecasting.PriceForecaster` (``forecast.model``) lives pickled in keyed state
 and is checkpointed with it. Once per local day (UTC + ``forecast.utc_offset_minutes``), when the price of the
 slot holding ``forecast.issue_minute`` is learned, the job publishes the forecast of the next local day from its
-midnight: ``{"schema": 1, "market", "model", "issued_ts_ms", "start_ts_ms", "slot_minutes", "slots", "currency",
+midnight: ``{"v": 1, "market", "model", "issued_ts_ms", "start_ts_ms", "slot_minutes", "slots", "currency",
 "price_per_kwh": [...]}``, the record the scheduling job plans with. The price record is documented in
 :mod:`gridflow.prices_replay`, which also replays real Dutch day-ahead prices onto the topic.
 
@@ -21,7 +21,8 @@ import sys
 
 from pyflink.common import Configuration, Types
 
-from gridflow.connectors.flink_kafka import read_strings, sink_json
+from gridflow.connectors.flink_kafka import read_contract, sink_json
+from gridflow.contracts import CONTRACTS
 from gridflow.operators.learning import DEAD_LETTER, ForecastPrices, ParsePrices, price_type
 from gridflow.runtime import run_datastream_job
 from gridflow.settings import Settings
@@ -36,7 +37,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     topics = settings.topics
     env.configure(Configuration().set_string("python.execution-mode", PYTHON_EXECUTION_MODE))
     source_name = f"kafka:{topics.prices}"
-    raw = read_strings(env, settings, topics.prices, NAME, stop_offsets)
+    raw, rejected = read_contract(env, settings, CONTRACTS["price"], NAME, stop_offsets)
     prices = raw.process(ParsePrices(settings, source_name), output_type=price_type()).name("parse prices")
     forecasts = (
         prices.key_by(lambda p: p[0], key_type=Types.STRING())
@@ -44,7 +45,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
         .uid("price-forecaster")
     )
     sink_json(forecasts, settings, topics.price_forecasts, NAME)
-    sink_json(prices.get_side_output(DEAD_LETTER).union(forecasts.get_side_output(DEAD_LETTER)),
+    sink_json(rejected.union(prices.get_side_output(DEAD_LETTER), forecasts.get_side_output(DEAD_LETTER)),
               settings, topics.dead_letter, NAME, "dead letters")
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import sys
 
-from pyflink.common import Time, Types, WatermarkStrategy
+from pyflink.common import Time, Types
 from pyflink.datastream.window import TumblingEventTimeWindows
 
 from gridflow.cli_args import job_argument_parser, settings_from_args
-from gridflow.connectors.flink_kafka import event_time, json_source, sink_json
+from gridflow.connectors.flink_kafka import event_time, read_contract, sink_json
+from gridflow.contracts import CONTRACTS
 from gridflow.operators.readings import (
     ACCUMULATOR_TYPE, DEAD_LETTER, EmitSummary, ParseReadings, ReadingTimestamp,
     SummaryAggregate, late_dead_letter, late_readings_tag, reading_type,
@@ -29,8 +30,8 @@ NAME = "reading-summary"
 def build(env, settings: Settings, stop_offsets: dict[int, int] | None = None) -> None:
     stream = settings.stream
     source_name = f"kafka:{settings.topics.readings}"
-    raw = env.from_source(json_source(settings, settings.topics.readings, NAME, stop_offsets),
-                          WatermarkStrategy.no_watermarks(), "meter readings")
+    raw, rejected = read_contract(env, settings, CONTRACTS["reading"], NAME,
+                                  None if stop_offsets is None else {settings.topics.readings: stop_offsets})
     readings = raw.process(ParseReadings(ReadingBounds.from_settings(settings.readings), source_name),
                            output_type=reading_type()).name("parse readings")
     watermarks = event_time(stream, ReadingTimestamp())
@@ -47,7 +48,7 @@ def build(env, settings: Settings, stop_offsets: dict[int, int] | None = None) -
     late_readings = summaries.get_side_output(late).map(
         late_dead_letter(source_name, stream.allowed_lateness_s * 1000), output_type=Types.STRING())
     sink_json(summaries, settings, settings.topics.summaries, NAME)
-    sink_json(readings.get_side_output(DEAD_LETTER).union(late_readings), settings, settings.topics.dead_letter,
+    sink_json(rejected.union(readings.get_side_output(DEAD_LETTER), late_readings), settings, settings.topics.dead_letter,
               NAME, "dead letters")
 
 

@@ -14,7 +14,8 @@ import sys
 
 from pyflink.common import Types
 
-from gridflow.connectors.flink_kafka import read_strings, sink_json
+from gridflow.connectors.flink_kafka import read_contract, sink_json
+from gridflow.contracts import CONTRACTS
 from gridflow.operators.recommendations import (
     ALERT, DEAD_LETTER, PROFILE, SCHEDULE, FeederBalancer, Recommend, ToFeeder, element_type, tag,
 )
@@ -27,11 +28,15 @@ NAME = "recommendations"
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
     topics = settings.topics
 
-    def read(topic: str, kind: str):
-        return read_strings(env, settings, topic, NAME, stop_offsets).map(tag(kind), output_type=element_type())
+    rejected = []
 
-    schedules, profiles = read(topics.schedules, SCHEDULE), read(topics.profiles, PROFILE)
-    made = (schedules.union(profiles, read(topics.alerts, ALERT))
+    def read(contract: str, kind: str):
+        records, bad = read_contract(env, settings, CONTRACTS[contract], NAME, stop_offsets)
+        rejected.append(bad)
+        return records.map(tag(kind), output_type=element_type())
+
+    schedules, profiles, alerts = read("schedule", SCHEDULE), read("profile", PROFILE), read("alert", ALERT)
+    made = (schedules.union(profiles, alerts)
             .key_by(lambda e: e[0], key_type=Types.STRING())
             .process(Recommend(settings), output_type=Types.STRING()).name("recommend").uid("recommend"))
     requests = (schedules.union(profiles).map(ToFeeder(settings), output_type=element_type())
@@ -39,7 +44,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
                 .process(FeederBalancer(settings), output_type=Types.STRING()).name("balance feeders")
                 .uid("feeder-balancer"))
     sink_json(made.union(requests), settings, topics.recommendations, NAME)
-    sink_json(made.get_side_output(DEAD_LETTER), settings, topics.dead_letter, NAME, "dead letters")
+    sink_json(made.get_side_output(DEAD_LETTER).union(*rejected), settings, topics.dead_letter, NAME, "dead letters")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,8 @@ import sys
 
 from pyflink.common import Types
 
-from gridflow.connectors.flink_kafka import read_strings, sink_json
+from gridflow.connectors.flink_kafka import read_contract, sink_json
+from gridflow.contracts import CONTRACTS
 from gridflow.operators.scheduling import (
     APPLIANCE, DEAD_LETTER, FORECAST, HouseholdScheduler, MarketFanout, element_type, tag,
 )
@@ -33,11 +34,11 @@ NAME = "scheduling"
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
     topics = settings.topics
 
-    def read(topic: str, kind: str):
-        return read_strings(env, settings, topic, NAME, stop_offsets).map(tag(kind), output_type=element_type())
-
+    appliances, bad_appliances = read_contract(env, settings, CONTRACTS["appliance"], NAME, stop_offsets)
+    forecasts, bad_forecasts = read_contract(env, settings, CONTRACTS["price_forecast"], NAME, stop_offsets)
     fanned_out = (
-        read(topics.appliances, APPLIANCE).union(read(topics.price_forecasts, FORECAST))
+        appliances.map(tag(APPLIANCE), output_type=element_type())
+        .union(forecasts.map(tag(FORECAST), output_type=element_type()))
         .key_by(lambda e: e[0], key_type=Types.STRING())
         .process(MarketFanout(settings), output_type=element_type()).name("fan out forecasts").uid("forecast-fanout")
     )
@@ -47,7 +48,8 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
         .uid("household-scheduler")
     )
     sink_json(schedules, settings, topics.schedules, NAME)
-    sink_json(fanned_out.get_side_output(DEAD_LETTER).union(schedules.get_side_output(DEAD_LETTER)),
+    sink_json(bad_appliances.union(bad_forecasts, fanned_out.get_side_output(DEAD_LETTER),
+                                    schedules.get_side_output(DEAD_LETTER)),
               settings, topics.dead_letter, NAME, "dead letters")
 
 

@@ -16,8 +16,8 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from gridflow.analytics.clustering import LoadProfileClusterer
-from gridflow.operators.anomaly import DEAD_LETTER, _json
-from gridflow.readings import dead_letter
+from gridflow.contracts import SCHEMA_VERSION, dead_letter, encode
+from gridflow.operators.anomaly import DEAD_LETTER
 from gridflow.settings import Settings
 
 ASSIGNMENT, CENTROIDS = "assignment", "centroids"
@@ -51,11 +51,11 @@ class ClusterProfiles(KeyedProcessFunction):
         self.model.update(model)
         if assignment is not None:
             self.assignments.inc()
-            yield ASSIGNMENT, _json({**assignment, "household_id": record["household_id"]})
+            yield ASSIGNMENT, encode({"v": SCHEMA_VERSION, **assignment, "household_id": record["household_id"]})
         now_ms = int(time.time() * 1000)
         last = self.published.value()
         due = last is None or now_ms - last >= self.settings.clustering.publish_every_s * 1000
         if model.is_initialised and (due or not was_ready):
             self.published.update(now_ms)
             for centroid in model.centroids():
-                yield CENTROIDS, _json({**centroid, "ts_ms": now_ms})
+                yield CENTROIDS, encode({"v": SCHEMA_VERSION, **centroid, "ts_ms": now_ms})

@@ -9,8 +9,6 @@ Imports neither river nor scipy's pybind11 modules, so a job can run it in threa
 """
 from __future__ import annotations
 
-import json
-
 import orjson
 
 from pyflink.common import Types
@@ -19,15 +17,11 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from gridflow.analytics.anomaly import AnomalyDetector, HouseholdState, meter_key
-from gridflow.readings import dead_letter
+from gridflow.contracts import dead_letter, encode
 from gridflow.settings import Settings
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 END_OF_INPUT_MS = 2**63 - 1   # the watermark of a finished bounded input (Long.MAX_VALUE)
-
-
-def _json(record) -> str:
-    return json.dumps(record, separators=(",", ":"))
 
 
 def meter_key_of(payload: str) -> str:
@@ -74,7 +68,7 @@ class DetectAnomalies(KeyedProcessFunction):
             self._arm(state, ctx)
         for alert in alerts:
             self.alerts.inc()
-            yield _json(alert)
+            yield encode(alert)
 
     def on_timer(self, timestamp: int, ctx):
         self.silence_timer.clear()
@@ -90,7 +84,7 @@ class DetectAnomalies(KeyedProcessFunction):
         for alert in alerts:
             self.alerts.inc()
             self.silent.inc()
-            yield _json(alert)
+            yield encode(alert)
 
     def _arm(self, state: HouseholdState, ctx) -> None:
         deadline = self.detector.silence_deadline_ms(state)

@@ -22,7 +22,8 @@ from gridflow.preprocess.clean import clean_windows
 from gridflow.preprocess.decode import decode_batch
 from gridflow.preprocess.localtime import LocalClock
 from gridflow.preprocess.validation_sql import SCANNED, split_problem
-from gridflow.readings import InvalidReading, ReadingBounds, dead_letter
+from gridflow.contracts import SCHEMA_VERSION, ContractError, dead_letter
+from gridflow.readings import ReadingBounds
 from gridflow.registry import load_registry
 from gridflow.settings import Settings
 
@@ -101,7 +102,7 @@ class CleanWindows(ScalarFunction):
                 dead.append(self._unknown(household, meter, ts[offsets[i]:offsets[i + 1]].tolist(),
                                           power[offsets[i]:offsets[i + 1]].tolist()))
                 continue
-            record = {"household_id": household, "meter_id": meter, **fields, "emitted_ms": now}
+            record = {"v": SCHEMA_VERSION, "household_id": household, "meter_id": meter, **fields, "emitted_ms": now}
             kinds.append(FEATURES)
             payloads.append(orjson.dumps(record).decode())
             means.append(fields["mean_w"])
@@ -163,7 +164,7 @@ class DailyProfiles(TableFunction):
     def eval(self, household_id: str, meter_id: str, day_start_ms: int, day: str, start_ms: list, mean_w: list):
         profile = daily_profile(self.clock.time_of_day_ms(start_ms, day_start_ms), mean_w, slots=self.slots, window_ms=self.window_ms,
                                 min_coverage=self.min_coverage, peak_hours=self.peak_hours)
-        record = {"household_id": household_id, "meter_id": meter_id, "day": day, "day_start_ms": day_start_ms,
+        record = {"v": SCHEMA_VERSION, "household_id": household_id, "meter_id": meter_id, "day": day, "day_start_ms": day_start_ms,
                   **profile, "emitted_ms": _now_ms()}
         self.profiles.inc()
         yield PROFILE, household_id, orjson.dumps(record).decode(), day_start_ms, None
@@ -186,7 +187,7 @@ class DeadLetter(ScalarFunction):
         if counter is None:
             counter = self.counters[name] = self.group.counter(name)
         counter.inc()
-        return dead_letter(payload, InvalidReading(field, reason), self.source, ts_ms)
+        return dead_letter(payload, ContractError(field, reason), self.source, ts_ms)
 
 
 def register(tenv, settings: Settings, source: str) -> None:

@@ -15,7 +15,7 @@ from gridflow.settings import AnomalySettings
 
 T0 = 1_763_596_800_000   # 2025-11-20 00:00 UTC
 MIN = 60_000
-ALERT_KEYS = {"household_id", "meter_id", "ts_ms", "type", "severity", "window_start_ms", "window_end_ms", "evidence",
+ALERT_KEYS = {"v", "household_id", "meter_id", "ts_ms", "type", "severity", "window_start_ms", "window_end_ms", "evidence",
               "action", "suppressed_since_last"}
 
 

@@ -1,6 +1,7 @@
 """The clustering and anomaly jobs on the mini-cluster: profiles in, assignments and centroids out; the
 k-means model survives a stop-with-savepoint and restart; a spike in the features becomes an alert (the
-anomaly job, in thread-mode Python workers), an unusable feature record a dead letter."""
+anomaly job, in thread-mode Python workers); records that break the profile or feature contract become
+dead letters naming the field."""
 import json
 import time
 
@@ -11,6 +12,8 @@ from gridflow import kafka_io
 from gridflow.analytics.clustering import LoadProfileClusterer
 from gridflow.jobs import anomaly, clustering
 from gridflow.runtime import create_env
+
+from contract_cases import breaking, check_dead_letters
 
 pytestmark = pytest.mark.integration
 DAY_MS = 86_400_000
@@ -23,10 +26,13 @@ def profiles(n_days: int, households: int = 8, seed: int = 5) -> list[dict]:
     for day in range(n_days):
         for h in range(households):
             values = shapes[h % 2] * (400 + 50 * h) * rng.normal(1, 0.03, 24)
-            out.append({"household_id": f"h-{h:02d}", "meter_id": f"m-{h:02d}", "day": f"2026-01-{day + 1:02d}",
-                        "day_start_ms": 1_767_225_600_000 + day * DAY_MS, "slots": 24,
-                        "profile_w": values.tolist(), "profile_norm": (values / values.mean()).tolist(),
-                        "coverage": 1.0})
+            out.append({"v": 1, "household_id": f"h-{h:02d}", "meter_id": f"m-{h:02d}",
+                        "day": f"2026-01-{day + 1:02d}", "day_start_ms": 1_767_225_600_000 + day * DAY_MS, "slots": 24,
+                        "coverage": 1.0, "energy_kwh": values.sum() / 1000, "mean_w": values.mean(),
+                        "peak_w": values.max(), "load_factor": values.mean() / values.max(),
+                        "peak_share": values[17:21].sum() / values.sum(), "profile_w": values.tolist(),
+                        "profile_norm": (values / values.mean()).tolist(),
+                        "emitted_ms": 1_767_225_600_000 + (day + 1) * DAY_MS})
     return out
 
 
@@ -52,7 +58,8 @@ def _minute(k: int, mean: float, raw_max: float | None = None, meter: str = "m-7
             "window_end_ms": (k + 1) * 60_000, "n_readings": 6, "n_duplicates": 0, "n_outliers": int(bool(raw_max)),
             "n_interpolated": 0, "n_missing": 0, "coverage": 1.0, "energy_wh": mean / 60, "mean_w": mean,
             "peak_w": mean * 1.02, "min_w": mean * 0.98, "std_w": mean * 0.01, "raw_max_w": raw_max or mean * 1.02,
-            "outlier_values": [raw_max] if raw_max else [], "stuck_run": 1, "load_factor": 0.98, "peak_share": 0.0}
+            "outlier_values": [raw_max] if raw_max else [], "stuck_run": 1, "load_factor": 0.98, "peak_share": 0.0,
+            "grid_w": [mean] * 6, "emitted_ms": (k + 1) * 60_000 + 500, "v": 1}
 
 
 def test_assignments_centroids_and_alerts_and_the_model_survives_a_savepoint(kafka_settings, tmp_path):
@@ -66,8 +73,9 @@ def test_assignments_centroids_and_alerts_and_the_model_survives_a_savepoint(kaf
     reference = LoadProfileClusterer.from_settings(settings)
     expected = [reference.learn_record(r) for r in days]
 
+    broken = breaking(first[0], first[0]["household_id"], drop="profile_norm", mistype="slots")
     kafka_io.produce(settings, t.profiles, [(r["household_id"], json.dumps(r)) for r in first]
-                     + [(None, "not a profile")])
+                     + [(None, "not a profile")] + [(k, p) for k, p, _ in broken])
     env = create_env(settings)
     clustering.build(env, settings, stop_offsets={t.profiles: None})
     job = env.execute_async("clustering-part-1")
@@ -106,8 +114,11 @@ def test_assignments_centroids_and_alerts_and_the_model_survives_a_savepoint(kaf
 
     centroids = [json.loads(v) for v in kafka_io.read_topic(settings, t.centroids)]
     assert {c["cluster"] for c in centroids} == {0, 1} and all(len(c["shape"]) == 24 for c in centroids)
-    (dead,) = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
-    assert dead["payload"] == "not a profile"
+    dead = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
+    assert len(dead) == 1 + len(broken)
+    check_dead_letters(dead, broken, f"kafka:{t.profiles}")
+    (not_json,) = [d for d in dead if d["payload"] == "not a profile"]
+    assert not_json["field"] == "" and not_json["reason"].startswith("not JSON")
 
 
 def test_a_spike_becomes_one_alert_and_an_unusable_feature_record_a_dead_letter(kafka_settings):
@@ -116,7 +127,8 @@ def test_a_spike_becomes_one_alert_and_an_unusable_feature_record_a_dead_letter(
     t = settings.topics
     kafka_io.create_topics(settings, [t.features, t.alerts, t.dead_letter])
     minutes = [_minute(k, 400.0) for k in range(20)] + [_minute(20, 400.0, raw_max=5000.0)]
-    records = [("h-77", json.dumps(m)) for m in minutes[:10]] + [("h-77", '{"household_id": "h-77"}')]
+    broken = breaking(minutes[3], "h-77", drop="mean_w", mistype="n_readings")
+    records = [("h-77", json.dumps(m)) for m in minutes[:10]] + [(k, p) for k, p, _ in broken]
     feature_ends = kafka_io.produce(settings, t.features, records + [("h-77", json.dumps(m)) for m in minutes[10:]])
     env = create_env(settings)
     anomaly.build(env, settings, stop_offsets={t.features: feature_ends})
@@ -124,8 +136,9 @@ def test_a_spike_becomes_one_alert_and_an_unusable_feature_record_a_dead_letter(
     alerts = [json.loads(v) for v in kafka_io.read_topic(settings, t.alerts)]
     assert [a["type"] for a in alerts] == ["spike"] and alerts[0]["household_id"] == "h-77"
     assert alerts[0]["window_start_ms"] == 20 * 60_000
-    (dead,) = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
-    assert dead["payload"] == '{"household_id": "h-77"}' and "not a usable feature record" in dead["reason"]
+    dead = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
+    assert len(dead) == len(broken)
+    check_dead_letters(dead, broken, f"kafka:{t.features}")
 
 
 def test_each_meter_of_a_household_is_judged_and_a_silent_meter_raises_a_dropout(kafka_settings):

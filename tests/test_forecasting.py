@@ -159,7 +159,7 @@ def test_bad_stream_input_raises_value_error():
 
 def test_forecast_record_is_json_ready():
     record = forecast_record("NL", "linear", 5, 3_600_000, 60, np.array([0.1, -0.02]), "EUR")
-    assert record == {"schema": 1, "market": "NL", "model": "linear", "issued_ts_ms": 5, "start_ts_ms": 3_600_000,
+    assert record == {"v": 1, "market": "NL", "model": "linear", "issued_ts_ms": 5, "start_ts_ms": 3_600_000,
                       "slot_minutes": 60, "slots": 2, "currency": "EUR", "price_per_kwh": [0.1, -0.02]}
     with pytest.raises(ValueError, match="price_per_kwh"):
         forecast_record("NL", "linear", 5, 5, 60, [math.inf], "EUR")

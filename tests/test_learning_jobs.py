@@ -20,7 +20,7 @@ HOUR_MS, DAY_MS = 3_600_000, 86_400_000
 START_MS = 1_767_571_200_000  # 2026-01-05 00:00 UTC, a Monday; no clock change in the next 3 weeks
 DAY_PRICES = [0.21, 0.19, 0.18, -0.01, 0.17, 0.18, 0.22, 0.29, 0.33, 0.30, 0.26, 0.24,
               0.23, 0.22, 0.23, 0.25, 0.28, 0.35, 0.41, 0.38, 0.31, 0.27, 0.245, 0.2275]
-FORECAST_FIELDS = {"schema", "market", "model", "issued_ts_ms", "start_ts_ms", "slot_minutes", "slots", "currency",
+FORECAST_FIELDS = {"v", "market", "model", "issued_ts_ms", "start_ts_ms", "slot_minutes", "slots", "currency",
                    "price_per_kwh"}
 
 
@@ -43,7 +43,7 @@ def test_periodic_prices_are_forecast_exactly_and_bad_prices_are_dead_lettered(k
     assert [f["start_ts_ms"] for f in forecasts] == [START_MS + (d + 1) * DAY_MS - HOUR_MS for d in range(1, 10)]
     for f in forecasts:
         assert set(f) == FORECAST_FIELDS
-        assert (f["schema"], f["market"], f["model"], f["slot_minutes"], f["slots"], f["currency"]) == \
+        assert (f["v"], f["market"], f["model"], f["slot_minutes"], f["slots"], f["currency"]) == \
                (1, "NL", "seasonal_naive", 60, 24, "EUR")
         assert f["issued_ts_ms"] == f["start_ts_ms"] - 12 * HOUR_MS
         assert f["price_per_kwh"] == [DAY_PRICES[(23 + k) % 24] for k in range(24)]
@@ -121,5 +121,5 @@ def test_prices_replay_publishes_the_dutch_prices_of_local_days(kafka_settings, 
     data = load_prices(settings)
     first = int(np.searchsorted(data["ts_ms"], 1_711_753_200_000))  # 2024-03-30 00:00 CET = 03-29 23:00 UTC
     assert sorted(out, key=lambda r: r["ts_ms"]) == [
-        {"schema": 1, "market": "NL", "ts_ms": int(data["ts_ms"][i]), "slot_minutes": 60,
+        {"v": 1, "market": "NL", "ts_ms": int(data["ts_ms"][i]), "slot_minutes": 60,
          "price_per_kwh": float(data["price_per_kwh"][i])} for i in range(first, first + 47)]

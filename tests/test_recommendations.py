@@ -12,7 +12,7 @@ H = 3_600_000
 
 
 def schedule(household: str, usual_h: int, planned_h: int, power_w: float = 1000.0) -> dict:
-    return {"schema": 1, "household_id": household, "start_ts_ms": 0, "slot_minutes": 60, "slots": 24, "currency": "EUR",
+    return {"v": 1, "household_id": household, "start_ts_ms": 0, "slot_minutes": 60, "slots": 24, "currency": "EUR",
             "price_per_kwh": [0.1] * 6 + [0.3] * 12 + [0.5] * 6,
             "appliances": [{"name": "washing_machine", "power_w": power_w, "start_ts_ms": planned_h * H,
                             "end_ts_ms": (planned_h + 2) * H, "usual_start_ts_ms": usual_h * H,

@@ -14,7 +14,7 @@ START_MS = 1_768_478_400_000  # 2026-01-15 12:00 UTC
 
 
 def appliance(household: str, name: str, power_w: float, alpha_minute: int, duration_minutes: int) -> dict:
-    return {"schema": 1, "household_id": household, "updated_ts_ms": START_MS, "horizon_start_minute": 720,
+    return {"v": 1, "household_id": household, "updated_ts_ms": START_MS, "horizon_start_minute": 720,
             "slot_minutes": 15, "name": name, "power_w": power_w, "duration_minutes": duration_minutes,
             "alpha_minute": alpha_minute, "beta_minute": alpha_minute + 600, "comfort_margin_minutes": 30,
             "n_activations": 40, "activations_per_day": 1.0}
@@ -28,7 +28,7 @@ def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
     appliances = {h: [appliance(h, "washer", 1000.0 + 100 * i, 360 + 30 * i, 90),
                       appliance(h, "dishwasher", 1800.0, 480, 120)] for i, h in enumerate(households)}
     prices = [0.30] * 12 + [0.12] * 6 + [0.25] * 6  # cheap from midnight to 06:00
-    forecast = {"schema": 1, "market": "NL", "model": "linear", "issued_ts_ms": START_MS - 3_600_000,
+    forecast = {"v": 1, "market": "NL", "model": "linear", "issued_ts_ms": START_MS - 3_600_000,
                 "start_ts_ms": START_MS, "slot_minutes": 60, "slots": 24, "currency": "EUR", "price_per_kwh": prices}
     broken_appliance = {k: v for k, v in appliance("h-04", "dryer", 2000.0, 360, 60).items() if k != "power_w"}
     bad_appliances = [("x", "not json"), ("x", json.dumps({"name": "washer", "power_w": 500.0})),
@@ -76,7 +76,7 @@ def test_a_schedule_does_not_depend_on_the_order_the_appliances_arrived_in(base_
     order; the schedule must come out the same whatever the order."""
     appliances = [appliance("h-01", name, 1000.0 + 150 * i, 360 + 45 * i, 60 + 30 * i)
                   for i, name in enumerate(["washer", "dishwasher", "dryer", "boiler"])]
-    forecast = {"schema": 1, "market": "NL", "model": "linear", "issued_ts_ms": START_MS - 3_600_000,
+    forecast = {"v": 1, "market": "NL", "model": "linear", "issued_ts_ms": START_MS - 3_600_000,
                 "start_ts_ms": START_MS, "slot_minutes": 60, "slots": 24, "currency": "EUR",
                 "price_per_kwh": [0.30] * 12 + [0.12] * 6 + [0.25] * 6}
     plans = [plan_day("h-01", order, forecast, base_settings)

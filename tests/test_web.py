@@ -73,10 +73,10 @@ def records(settings) -> dict[str, list[dict]]:
                         {"household_id": B, "cluster": 1, "distance": 0.3, "ts_ms": DAY}],
         "schedules": schedules,
         "recommendations": [
-            {"schema": 1, "household_id": A, "kind": "shift", "appliance": "washing_machine",
+            {"v": 1, "household_id": A, "kind": "shift", "appliance": "washing_machine",
              "text": "Run the washing machine after 00:00 instead of at 18:00.", "from_ts_ms": DAY + DAY_MS,
              "to_ts_ms": DAY + DAY_MS + 7_200_000, "saving_per_day": 0.37, "currency": "EUR", "created_ms": DAY},
-            {"schema": 1, "household_id": B, "kind": "shift", "appliance": "dishwasher",
+            {"v": 1, "household_id": B, "kind": "shift", "appliance": "dishwasher",
              "text": "Start the dishwasher at night instead of after dinner.", "from_ts_ms": DAY + DAY_MS,
              "to_ts_ms": DAY + DAY_MS + 3_600_000, "saving_per_day": 0.91, "currency": "EUR", "created_ms": DAY}],
         "alerts": [{"household_id": A, "type": "sustained_high_load", "severity": "high",

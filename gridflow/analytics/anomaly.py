@@ -38,6 +38,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from gridflow.contracts.core import SCHEMA_VERSION
 from gridflow.native.dbscan import dbscan
 
 ALERT_TYPES = ("spike", "stuck", "dropout", "sustained_high", "drift", "unusual_load", "unusual_vs_peers")
@@ -376,7 +377,7 @@ class AnomalyDetector:
                 state.suppressed[kind] = state.suppressed.get(kind, 0) + 1
                 continue
             state.last_alert_ms[kind] = ts
-            out.append({"household_id": household, "meter_id": state.meter_id, "ts_ms": ts, **alert,
+            out.append({"v": SCHEMA_VERSION, "household_id": household, "meter_id": state.meter_id, "ts_ms": ts, **alert,
                         "suppressed_since_last": state.suppressed.pop(kind, 0)})
         return out
 
@@ -407,7 +408,7 @@ def peer_outliers(records: Iterable[Mapping[str, Any]], settings,
     labels = dbscan(X, settings.dbscan_eps, settings.dbscan_min_samples)
     inliers = means[labels != -1] / np.maximum(usual[labels != -1], 1e-9)
     expected = [float(inliers.min()), float(inliers.max())] if inliers.size else None
-    return [{"household_id": str(r["household_id"]), "meter_id": str(r.get("meter_id", "")),
+    return [{"v": SCHEMA_VERSION, "household_id": str(r["household_id"]), "meter_id": str(r.get("meter_id", "")),
              "ts_ms": int(r["window_end_ms"]), "type": "unusual_vs_peers", "severity": "low",
              "window_start_ms": int(r["window_start_ms"]), "window_end_ms": int(r["window_end_ms"]),
              "evidence": {"mean_w": float(means[i]), "usual_w": float(usual[i]),

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from gridflow.contracts.core import SCHEMA_VERSION
 
 
 def forecast_record(market: str, model: str, issued_ts_ms: int, start_ts_ms: int, slot_minutes: int,
@@ -34,12 +34,12 @@ def forecast_record(market: str, model: str, issued_ts_ms: int, start_ts_ms: int
     Returns
     -------
     dict
-        ``{"schema": 1, "market", "model", "issued_ts_ms", "start_ts_ms", "slot_minutes", "slots",
+        ``{"v": 1, "market", "model", "issued_ts_ms", "start_ts_ms", "slot_minutes", "slots",
         "currency", "price_per_kwh": [...]}``.
     """
     prices = [float(p) for p in np.asarray(price_per_kwh, dtype=np.float64).reshape(-1)]
     if not prices or not all(math.isfinite(p) for p in prices):
         raise ValueError("price_per_kwh must be a non-empty sequence of finite numbers")
-    return {"schema": SCHEMA_VERSION, "market": str(market), "model": str(model), "issued_ts_ms": int(issued_ts_ms),
+    return {"v": SCHEMA_VERSION, "market": str(market), "model": str(model), "issued_ts_ms": int(issued_ts_ms),
             "start_ts_ms": int(start_ts_ms), "slot_minutes": int(slot_minutes), "slots": len(prices),
             "currency": str(currency), "price_per_kwh": prices}

@@ -55,7 +55,7 @@ class ApplianceProfile:
     def to_record(self, household_id: str, slot_minutes: int, horizon_start_minute: int, updated_ts_ms: int) -> dict:
         """The JSON-ready record an operator publishes on the ``appliances`` topic (key ``household_id``)."""
         appliance = self.to_appliance(slot_minutes)
-        return {"schema": 1, "household_id": str(household_id), "updated_ts_ms": int(updated_ts_ms),
+        return {"v": 1, "household_id": str(household_id), "updated_ts_ms": int(updated_ts_ms),
                 "horizon_start_minute": int(horizon_start_minute), "slot_minutes": slot_minutes,
                 **{k: v for k, v in asdict(self).items()},
                 "appliance": {"name": appliance.name, "kind": appliance.kind, "power_w": appliance.power_w,

@@ -23,11 +23,11 @@ import numpy as np
 
 from gridflow.preprocess.localtime import LocalClock
 from gridflow.scheduling.heap_scheduler import schedule_heap
+from gridflow.contracts import SCHEMA_VERSION
 from gridflow.scheduling.model import Appliance, Problem, Schedule, Tariff, peak_to_average
 from gridflow.scheduling.scenarios import unscheduled_baseline
 from gridflow.settings import Settings
 
-SCHEMA = 1
 
 
 def forecast_prices(forecast: dict, slot_minutes: int) -> np.ndarray:
@@ -92,7 +92,7 @@ def plan_day(household_id: str, appliances: list[dict], forecast: dict, settings
                      "latest_start_ts_ms": start_ms + (high - a.duration_slots) * slot_ms,
                      "shift_minutes": (first - a.alpha_slot) * slot_minutes})
     return {
-        "schema": SCHEMA, "household_id": household_id, "start_ts_ms": start_ms, "slot_minutes": slot_minutes,
+        "v": SCHEMA_VERSION, "household_id": household_id, "start_ts_ms": start_ms, "slot_minutes": slot_minutes,
         "slots": int(prices.size), "algorithm": sched.algorithm, "forecast_model": forecast.get("model"),
         "currency": forecast.get("currency", settings.tariff.currency), "appliances": rows,
         "expected_cost": planned, "unscheduled_cost": unplanned, "savings": unplanned - planned,

@@ -21,16 +21,16 @@ True
 from __future__ import annotations
 
 import math
-import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date
 
+from gridflow.contracts import ID
 from gridflow.preprocess.localtime import LocalClock
 
 KINDS = ("features", "profiles", "assignments", "centroids", "alerts", "schedules", "recommendations")
-HOUSEHOLD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+HOUSEHOLD_ID = ID
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 FEEDER_BINS = 96  # 15-minute bins of the operator's feeder load

@@ -1,0 +1,286 @@
+"""The record of every topic, as typed dicts: what producers write and consumers may rely on.
+
+Every record may carry ``v`` (its schema version, 1 when absent; producers always write it). Times are
+UTC epoch milliseconds (``*_ms``), powers watts, energies Wh or kWh as named, prices per kWh in the
+record's ``currency``. Producers build these dicts (checked by mypy); consumers validate them with
+:meth:`gridflow.contracts.Contract.decode`.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+from typing_extensions import NotRequired, TypedDict
+
+from gridflow.contracts.core import EpochMs, Identifier
+
+Version = Literal[1]
+Watts = float
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Count = Annotated[int, Field(ge=0)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+Day = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="local calendar day, YYYY-MM-DD")]
+PeakShare = Annotated[float | None, Field(description="share of the energy used in the peak hours; None without "
+                                      "energy; may leave [0, 1] when the meter exports (PV)")]
+SlotMinutes = Annotated[int, Field(ge=1, le=1440)]
+_TOLERANT = ConfigDict(extra="allow")   # consumers keep fields a newer producer added within the version
+
+
+class Reading(TypedDict):
+    """One meter reading (``topics.readings``, published by the meters over MQTT, key: household)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    v: NotRequired[Version]
+    household_id: Identifier
+    meter_id: Identifier
+    ts_ms: EpochMs
+    power_w: Watts
+    voltage_v: NotRequired[float]
+    current_a: NotRequired[float]
+    energy_kwh: NotRequired[float]
+    channels_w: NotRequired[dict[str, float]]
+
+
+class DeadLetter(TypedDict):
+    """A record some stage could not accept, kept verbatim with the field and the reason."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    source: str
+    field: str
+    reason: str
+    payload: str
+    ts_ms: NotRequired[int]
+
+
+class Summary(TypedDict):
+    """A household's readings over one window (``topics.summaries``, the reading-summary job)."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    household_id: Identifier
+    window_start_ms: EpochMs
+    window_end_ms: EpochMs
+    readings: Annotated[int, Field(ge=1)]
+    mean_power_w: Watts
+    peak_power_w: Watts
+    min_power_w: Watts
+    energy_kwh: float
+    load_factor: float | None
+
+
+class Feature(TypedDict):
+    """One meter's cleaned window (``topics.features``, the preprocessing job, key: household)."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    household_id: Identifier
+    meter_id: Identifier
+    window_start_ms: EpochMs
+    window_end_ms: EpochMs
+    n_readings: Count
+    n_duplicates: Count
+    n_missing: Count
+    n_interpolated: Count
+    n_outliers: Count
+    coverage: Fraction
+    energy_wh: float
+    mean_w: Watts
+    peak_w: Watts
+    min_w: Watts
+    std_w: Annotated[float, Field(ge=0.0)]
+    load_factor: float
+    peak_share: PeakShare
+    raw_max_w: Watts
+    stuck_run: Count
+    grid_w: list[float | None]
+    outlier_values: list[float]
+    emitted_ms: EpochMs
+
+
+class Profile(TypedDict):
+    """One meter's load over one local day (``topics.profiles``, the preprocessing job, key: household)."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    household_id: Identifier
+    meter_id: Identifier
+    day: Day
+    day_start_ms: EpochMs
+    slots: Annotated[int, Field(ge=1, le=1440)]
+    coverage: Fraction
+    energy_kwh: float
+    mean_w: Watts
+    peak_w: Watts
+    load_factor: float
+    peak_share: PeakShare
+    profile_w: list[float | None]
+    profile_norm: list[float | None]
+    emitted_ms: EpochMs
+
+
+class Assignment(TypedDict):
+    """A household day's cluster (``topics.assignments``, the clustering job, key: household)."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    household_id: Identifier
+    meter_id: NotRequired[Identifier]
+    day: NotRequired[Day]
+    day_start_ms: NotRequired[EpochMs]
+    cluster: Count
+    distance: Annotated[float, Field(ge=0.0)]
+    slots: Annotated[int, Field(ge=1)]
+    coverage: Fraction
+    imputed_slots: Count
+
+
+class Centroid(TypedDict):
+    """One cluster's typical day (``topics.centroids``, the clustering job, key: cluster)."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    cluster: Count
+    slots: Annotated[int, Field(ge=1)]
+    shape: list[float]
+    shape_mean: float
+    peak_slot: Count
+    peak_to_mean: float
+    n_profiles: Count
+    ts_ms: EpochMs
+
+
+AlertType = Literal["spike", "stuck", "dropout", "sustained_high", "drift", "unusual_load", "unusual_vs_peers"]
+
+
+class Alert(TypedDict):
+    """An anomaly of one meter (``topics.alerts``, the anomaly job, key: household)."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    household_id: Identifier
+    meter_id: Identifier
+    ts_ms: EpochMs
+    type: AlertType
+    severity: Literal["low", "medium", "high"]
+    window_start_ms: EpochMs
+    window_end_ms: EpochMs
+    evidence: dict[str, Any]
+    action: str
+    suppressed_since_last: Count
+
+
+class Price(TypedDict):
+    """One price slot of a market (``topics.prices``, a market feed, key: market)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]  (a per-MWh field is refused)
+    v: NotRequired[Version]
+    market: Identifier
+    ts_ms: EpochMs
+    slot_minutes: SlotMinutes
+    price_per_kwh: float
+    currency: NotRequired[Currency]
+
+
+class PriceForecast(TypedDict):
+    """A market's prices for the coming slots (``topics.price_forecasts``, the forecasting job, key: market)."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    market: Identifier
+    model: str
+    issued_ts_ms: EpochMs
+    start_ts_ms: EpochMs
+    slot_minutes: SlotMinutes
+    slots: Annotated[int, Field(ge=1)]
+    currency: Currency
+    price_per_kwh: Annotated[list[float], Field(min_length=1)]
+
+
+class SchedulableAppliance(TypedDict):
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    name: str
+    kind: str
+    power_w: Watts
+    duration_slots: int
+    alpha_slot: int
+    beta_slot: int
+    comfort_margin_slots: int
+
+
+class Appliance(TypedDict):
+    """An appliance learned from a household's load (``topics.appliances``, the appliance-learning job,
+    key: household). Minutes count from ``horizon_start_minute`` (local time of day)."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    household_id: Identifier
+    updated_ts_ms: NotRequired[EpochMs]
+    horizon_start_minute: NotRequired[Annotated[int, Field(ge=0, lt=1440)]]
+    slot_minutes: NotRequired[SlotMinutes]
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    power_w: Annotated[float, Field(gt=0.0, lt=1e6)]
+    duration_minutes: Annotated[int, Field(ge=1)]
+    alpha_minute: int
+    beta_minute: int
+    comfort_margin_minutes: NotRequired[Count]
+    n_activations: NotRequired[Count]
+    activations_per_day: NotRequired[float]
+    appliance: NotRequired[SchedulableAppliance]
+
+
+class ScheduledRun(TypedDict):
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    name: str
+    power_w: Watts
+    start_ts_ms: EpochMs
+    end_ts_ms: EpochMs
+    usual_start_ts_ms: int
+    earliest_start_ts_ms: int
+    latest_start_ts_ms: int
+    shift_minutes: int
+
+
+class Schedule(TypedDict):
+    """A household's plan for the next day (``topics.schedules``, the scheduling job, key: household)."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    household_id: Identifier
+    start_ts_ms: EpochMs
+    slot_minutes: SlotMinutes
+    slots: Annotated[int, Field(ge=1)]
+    algorithm: str
+    forecast_model: str | None
+    currency: Currency
+    appliances: list[ScheduledRun]
+    expected_cost: float
+    unscheduled_cost: float
+    savings: float
+    savings_percent: float
+    par_before: float
+    par_after: float
+    price_per_kwh: list[float]
+    load_before_w: list[float]
+    load_after_w: list[float]
+
+
+class Recommendation(TypedDict):
+    """Advice for a household (``topics.recommendations``, the recommendation job, key: household; the
+    downlink sends it to the meter). ``grid_request`` is the feeder balancer's ask to move one run."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    household_id: Identifier
+    kind: Literal["shift", "off_peak", "alert", "grid_request"]
+    text: Annotated[str, Field(min_length=1, max_length=1000)]
+    saving_per_day: float
+    currency: Currency
+    created_ms: EpochMs
+    appliance: str | None
+    from_ts_ms: int | None
+    to_ts_ms: int | None
+    alert_type: NotRequired[str | None]
+    peak_share: NotRequired[float]
+    feeder_peak_after_w: NotRequired[float]
+    capacity_w: NotRequired[float]
