@@ -57,7 +57,7 @@ setup(
         "aiohttp>=3.9",  # gridflow page serve: the household and operator pages
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.4", "ruff>=0.6"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.4", "ruff>=0.6", "jsonschema>=4.18"],
         # benchmarks/: CPU and memory of every process of the stack while it runs
         "bench": ["psutil>=5.9"],
     },

@@ -1,13 +1,12 @@
 """The downlink: recommendations and schedules from Kafka -> each household's MQTT command topic.
 
-Records are keyed by household id (or carry ``household_id`` in their JSON). Each is published with
-QoS 1 to ``meters/<household_id>/commands``; Kafka offsets are committed only after the broker
-acknowledged every publish of a batch, so a restart resends rather than loses. A record naming no
-valid household goes to the dead-letter topic with the reason.
+Only records that keep their topic's contract (``gridflow.contracts``: a recommendation or a schedule,
+keyed by its own household) reach a meter; any other goes to the dead-letter topic with the field and the
+reason. Each is published with QoS 1 to ``meters/<household_id>/commands``; Kafka offsets are committed
+only after the broker acknowledged every publish of a batch, so a restart resends rather than loses.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 
@@ -15,25 +14,19 @@ import paho.mqtt.client as mqtt
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry, Counter
 
-from gridflow.contracts import ID, dead_letter
+from gridflow.contracts import CONTRACTS, Contract, ContractError, dead_letter
 from gridflow.settings import Settings
 
 log = logging.getLogger(__name__)
-_HOUSEHOLD = ID
 
 
-def household_of(key: bytes | None, value: bytes | None) -> str | None:
-    """The household a command is for: the record key, else the ``household_id`` field of its JSON."""
-    candidate = None
-    if key:
-        candidate = key.decode("utf-8", errors="replace")
-    elif value:
-        try:
-            data = json.loads(value)
-        except ValueError:
-            return None
-        candidate = data.get("household_id") if isinstance(data, dict) else None
-    return candidate if isinstance(candidate, str) and _HOUSEHOLD.match(candidate) else None
+def command_household(contract: Contract, key: bytes | None, value: bytes | None) -> str:
+    """The household a command record is for, once it keeps its topic's contract (a recommendation or a
+    schedule, its key, if any, the household's); raises :class:`ContractError` naming the field."""
+    if not value:
+        raise ContractError("", "empty record")
+    record = contract.decode(value, key.decode("utf-8", errors="replace") if key else None)
+    return record["household_id"]
 
 
 class KafkaMqttDownlink:
@@ -41,7 +34,7 @@ class KafkaMqttDownlink:
         self.settings = settings
         registry = registry or CollectorRegistry()
         self.sent = Counter("gridflow_downlink_sent", "commands acknowledged by the MQTT broker", registry=registry)
-        self.rejected = Counter("gridflow_downlink_rejected", "command records without a valid household",
+        self.rejected = Counter("gridflow_downlink_rejected", "command records that break their contract",
                                 registry=registry)
         config = {"bootstrap.servers": settings.kafka.bootstrap_servers, **settings.kafka.client}
         self.consumer = Consumer({
@@ -58,7 +51,9 @@ class KafkaMqttDownlink:
     def start(self) -> None:
         self.client.connect(self.settings.mqtt.host, self.settings.mqtt.port, keepalive=30)
         self.client.loop_start()
-        self.consumer.subscribe([self.settings.topics.recommendations, self.settings.topics.schedules])
+        topics = self.settings.topics
+        self.contracts = {topics.recommendations: CONTRACTS["recommendation"], topics.schedules: CONTRACTS["schedule"]}
+        self.consumer.subscribe(list(self.contracts))
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -78,12 +73,12 @@ class KafkaMqttDownlink:
             if record.error():
                 log.warning("Kafka consumer error: %s", record.error())
                 continue
-            household = household_of(record.key(), record.value())
-            if household is None:
+            try:
+                household = command_household(self.contracts[record.topic()], record.key(), record.value())
+            except ContractError as error:
                 self.rejected.inc()
-                reason = "no valid household: key it by household id or give a household_id field"
-                self.dead_letters.produce(self.settings.topics.dead_letter, value=dead_letter(
-                    record.value() or b"", reason, f"kafka:{record.topic()}").encode())
+                self.dead_letters.produce(self.settings.topics.dead_letter, key=record.key(), value=dead_letter(
+                    record.value() or b"", error, f"kafka:{record.topic()}").encode())
                 continue
             topic = self.settings.mqtt.commands_topic.replace("{household_id}", household)
             pending.append(self.client.publish(topic, record.value(), qos=1))

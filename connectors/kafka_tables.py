@@ -22,16 +22,18 @@ def _options(options: dict[str, object]) -> str:
 def raw_source_ddl(settings: Settings, table: str, topic: str, job_name: str, *, time_column: str,
                    out_of_orderness_ms: int, max_future_ms: int, stop_offsets: dict[int, int] | None = None,
                    watermark_emit: str = "on-periodic") -> str:
-    """``CREATE TABLE`` of a topic as ``payload STRING`` (the record value, unparsed) plus the computed
-    event-time column ``time_column`` (from ``ts_ms`` in the JSON; 0 when unreadable or more than
+    """``CREATE TABLE`` of a topic as ``payload STRING`` (the record value, unparsed) and ``record_key``
+    (the record's Kafka key, NULL when it has none) plus the computed event-time column ``time_column`` (from ``ts_ms`` in the JSON; 0 when unreadable or more than
     ``max_future_ms`` ahead of the clock, so a malformed record never moves the watermark) with a bounded
     out-of-orderness watermark.
     """
     options = {**_source_options(settings, topic, job_name, stop_offsets),
-               "format": "raw", "raw.charset": "UTF-8", "scan.watermark.emit.strategy": watermark_emit}
+               "key.format": "raw", "key.fields": "record_key", "value.format": "raw", "value.raw.charset": "UTF-8",
+               "value.fields-include": "EXCEPT_KEY", "scan.watermark.emit.strategy": watermark_emit}
     seconds = f"{out_of_orderness_ms // 1000}.{out_of_orderness_ms % 1000:03d}"
     ts_ms = "TRY_CAST(JSON_VALUE(`payload`, '$.ts_ms') AS BIGINT)"
     return f"""CREATE TABLE {table} (
+  `record_key` STRING,
   `payload` STRING,
   `{time_column}` AS TO_TIMESTAMP_LTZ(CASE WHEN {ts_ms} <= UNIX_TIMESTAMP() * 1000 + {max_future_ms}
                                           THEN {ts_ms} ELSE 0 END, 3),

@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> None:
     simulate.add_argument("--no-progress", action="store_true")
     add_settings_arguments(simulate)
 
+    contracts = commands.add_parser("contracts", help="the record contract of every topic as JSON Schema files")
+    contracts.add_argument("action", choices=["schemas", "check"],
+                           help="schemas: write them into FOLDER; check: fail when FOLDER's files and the code differ")
+    contracts.add_argument("folder", nargs="?", default="docs/schemas")
+    add_settings_arguments(contracts)
+
     demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded stack")
     demo.add_argument("--households", type=int, default=6)
     demo.add_argument("--hours", type=int, default=24, help="simulated hours of readings (one day: profiles)")
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_from_args(args)
     handler = {"stack": _stack, "jars": _jars, "data": _data, "config": _config, "topics": _topics, "demo": _demo,
                "bridge": _bridge, "simulate": _simulate, "schedule": _schedule,
-               "page": _page, "cluster": _cluster}[args.command]
+               "page": _page, "cluster": _cluster, "contracts": _contracts}[args.command]
     handler(args, settings)
 
 
@@ -80,6 +86,24 @@ def _version() -> str:
         return version("gridflow")
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "unknown (not installed)"
+
+
+def _contracts(args, settings) -> None:
+    from pathlib import Path
+
+    from gridflow.contracts import CONTRACTS
+    from gridflow.contracts import schemas
+
+    folder = Path(args.folder)
+    if args.action == "schemas":
+        for path in schemas.write(CONTRACTS, folder):
+            print(path)
+        return
+    problems = schemas.drift(CONTRACTS, folder)
+    if problems:
+        sys.exit("gridflow contracts: the schema files and the code differ (run 'gridflow contracts schemas "
+                 f"{folder}'):\n  " + "\n  ".join(problems))
+    print(f"{len(CONTRACTS)} contracts match {folder}")
 
 
 def _cluster(args, settings) -> None:

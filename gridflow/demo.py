@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from gridflow import kafka_io
+from gridflow.contracts import encode
 from gridflow.settings import Settings
 from gridflow.stack import EmbeddedStack
 
@@ -132,10 +133,10 @@ def _run_jobs(live: Settings, fleet, households: int) -> dict[str, list[dict]]:
     from gridflow.prices_replay import replay_records
 
     prices = replay_records(load_prices(live), PRICE_START, PRICE_DAYS, "NL", live.forecast.slot_minutes)
-    kafka_io.produce(live, t.prices, [("NL", json.dumps(p)) for p in prices])
+    kafka_io.produce(live, t.prices, [("NL", encode(p)) for p in prices])
     _stream_job(forecasting, live, {t.prices: _ends(live, t.prices)})
 
-    kafka_io.produce(live, t.appliances, [(h, json.dumps(a)) for h, a in _learned_appliances(live, households)])
+    kafka_io.produce(live, t.appliances, [(h, encode(a)) for h, a in _learned_appliances(live, households)])
     forecasts = _start_at_latest(live, scheduling.NAME, t.price_forecasts)
     _stream_job(scheduling, live, {t.appliances: _ends(live, t.appliances), t.price_forecasts: forecasts})
     _stream_job(recommendations, live, {t.schedules: _ends(live, t.schedules), t.profiles: _ends(live, t.profiles),

@@ -82,13 +82,7 @@ def parse_price_record(payload: str | bytes, slot_minutes: int, currency: str) -
     gridflow.contracts.ContractError
         The payload is not such a record; ``field`` names the offending field ('' = the whole payload).
     """
-    try:
-        data = PRICE.decode(payload)
-    except ContractError as error:
-        if "mwh" in error.field.lower():
-            raise ContractError(error.field, "unknown field (prices are per kWh in price_per_kwh: divide EUR/MWh "
-                                             "by 1000)") from None
-        raise
+    data = PRICE.decode(payload)
     if data.get("currency", currency) != currency:
         raise ContractError("currency", f"{data['currency']!r} is not the configured currency {currency!r}")
     if data["slot_minutes"] != slot_minutes:

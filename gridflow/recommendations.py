@@ -86,12 +86,9 @@ def from_profile(profile: dict, tariff, peak_hours: list[int], now_ms: int, off_
 
 def from_alert(alert: dict, currency: str, now_ms: int) -> list[dict]:
     """An ``alert`` recommendation: what was seen and what to do."""
-    action = (alert.get("action") or alert.get("suggested_action") or alert.get("message")
-              or "Please check the meter and the appliances.")
-    kind = str(alert.get("type", "anomaly")).replace("_", " ")
-    text = f"Alert ({alert.get('severity', 'info')}): {kind} detected. {action}"
-    return [_record(alert["household_id"], "alert", text, 0.0, currency, now_ms, alert_type=alert.get("type"),
-                    from_ts_ms=alert.get("ts_ms"))]
+    text = f"Alert ({alert['severity']}): {alert['type'].replace('_', ' ')} detected. {alert['action']}"
+    return [_record(alert["household_id"], "alert", text, 0.0, currency, now_ms, alert_type=alert["type"],
+                    from_ts_ms=alert["ts_ms"])]
 
 
 def from_grid_request(request: dict, zone: str, currency: str, now_ms: int) -> list[dict]:

@@ -21,6 +21,9 @@ DURATION_S = 3 * 3600
 REGISTERED = [("h-01", "m-01"), ("h-02", "m-02"), ("h-03", "m-03")]
 UNKNOWN = ("h-09", "m-09")
 LATE = {"household_id": "h-01", "meter_id": "m-01", "ts_ms": START_MS + 65_000, "power_w": 333.0}
+# a good reading of h-01 keyed as h-02's: the job rejects it like every consumer of a contract
+FOREIGN = ("h-02", b'{"household_id": "h-01", "meter_id": "m-01", "ts_ms": 1768435260000, "power_w": 5}',
+           "household_id", "'h-01' does not match the record's Kafka key 'h-02'")
 MALFORMED = [
     (b"{broken json", "", "expected a JSON object"),
     (b'[1, 2]', "", "expected a JSON object"),
@@ -80,5 +83,6 @@ def stream(seed: int = 7) -> tuple[list[dict], list[tuple[str | None, bytes]]]:
     records.insert(after_minute_10 + 2, ("h-01", json.dumps(LATE).encode()))
     for i, (payload, _, _) in enumerate(MALFORMED):
         records.insert((i + 1) * len(records) // (len(MALFORMED) + 1), (None, payload))
+    records.insert(len(records) // 3, FOREIGN[:2])
     accepted = [r for r in readings if r["household_id"] != UNKNOWN[0]]
     return accepted, records

@@ -21,7 +21,10 @@ from gridflow import kafka_io
 from gridflow.connectors.mqtt_kafka_bridge import MqttKafkaBridge
 from gridflow.stack.mqtt_auth import SIMULATOR_USER
 
+from gridflow.contracts import CONTRACTS
+
 from conftest import unique_topics
+from contract_cases import breaking, check_dead_letters
 from mqtt_helpers import Collector, connect
 
 pytestmark = pytest.mark.integration
@@ -171,7 +174,7 @@ def test_no_reading_is_lost_when_the_bridge_is_killed_mid_stream(stack, tmp_path
     assert bridge.returncode == 0
 
 
-def test_downlink_delivers_commands_to_the_households_meter_only(stack):
+def test_downlink_delivers_only_contract_keeping_commands_to_the_households_meter(stack):
     settings = bridge_settings(stack).with_overrides(f"bridge.downlink_client_id=down-{uuid.uuid4().hex[:6]}")
     stack.add_meter_accounts({"h-dl-1": "pw-1", "h-dl-2": "pw-2"})
     host, port = stack.info.mqtt_host, stack.info.mqtt_port
@@ -185,15 +188,18 @@ def test_downlink_delivers_commands_to_the_households_meter_only(stack):
     thread = threading.Thread(target=downlink.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        advice = {"household_id": "h-dl-1", "text": "run the dishwasher at 13:00 instead of 19:00", "saving_eur": 0.42}
-        schedule = {"household_id": "h-dl-2", "appliance": "washing machine", "start": "02:15"}
+        advice = {**CONTRACTS["recommendation"].example, "household_id": "h-dl-1"}
+        schedule = {**CONTRACTS["schedule"].example, "household_id": "h-dl-2"}
         kafka_io.produce(settings, settings.topics.recommendations, [("h-dl-1", json.dumps(advice))])
         kafka_io.produce(settings, settings.topics.schedules, [(None, json.dumps(schedule))])
-        kafka_io.produce(settings, settings.topics.recommendations, [(None, '{"text": "for nobody"}')])
+        broken = [*breaking(advice, "h-dl-1", drop="text", mistype="saving_per_day", intruder="h-dl-2"),
+                  (None, '{"text": "for nobody"}', "household_id")]
+        kafka_io.produce(settings, settings.topics.recommendations, [(k, p) for k, p, _ in broken])
         assert [json.loads(p) for _, p in inbox_1.wait_for(1, timeout_s=30)] == [advice]
         assert [json.loads(p) for _, p in inbox_2.wait_for(1, timeout_s=30)] == [schedule]
-        dead = kafka_io.read_topic(settings, settings.topics.dead_letter, expected=1, max_wait_s=30)
-        assert json.loads(dead[0])["payload"] == '{"text": "for nobody"}'
+        dead = kafka_io.read_topic(settings, settings.topics.dead_letter, expected=len(broken), max_wait_s=30)
+        check_dead_letters([json.loads(d) for d in dead], broken, f"kafka:{settings.topics.recommendations}")
+        assert len(inbox_1.messages) == len(inbox_2.messages) == 1, "a broken record reached a meter"
     finally:
         stop.set()
         thread.join(30)

@@ -41,21 +41,24 @@ def test_demo_goes_from_meters_to_recommendations_on_the_meters_and_their_pages(
 
 
 def _every_record_is_keyed(run_dir) -> None:
-    """Every record the pipeline wrote carries the key that orders it: its household, meter, market or
-    cluster (a dead letter: its record's household, else its source)."""
+    """Every record the pipeline wrote keeps its topic's contract as a producer must (no field outside it)
+    and carries the key that orders it: its household, meter, market or cluster (a dead letter: its
+    record's household, else its source)."""
     from gridflow import kafka_io
-    from gridflow.readings import KEY_FIELDS
+    from gridflow.contracts import CONTRACTS, KEY_FIELDS
     from gridflow.settings import load_settings
 
     live = load_settings(extra_files=[run_dir / "settings.yaml"], overrides=[f"stack.run_dir={run_dir}"])
     t = live.topics
-    for topic in (t.features, t.profiles, t.dead_letter, t.assignments, t.centroids, t.alerts, t.price_forecasts,
-                  t.schedules, t.recommendations):
+    contracts = {getattr(t, c.topic): c for c in CONTRACTS.values()}
+    for topic in (t.features, t.profiles, t.dead_letter, t.assignments, t.centroids, t.alerts, t.prices,
+                  t.price_forecasts, t.appliances, t.schedules, t.recommendations):
         records = kafka_io.read_records(live, topic, idle_timeout_s=2)
         assert records, f"the demo wrote to {topic}"
         for key, value in records:
             assert key, f"an unkeyed record in {topic}: {value[:200]!r}"
             record = json.loads(value)
+            contracts[topic].check_written(record)
             field = next((name for name in KEY_FIELDS if name in record), None)
             if field is not None:
                 assert key.decode() == str(record[field]), f"{topic}: key {key!r} is not its {field}"

@@ -14,6 +14,8 @@ from gridflow.prices_replay import price_record
 from gridflow.runtime import create_env
 from gridflow.scheduling.service import plan_day
 
+from contract_cases import breaking, check_dead_letters, feature
+
 pytestmark = pytest.mark.integration
 
 HOUR_MS, DAY_MS = 3_600_000, 86_400_000
@@ -80,11 +82,14 @@ def test_minute_features_become_the_learned_appliance_profiles(kafka_settings):
     kafka_io.create_topics(settings, [topics.features, topics.appliances, topics.dead_letter])
     first_ms = START_MS - HOUR_MS  # local midnight in Amsterdam (UTC+1 in January)
     power = household_power(days)
-    features = [json.dumps({"household_id": "h-01", "meter_id": "m-01-1", "window_start_ms": first_ms + i * 60_000,
-                            "window_end_ms": first_ms + (i + 1) * 60_000, "n_readings": 6, "coverage": 1.0,
-                            "mean_w": None if np.isnan(p) else float(p)}) for i, p in enumerate(power)]
-    features.insert(5000, '{"household_id": "h-01", "meter_id": "m-01-1", "window_start_ms": "noon"}')
-    stops = {topics.features: kafka_io.produce(settings, topics.features, [("h-01", f) for f in features])}
+    # a minute without readings has no feature record (the meter sent nothing)
+    features = [json.dumps(feature("h-01", "m-01-1", first_ms + i * 60_000, float(p)))
+                for i, p in enumerate(power) if not np.isnan(p)]
+    broken = breaking(json.loads(features[10]), "h-01", drop="mean_w", mistype="window_start_ms")
+    features[5000:5000] = [p for _, p, _ in broken]
+    stops = {topics.features: kafka_io.produce(settings, topics.features, [("h-01", f) for f in features[:5000]]
+                                               + [(k, p) for k, p, _ in broken]
+                                               + [("h-01", f) for f in features[5000 + len(broken):]])}
     env = create_env(settings)
     appliance_learning.build(env, settings, stop_offsets=stops)
     env.execute("appliance-learning-test")
@@ -105,8 +110,9 @@ def test_minute_features_become_the_learned_appliance_profiles(kafka_settings):
     assert known[0]["alpha_minute"] <= seven_pm < known[0]["beta_minute"]
     assert known[0]["n_activations"] >= settings.nilm.min_activations
 
-    (dead,) = map(json.loads, kafka_io.read_topic(settings, topics.dead_letter, expected=1))
-    assert dead["field"] == "window_start_ms" and dead["payload"] == features[5000]
+    dead = [json.loads(v) for v in kafka_io.read_topic(settings, topics.dead_letter, expected=len(broken))]
+    assert len(dead) == len(broken)
+    check_dead_letters(dead, broken, f"kafka:{topics.features}")
 
 
 def test_prices_replay_publishes_the_dutch_prices_of_local_days(kafka_settings, tmp_path):

@@ -11,7 +11,7 @@ from gridflow.native.clean_reference import clean_window_reference
 from gridflow.preprocess import CleaningParams, daily_profile
 from gridflow.registry import write_registry
 
-from preprocess_data import LATE, MALFORMED, REGISTERED, START_MS, UNKNOWN, stream
+from preprocess_data import FOREIGN, LATE, MALFORMED, REGISTERED, START_MS, UNKNOWN, stream
 
 pytestmark = pytest.mark.integration
 
@@ -93,14 +93,14 @@ def test_each_kind_of_trouble_is_handled_as_specified(job_output):
 def test_every_bad_record_is_dead_lettered_with_its_reason(job_output):
     settings, _, _, _, _, dead = job_output
     reasons = {(d["payload"], d["field"], d["reason"]) for d in dead}
-    for payload, field, reason in MALFORMED:
+    for payload, field, reason in [*MALFORMED, FOREIGN[1:]]:
         assert (payload.decode(), field, reason) in reasons
     late = [d for d in dead if d["reason"].startswith("late")]
     assert [json.loads(d["payload"]) for d in late] == [LATE] and late[0]["field"] == "ts_ms"
     unknown = [d for d in dead if d["reason"].startswith("unknown meter")]
     assert len(unknown) == 12 and {json.loads(d["payload"])["meter_id"] for d in unknown} == {UNKNOWN[1]}
     assert all(d["source"] == f"kafka:{settings.topics.readings}" for d in dead)
-    assert len(dead) == len(MALFORMED) + 1 + 12
+    assert len(dead) == len(MALFORMED) + 1 + 1 + 12
 
 
 def test_nothing_disappears(job_output):

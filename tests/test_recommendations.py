@@ -6,7 +6,10 @@ import pytest
 from gridflow import kafka_io, recommendations
 from gridflow.jobs import recommendations as job
 from gridflow.runtime import create_env
+from gridflow.contracts import CONTRACTS
 from gridflow.settings import Settings
+
+from contract_cases import breaking, check_dead_letters
 
 H = 3_600_000
 
@@ -17,7 +20,10 @@ def schedule(household: str, usual_h: int, planned_h: int, power_w: float = 1000
             "appliances": [{"name": "washing_machine", "power_w": power_w, "start_ts_ms": planned_h * H,
                             "end_ts_ms": (planned_h + 2) * H, "usual_start_ts_ms": usual_h * H,
                             "earliest_start_ts_ms": planned_h * H, "latest_start_ts_ms": (planned_h + 3) * H,
-                            "shift_minutes": (planned_h - usual_h) * 60}]}
+                            "shift_minutes": (planned_h - usual_h) * 60}],
+            "algorithm": "heap", "forecast_model": "linear", "expected_cost": 0.2, "unscheduled_cost": 0.6,
+            "savings": 0.4, "savings_percent": 66.7, "par_before": 3.0, "par_after": 3.0,
+            "load_before_w": [0.0] * 24, "load_after_w": [0.0] * 24}
 
 
 def test_shift_saving_is_the_price_difference_of_the_moved_energy():
@@ -46,14 +52,20 @@ def test_job_turns_schedules_profiles_and_alerts_into_recommendations_once(kafka
     settings = kafka_settings.with_overrides("balancing.feeder_capacity_kw=1.5")  # two 1 kW runs overload it
     t = settings.topics
     kafka_io.create_topics(settings, [t.schedules, t.profiles, t.alerts, t.recommendations, t.dead_letter])
-    alert = {"household_id": "h-2", "type": "stuck", "severity": "high", "ts_ms": 5,
-             "suggested_action": "The meter repeats the same value: please restart it."}
+    alert = {**CONTRACTS["alert"].example, "household_id": "h-2", "type": "stuck", "severity": "high", "ts_ms": 5,
+             "action": "The meter repeats the same value: please restart it."}
+    profile = {**CONTRACTS["profile"].example, "household_id": "h-1", "peak_share": 0.5, "energy_kwh": 9.0}
+    broken = (breaking(schedule("h-3", 20, 2), "h-3", drop="price_per_kwh", mistype="slot_minutes")
+              + breaking(profile, "h-1", drop="day_start_ms", mistype="peak_share")
+              + breaking(alert, "h-2", drop="type", mistype="ts_ms"))
     stops = {
         t.schedules: kafka_io.produce(settings, t.schedules, [("h-1", json.dumps(schedule("h-1", 19, 2)))] * 2
-                                      + [("h-3", json.dumps(schedule("h-3", 20, 2)))]),
-        t.profiles: kafka_io.produce(settings, t.profiles, [("h-1", json.dumps(
-            {"household_id": "h-1", "peak_share": 0.5, "energy_kwh": 9.0}))]),
-        t.alerts: kafka_io.produce(settings, t.alerts, [("h-2", json.dumps(alert)), (None, "not json")]),
+                                      + [("h-3", json.dumps(schedule("h-3", 20, 2)))]
+                                      + [(k, p) for k, p, _ in broken[:4]]),
+        t.profiles: kafka_io.produce(settings, t.profiles, [("h-1", json.dumps(profile))]
+                                     + [(k, p) for k, p, _ in broken[4:8]]),
+        t.alerts: kafka_io.produce(settings, t.alerts, [("h-2", json.dumps(alert)), (None, "not json")]
+                                   + [(k, p) for k, p, _ in broken[8:]]),
     }
     env = create_env(settings)
     job.build(env, settings, stop_offsets=stops)
@@ -67,5 +79,10 @@ def test_job_turns_schedules_profiles_and_alerts_into_recommendations_once(kafka
     assert grid["text"] == ("Your local grid is busy then: please run the washing machine at "
                             f"{grid['to_ts_ms'] // H:02d}:00 instead of 02:00.")
     assert next(r for r in out if r["kind"] == "alert")["text"].endswith("please restart it.")
-    (dead,) = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
-    assert dead["payload"] == "not json" and "household_id" in dead["reason"]
+    dead = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
+    assert len(dead) == 1 + len(broken)
+    check_dead_letters(dead, broken[:4], f"kafka:{t.schedules}")
+    check_dead_letters(dead, broken[4:8], f"kafka:{t.profiles}")
+    check_dead_letters(dead, broken[8:], f"kafka:{t.alerts}")
+    (not_json,) = [d for d in dead if d["payload"] == "not json"]
+    assert not_json["reason"].startswith("not JSON") and not_json["source"] == f"kafka:{t.alerts}"

@@ -8,6 +8,8 @@ from gridflow.jobs import scheduling
 from gridflow.runtime import create_env
 from gridflow.scheduling.service import plan_day
 
+from contract_cases import breaking, check_dead_letters
+
 pytestmark = pytest.mark.integration
 
 START_MS = 1_768_478_400_000  # 2026-01-15 12:00 UTC
@@ -35,11 +37,15 @@ def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
                       ("h-04", json.dumps(broken_appliance))]
     bad_forecasts = [("NL", json.dumps({**forecast, "price_per_kwh": []})),
                      ("NL", json.dumps({k: v for k, v in forecast.items() if k != "start_ts_ms"}))]
+    broken = (breaking(appliances["h-01"][0], "h-01", drop="duration_minutes", mistype="power_w")
+              + breaking(forecast, "NL", drop="currency", mistype="slots", key_field="market", intruder="DE"))
     stops = {
         topics.appliances: kafka_io.produce(settings, topics.appliances, bad_appliances[:2] + [
-            (h, json.dumps(a)) for h in households for a in appliances[h]] + bad_appliances[2:]),
+            (h, json.dumps(a)) for h in households for a in appliances[h]] + bad_appliances[2:]
+            + [(k, p) for k, p, _ in broken[:4]]),
         topics.price_forecasts: kafka_io.produce(settings, topics.price_forecasts,
-                                                 [bad_forecasts[0], ("NL", json.dumps(forecast)), bad_forecasts[1]]),
+                                                 [bad_forecasts[0], ("NL", json.dumps(forecast)), bad_forecasts[1]]
+                                                 + [(k, p) for k, p, _ in broken[4:]]),
     }
     env = create_env(settings)
     scheduling.build(env, settings, stop_offsets=stops)
@@ -52,17 +58,23 @@ def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
     assert all("error" not in s and s["household_id"] in households for s in out), "only schedules, never errors"
     complete = {s["household_id"]: s for s in out if len(s.get("appliances", [])) == 2}
     assert set(complete) == set(households)
-    dead_records = kafka_io.read_records(settings, topics.dead_letter, expected=5)
+    dead_records = kafka_io.read_records(settings, topics.dead_letter, expected=5 + len(broken))
+    appliance_source, forecast_source = f"kafka:{topics.appliances}", f"kafka:{topics.price_forecasts}"
     assert sorted(key.decode() for key, _ in dead_records) == sorted(
-        ["NL", "NL", "h-04", "appliance topic", "appliance topic"]), "keyed like their record, else by source"
+        ["NL", "NL", "h-04", appliance_source, appliance_source, "h-01", "h-01", "h-01", "h-01",
+         "NL", "NL", "NL", "NL"]), "keyed like their record, else by source"
     dead = [json.loads(v) for _, v in dead_records]
-    reasons = sorted((d["payload"], d["reason"]) for d in dead)
+    check_dead_letters(dead, broken[:4], appliance_source)
+    check_dead_letters(dead, broken[4:], forecast_source)
+    reasons = sorted((d["payload"], d["field"], d["reason"].split(":")[0], d["source"]) for d in dead
+                     if d["payload"] not in {p for _, p, _ in broken})
     assert reasons == sorted([
-        ("not json", "not a JSON object with a household_id"),
-        (bad_appliances[1][1], "not a JSON object with a household_id"),
-        (bad_appliances[2][1], "appliance: power_w is required"),
-        (bad_forecasts[0][1], "price forecast: price_per_kwh must be a non-empty list of finite numbers"),
-        (bad_forecasts[1][1], "price forecast: start_ts_ms is required"),
+        ("not json", "", "not JSON", appliance_source),
+        (bad_appliances[1][1], "household_id", "is required", appliance_source),
+        (bad_appliances[2][1], "power_w", "is required", appliance_source),
+        (bad_forecasts[0][1], "price_per_kwh", "list should have at least 1 item after validation, not 0, got []",
+         forecast_source),
+        (bad_forecasts[1][1], "start_ts_ms", "is required", forecast_source),
     ])
     for h in households:
         assert complete[h] == plan_day(h, appliances[h], forecast, settings)

@@ -120,6 +120,7 @@ class Contract:
     description: str
     example: Mapping[str, Any] = field(default_factory=dict)
     version: int = SCHEMA_VERSION
+    unknown_field_hints: Mapping[str, str] = field(default_factory=dict)  # part of a field's name -> advice
 
     @cached_property
     def adapter(self) -> TypeAdapter:
@@ -145,7 +146,9 @@ class Contract:
         if self.closed:
             unknown = sorted(set(record) - self.fields)
             if unknown:
-                raise ContractError(unknown[0], f"unknown field; allowed fields: {', '.join(sorted(self.fields))}")
+                hints = [h for part, h in self.unknown_field_hints.items() if part in unknown[0].lower()]
+                raise ContractError(unknown[0], f"unknown field{' (' + hints[0] + ')' if hints else ''}; allowed "
+                                                f"fields: {', '.join(sorted(self.fields))}")
         try:
             self.adapter.validate_python(record, strict=True)
         except ValidationError as error:

@@ -24,7 +24,8 @@ a field once per mention): the job reads it from two views, the good readings an
 (``checked_view_sql(..., where=..., columns=...)`` with different columns), and enables
 ``table.optimizer.reuse-optimize-block-with-digest-enabled``, so it is planned once and shared.
 
-Checked here: JSON object, schema version, identifiers, ``ts_ms`` (integer, after 2000, not further in
+Checked here: JSON object, schema version, identifiers, the Kafka key (a reading keyed as another household's
+is rejected on ``household_id``, as every consumer of a contract does), ``ts_ms`` (integer, after 2000, not further in
 the future than the allowed clock skew), ``power_w`` (required, a finite number within the physical
 bounds) and the optional ``voltage_v`` and ``current_a`` bounds. Unknown extra fields are tolerated (the
 bridge rejects them at the edge; the job only needs the fields it reads).
@@ -114,6 +115,11 @@ class _ScannedValues:
         return f"NULLIF(`s_ts_ms`, {NULL_INT})"
 
 
+def _quoted(expression: str) -> str:
+    """SQL: the string ``expression`` in single quotes, as Python's ``repr`` shows an identifier."""
+    return f" || {expression} || "
+
+
 def _check_decoder(decoder: str) -> None:
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
@@ -126,17 +132,17 @@ def decoded_view_sql(view: str, source: str, time_column: str, decoder: str = "s
     downstream a late record could look on time. (So ``decode_readings`` takes ``late`` and folds it into its
     code: as an argument of the Python call it is computed before it; the planner would move it otherwise.)"""
     _check_decoder(decoder)
-    checked_time = (f"SELECT `payload`, `{time_column}`, `{time_column}` <= CURRENT_WATERMARK(`{time_column}`) "
-                    f"AS `late` FROM {source}")
+    checked_time = (f"SELECT `record_key`, `payload`, `{time_column}`, "
+                    f"`{time_column}` <= CURRENT_WATERMARK(`{time_column}`) AS `late` FROM {source}")
     if decoder == "json":
         fields = ",\n  ".join(["`late`", *_JsonFields.columns()])
         inner = f"({checked_time})"
     else:
         fields = ",\n  ".join(f"r.scanned.{name} AS `s_{name}`" for name in SCANNED)
-        inner = (f"(SELECT `payload`, `{time_column}`, decode_readings(`payload`, `late`) AS scanned "
+        inner = (f"(SELECT `record_key`, `payload`, `{time_column}`, decode_readings(`payload`, `late`) AS scanned "
                  f"FROM ({checked_time}))")
     return f"""CREATE TEMPORARY VIEW {view} AS
-SELECT `payload`, `{time_column}`,
+SELECT `record_key`, `payload`, `{time_column}`,
   {fields}
 FROM {inner} AS r"""
 
@@ -228,6 +234,12 @@ def checked_view_sql(view: str, decoded: str, readings, time_column: str, out_of
                  "meter_id": f"IF({read}, `s_meter_id`, {f.text('meter_id')})",
                  "ts_ms": f"IF({read}, {_ScannedValues.ts()}, {f.ts()})",
                  "power_w": f"IF({read}, `s_power_w`, {f.number('power_w')})"}
+    # a good reading keyed as another household's (the bridge keys by the publishing meter's household)
+    household = typed["household_id"]
+    foreign_key = (f"CASE WHEN `record_key` <> '' AND `record_key` <> {household} "
+                   f"THEN 'household_id{SEPARATOR}' || {_quoted(household)} || "
+                   f"' does not match the record''s Kafka key ' || {_quoted('`record_key`')} END")
+    problem = f"COALESCE({problem}, {foreign_key})"
     expressions = {"payload": "`payload`", "event_time": f"`{time_column}`", **typed, "problem": problem}
     unknown = set(columns) - set(expressions)
     if unknown:
