@@ -12,8 +12,10 @@ from setuptools import Extension, find_packages, setup
 HERE = Path(__file__).parent
 SUBPACKAGES = ["jobs", "operators", "native", "connectors", "devices"]
 
-package_dir = {"gridflow": "gridflow", **{f"gridflow.{name}": name for name in SUBPACKAGES}}
-packages = ["gridflow", *(f"gridflow.{sub}" for sub in find_packages("gridflow"))]
+# flink-conf/ ships inside the package as gridflow.conf: an installed wheel finds its default settings
+package_dir = {"gridflow": "gridflow", "gridflow.conf": "flink-conf",
+               **{f"gridflow.{name}": name for name in SUBPACKAGES}}
+packages = ["gridflow", "gridflow.conf", *(f"gridflow.{sub}" for sub in find_packages("gridflow"))]
 for name in SUBPACKAGES:
     packages += [f"gridflow.{name}", *(f"gridflow.{name}.{sub}" for sub in find_packages(name))]
 
@@ -36,7 +38,7 @@ setup(
     ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}),
     include_package_data=False,
     # the poms and lock files of the Java artifacts `gridflow jars fetch` resolves from Maven Central
-    package_data={"gridflow": ["maven/*.pom.xml", "maven/*.lock"]},
+    package_data={"gridflow": ["maven/*.pom.xml", "maven/*.lock"], "gridflow.conf": ["*.yaml", "*.properties"]},
     install_requires=[
         "apache-flink==2.3.0",
         # river >= 0.24 needs numpy >= 2.3 while apache-beam (pulled by apache-flink) pins numpy < 2.2.
@@ -57,7 +59,8 @@ setup(
         "aiohttp>=3.9",  # gridflow page serve: the household and operator pages
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.4", "ruff>=0.6", "jsonschema>=4.18"],
+        # ruff and mypy exact: CI checks the code with them, and a newer one may judge it differently
+        "test": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.4", "ruff==0.17.6", "mypy==2.4.1", "jsonschema>=4.18"],
         # benchmarks/: CPU and memory of every process of the stack while it runs
         "bench": ["psutil>=5.9"],
     },

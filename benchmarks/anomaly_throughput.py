@@ -10,7 +10,7 @@ one core, no Flink; the job cannot do much better per core).
 Variants are settings overrides run one after the other on their own topics:
 
     python benchmarks/anomaly_throughput.py --households 20000 --minutes 4 \
-        --variant process=anomaly.python_execution_mode=process --variant thread=anomaly.python_execution_mode=thread
+        --variant process=jobs.anomaly.python_execution_mode=process --variant thread=jobs.anomaly.python_execution_mode=thread
 """
 from __future__ import annotations
 

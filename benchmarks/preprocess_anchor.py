@@ -104,7 +104,8 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None):
     config.set("table.local-time-zone", settings.preprocess.timezone)
     # Table-API Python functions report metrics only from separate worker processes (thread mode drops
     # them); with one call per meter window the process boundary costs little.
-    config.set("python.execution-mode", settings.preprocess.python_execution_mode)
+    config.set("python.execution-mode", settings.jobs.preprocess.python_execution_mode)
+    config.set("python.fn-execution.bundle.time", str(settings.jobs.preprocess.bundle_time_ms))  # was in config.yaml
     if stream.idle_timeout_ms:
         config.set("table.exec.source.idle-timeout", f"{stream.idle_timeout_ms} ms")
     register(tenv, settings, f"kafka:{topics.readings}")

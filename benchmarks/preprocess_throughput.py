@@ -157,7 +157,7 @@ def drain(settings, library, args) -> None:
         "phase": "drain", "readings": sent, "preload_s": round(preload_s, 1), "job_s": round(elapsed, 1),
         "readings_per_s_incl_startup": round(sent / elapsed), "readings_per_s_steady": round(steady_rate(records)),
         "feature_records": len(records), "readings_in_features": sum(r["n_readings"] + r["n_duplicates"] for r in records),
-        "parallelism": settings.flink.parallelism_default, "python_mode": settings.preprocess.python_execution_mode,
+        "parallelism": settings.flink.parallelism_default, "python_mode": settings.jobs.preprocess.python_execution_mode,
     }), flush=True)
 
 

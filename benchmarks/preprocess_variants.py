@@ -131,7 +131,7 @@ VARIANTS = {
     "job-one-phase-agg": (_job_with({"table.optimizer.agg-phase-strategy": "ONE_PHASE"}), [], True),
     "job-arrow-batch-10k": (_job_with({"python.fn-execution.arrow.batch.size": "10000",
                                        "python.fn-execution.bundle.size": "100000"}), [], True),
-    "job-thread": (_job, ["preprocess.python_execution_mode=thread"], True),
+    "job-thread": (_job, ["jobs.preprocess.python_execution_mode=thread"], True),
     "job-object-reuse": (_job, ["flink.pipeline.object-reuse=true"], True),
     "stage-valid-object-reuse": (_job_stage("INSERT INTO bh SELECT household_id, meter_id FROM valid"),
                                  ["flink.pipeline.object-reuse=true"], False),

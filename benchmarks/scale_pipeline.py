@@ -182,7 +182,7 @@ def main() -> None:
     parser.add_argument("--bridges", type=int, default=1, help="bridge processes on a shared subscription")
     parser.add_argument("--bridge-linger-ms", type=int, help="bridge.kafka_linger_ms (fewer, larger produce requests)")
     parser.add_argument("--job-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a settings override for every submitted job, e.g. flink.python.fn-execution.bundle.time=100")
+                        help="a settings override for every submitted job, e.g. jobs.anomaly.bundle_time_ms=100")
     parser.add_argument("--run-dir", default="/tmp/gridflow-scale")
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks" / "scale_latency.png"))
     args = parser.parse_args()

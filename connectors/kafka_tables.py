@@ -7,6 +7,8 @@ Sink records are keyed (``key.fields``), so one household's records stay in orde
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from gridflow.connectors.flink_kafka import consumer_properties, group_id, producer_properties
 from gridflow.settings import Settings
 
@@ -15,7 +17,7 @@ def _literal(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _options(options: dict[str, object]) -> str:
+def _options(options: Mapping[str, object]) -> str:
     return ",\n  ".join(f"{_literal(k)} = {_literal(v)}" for k, v in options.items())
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from confluent_kafka import KafkaException, Producer
@@ -80,8 +81,8 @@ class MqttKafkaBridge:
         self.settings = settings
         self.bounds = ReadingBounds.from_settings(settings.readings)
         self.metrics = BridgeMetrics(registry or CollectorRegistry())
-        self.metrics_address: tuple[str, int] | None = None
-        self._metrics_server = None
+        self.metrics_address: tuple[str, int] = ("", 0)   # host and port, once started
+        self._metrics_server: Any = None
         self._connected = threading.Event()
         self._topics = (settings.topics.readings, settings.topics.dead_letter)
         bridge = settings.bridge
@@ -111,7 +112,8 @@ class MqttKafkaBridge:
         bridge = self.settings.bridge
         server, _ = start_http_server(bridge.metrics_port, bridge.metrics_host, registry=self.metrics.registry)
         self._metrics_server = server
-        self.metrics_address = server.server_address[:2]
+        host, port = server.server_address[:2]
+        self.metrics_address = (str(host), int(port))
         self.client.connect(self.settings.mqtt.host, self.settings.mqtt.port, keepalive=30)
         deadline = time.monotonic() + timeout_s
         while not self._connected.is_set():

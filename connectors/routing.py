@@ -56,7 +56,7 @@ def route(topic: str, payload: bytes, template: str, bounds: ReadingBounds, now_
     return [_one(payload, data, household, template, bounds, now_ms, where, key)]
 
 
-def _one(raw: bytes, data, household: str, template: str, bounds, now_ms, where: str, key: bytes) -> Routed:
+def _one(raw: bytes, data, household: str, template: str, bounds, now_ms, where: str, key: bytes | None) -> Routed:
     try:
         reading = validate_reading(data, bounds, now_ms)
     except InvalidReading as error:

@@ -37,7 +37,7 @@ class SharedConnection:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *args: self.connected.clear()
         self.client.on_message = self._on_message
-        self.connected = threading.Event()
+        self.connected: threading.Event = threading.Event()
         self._commands_filter = commands_filter
         self._inboxes: dict[str, collections.deque] = {}
         self._lock = threading.Lock()

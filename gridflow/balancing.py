@@ -65,8 +65,8 @@ class ShiftRequest:
 class BalancePlan:
     runs: list[FlexibleRun]
     requests: list[ShiftRequest] = field(default_factory=list)
-    load_before_w: np.ndarray = None
-    load_after_w: np.ndarray = None
+    load_before_w: np.ndarray | None = None
+    load_after_w: np.ndarray | None = None
 
     peak_before_w = property(lambda self: float(self.load_before_w.max()))
     peak_after_w = property(lambda self: float(self.load_after_w.max()))
@@ -120,7 +120,7 @@ def balance(base_w: np.ndarray, runs: list[FlexibleRun], capacity_w: float,
             run = runs[i]
             without = load.copy()
             without[run.start:run.start + run.duration_slots] -= run.power_w
-            best, best_key = None, None
+            best, best_key = run.earliest, None  # the loop sets both: earliest <= latest
             for start in range(run.earliest, run.latest + 1):
                 peak = float((without[start:start + run.duration_slots] + run.power_w).max())
                 key = (peak, abs(start - run.start))
@@ -164,14 +164,20 @@ def _exact(runs, base_load, capacity_w, time_limit_s: float):
                             for r, s in columns], np.ones(n_slots) / max(total, 1.0)])
     rows, cols, vals = [], [], []
     for j, (r, s) in enumerate(columns):  # one start per run
-        rows.append(r), cols.append(j), vals.append(1.0)
+        rows.append(r)
+        cols.append(j)
+        vals.append(1.0)
     one = LinearConstraint(coo_matrix((vals, (rows, cols)), shape=(len(runs), n_x + n_slots)), 1, 1)
     rows, cols, vals = [], [], []
     for j, (r, s) in enumerate(columns):  # load_t - excess_t <= capacity - base_t
         for t in range(s, s + runs[r].duration_slots):
-            rows.append(t), cols.append(j), vals.append(runs[r].power_w)
+            rows.append(t)
+            cols.append(j)
+            vals.append(runs[r].power_w)
     for t in range(n_slots):
-        rows.append(t), cols.append(n_x + t), vals.append(-1.0)
+        rows.append(t)
+        cols.append(n_x + t)
+        vals.append(-1.0)
     cap = LinearConstraint(coo_matrix((vals, (rows, cols)), shape=(n_slots, n_x + n_slots)), -np.inf,
                            capacity_w - base_load)
     result = milp(cost, constraints=[one, cap], integrality=np.r_[np.ones(n_x), np.zeros(n_slots)],

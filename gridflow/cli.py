@@ -126,16 +126,16 @@ def _stack(args, settings) -> None:
         print(f"settings for jobs and tools (with the service accounts' passwords): "
               f"--config {stack.run_dir / 'settings.yaml'}")
     elif args.action == "down":
-        info = stop_stack(run_dir)
-        print(f"stopped stack {info.stack_id}" if info else f"no stack recorded in {run_dir}")
+        stopped = stop_stack(run_dir)
+        print(f"stopped stack {stopped.stack_id}" if stopped else f"no stack recorded in {run_dir}")
     else:
         from gridflow.stack.processes import marked_pids
 
-        info = read_state(run_dir)
-        if info is None:
+        recorded = read_state(run_dir)
+        if recorded is None:
             print(f"no stack recorded in {run_dir}")
             return
-        print(json.dumps({**_shown(info), "pids": marked_pids(info.stack_id)}, indent=2))
+        print(json.dumps({**_shown(recorded), "pids": marked_pids(recorded.stack_id)}, indent=2))
 
 
 def _shown(info) -> dict:

@@ -55,7 +55,12 @@ def job_script(job: str) -> Path:
 
     source_tree = Path(__file__).resolve().parent.parent / "jobs"   # editable install / source checkout
     spec = None if source_tree.is_dir() else importlib.util.find_spec("gridflow.jobs")
-    folder = source_tree if spec is None else Path(spec.submodule_search_locations[0])
+    if spec is None:
+        folder = source_tree
+    elif spec.submodule_search_locations is None:
+        raise ClusterError(f"gridflow.jobs ({spec.origin}) is not a package: the job scripts cannot be found")
+    else:
+        folder = Path(spec.submodule_search_locations[0])
     path = folder / f"{job}.py"
     if not path.exists():
         known = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
@@ -114,11 +119,14 @@ class FlinkCluster:
         """Submit ``job`` with ``flink run`` (attached, in the background); returns once the cluster has it."""
         process = subprocess.Popen(self.command(job, job_args, savepoint), env=self.environment(),
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout = process.stdout
+        if stdout is None:  # stdout=PIPE always gives one
+            raise ClusterError(f"flink run for {job!r} started without an output pipe")
         submission = Submission(job, "", process)
         found = threading.Event()
 
         def pump() -> None:
-            for line in process.stdout:
+            for line in stdout:
                 submission.output.append(line)
                 match = _SUBMITTED.search(line)
                 if match and not found.is_set():

@@ -206,6 +206,8 @@ def load_citylearn(settings: Settings) -> dict[str, np.ndarray]:
         pvs.append(frame["Solar Generation [W/kW]"].to_numpy(np.float64))
         if calendar is None:
             calendar = frame[["Month", "Hour", "Day Type"]].to_numpy().astype(np.int64)
+    if calendar is None:
+        raise DatasetError("the CityLearn data set has no building files")
     prices = pd.read_csv(paths["pricing.csv"])["Electricity Pricing [$/kWh]"].to_numpy(np.float64)
     return {"load_w": np.stack(loads), "pv_w_per_kw": np.stack(pvs), "price_per_kwh": prices,
             "month": calendar[:, 0], "hour": calendar[:, 1], "day_type": calendar[:, 2]}

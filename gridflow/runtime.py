@@ -18,7 +18,10 @@ from gridflow.stack.processes import path_with_interpreter_first
 def _pyflink_home() -> Path:
     import importlib.util
 
-    return Path(importlib.util.find_spec("pyflink").submodule_search_locations[0])  # without importing it
+    spec = importlib.util.find_spec("pyflink")  # without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("apache-flink (pyflink) is not installed in this environment")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def local_lib_dir() -> Path:
@@ -88,3 +91,19 @@ def run_datastream_job(doc: str, name: str, build, argv: list[str] | None, stop_
     stops.update(dict(args.stop_at))
     build(env, settings, stops or None)
     env.execute(name)
+
+
+def configure_job(env, runtime) -> None:
+    """Apply one job's block of the ``jobs`` settings (``gridflow.settings.JobRuntime``: Python execution
+    mode, bundle size and time, Arrow batch size) to its StreamExecutionEnvironment or TableEnvironment."""
+    options = runtime.flink_options()
+    if hasattr(env, "configure"):          # StreamExecutionEnvironment
+        from pyflink.common import Configuration
+
+        config = Configuration()
+        for key, value in options.items():
+            config.set_string(key, value)
+        env.configure(config)
+    else:                                  # TableEnvironment
+        for key, value in options.items():
+            env.get_config().set(key, value)

@@ -194,8 +194,6 @@ class PreprocessSettings(_Section):
     noise_floor_w: float = Field(5.0, ge=0.0, le=1_000.0, description="|power| below this is sensor noise -> 0 W")
     min_slot_coverage: float = Field(0.5, gt=0.0, le=1.0, description="share of a profile slot that must be known")
     timezone: str = Field("UTC", description="IANA zone for peak hours and day boundaries")
-    python_execution_mode: Literal["process", "thread"] = Field(
-        "process", description="thread is faster but Flink then drops the job's Python metrics")
     peak_hours: list[int] = Field(default_factory=lambda: [17, 18, 19, 20])
 
     @field_validator("timezone")
@@ -260,9 +258,6 @@ class AnomalySettings(_Section):
     sustained_minutes: int = Field(20, ge=1, le=1440)
     drift_fraction: float = Field(0.15, gt=0.0, le=10.0, description="rise of the floor, fraction of usual mean")
     drift_minutes: int = Field(60, ge=1, le=1440)
-    python_execution_mode: Literal["process", "thread"] = Field(
-        "thread", description="the anomaly job's Python workers: thread mode is ~4x faster for its per-record "
-                              "keyed state; process mode isolates them from the TaskManager")
 
 
 class BalancingSettings(_Section):
@@ -438,6 +433,63 @@ class WebSettings(_Section):
         return value
 
 
+# Python-runtime keys of Flink that are set per job, in the ``jobs`` section, never in ``config.yaml``.
+PER_JOB_FLINK_KEYS = {"python.execution-mode": "python_execution_mode", "python.fn-execution.bundle.size": "bundle_size",
+                      "python.fn-execution.bundle.time": "bundle_time_ms",
+                      "python.fn-execution.arrow.batch.size": "arrow_batch_size"}
+
+
+class JobRuntime(_Section):
+    """How one job's Python workers run (Flink's ``python.*`` options for that job).
+
+    ``process`` runs the workers as separate Python processes; ``thread`` embeds them in the TaskManager JVM
+    (pemja): several times faster for per-record functions, but importing scipy (river, the MILP, the NILM
+    models) hangs there, and Table-API functions lose their metrics. A Python operator holds records and the
+    watermark until its bundle is finished (``bundle_time_ms``: Flink's default 1 s added ~0.7 s per Python
+    stage, see BENCHMARKS.md)."""
+
+    python_execution_mode: Literal["process", "thread"] = "process"
+    bundle_size: int = Field(100_000, ge=1, le=10_000_000, description="records per bundle at most")
+    bundle_time_ms: int = Field(100, ge=1, le=60_000, description="a bundle is cut at least this often")
+    arrow_batch_size: int = Field(10_000, ge=1, le=10_000_000,
+                                  description="rows per Arrow batch of vectorised functions (at most bundle_size)")
+
+    @model_validator(mode="after")
+    def _batch_in_bundle(self) -> "JobRuntime":
+        if self.arrow_batch_size > self.bundle_size:
+            raise ValueError(f"arrow_batch_size ({self.arrow_batch_size}) must not exceed bundle_size "
+                             f"({self.bundle_size})")
+        return self
+
+    def flink_options(self) -> dict[str, str]:
+        return {key: str(getattr(self, name)) for key, name in PER_JOB_FLINK_KEYS.items()}
+
+
+# Jobs whose Python code imports scipy or river (which thread-mode workers cannot load).
+_NEEDS_PROCESS = ("clustering", "forecasting", "appliance_learning", "scheduling", "recommendations")
+
+
+class JobsSettings(_Section):
+    """The runtime of each job, one block per job (``jobs.<job>.<key>``)."""
+
+    preprocess: JobRuntime = JobRuntime()
+    reading_summary: JobRuntime = JobRuntime()
+    clustering: JobRuntime = JobRuntime()
+    anomaly: JobRuntime = JobRuntime(python_execution_mode="thread")
+    forecasting: JobRuntime = JobRuntime()
+    appliance_learning: JobRuntime = JobRuntime()
+    scheduling: JobRuntime = JobRuntime()
+    recommendations: JobRuntime = JobRuntime()
+
+    @model_validator(mode="after")
+    def _process_where_needed(self) -> "JobsSettings":
+        for name in _NEEDS_PROCESS:
+            if getattr(self, name).python_execution_mode == "thread":
+                raise ValueError(f"{name}.python_execution_mode must be 'process': the job imports scipy or river, "
+                                 "which thread-mode Python workers cannot load")
+        return self
+
+
 # Keys of Flink's config.yaml that describe the cluster rather than a job: the standalone cluster gets
 # them, a job's configuration does not (they would point a submitted job at the wrong cluster).
 CLUSTER_ONLY_PREFIXES = ("jobmanager.", "taskmanager.", "rest.", "env.", "blob.", "high-availability", "web.")
@@ -453,9 +505,17 @@ class FlinkSettings(BaseModel):
 
     parallelism_default: int = Field(2, ge=1, le=4096, alias="parallelism.default")
     task_slots: int = Field(2, ge=1, le=1024, alias="taskmanager.numberOfTaskSlots")
-    python_execution_mode: Literal["process", "thread"] = Field("process", alias="python.execution-mode")
     state_backend: Literal["hashmap", "rocksdb"] = Field("hashmap", alias="state.backend.type")
     rest_port: int = Field(8081, ge=1, le=65535, alias="rest.port")
+
+    @model_validator(mode="after")
+    def _no_per_job_keys(self) -> "FlinkSettings":
+        misplaced = sorted(set(self.model_extra or {}) & set(PER_JOB_FLINK_KEYS))
+        if misplaced:
+            raise ValueError(f"{misplaced[0]} is set per job: use jobs.<job>.{PER_JOB_FLINK_KEYS[misplaced[0]]} in "
+                             "gridflow.yaml (jobs: preprocess, reading_summary, clustering, anomaly, forecasting, "
+                             "appliance_learning, scheduling, recommendations)")
+        return self
 
     def job_options(self) -> dict[str, str]:
         """Options that belong in a job's configuration: cluster-only keys (addresses, memory) removed."""
@@ -463,7 +523,7 @@ class FlinkSettings(BaseModel):
 
     def options(self) -> dict[str, str]:
         """All options as Flink expects them: dotted keys, string values."""
-        typed = {info.alias: getattr(self, name) for name, info in type(self).model_fields.items()}
+        typed: dict[str, Any] = {str(info.alias): getattr(self, name) for name, info in type(self).model_fields.items()}
         merged = {**typed, **(self.model_extra or {})}
         return {key: _flink_str(value) for key, value in merged.items()}
 
@@ -498,6 +558,7 @@ class Settings(_Section):
     tariff: TariffSettings = TariffSettings()
     stack: StackSettings = StackSettings()
     web: WebSettings = WebSettings()
+    jobs: JobsSettings = JobsSettings()
     flink: FlinkSettings = FlinkSettings()
 
     def with_overrides(self, *assignments: str) -> "Settings":
@@ -506,11 +567,15 @@ class Settings(_Section):
 
 
 def default_conf_dir() -> Path:
-    """``$GRIDFLOW_CONF_DIR`` or the ``flink-conf`` folder of this checkout / the current folder."""
+    """``$GRIDFLOW_CONF_DIR``, else ``flink-conf/`` of this checkout, else the copy an installed package ships
+    (``gridflow/conf``), else ``flink-conf/`` in the current folder."""
     if os.environ.get(CONF_DIR_ENV):
         return Path(os.environ[CONF_DIR_ENV])
-    checkout = Path(__file__).resolve().parent.parent / "flink-conf"
-    return checkout if checkout.is_dir() else Path.cwd() / "flink-conf"
+    here = Path(__file__).resolve().parent
+    for folder in (here.parent / "flink-conf", here / "conf"):
+        if (folder / JOB_FILE).is_file():
+            return folder
+    return Path.cwd() / "flink-conf"
 
 
 def load_settings(

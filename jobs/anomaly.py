@@ -11,7 +11,7 @@ Its own job, apart from the clustering job, because it runs once per meter and m
 50,000 meters) where clustering runs once per household and day: keyed Python state costs about 1 ms per
 record in process-mode workers and a tenth of that in thread mode (``benchmarks/anomaly_throughput.py``),
 and the detector imports no river or scipy, which thread-mode workers cannot import.
-``anomaly.python_execution_mode`` chooses (thread by default).
+``jobs.anomaly.python_execution_mode`` chooses (thread by default).
 
 Run locally on the mini-cluster:      python jobs/anomaly.py --config <stack>/settings.yaml
 Submit to a cluster:                  flink run -py jobs/anomaly.py -- --config ...
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import sys
 
-from pyflink.common import Configuration, Types
+from pyflink.common import Types
 
 from gridflow.connectors.flink_kafka import event_time, read_contract, sink_json
 from gridflow.contracts import CONTRACTS
 from gridflow.operators.anomaly import DEAD_LETTER, DetectAnomalies, FeatureEndTime, meter_key_of
-from gridflow.runtime import run_datastream_job
+from gridflow.runtime import configure_job, run_datastream_job
 from gridflow.settings import Settings
 
 NAME = "anomaly"
@@ -33,7 +33,7 @@ NAME = "anomaly"
 
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
     topics = settings.topics
-    env.configure(Configuration().set_string("python.execution-mode", settings.anomaly.python_execution_mode))
+    configure_job(env, settings.jobs.anomaly)
     features, rejected = read_contract(env, settings, CONTRACTS["feature"], NAME, stop_offsets)
     alerts = (features.assign_timestamps_and_watermarks(event_time(settings.stream, FeatureEndTime()))
               .key_by(meter_key_of, key_type=Types.STRING())

@@ -22,23 +22,22 @@ from __future__ import annotations
 
 import sys
 
-from pyflink.common import Configuration, Types
+from pyflink.common import Types
 
 from gridflow.connectors.flink_kafka import event_time, read_contract, sink_json
 from gridflow.contracts import CONTRACTS
 from gridflow.operators.learning import DEAD_LETTER, FeatureTimestamp, LearnAppliances, ParseFeatures, feature_type
-from gridflow.runtime import run_datastream_job
+from gridflow.runtime import configure_job, run_datastream_job
 from gridflow.settings import Settings
 
 # The models import scipy, whose pybind11 extension modules hang when first imported by thread-mode (pemja)
 # workers (the task stays INITIALIZING inside scipy.spatial's import); these low-rate jobs run in process mode.
-PYTHON_EXECUTION_MODE = "process"
 NAME = "appliance-learning"
 
 
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
     topics, stream = settings.topics, settings.stream
-    env.configure(Configuration().set_string("python.execution-mode", PYTHON_EXECUTION_MODE))
+    configure_job(env, settings.jobs.appliance_learning)
     source_name = f"kafka:{topics.features}"
     raw, rejected = read_contract(env, settings, CONTRACTS["feature"], NAME, stop_offsets)
     features = raw.process(ParseFeatures(source_name), output_type=feature_type()).name("parse features")

@@ -19,13 +19,14 @@ from pyflink.common import Types
 from gridflow.connectors.flink_kafka import read_contract, sink_json
 from gridflow.contracts import CONTRACTS
 from gridflow.operators.analytics import ASSIGNMENT, CENTROIDS, DEAD_LETTER, GRID, ClusterProfiles, pair_type
-from gridflow.runtime import run_datastream_job
+from gridflow.runtime import configure_job, run_datastream_job
 from gridflow.settings import Settings
 
 NAME = "clustering"
 
 
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
+    configure_job(env, settings.jobs.clustering)
     topics = settings.topics
     profiles, rejected = read_contract(env, settings, CONTRACTS["profile"], NAME, stop_offsets)
     clustered = (profiles.key_by(lambda _: GRID, key_type=Types.STRING())

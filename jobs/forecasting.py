@@ -19,23 +19,22 @@ from __future__ import annotations
 
 import sys
 
-from pyflink.common import Configuration, Types
+from pyflink.common import Types
 
 from gridflow.connectors.flink_kafka import read_contract, sink_json
 from gridflow.contracts import CONTRACTS
 from gridflow.operators.learning import DEAD_LETTER, ForecastPrices, ParsePrices, price_type
-from gridflow.runtime import run_datastream_job
+from gridflow.runtime import configure_job, run_datastream_job
 from gridflow.settings import Settings
 
 # The models import scipy, whose pybind11 extension modules hang when first imported by thread-mode (pemja)
 # workers (the task stays INITIALIZING inside scipy.spatial's import); these low-rate jobs run in process mode.
-PYTHON_EXECUTION_MODE = "process"
 NAME = "forecasting"
 
 
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
     topics = settings.topics
-    env.configure(Configuration().set_string("python.execution-mode", PYTHON_EXECUTION_MODE))
+    configure_job(env, settings.jobs.forecasting)
     source_name = f"kafka:{topics.prices}"
     raw, rejected = read_contract(env, settings, CONTRACTS["price"], NAME, stop_offsets)
     prices = raw.process(ParsePrices(settings, source_name), output_type=price_type()).name("parse prices")

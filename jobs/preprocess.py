@@ -43,7 +43,7 @@ from gridflow.cli_args import job_argument_parser, settings_from_args
 from gridflow.connectors.kafka_tables import keyed_sink_ddl, raw_source_ddl
 from gridflow.operators import preprocess as ops
 from gridflow.preprocess.validation_sql import checked_view_sql, decoded_view_sql
-from gridflow.runtime import create_env
+from gridflow.runtime import configure_job, create_env
 from gridflow.settings import Settings
 
 NAME = "preprocess"
@@ -64,18 +64,16 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None, 
     config = tenv.get_config()
     config.set("table.local-time-zone", settings.preprocess.timezone)
     # Table-API Python functions report metrics only from separate worker processes (thread mode drops
-    # them); with one call per meter window the process boundary costs little.
-    config.set("python.execution-mode", settings.preprocess.python_execution_mode)
+    # them); with one call per meter window the process boundary costs little. The functions are vectorised:
+    # Arrow batches of up to jobs.preprocess.arrow_batch_size rows (Flink's default 1,000 makes the per-batch
+    # overhead of the Python side dominate).
+    configure_job(tenv, settings.jobs.preprocess)
     # The views below are used by several INSERTs; optimise each shared view once, so the Python function
     # (and the JSON decoding) runs once per row and not once per sink.
     config.set("table.optimizer.reuse-optimize-block-with-digest-enabled", "true")
     # Every operator here is a Flink SQL operator or a Python function that copies its input: chained
     # operators can pass rows on without a defensive copy.
     config.set("pipeline.object-reuse", "true")
-    # The Python functions are vectorised: Arrow batches of up to 10,000 rows (the default 1,000 makes the
-    # per-batch overhead of the Python side dominate); a bundle is still cut at least every second.
-    config.set("python.fn-execution.arrow.batch.size", "10000")
-    config.set("python.fn-execution.bundle.size", "100000")
     if stream.idle_timeout_ms:
         config.set("table.exec.source.idle-timeout", f"{stream.idle_timeout_ms} ms")
     ops.register(tenv, settings, f"kafka:{topics.readings}")

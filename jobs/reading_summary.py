@@ -21,13 +21,14 @@ from gridflow.operators.readings import (
     SummaryAggregate, late_dead_letter, late_readings_tag, reading_type,
 )
 from gridflow.readings import ReadingBounds
-from gridflow.runtime import create_env
+from gridflow.runtime import configure_job, create_env
 from gridflow.settings import Settings
 
 NAME = "reading-summary"
 
 
 def build(env, settings: Settings, stop_offsets: dict[int, int] | None = None) -> None:
+    configure_job(env, settings.jobs.reading_summary)
     stream = settings.stream
     source_name = f"kafka:{settings.topics.readings}"
     raw, rejected = read_contract(env, settings, CONTRACTS["reading"], NAME,

@@ -19,13 +19,14 @@ from gridflow.contracts import CONTRACTS
 from gridflow.operators.recommendations import (
     ALERT, DEAD_LETTER, PROFILE, SCHEDULE, FeederBalancer, Recommend, ToFeeder, element_type, tag,
 )
-from gridflow.runtime import run_datastream_job
+from gridflow.runtime import configure_job, run_datastream_job
 from gridflow.settings import Settings
 
 NAME = "recommendations"
 
 
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
+    configure_job(env, settings.jobs.recommendations)
     topics = settings.topics
 
     rejected = []

@@ -25,13 +25,14 @@ from gridflow.contracts import CONTRACTS
 from gridflow.operators.scheduling import (
     APPLIANCE, DEAD_LETTER, FORECAST, HouseholdScheduler, MarketFanout, element_type, tag,
 )
-from gridflow.runtime import run_datastream_job
+from gridflow.runtime import configure_job, run_datastream_job
 from gridflow.settings import Settings
 
 NAME = "scheduling"
 
 
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
+    configure_job(env, settings.jobs.scheduling)
     topics = settings.topics
 
     appliances, bad_appliances = read_contract(env, settings, CONTRACTS["appliance"], NAME, stop_offsets)

@@ -102,7 +102,7 @@ def clean_window_reference(ts_ms, power_w, start_ms: int, params: CleaningParams
         n_missing=int(n_grid - known.sum()), coverage=float(known.mean()), energy_wh=energy_wh, mean_w=mean,
         peak_w=peak, min_w=float(values.min()) if values.size else None,
         std_w=float(values.std()) if values.size else None,
-        load_factor=(mean / peak if peak else None) if values.size else None,
+        load_factor=mean / peak if mean is not None and peak else None,
         peak_share=(peak_energy / energy_wh if energy_wh > 0 else None),
         raw_max_w=float(raw.max()), stuck_run=_stuck_run(raw),
         outlier_values=[float(v) for v in raw[outliers]],

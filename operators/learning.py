@@ -140,10 +140,7 @@ def parse_feature(payload: str) -> Row:
     for name in ("household_id", "meter_id"):
         if not isinstance(data.get(name), str) or not data[name]:
             raise InvalidReading(name, f"must be a non-empty string, got {data.get(name)!r}")
-    start, end = data.get("window_start_ms"), data.get("window_end_ms")
-    for name, value in (("window_start_ms", start), ("window_end_ms", end)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidReading(name, f"must be epoch milliseconds (an integer >= 0), got {value!r}")
+    start, end = _epoch_ms(data, "window_start_ms"), _epoch_ms(data, "window_end_ms")
     if not start < end <= start + DAY_MS:
         raise InvalidReading("window_end_ms", f"must be after window_start_ms ({start}) by at most a day, got {end}")
     mean_w = data.get("mean_w")
@@ -171,6 +168,13 @@ class FeatureTimestamp(TimestampAssigner):
 
     def extract_timestamp(self, value, record_timestamp) -> int:
         return value[3] - 1
+
+
+def _epoch_ms(data: dict, name: str) -> int:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidReading(name, f"must be epoch milliseconds (an integer >= 0), got {value!r}")
+    return value
 
 
 def minute_cells(start_ms: int, end_ms: int, clock: LocalClock) -> list[tuple[int, int]]:

@@ -11,6 +11,7 @@ dead-letter record per reading, unnested on the Java side).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import orjson
@@ -69,7 +70,7 @@ class CleanWindows(ScalarFunction):
         self.registry_file = settings.readings.registry_file
         self.timezone = settings.preprocess.timezone
         self.source = source
-        self.registry = None
+        self.registry: frozenset[tuple[str, str]] | None = None
 
     def open(self, function_context: FunctionContext):
         self.registry = load_registry(self.registry_file) if self.registry_file else None
@@ -178,7 +179,7 @@ class DeadLetter(ScalarFunction):
 
     def open(self, function_context: FunctionContext):
         self.group = function_context.get_metric_group().add_group(METRIC_GROUP)
-        self.counters = {}
+        self.counters: dict[str, Any] = {}
 
     def eval(self, payload: str, problem: str, ts_ms):
         field, reason = split_problem(problem)

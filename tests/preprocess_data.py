@@ -81,8 +81,10 @@ def stream(seed: int = 7) -> tuple[list[dict], list[tuple[str | None, bytes]]]:
     after_minute_10 = next(i for i, r in enumerate(arrival) if r["household_id"] == "h-01"
                            and r["ts_ms"] >= START_MS + 600_000)
     records.insert(after_minute_10 + 2, ("h-01", json.dumps(LATE).encode()))
+    # where the stream reaches its time: earlier it would move the watermark, later it would be late
+    at = next(i for i, (_, payload) in enumerate(records) if json.loads(payload)["ts_ms"] >= START_MS + 60_000)
+    records.insert(at, FOREIGN[:2])
     for i, (payload, _, _) in enumerate(MALFORMED):
         records.insert((i + 1) * len(records) // (len(MALFORMED) + 1), (None, payload))
-    records.insert(len(records) // 3, FOREIGN[:2])
     accepted = [r for r in readings if r["household_id"] != UNKNOWN[0]]
     return accepted, records

@@ -123,7 +123,7 @@ def test_assignments_centroids_and_alerts_and_the_model_survives_a_savepoint(kaf
 
 def test_a_spike_becomes_one_alert_and_an_unusable_feature_record_a_dead_letter(kafka_settings):
     settings = kafka_settings
-    assert settings.anomaly.python_execution_mode == "thread"
+    assert settings.jobs.anomaly.python_execution_mode == "thread"
     t = settings.topics
     kafka_io.create_topics(settings, [t.features, t.alerts, t.dead_letter])
     minutes = [_minute(k, 400.0) for k in range(20)] + [_minute(20, 400.0, raw_max=5000.0)]

@@ -52,10 +52,16 @@ def test_prometheus_scrapes_flink_and_domain_metrics(stack, base_settings, tmp_p
         monitoring.scrape([f"127.0.0.1:{port}"])
         started = time.time()
         preprocess.build(preprocess.create_table_env(settings), settings, ends).execute().wait()
-        time.sleep(3)  # let the last scrape land... the reporter stops with the job, the samples stay
-        ended = time.time()
-        url = monitoring.prometheus_url
-        clean = _series(url, f"{PREFIX}readings_clean", started, ended)
+        # the reporter stopped with the job; poll until Prometheus answers the same twice (the last scrape is in)
+        url, deadline, clean = monitoring.prometheus_url, time.monotonic() + 30, None
+        while True:
+            ended = time.time()
+            now = _series(url, f"{PREFIX}readings_clean", started, ended)
+            if now and now == clean:
+                break
+            assert time.monotonic() < deadline, f"Prometheus never settled on readings_clean: {now}"
+            clean = now
+            time.sleep(1)
         records_in = _series(url, "flink_taskmanager_job_task_operator_numRecordsIn", started, ended)
         names = set(_query(url, "label/__name__/values"))
     assert clean, sorted(n for n in names if "gridflow" in n or "numRecordsIn" in n)[:30]

@@ -72,6 +72,7 @@ def test_features_are_exactly_the_reference_cleaning_of_the_accepted_readings(jo
     for key, want in expected.items():
         have = dict(got[key])
         assert have.pop("emitted_ms") >= want["window_end_ms"] - 10 ** 12  # wall clock stamp present
+        assert have.pop("v") == 1
         _close(have, want, str(key))
 
 

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 import time
@@ -14,12 +15,35 @@ CONF = REPO / "flink-conf"
 def test_repository_configuration_is_valid_and_reaches_flink_options():
     settings = load_settings(CONF)
     options = settings.flink.options()
-    assert options["python.execution-mode"] == "process"
+    assert "python.execution-mode" not in options, "set per job (jobs.<job>), not for the whole cluster"
     assert options["parallelism.default"] == str(settings.flink.parallelism_default)
     assert "state.backend.type" in options
     # cluster-only keys stay out of a job's configuration
     assert "rest.port" in options and "rest.port" not in settings.flink.job_options()
     assert "taskmanager.memory.process.size" not in settings.flink.job_options()
+
+
+def test_each_job_has_one_runtime_block():
+    settings = load_settings(CONF)
+    assert settings.jobs.anomaly.python_execution_mode == "thread"
+    assert settings.jobs.forecasting.flink_options() == {
+        "python.execution-mode": "process", "python.fn-execution.bundle.size": "100000",
+        "python.fn-execution.bundle.time": "100", "python.fn-execution.arrow.batch.size": "10000"}
+    tuned = settings.with_overrides("jobs.preprocess.arrow_batch_size=500", "jobs.preprocess.bundle_time_ms=50")
+    assert tuned.jobs.preprocess.flink_options()["python.fn-execution.arrow.batch.size"] == "500"
+    assert tuned.jobs.anomaly == settings.jobs.anomaly
+
+
+@pytest.mark.parametrize("override, message", [
+    ("flink.python.execution-mode=thread", "python.execution-mode is set per job: use jobs.<job>.python_execution_mode"),
+    ("flink.python.fn-execution.bundle.time=10", "use jobs.<job>.bundle_time_ms"),
+    ("jobs.forecasting.python_execution_mode=thread", "forecasting.python_execution_mode must be 'process'"),
+    ("jobs.anomaly.arrow_batch_size=200000", "must not exceed bundle_size (100000)"),
+    ("jobs.nightly.bundle_size=5", "jobs.nightly"),
+])
+def test_a_misplaced_or_impossible_job_runtime_is_refused(override, message):
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        load_settings(CONF, overrides=[override])
 
 
 def test_defaults_live_in_the_model():

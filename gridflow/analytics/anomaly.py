@@ -172,9 +172,10 @@ class AnomalyDetector:
         low = record.get("min_w")
 
         # ---- dropout: a gap since the last record, or minutes with no readings
-        gap_min = 0 if state.last_end_ms is None else (start - state.last_end_ms) // MINUTE_MS
-        if gap_min >= s.dropout_minutes:
-            raised.append(self._alert("dropout", "high" if gap_min >= 30 else "medium", state.last_end_ms, start,
+        last_end_ms = state.last_end_ms
+        gap_min = 0 if last_end_ms is None else (start - last_end_ms) // MINUTE_MS
+        if last_end_ms is not None and gap_min >= s.dropout_minutes:  # (no gap before the first record)
+            raised.append(self._alert("dropout", "high" if gap_min >= 30 else "medium", last_end_ms, start,
                                       {"missing_minutes": int(gap_min), "expected": "readings every minute"}))
         state.missing_minutes = state.missing_minutes + 1 if n_readings == 0 or mean is None else 0
         if state.missing_minutes == s.dropout_minutes:

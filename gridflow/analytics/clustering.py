@@ -120,7 +120,7 @@ class LoadProfileClusterer:
         profile = record.get("profile_norm") or record.get("profile_w")
         if profile is None:
             raise ValueError("record needs profile_norm or profile_w")
-        context = {key: record[key] for key in ("meter_id", "day", "day_start_ms") if key in record}
+        context: dict[str, Any] = {key: record[key] for key in ("meter_id", "day", "day_start_ms") if key in record}
         return self._learn(str(record["household_id"]), profile, context)
 
     def predict_one(self, profile: Sequence[float | None]) -> int | None:
@@ -261,6 +261,7 @@ def _check_int(name: str, value, minimum: int) -> None:
 
 
 def _check_real(name: str, value, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (low < value <= high) \
+    # value <= low, not low < value: typeshed's numbers.Real declares __le__ and __lt__ only (NaN fails <= high)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= low or not value <= high \
             or not math.isfinite(value):
         raise ValueError(f"{name} must be a number in ({low}, {high}], got {value!r}")

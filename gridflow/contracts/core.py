@@ -133,7 +133,7 @@ class Contract:
     @cached_property
     def closed(self) -> bool:
         """Whether the record refuses unknown fields (readings and prices, which come from outside)."""
-        return self.record_type.__pydantic_config__.get("extra") == "forbid"
+        return getattr(self.record_type, "__pydantic_config__", {}).get("extra") == "forbid"
 
     def decode(self, payload: bytes | str, key: str | None = None) -> dict[str, Any]:
         """Validate one record read from the topic; ``key`` is its Kafka key (``None``/'' when it has none).

@@ -173,7 +173,8 @@ class Alert(TypedDict):
 class Price(TypedDict):
     """One price slot of a market (``topics.prices``, a market feed, key: market)."""
 
-    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]  (a per-MWh field is refused)
+    # closed: a field such as price_per_mwh is refused, never misread
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     v: NotRequired[Version]
     market: Identifier
     ts_ms: EpochMs

@@ -186,7 +186,8 @@ def schedule_costs(forecast, actual, usage: str = "medium", slot_minutes: int = 
     if forecast.shape != actual.shape or forecast.ndim != 2 or forecast.shape[1] != 1440 // slot_minutes:
         raise ValueError(f"forecast and actual must both have shape (n_days, {1440 // slot_minutes}), got "
                          f"{forecast.shape} and {actual.shape}")
-    slot_h, out = slot_minutes / 60.0, {"forecast": [], "perfect": [], "unscheduled": [], "day": []}
+    slot_h = slot_minutes / 60.0
+    out: dict[str, list[float]] = {"forecast": [], "perfect": [], "unscheduled": [], "day": []}
 
     def plan(curve: np.ndarray):
         problem = touhs_problem(usage, curve - min(0.0, float(curve.min())), slot_minutes, breaker_w=breaker_w)

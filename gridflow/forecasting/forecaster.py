@@ -38,14 +38,15 @@ _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
 
 def _check_int(name: str, value, low: int, high: float = math.inf) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= int(value) <= high:
         bound = f"[{low}, {high}]" if high < math.inf else f">= {low}"
         raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
     return int(value)
 
 
 def _check_fraction(name: str, value, low: float = 0.0, high: float = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low < value <= high:
+    # value <= low, not low < value: typeshed's numbers.Real declares __le__ and __lt__ only (NaN fails <= high)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= low or not value <= high:
         raise ValueError(f"{name} must be a number in ({low}, {high}], got {value!r}")
     return float(value)
 
@@ -77,8 +78,9 @@ class PriceForecaster:
         ``holt_winters``: (alpha, beta, gamma) for level, trend and season, each in (0, 1]. A small beta
         lets the trend river initialises from the first season fade out.
 
-    Defaults of ``learning_rate``, ``order``, ``seasonal_order`` and ``smoothing`` were picked on Dutch
-    prices of 2018-2019 (``benchmarks/evaluate_forecasting.py`` tests on 2020-2025).
+    A parameter not given takes its default from the ``forecast`` settings section
+    (``gridflow.settings.ForecastSettings``), the only place defaults live. Those of ``learning_rate``,
+    ``order``, ``seasonal_order`` and ``smoothing`` were picked on Dutch prices of 2018-2019 (``benchmarks/evaluate_forecasting.py`` tests on 2020-2025).
 
     Raises
     ------
@@ -86,11 +88,23 @@ class PriceForecaster:
         A parameter is out of range; the message names it and the allowed values.
     """
 
-    def __init__(self, model: str = "seasonal_naive", slot_minutes: int = 60, season_slots: int | None = None,
-                 horizon_slots: int | None = None, lag_days: tuple[int, ...] = (1, 2, 7), utc_offset_minutes: int = 0,
-                 learning_rate: float = 0.001, order: tuple[int, int, int] = (2, 0, 0),
-                 seasonal_order: tuple[int, int, int] = (1, 1, 0),
-                 smoothing: tuple[float, float, float] = (0.1, 0.001, 0.1)):
+    def __init__(self, model: str | None = None, slot_minutes: int | None = None, season_slots: int | None = None,
+                 horizon_slots: int | None = None, lag_days: tuple[int, ...] | None = None,
+                 utc_offset_minutes: int | None = None, learning_rate: float | None = None,
+                 order: tuple[int, ...] | None = None, seasonal_order: tuple[int, ...] | None = None,
+                 smoothing: tuple[float, ...] | None = None):
+        # A parameter not given is the default of the ``forecast`` settings (defaults live there only).
+        from gridflow.settings import ForecastSettings
+
+        d = ForecastSettings()
+        model = d.model if model is None else model
+        slot_minutes = d.slot_minutes if slot_minutes is None else slot_minutes
+        lag_days = tuple(d.lag_days) if lag_days is None else lag_days
+        utc_offset_minutes = d.utc_offset_minutes if utc_offset_minutes is None else utc_offset_minutes
+        learning_rate = d.learning_rate if learning_rate is None else learning_rate
+        order = tuple(d.snarimax_order) if order is None else order
+        seasonal_order = tuple(d.snarimax_seasonal_order) if seasonal_order is None else seasonal_order
+        smoothing = tuple(d.holt_winters_smoothing) if smoothing is None else smoothing
         if model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
         slot_minutes = _check_int("slot_minutes", slot_minutes, 1, 60)
@@ -257,11 +271,14 @@ class PriceForecaster:
         if self._n_learned < self.season_slots:
             raise ValueError(f"forecast_day_ahead needs at least season_slots={self.season_slots} learned "
                              f"prices, has {self._n_learned}")
+        last = self._last_slot
+        if last is None:  # learning sets it, and at least season_slots >= 1 prices were learned
+            raise ValueError("forecast_day_ahead needs learned prices, has none")
         start = from_ts_ms // self.slot_ms
-        if start <= self._last_slot:
+        if start <= last:
             raise ValueError(f"from_ts_ms {from_ts_ms} must be in a slot after the last learned slot "
-                             f"{self._last_slot} (forecasts only look ahead)")
-        total = start - self._last_slot - 1 + self.horizon_slots
+                             f"{last} (forecasts only look ahead)")
+        total = start - last - 1 + self.horizon_slots
         if self.model in ("snarimax", "holt_winters"):
             return np.asarray(self._model.forecast(total)[-self.horizon_slots:], dtype=np.float64)
         values = list(self._history)
@@ -270,7 +287,7 @@ class PriceForecaster:
                 values[i] = self._naive(values, i)
         for k in range(total):
             now, value = len(values), math.nan
-            if self.model == "linear" and (x := self._features(self._last_slot + 1 + k, values, now)) is not None:
+            if self.model == "linear" and (x := self._features(last + 1 + k, values, now)) is not None:
                 value = self._model.predict_one(x)
             values.append(value if math.isfinite(value) else self._naive(values, now))
         return np.asarray(values[-self.horizon_slots:], dtype=np.float64)

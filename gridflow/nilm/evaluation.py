@@ -71,10 +71,16 @@ def match_events(detected: Activations, true: Activations, time_tolerance_minute
             q = float(true.power_w[j])
             if abs(p - q) <= power_tolerance * max(abs(p), abs(q)):
                 pairs.append((abs(s - int(true.start[j])), abs(p - q), i, j))
-    used_i, used_j, out_i, out_j = set(), set(), [], []
+    used_i: set[int] = set()
+    used_j: set[int] = set()
+    out_i: list[int] = []
+    out_j: list[int] = []
     for _, _, i, j in sorted(pairs):
         if i not in used_i and j not in used_j:
-            used_i.add(i), used_j.add(j), out_i.append(i), out_j.append(j)
+            used_i.add(i)
+            used_j.add(j)
+            out_i.append(i)
+            out_j.append(j)
     return np.array(out_i, dtype=np.int64), np.array(out_j, dtype=np.int64)
 
 
@@ -157,7 +163,7 @@ def evaluate_household(day_start_ms, power_w, submeters: dict[str, np.ndarray], 
     for k in range(n_clusters):
         in_learning = (labels == k) & (day_of < learn_days)
         counts = {name: int(np.isin(np.flatnonzero(in_learning), i).sum()) for name, (i, _) in matched.items()}
-        best = max(counts, key=counts.get) if counts else None
+        best = max(counts, key=lambda name: counts[name]) if counts else None
         if best is not None and counts[best] > 0 and counts[best] >= 0.5 * sum(counts.values()) \
                 and counts[best] >= min_share * in_learning.sum():
             owner[k] = best

@@ -28,7 +28,10 @@ class LocalClock:
             if len(self._offsets) > 10_000:
                 self._offsets.clear()
             moment = datetime.fromtimestamp(hour * HOUR_MS / 1000, tz=timezone.utc).astimezone(self.zone)
-            offset = self._offsets[hour] = int(moment.utcoffset().total_seconds() * 1000)
+            utc_offset = moment.utcoffset()
+            if utc_offset is None:  # an aware datetime in a ZoneInfo always has one
+                raise ValueError(f"time zone {self.zone} gives no UTC offset for {moment}")
+            offset = self._offsets[hour] = int(utc_offset.total_seconds() * 1000)
         return offset
 
     def time_of_day_ms(self, ts_ms, day_start_ms: int) -> np.ndarray:

@@ -117,7 +117,7 @@ class _ScannedValues:
 
 def _quoted(expression: str) -> str:
     """SQL: the string ``expression`` in single quotes, as Python's ``repr`` shows an identifier."""
-    return f" || {expression} || "
+    return "'''' || " + expression + " || ''''"
 
 
 def _check_decoder(decoder: str) -> None:

@@ -246,13 +246,13 @@ def _solve(problem, algorithm: str, scheduler):
     if algorithm == "heap":
         return schedule_heap(problem), {}
     if algorithm == "milp":
-        result = solve_milp(problem, comfort_weight=comfort)
-        return result.schedule, {"objective": result.objective, "optimal": result.optimal,
-                                 "solve_time_s": result.solve_time_s}
-    result = schedule_pso(problem, **pso_options(scheduler))
-    return result.schedule, {"objective": result.objective, "iterations": result.iterations,
-                             "feasible": result.feasible, "fallback": result.fallback,
-                             "comfort_deviation_slots": result.comfort_deviation_slots}
+        exact = solve_milp(problem, comfort_weight=comfort)
+        return exact.schedule, {"objective": exact.objective, "optimal": exact.optimal,
+                                "solve_time_s": exact.solve_time_s}
+    swarm = schedule_pso(problem, **pso_options(scheduler))
+    return swarm.schedule, {"objective": swarm.objective, "iterations": swarm.iterations,
+                            "feasible": swarm.feasible, "fallback": swarm.fallback,
+                            "comfort_deviation_slots": swarm.comfort_deviation_slots}
 
 
 def _report(problem, schedule, algorithm: str, info: dict, currency: str) -> dict:

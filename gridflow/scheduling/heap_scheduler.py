@@ -36,6 +36,8 @@ import itertools
 import math
 from collections import deque
 
+from typing import cast
+
 import numpy as np
 
 from gridflow.scheduling.model import Appliance, Problem, Schedule, Tariff
@@ -170,12 +172,14 @@ def _marginal_pieces(tariff: Tariff, load_w: np.ndarray, slots: np.ndarray, room
     Returns ``(price_per_wh, width_w)``, both ``(len(slots), 2 + n_blocks)``: piece 0 is the PV surplus
     (free), piece ``1 + k`` IBR block ``k``; widths are 0 for blocks already filled or beyond ``room_w``.
     """
-    gap_w = (0.0 if tariff.pv_w is None else tariff.pv_w[slots]) - load_w  # extra power before importing
+    # Tariff stores its prices and PV forecast as float64 arrays
+    price_per_kwh, pv_w = cast(np.ndarray, tariff.price_per_kwh), cast("np.ndarray | None", tariff.pv_w)
+    gap_w = (0.0 if pv_w is None else pv_w[slots]) - load_w  # extra power before importing
     edges_w = np.array(tariff.ibr_thresholds_kwh) * 1000.0 / tariff.slot_h
     bounds = np.column_stack([np.zeros(slots.size), np.maximum(gap_w, 0.0),
                               np.maximum(gap_w[:, None] + edges_w[None, :], 0.0), np.full(slots.size, np.inf)])
     widths = np.diff(np.minimum(bounds, room_w[:, None]), axis=1)
-    prices = tariff.price_per_kwh[slots, None] * np.array(tariff.ibr_multipliers)[None, :] / 1000.0
+    prices = price_per_kwh[slots, None] * np.array(tariff.ibr_multipliers)[None, :] / 1000.0
     return np.column_stack([np.zeros(slots.size), prices]), widths
 
 
@@ -193,7 +197,8 @@ def _water_fill(problem: Problem, appliance: Appliance, load_w: np.ndarray) -> d
     heap = [(prices[i, k], abs(low + i - appliance.alpha_slot), i, k) for i, k in zip(usable.tolist(), first.tolist())]
     heapq.heapify(heap)
     prices, widths, open_ = prices.tolist(), widths.tolist(), open_.tolist()
-    power_w, left_wh = {}, need_wh
+    power_w: dict[int, float] = {}
+    left_wh = need_wh
     while heap and left_wh > tol_wh:
         _, distance, i, k = heapq.heappop(heap)
         take_wh = min(left_wh, widths[i][k] * slot_h)

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
 from gridflow.scheduling.heap_scheduler import ScheduleInfeasible
-from gridflow.scheduling.model import Problem, Schedule
+from gridflow.scheduling.model import Appliance, Problem, Schedule
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,7 +103,7 @@ def solve_milp(problem: Problem, *, comfort_weight: float = 0.0, time_limit_s: f
     slot_h, breaker_w = tariff.slot_h, tariff.breaker_w
     base_kw, model = np.zeros(horizon), _Builder()  # powers in kW keep the matrix well scaled
     load_terms: list[list[tuple[int, float]]] = [[] for _ in range(horizon)]  # (column, kW per unit)
-    decisions = []  # (appliance, columns, slots) to read the solution back
+    decisions: list[tuple[Appliance, np.ndarray, np.ndarray]] = []  # (appliance, columns, slots) to read back
     for a in problem.appliances:
         if a.kind == "fixed":
             base_kw[a.alpha_slot:a.alpha_slot + a.duration_slots] += a.power_w / 1000.0
@@ -134,14 +135,16 @@ def solve_milp(problem: Problem, *, comfort_weight: float = 0.0, time_limit_s: f
     lower_kw = np.array((0.0, *tariff.ibr_thresholds_kwh)) / slot_h  # block edges as average power
     widths_kw = np.diff(np.array((*lower_kw, np.inf)))
     multipliers = np.array(tariff.ibr_multipliers)
-    pv_kw = np.zeros(horizon) if tariff.pv_w is None else tariff.pv_w / 1000.0
+    # Tariff stores its prices and PV forecast as float64 arrays
+    price_per_kwh, pv_w = cast(np.ndarray, tariff.price_per_kwh), cast("np.ndarray | None", tariff.pv_w)
+    pv_kw = np.zeros(horizon) if pv_w is None else pv_w / 1000.0
     for t in range(horizon):
         if not load_terms[t]:
             continue
         load_col = model.columns(1, 0.0, 0.0, np.inf if breaker_w is None else breaker_w / 1000.0, False)[0]
         terms = load_terms[t]
         model.row([load_col, *(col for col, _ in terms)], [1.0, *(-w for _, w in terms)], base_kw[t], base_kw[t])
-        blocks = model.columns(widths_kw.size, tariff.price_per_kwh[t] * multipliers * slot_h, 0.0, widths_kw, False)
+        blocks = model.columns(widths_kw.size, price_per_kwh[t] * multipliers * slot_h, 0.0, widths_kw, False)
         model.row([*blocks, load_col], [*np.ones(widths_kw.size), -1.0], -pv_kw[t], np.inf)
     from scipy import sparse  # imported here: importing gridflow.scheduling (and the gridflow CLI) stays fast
     from scipy.optimize import Bounds, LinearConstraint, milp

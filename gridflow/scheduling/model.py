@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, cast
 
 import numpy as np
 
@@ -134,11 +134,13 @@ class Tariff:
         Cap on the total appliance power per slot (W), ``amps * volts``.
     """
 
-    price_per_kwh: Sequence[float]
+    # __post_init__ stores price_per_kwh and pv_w as read-only float64 arrays, the thresholds and multipliers
+    # as tuples of float
+    price_per_kwh: Sequence[float] | np.ndarray
     slot_minutes: int = 60
     ibr_thresholds_kwh: Sequence[float] = ()
     ibr_multipliers: Sequence[float] = ()
-    pv_w: Sequence[float] | None = None
+    pv_w: Sequence[float] | np.ndarray | None = None
     breaker_w: float | None = None
 
     def __post_init__(self):
@@ -169,15 +171,16 @@ class Tariff:
     def slot_costs(self, load_w, slots=None) -> np.ndarray:
         """Cost of each slot (currency) for total appliance load ``load_w`` (W) in ``slots`` (default all)."""
         index = slice(None) if slots is None else np.asarray(slots, dtype=np.int64)
+        prices, pv_w = cast(np.ndarray, self.price_per_kwh), cast("np.ndarray | None", self.pv_w)  # __post_init__
         net_w = np.asarray(load_w, dtype=np.float64)
-        if self.pv_w is not None:
-            net_w = net_w - self.pv_w[index]
+        if pv_w is not None:
+            net_w = net_w - pv_w[index]
         energy_kwh = np.maximum(net_w, 0.0) * (self.slot_h / 1000.0)
         lower, widths, multipliers = self._blocks
         if lower.size == 1:  # no inclining blocks
-            return self.price_per_kwh[index] * (energy_kwh * multipliers[0])
+            return prices[index] * (energy_kwh * multipliers[0])
         blocks = np.clip(energy_kwh[:, None] - lower, 0.0, widths)
-        return self.price_per_kwh[index] * (blocks @ multipliers)
+        return prices[index] * (blocks @ multipliers)
 
     def run_costs(self, load_w: np.ndarray, low: int = 0) -> np.ndarray:
         """:meth:`slot_costs` of the contiguous slots ``low .. low + len(load_w) - 1``, equal up to rounding.

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -104,7 +105,8 @@ def _check(name: str, value, low: float, high: float, integer: bool = False):
 def _pair(name: str, value, high: float) -> tuple[float, float]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ValueError(f"{name} must be a (start, end) pair of numbers in [0, {high}], got {value!r}")
-    return tuple(float(_check(f"{name}[{i}]", v, 0.0, high)) for i, v in enumerate(value))
+    start, end = (float(_check(f"{name}[{i}]", v, 0.0, high)) for i, v in enumerate(value))
+    return start, end
 
 
 def schedule_pso(problem: Problem, *, w_cost: float = 1.0, w_comfort: float = 0.0, particles: int = 50,
@@ -219,8 +221,10 @@ class _Swarm:
         reach = np.zeros(width + 1)  # most deferrable power a slot can see, in quanta
         for (low, high), p in zip(windows, self.power_q):
             reach[low - self.t0:high - self.t0] += p
-        offset = (base_w[slots] - (0.0 if tariff.pv_w is None else tariff.pv_w[slots])) / quantum_w
-        price_q = tariff.price_per_kwh[slots] * tariff.slot_h * quantum_w / 1000.0  # currency per quantum-slot
+        # Tariff stores its prices and PV forecast as float64 arrays
+        price_per_kwh, pv_w = cast(np.ndarray, tariff.price_per_kwh), cast("np.ndarray | None", tariff.pv_w)
+        offset = (base_w[slots] - (0.0 if pv_w is None else pv_w[slots])) / quantum_w
+        price_q = price_per_kwh[slots] * tariff.slot_h * quantum_w / 1000.0  # currency per quantum-slot
         edges = np.array((0.0, *tariff.ibr_thresholds_kwh)) * 1000.0 / tariff.slot_h / quantum_w
         outside = np.r_[0:self.t0, self.t1:problem.horizon_slots]  # slots no movable load reaches
         self.blocks = []
@@ -238,7 +242,7 @@ class _Swarm:
             room = np.append((tariff.breaker_w * (1 + _TOL) - base_w[slots]) / quantum_w, np.inf)
             if np.any(reach > room):
                 self.room = room.astype(np.float32)
-        self._n = None
+        self._n: int | None = None
 
     def _buffers(self, n: int) -> None:
         """Work arrays reused across calls (fresh large arrays cost page faults on every call)."""

@@ -58,6 +58,8 @@ def touhs_appliances(usage: str, slot_minutes: int = 60) -> tuple[Appliance, ...
         if kind == "fixed":
             alpha_h = FIXED_START_H[name][usage]
             window_h = (alpha_h, alpha_h + duration * slot_minutes / 60)
+        elif window_h is None:
+            raise ValueError(f"APPLIANCES[{name!r}]: a {kind} load needs an (alpha, beta) window")
         alpha_h, beta_h = window_h
         energy_wh = power_w * hours[usage] if kind == "regulatable" else None
         appliances.append(Appliance(name, kind, power_w, duration, _slot(alpha_h, slot_minutes),

@@ -83,6 +83,8 @@ def plan_day(household_id: str, appliances: list[dict], forecast: dict, settings
     rows = []
     for a in loads:
         first = schedule.start_slot(a.name)
+        if first is None:  # the schedulers place every appliance or raise
+            raise ValueError(f"the {settings.scheduler.algorithm} schedule does not run appliance {a.name!r}")
         slots = schedule.power_w.get(a.name, {})
         low, high = problem.window(a)
         rows.append({"name": a.name, "power_w": a.power_w, "start_ts_ms": start_ms + first * slot_ms,

@@ -119,12 +119,16 @@ class EmbeddedStack:
 
     def add_meter_accounts(self, accounts: dict[str, str]) -> None:
         """Give meters (user name = household id) their own MQTT credentials, effective at once."""
+        if self.info.mqtt_accounts is None:
+            raise StackError("the stack runs no MQTT broker: create it with mqtt=True and call up() first")
         self._device_accounts.update(accounts)
         services.reload_mosquitto_accounts(
             self.launcher, self.run_dir / "mosquitto", {**self.info.mqtt_accounts, **self._device_accounts})
 
     def restart_kafka(self) -> None:
         """Stop the broker (a clean shutdown) and start it again on the same address and log folder."""
+        if self.info.kafka_bootstrap is None:
+            raise StackError("the stack runs no Kafka broker: create it with kafka=True and call up() first")
         self.launcher.stop("kafka")
         port = int(self.info.kafka_bootstrap.rsplit(":", 1)[1])
         services.start_kafka(self.launcher, self.base_settings, self._kafka_dir, port=port)
@@ -138,6 +142,8 @@ class EmbeddedStack:
         self.launcher.kill("flink-taskmanager")
 
     def start_taskmanager(self) -> None:
+        if self.info.flink_rest is None:
+            raise StackError("the stack runs no Flink cluster: create it with flink=True and call up() first")
         services.start_taskmanager(self.launcher, self.base_settings, self.run_dir, self.info.flink_rest)
 
     def pids(self) -> list[int]:

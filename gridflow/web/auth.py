@@ -43,10 +43,14 @@ class PageTokens:
         return self._token("operator")
 
     def opens_household(self, household_id: str, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(self.household(household_id).encode(), token.encode())
+        if not token:
+            return False
+        return hmac.compare_digest(self.household(household_id).encode(), token.encode())
 
     def opens_operator(self, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(self.operator().encode(), token.encode())
+        if not token:
+            return False
+        return hmac.compare_digest(self.operator().encode(), token.encode())
 
 
 def load_tokens(settings: Settings) -> PageTokens:

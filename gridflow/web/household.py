@@ -151,7 +151,8 @@ def alert_html(alert: dict, clock, *, household: bool = False) -> str:
     kind = str(alert.get("type") or "alert").replace("_", " ")
     message, action = alert.get("message"), alert.get("suggested_action")
     text = "".join(f"<p>{escape(str(t))}</p>" for t in (message, action and f"What to do: {action}") if t)
-    evidence = alert.get("evidence") if isinstance(alert.get("evidence"), dict) else {}
+    raw_evidence = alert.get("evidence")
+    evidence = raw_evidence if isinstance(raw_evidence, dict) else {}
     facts = ", ".join(f"{escape(_label(k))}: {escape(_fact(k, v))}" for k, v in list(evidence.items())[:4]
                       if not str(k).endswith("_ms"))
     who = f"{escape(str(alert.get('household_id')))} · " if household else ""

@@ -39,8 +39,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",  # token links must not leak to other sites
     "Cache-Control": "no-store",
 }
-STORE, TOKENS, SETTINGS, FEED = (web.AppKey(name, t) for name, t in
-                                 (("store", PageStore), ("tokens", PageTokens), ("settings", Settings), ("feed", object)))
+STORE = web.AppKey("store", PageStore)
+TOKENS = web.AppKey("tokens", PageTokens)
+SETTINGS = web.AppKey("settings", Settings)
+FEED: web.AppKey[TopicFeed | None] = web.AppKey("feed")  # None when the app serves without a Kafka feed
 
 
 @web.middleware

@@ -102,7 +102,9 @@ class PageStore:
 
     def _add_features(self, record: dict) -> bool:
         start, mean = _int(record.get("window_start_ms")), _number(record.get("mean_w"))
-        household = self._household_of(record) if start is not None and mean is not None else None
+        if start is None or mean is None:
+            return False
+        household = self._household_of(record)
         if household is None:
             return False
         day, minute = self._local(start)
@@ -186,7 +188,7 @@ class PageStore:
                 "today": self._today(household, slots),
                 "profile": household.profile,
                 "cluster": None if cluster is None else {
-                    "cluster": cluster, "distance": _number(household.assignment.get("distance")),
+                    "cluster": cluster, "distance": _number((household.assignment or {}).get("distance")),
                     "size": _int(centroid.get("size")) if centroid else None,
                     "members_here": sum(1 for h in self._households.values()
                                         if _int((h.assignment or {}).get("cluster")) == cluster),
