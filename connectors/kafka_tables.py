@@ -13,6 +13,21 @@ from gridflow.connectors.flink_kafka import consumer_properties, group_id, produ
 from gridflow.settings import Settings
 
 
+# the record's key bytes in column record_key, its value bytes in payload, both unparsed
+_RAW_KEY_AND_VALUE = {"key.format": "raw", "key.fields": "record_key", "value.format": "raw",
+                      "value.fields-include": "EXCEPT_KEY"}
+
+
+def _keyed_table(table: str, options: Mapping[str, object]) -> str:
+    """``CREATE TABLE`` of ``(record_key STRING, payload STRING)`` with ``options``."""
+    return f"""CREATE TABLE {table} (
+  `record_key` STRING,
+  `payload` STRING
+) WITH (
+  {_options(options)}
+)"""
+
+
 def _literal(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
@@ -30,8 +45,7 @@ def raw_source_ddl(settings: Settings, table: str, topic: str, job_name: str, *,
     out-of-orderness watermark.
     """
     options = {**_source_options(settings, topic, job_name, stop_offsets),
-               "key.format": "raw", "key.fields": "record_key", "value.format": "raw", "value.raw.charset": "UTF-8",
-               "value.fields-include": "EXCEPT_KEY", "scan.watermark.emit.strategy": watermark_emit}
+               **_RAW_KEY_AND_VALUE, "value.raw.charset": "UTF-8", "scan.watermark.emit.strategy": watermark_emit}
     seconds = f"{out_of_orderness_ms // 1000}.{out_of_orderness_ms % 1000:03d}"
     ts_ms = "TRY_CAST(JSON_VALUE(`payload`, '$.ts_ms') AS BIGINT)"
     return f"""CREATE TABLE {table} (
@@ -49,15 +63,8 @@ def keyed_source_ddl(settings: Settings, table: str, topic: str, job_name: str,
                      stop_offsets: dict[int, int] | None = None) -> str:
     """``CREATE TABLE`` of a topic as ``(record_key STRING, payload STRING)``: each record's key and value,
     unparsed (a null key reads as NULL), resuming at the job's committed group offsets."""
-    options = {**_source_options(settings, topic, job_name, stop_offsets),
-               "key.format": "raw", "key.fields": "record_key", "value.format": "raw",
-               "value.fields-include": "EXCEPT_KEY"}
-    return f"""CREATE TABLE {table} (
-  `record_key` STRING,
-  `payload` STRING
-) WITH (
-  {_options(options)}
-)"""
+    options = {**_source_options(settings, topic, job_name, stop_offsets), **_RAW_KEY_AND_VALUE}
+    return _keyed_table(table, options)
 
 
 def _source_options(settings: Settings, topic: str, job_name: str, stop_offsets: dict[int, int] | None) -> dict:
@@ -79,17 +86,11 @@ def keyed_sink_ddl(settings: Settings, table: str, topic: str, job_name: str) ->
     guarantee = settings.kafka.delivery_guarantee
     options = {
         "connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
-        "key.format": "raw", "key.fields": "record_key", "value.format": "raw", "value.fields-include": "EXCEPT_KEY",
-        "sink.delivery-guarantee": guarantee,
+        **_RAW_KEY_AND_VALUE, "sink.delivery-guarantee": guarantee,
         # feature records are large and many: batch and compress (kafka.client overrides either)
         "properties.compression.type": "lz4", "properties.linger.ms": "50", "properties.batch.size": "262144",
         **{f"properties.{key}": value for key, value in producer_properties(settings).items()},
     }
     if guarantee == "exactly-once":
         options["sink.transactional-id-prefix"] = f"{group_id(settings, job_name)}.{topic}"
-    return f"""CREATE TABLE {table} (
-  `record_key` STRING,
-  `payload` STRING
-) WITH (
-  {_options(options)}
-)"""
+    return _keyed_table(table, options)

@@ -22,7 +22,7 @@ from gridflow.forecasting import PriceForecaster, forecast_record
 from gridflow.nilm import ApplianceLearner
 from gridflow.preprocess.localtime import LocalClock
 from gridflow.prices_replay import parse_price_record
-from gridflow.readings import InvalidReading, dead_letter, decode_object
+from gridflow.contracts import ContractError, dead_letter, decode_object
 from gridflow.settings import Settings
 
 DAY_MS = 86_400_000
@@ -53,7 +53,7 @@ class ParsePrices(ProcessFunction):
     def process_element(self, value, ctx):
         try:
             price = parse_price_record(value, self.slot_minutes, self.currency)
-        except InvalidReading as error:
+        except ContractError as error:
             yield DEAD_LETTER, dead_letter(value, error, self.source)
             return
         yield price.market, price.ts_ms, price.price_per_kwh, value
@@ -94,7 +94,7 @@ class ForecastPrices(KeyedProcessFunction):
             forecaster.learn_one(ts_ms, price)
         except ValueError as error:
             self.rejected.inc()
-            yield DEAD_LETTER, dead_letter(payload, InvalidReading("ts_ms", str(error)), self.source)
+            yield DEAD_LETTER, dead_letter(payload, ContractError("ts_ms", str(error)), self.source)
             return
         self.learned.inc()
         self.forecaster.update(forecaster)
@@ -134,19 +134,19 @@ def feature_type():
 def parse_feature(payload: str) -> Row:
     """A feature record of the preprocessing job -> :func:`feature_type` row (``mean_w`` NaN when null).
 
-    Raises :class:`~gridflow.readings.InvalidReading` naming the field.
+    Raises :class:`~gridflow.contracts.ContractError` naming the field.
     """
     data = decode_object(payload)
     for name in ("household_id", "meter_id"):
         if not isinstance(data.get(name), str) or not data[name]:
-            raise InvalidReading(name, f"must be a non-empty string, got {data.get(name)!r}")
+            raise ContractError(name, f"must be a non-empty string, got {data.get(name)!r}")
     start, end = _epoch_ms(data, "window_start_ms"), _epoch_ms(data, "window_end_ms")
     if not start < end <= start + DAY_MS:
-        raise InvalidReading("window_end_ms", f"must be after window_start_ms ({start}) by at most a day, got {end}")
+        raise ContractError("window_end_ms", f"must be after window_start_ms ({start}) by at most a day, got {end}")
     mean_w = data.get("mean_w")
     if mean_w is not None and (isinstance(mean_w, bool) or not isinstance(mean_w, (int, float))
                                or not math.isfinite(mean_w)):
-        raise InvalidReading("mean_w", f"must be a finite number or null, got {mean_w!r}")
+        raise ContractError("mean_w", f"must be a finite number or null, got {mean_w!r}")
     return Row(data["household_id"], data["meter_id"], start, end, math.nan if mean_w is None else float(mean_w))
 
 
@@ -159,7 +159,7 @@ class ParseFeatures(ProcessFunction):
     def process_element(self, value, ctx):
         try:
             yield parse_feature(value)
-        except InvalidReading as error:
+        except ContractError as error:
             yield DEAD_LETTER, dead_letter(value, error, self.source)
 
 
@@ -173,7 +173,7 @@ class FeatureTimestamp(TimestampAssigner):
 def _epoch_ms(data: dict, name: str) -> int:
     value = data.get(name)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidReading(name, f"must be epoch milliseconds (an integer >= 0), got {value!r}")
+        raise ContractError(name, f"must be epoch milliseconds (an integer >= 0), got {value!r}")
     return value
 
 
@@ -246,7 +246,7 @@ class LearnAppliances(KeyedProcessFunction):
             payload = _compact({"household_id": value[0], "meter_id": meter, "window_start_ms": start_ms,
                                 "window_end_ms": end_ms, "mean_w": None if math.isnan(mean_w) else mean_w})
             reason = f"late: local day {cells[0][0]} of this window was already learned (through day {learned})"
-            yield DEAD_LETTER, dead_letter(payload, InvalidReading("window_start_ms", reason), self.source)
+            yield DEAD_LETTER, dead_letter(payload, ContractError("window_start_ms", reason), self.source)
             return
         self.windows.inc()
         touched: dict[int, dict] = {}

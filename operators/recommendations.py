@@ -14,7 +14,7 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from gridflow import recommendations
 from gridflow.balancing import FeederState, load_feeders
-from gridflow.readings import dead_letter, household_id_of
+from gridflow.contracts import dead_letter, household_id_of
 from gridflow.settings import Settings
 
 SCHEDULE, PROFILE, ALERT = "schedule", "profile", "alert"
@@ -43,10 +43,7 @@ class Recommend(KeyedProcessFunction):
         self.savings = group.counter("recommended_savings_millicents")  # cumulative, currency / 100000
 
     def process_element(self, value, ctx):
-        household, kind, payload = value
-        if not household:
-            yield DEAD_LETTER, dead_letter(payload, "not a JSON object with a household_id", f"{kind} topic")
-            return
+        household, kind, payload = value   # the contract was checked at the source (read_contract)
         record, now_ms, s = json.loads(payload), int(time.time() * 1000), self.settings
         try:
             if kind == SCHEDULE:
@@ -96,12 +93,7 @@ class FeederBalancer(KeyedProcessFunction):
         _, kind, payload = value
         b = self.settings.balancing
         feeder = self.state.value() or FeederState(b.feeder_capacity_kw * 1000, b.max_requests_per_household)
-        try:
-            record = json.loads(payload)
-        except ValueError:
-            return  # the household stream dead-letters it
-        if not isinstance(record, dict) or not record.get("household_id"):
-            return
+        record = json.loads(payload)   # the contract was checked at the source (read_contract)
         if kind == PROFILE:
             feeder.update_profile(record)
             self.state.update(feeder)

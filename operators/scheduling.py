@@ -11,7 +11,7 @@ from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
-from gridflow.readings import dead_letter, household_id_of
+from gridflow.contracts import dead_letter, household_id_of
 from gridflow.scheduling.service import appliance_in_horizon, forecast_prices, plan_day
 from gridflow.settings import Settings
 
@@ -54,10 +54,7 @@ class MarketFanout(KeyedProcessFunction):
             for household in self.households.keys():
                 yield household, FORECAST, payload
             return
-        household = household_id_of(payload)
-        if not household:
-            yield DEAD_LETTER, dead_letter(payload, "not a JSON object with a household_id", "appliance topic")
-            return
+        household = household_id_of(payload)   # present: the contract was checked at the source (read_contract)
         yield household, APPLIANCE, payload
         if not self.households.contains(household):
             self.households.put(household, True)
