@@ -69,7 +69,8 @@ def test_the_wheel_finds_and_validates_its_packaged_settings(installed, tmp_path
 def test_the_wheel_runs_a_job(installed, kafka_settings, tmp_path):
     settings = kafka_settings
     t = settings.topics
-    kafka_io.create_topics(settings, [t.profiles, t.assignments, t.centroids, t.dead_letter])
+    kafka_io.create_topics(settings, [t.profiles], partitions=1)  # one partition: the model sees a fixed order
+    kafka_io.create_topics(settings, [t.assignments, t.centroids, t.dead_letter])
     example = CONTRACTS["profile"].example
     def shape(k: int) -> list[float]:  # two load shapes: evening and morning peaks
         peak = 19 if k % 2 else 8
