@@ -3,6 +3,7 @@
 The repository keeps the top-level folders jobs/, operators/, native/, connectors/ and devices/; they
 install as the subpackages gridflow.jobs, gridflow.operators, ... of one importable package.
 """
+
 from pathlib import Path
 
 import numpy
@@ -13,15 +14,23 @@ HERE = Path(__file__).parent
 SUBPACKAGES = ["jobs", "operators", "native", "connectors", "devices"]
 
 # flink-conf/ ships inside the package as gridflow.conf: an installed wheel finds its default settings
-package_dir = {"gridflow": "gridflow", "gridflow.conf": "flink-conf",
-               **{f"gridflow.{name}": name for name in SUBPACKAGES}}
+package_dir = {
+    "gridflow": "gridflow",
+    "gridflow.conf": "flink-conf",
+    **{f"gridflow.{name}": name for name in SUBPACKAGES},
+}
 packages = ["gridflow", "gridflow.conf", *(f"gridflow.{sub}" for sub in find_packages("gridflow"))]
 for name in SUBPACKAGES:
     packages += [f"gridflow.{name}", *(f"gridflow.{name}.{sub}" for sub in find_packages(name))]
 
 extensions = [
-    Extension(f"gridflow.native.{pyx.stem}", [str(pyx.relative_to(HERE))], include_dirs=[numpy.get_include()],
-              define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")], extra_compile_args=["-O3"])
+    Extension(
+        f"gridflow.native.{pyx.stem}",
+        [str(pyx.relative_to(HERE))],
+        include_dirs=[numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3"],
+    )
     for pyx in sorted((HERE / "native").glob("*.pyx"))
 ]
 
@@ -35,7 +44,9 @@ setup(
     python_requires=">=3.10,<3.12",
     package_dir=package_dir,
     packages=packages,
-    ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}),
+    ext_modules=cythonize(
+        extensions, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}
+    ),
     include_package_data=False,
     # the poms and lock files of the Java artifacts `gridflow jars fetch` resolves from Maven Central
     package_data={"gridflow": ["maven/*.pom.xml", "maven/*.lock"], "gridflow.conf": ["*.yaml", "*.properties"]},
@@ -60,7 +71,14 @@ setup(
     ],
     extras_require={
         # ruff and mypy exact: CI checks the code with them, and a newer one may judge it differently
-        "test": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.4", "ruff==0.17.6", "mypy==2.4.1", "jsonschema>=4.18"],
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "scikit-learn>=1.4",
+            "ruff==0.17.6",
+            "mypy==2.4.1",
+            "jsonschema>=4.18",
+        ],
         # benchmarks/: CPU and memory of every process of the stack while it runs
         "bench": ["psutil>=5.9"],
     },

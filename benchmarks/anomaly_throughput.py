@@ -12,6 +12,7 @@ Variants are settings overrides run one after the other on their own topics:
     python benchmarks/anomaly_throughput.py --households 20000 --minutes 4 \
         --variant process=jobs.anomaly.python_execution_mode=process --variant thread=jobs.anomaly.python_execution_mode=thread
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,17 +48,41 @@ def feature_records(households: int, minutes: int, seed: int = 3) -> list[tuple[
             mean = float(round(means[h, k], 2))
             raw_max = mean * (8.0 if spikes[h, k] else 1.05)
             household = f"h-{h:06d}"
-            out.append((household, orjson.dumps({
-                "household_id": household, "meter_id": f"m-{household}", "window_start_ms": start,
-                "window_end_ms": start + MINUTE_MS, "n_readings": 6, "n_missing": 0, "n_duplicates": 0,
-                "mean_w": mean, "min_w": mean * 0.97, "peak_w": mean * 1.04, "std_w": mean * 0.02,
-                "raw_max_w": raw_max, "outlier_values": [raw_max] if spikes[h, k] else [], "stuck_run": 1})))
+            out.append(
+                (
+                    household,
+                    orjson.dumps(
+                        {
+                            "household_id": household,
+                            "meter_id": f"m-{household}",
+                            "window_start_ms": start,
+                            "window_end_ms": start + MINUTE_MS,
+                            "n_readings": 6,
+                            "n_missing": 0,
+                            "n_duplicates": 0,
+                            "mean_w": mean,
+                            "min_w": mean * 0.97,
+                            "peak_w": mean * 1.04,
+                            "std_w": mean * 0.02,
+                            "raw_max_w": raw_max,
+                            "outlier_values": [raw_max] if spikes[h, k] else [],
+                            "stuck_run": 1,
+                        }
+                    ),
+                )
+            )
     return out
 
 
 def preload(settings, records) -> dict[int, int]:
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 20,
-                         "compression.type": "lz4", "queue.buffering.max.messages": 2_000_000})
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 2_000_000,
+        }
+    )
     for i, (key, value) in enumerate(records):
         producer.produce(settings.topics.features, key=key.encode(), value=value)
         if i % 10_000 == 0:
@@ -92,8 +117,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--households", type=int, default=50_000)
     parser.add_argument("--minutes", type=int, default=12)
-    parser.add_argument("--variant", action="append", default=[],
-                        help="NAME=key=value[,key=value...] (settings overrides); default: the shipped settings")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME=key=value[,key=value...] (settings overrides); default: the shipped settings",
+    )
     args = parser.parse_args()
     variants = {}
     for spec in args.variant or ["default="]:
@@ -101,21 +130,40 @@ def main() -> None:
         variants[name] = [o for o in rest.split(",") if o]
     records = feature_records(args.households, args.minutes)
     with tempfile.TemporaryDirectory() as run_dir, EmbeddedStack(load_settings(), run_dir, mqtt=False) as stack:
-        print(json.dumps({"records": len(records), "households": args.households,
-                          "detector_only_records_per_s": round(detector_loop(stack.settings, records))}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "records": len(records),
+                    "households": args.households,
+                    "detector_only_records_per_s": round(detector_loop(stack.settings, records)),
+                }
+            ),
+            flush=True,
+        )
         for name, overrides in variants.items():
             suffix = name or "default"
             settings = stack.settings.with_overrides(
                 f"kafka.group_id_prefix=bench-{suffix}",
-                *(f"topics.{topic}={value}.{suffix}" for topic, value in stack.settings.topics.model_dump().items()))
+                *(f"topics.{topic}={value}.{suffix}" for topic, value in stack.settings.topics.model_dump().items()),
+            )
             t = settings.topics
             kafka_io.create_topics(settings, [t.features, t.alerts, t.dead_letter])
             ends = preload(settings, records)
             elapsed = run(settings, ends, overrides)
             alerts = len(kafka_io.read_topic(settings, t.alerts, idle_timeout_s=5))
-            print(json.dumps({"variant": suffix, "overrides": overrides, "job_s": round(elapsed, 1),
-                              "records_per_s_incl_startup": round(len(records) / elapsed), "alerts": alerts,
-                              "parallelism": settings.flink.parallelism_default}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "variant": suffix,
+                        "overrides": overrides,
+                        "job_s": round(elapsed, 1),
+                        "records_per_s_incl_startup": round(len(records) / elapsed),
+                        "alerts": alerts,
+                        "parallelism": settings.flink.parallelism_default,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

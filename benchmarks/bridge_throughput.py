@@ -8,6 +8,7 @@ real time) and for batches (a meter publishing every 10 s with 1 s sampling, or 
 
     python benchmarks/bridge_throughput.py [--readings 200000] [--batch 1 10]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,19 @@ def publish(args) -> None:
     last = None
     for m in range(messages):
         h = (worker * 7919 + m) % 5000
-        readings = [{"v": 1, "household_id": f"h-{h:05d}", "meter_id": f"m-{h:05d}",
-                     "ts_ms": START_MS + (m * batch + i) * 1000, "power_w": 100.0 + (m + i) % 3000,
-                     "voltage_v": 231.4, "current_a": 1.234, "energy_kwh": 1532.118} for i in range(batch)]
+        readings = [
+            {
+                "v": 1,
+                "household_id": f"h-{h:05d}",
+                "meter_id": f"m-{h:05d}",
+                "ts_ms": START_MS + (m * batch + i) * 1000,
+                "power_w": 100.0 + (m + i) % 3000,
+                "voltage_v": 231.4,
+                "current_a": 1.234,
+                "energy_kwh": 1532.118,
+            }
+            for i in range(batch)
+        ]
         payload = json.dumps(readings[0] if batch == 1 else readings).encode()
         last = client.publish(f"meters/h-{h:05d}/readings", payload, qos=1)
     last.wait_for_publish(600)
@@ -59,14 +70,20 @@ def forwarded(url: str) -> float:
         text = urllib.request.urlopen(url, timeout=2).read().decode()
     except OSError:
         return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("gridflow_bridge_forwarded_total"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("gridflow_bridge_forwarded_total")
+    )
 
 
 def run_case(stack, readings: int, batch: int, publishers: int) -> dict:
     settings = stack.settings.with_overrides(
-        f"topics.readings=bench.readings.b{batch}", f"topics.dead_letter=bench.dead.b{batch}",
-        f"bridge.client_id=bench-bridge-b{batch}", "bridge.metrics_port=0")
+        f"topics.readings=bench.readings.b{batch}",
+        f"topics.dead_letter=bench.dead.b{batch}",
+        f"bridge.client_id=bench-bridge-b{batch}",
+        "bridge.metrics_port=0",
+    )
     kafka_io.create_topics(settings, [settings.topics.readings, settings.topics.dead_letter])
     metrics_port = free_port()
     settings = settings.with_overrides(f"bridge.metrics_port={metrics_port}")
@@ -84,8 +101,13 @@ def run_case(stack, readings: int, batch: int, publishers: int) -> dict:
     per_worker = messages // publishers
     started = time.monotonic()
     with multiprocessing.Pool(publishers) as pool:
-        pool.map(publish, [(settings.mqtt.host, settings.mqtt.port, settings.simulator.mqtt_password, w, per_worker, batch)
-                           for w in range(publishers)])
+        pool.map(
+            publish,
+            [
+                (settings.mqtt.host, settings.mqtt.port, settings.simulator.mqtt_password, w, per_worker, batch)
+                for w in range(publishers)
+            ],
+        )
     fill_s = time.monotonic() - started
     total = per_worker * publishers * batch
 
@@ -102,9 +124,16 @@ def run_case(stack, readings: int, batch: int, publishers: int) -> dict:
     bridge.terminate()
     bridge.wait(60)
     os.unlink(config.name)
-    return {"batch": batch, "readings": total, "messages": total // batch, "publish_fill_s": round(fill_s, 1),
-            "drain_s": round(drain_s, 2), "readings_per_s": round(total / drain_s),
-            "messages_per_s": round(total / batch / drain_s), "bridge_cpu_s": round(cpu_s, 1)}
+    return {
+        "batch": batch,
+        "readings": total,
+        "messages": total // batch,
+        "publish_fill_s": round(fill_s, 1),
+        "drain_s": round(drain_s, 2),
+        "readings_per_s": round(total / drain_s),
+        "messages_per_s": round(total / batch / drain_s),
+        "bridge_cpu_s": round(cpu_s, 1),
+    }
 
 
 def _cpu_seconds(pid: int) -> float:

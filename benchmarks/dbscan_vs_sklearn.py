@@ -23,6 +23,7 @@ threads whatever ``n_jobs`` says, and BLAS may thread too; both implementations 
                                            [--data blobs uniform] [--repeats 3] [--min-samples 10]
                                            [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +83,9 @@ def method(d: int) -> str:
 def run(kind: str, sizes, dims, ms: int, repeats: int) -> dict[tuple[int, int], float]:
     q = EPS_QUANTILE[kind]
     print(f"\ndata={kind}, min_samples={ms}, eps = {q} quantile of the {ms}-NN distance, best of {repeats}")
-    header = ("| n | d | ours uses | eps | clusters | noise | mean neighbours | sklearn s | ours s | speed-up "
-              "| same labels |")
+    header = (
+        "| n | d | ours uses | eps | clusters | noise | mean neighbours | sklearn s | ours s | speed-up | same labels |"
+    )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     speedups = {}
@@ -91,13 +93,17 @@ def run(kind: str, sizes, dims, ms: int, repeats: int) -> dict[tuple[int, int], 
         for n in sizes:
             X = make_data(n, d, kind)
             eps = k_distance_eps(X, ms, q)
-            sk_s, sk = best_of(lambda: DBSCAN(eps=eps, min_samples=ms, algorithm="auto", n_jobs=1).fit(X).labels_,
-                               repeats)
+            sk_s, sk = best_of(
+                lambda: DBSCAN(eps=eps, min_samples=ms, algorithm="auto", n_jobs=1).fit(X).labels_, repeats
+            )
             our_s, ours = best_of(lambda: dbscan(X, eps, ms), repeats)
             speedups[n, d] = sk_s / our_s
-            print(f"| {n:,} | {d} | {method(d)} | {eps:.4g} | {int(ours.max()) + 1} | {np.mean(ours == -1):.1%} "
-                  f"| {mean_neighbours(X, eps):.0f} | {sk_s:.4f} | {our_s:.4f} | {sk_s / our_s:.1f}x "
-                  f"| {np.array_equal(sk, ours)} |", flush=True)
+            print(
+                f"| {n:,} | {d} | {method(d)} | {eps:.4g} | {int(ours.max()) + 1} | {np.mean(ours == -1):.1%} "
+                f"| {mean_neighbours(X, eps):.0f} | {sk_s:.4f} | {our_s:.4f} | {sk_s / our_s:.1f}x "
+                f"| {np.array_equal(sk, ours)} |",
+                flush=True,
+            )
     return speedups
 
 

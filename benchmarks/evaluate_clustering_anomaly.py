@@ -20,6 +20,7 @@ type, so an alert on no fault counts against every kind.
     python benchmarks/evaluate_clustering_anomaly.py [--households 30] [--days 3] [--fault-rate 4]
                                                      [--seed 3] [--sources uci citylearn]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,6 +45,7 @@ HST_QUANTILES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 
 # ---- clustering ------------------------------------------------------------------------------------
 
+
 def citylearn_profiles(settings) -> tuple[np.ndarray, list[str]]:
     data = load_citylearn(settings)
     first = int(np.argmax(data["hour"] == 1))
@@ -56,7 +58,7 @@ def uci_profiles(settings) -> tuple[np.ndarray, list[str]]:
     minute = (data["ts_ms"] // 60_000).astype(np.int64)
     first_midnight = -minute[0] % 1440
     n_days = (len(minute) - first_midnight) // 1440
-    power = data["power_w"][first_midnight: first_midnight + n_days * 1440].reshape(n_days, 24, 60)
+    power = data["power_w"][first_midnight : first_midnight + n_days * 1440].reshape(n_days, 24, 60)
     known = np.isfinite(power).sum(axis=2)
     with np.errstate(invalid="ignore"):
         hourly = np.nansum(np.nan_to_num(power, nan=0.0), axis=2) / np.maximum(known, 1)
@@ -72,14 +74,21 @@ def clustering_rows(name: str, X: np.ndarray, ids: list[str], settings) -> list[
     batch = KMeans(c.n_clusters, n_init=10, random_state=0).fit(Xn)
     batch_sil = silhouette_score(Xn, batch.labels_, sample_size=min(2000, len(Xn)), random_state=0)
     rows = []
-    variants = [(c.halflife, c.seed)] + [(c.halflife, s) for s in (0, 1, 2)] + \
-               [(h, c.seed) for h in (0.02, 0.2, 0.5) if h != c.halflife]
+    variants = (
+        [(c.halflife, c.seed)]
+        + [(c.halflife, s) for s in (0, 1, 2)]
+        + [(h, c.seed) for h in (0.02, 0.2, 0.5) if h != c.halflife]
+    )
     for halflife, seed in variants:
         model = LoadProfileClusterer(c.n_clusters, halflife, seed, 24, c.min_coverage, c.warmup_profiles)
         started = time.perf_counter()
-        learned = sum(model.learn_record({"household_id": h, "slots": 24,
-                                          "profile_w": [None if v != v else float(v) for v in row]}) is not None
-                      for h, row in zip(ids, X))
+        learned = sum(
+            model.learn_record(
+                {"household_id": h, "slots": 24, "profile_w": [None if v != v else float(v) for v in row]}
+            )
+            is not None
+            for h, row in zip(ids, X)
+        )
         elapsed = time.perf_counter() - started
         C = model.centers()
         labels = ((Xn[:, None, :] - C[None]) ** 2).sum(-1).argmin(axis=1)
@@ -87,13 +96,16 @@ def clustering_rows(name: str, X: np.ndarray, ids: list[str], settings) -> list[
         sil = silhouette_score(Xn, labels, sample_size=min(2000, len(Xn)), random_state=0)
         sizes = np.bincount(labels, minlength=c.n_clusters)
         default = " (default)" if (halflife, seed) == (c.halflife, c.seed) else ""
-        rows.append(f"| {name} | {len(X):,} | {learned:,} | {halflife}{default} | {seed} "
-                    f"| {inertia / batch.inertia_:.3f} | {sil:.3f} | {batch_sil:.3f} | {'/'.join(map(str, sizes))} "
-                    f"| {elapsed / len(X) * 1e6:.0f} |")
+        rows.append(
+            f"| {name} | {len(X):,} | {learned:,} | {halflife}{default} | {seed} "
+            f"| {inertia / batch.inertia_:.3f} | {sil:.3f} | {batch_sil:.3f} | {'/'.join(map(str, sizes))} "
+            f"| {elapsed / len(X) * 1e6:.0f} |"
+        )
     return rows
 
 
 # ---- anomaly baseline ------------------------------------------------------------------------------
+
 
 def hst_scores(records) -> np.ndarray:
     """River HalfSpaceTrees per household on the minute features: score, then learn."""
@@ -104,9 +116,16 @@ def hst_scores(records) -> np.ndarray:
         if model is None:
             model = models[h] = compose.Pipeline(preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(seed=7))
         mean = r["mean_w"] or 0.0
-        x = {"mean_w": mean, "std_w": r["std_w"] or 0.0, "min_w": r["min_w"] or 0.0, "raw_max_w": r["raw_max_w"],
-             "spikiness": r["raw_max_w"] / (mean + 50.0), "n_missing": r["n_missing"], "stuck_run": r["stuck_run"],
-             "gap_min": (r["window_start_ms"] - last_end.get(h, r["window_start_ms"])) / 60_000}
+        x = {
+            "mean_w": mean,
+            "std_w": r["std_w"] or 0.0,
+            "min_w": r["min_w"] or 0.0,
+            "raw_max_w": r["raw_max_w"],
+            "spikiness": r["raw_max_w"] / (mean + 50.0),
+            "n_missing": r["n_missing"],
+            "stuck_run": r["stuck_run"],
+            "gap_min": (r["window_start_ms"] - last_end.get(h, r["window_start_ms"])) / 60_000,
+        }
         last_end[h] = r["window_end_ms"]
         scores[i] = model.score_one(x)
         model.learn_one(x)
@@ -119,8 +138,9 @@ def hst_flags(records, scores, threshold, cooldown_ms) -> list[dict]:
         h = r["household_id"]
         if score >= threshold and r["window_end_ms"] - last.get(h, -cooldown_ms) >= cooldown_ms:
             last[h] = r["window_end_ms"]
-            flags.append({"household_id": h, "window_start_ms": r["window_start_ms"],
-                          "window_end_ms": r["window_end_ms"]})
+            flags.append(
+                {"household_id": h, "window_start_ms": r["window_start_ms"], "window_end_ms": r["window_end_ms"]}
+            )
     return flags
 
 
@@ -130,8 +150,13 @@ def missed_on_idle_meters(alerts, faults, records, kinds=("spike", "stuck")) -> 
     found = found_faults(alerts, faults)
     out = {}
     for kind in kinds:
-        out[kind] = sum(1 for k, f in enumerate(faults) if f.kind == kind and k not in found
-                        and (mean_at.get((f.household_id, f.start_ms // 60_000 * 60_000)) or 0.0) < 10.0)
+        out[kind] = sum(
+            1
+            for k, f in enumerate(faults)
+            if f.kind == kind
+            and k not in found
+            and (mean_at.get((f.household_id, f.start_ms // 60_000 * 60_000)) or 0.0) < 10.0
+        )
     return out
 
 
@@ -140,8 +165,10 @@ def score_table(title: str, scores: dict) -> None:
     print("| fault kind | faults | found | alerts | correct alerts | precision | recall | F1 |")
     print("|---|---|---|---|---|---|---|---|")
     for kind, s in scores.items():
-        print(f"| {kind} | {s['faults']} | {s['detected']} | {s['alerts']} | {s['correct_alerts']} "
-              f"| {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} |")
+        print(
+            f"| {kind} | {s['faults']} | {s['detected']} | {s['alerts']} | {s['correct_alerts']} "
+            f"| {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} |"
+        )
 
 
 def main() -> None:
@@ -155,44 +182,60 @@ def main() -> None:
     settings = load_settings()
 
     print("## Clustering: online (river KMeans, one pass) vs batch k-means (sklearn, n_init=10)")
-    print(f"n_clusters={settings.clustering.n_clusters}, min_coverage={settings.clustering.min_coverage}, "
-          f"warmup_profiles={settings.clustering.warmup_profiles}")
-    print("| data | profiles | learned | halflife | seed | inertia ratio | silhouette online | silhouette batch "
-          "| cluster sizes | us/profile |")
+    print(
+        f"n_clusters={settings.clustering.n_clusters}, min_coverage={settings.clustering.min_coverage}, "
+        f"warmup_profiles={settings.clustering.warmup_profiles}"
+    )
+    print(
+        "| data | profiles | learned | halflife | seed | inertia ratio | silhouette online | silhouette batch "
+        "| cluster sizes | us/profile |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, loader in (("CityLearn 17 homes", citylearn_profiles), ("UCI household", uci_profiles)):
         X, ids = loader(settings)
         for row in clustering_rows(name, X, ids, settings):
             print(row, flush=True)
 
-    print(f"\n## Anomalies: {args.households} simulated households x {args.days:g} days, 10 s readings, "
-          f"{args.fault_rate:g} labelled faults per household-day (seed {args.seed}), sources {args.sources}")
+    print(
+        f"\n## Anomalies: {args.households} simulated households x {args.days:g} days, 10 s readings, "
+        f"{args.fault_rate:g} labelled faults per household-day (seed {args.seed}), sources {args.sources}"
+    )
     library = LoadShapeLibrary.load(settings, args.sources)
     started = time.perf_counter()
     records, faults = simulate_minutes(library, args.households, START_MS, args.days, args.fault_rate, args.seed)
-    print(f"{len(records):,} minute records, {len(faults)} faults, simulated and cleaned in "
-          f"{time.perf_counter() - started:.1f} s")
+    print(
+        f"{len(records):,} minute records, {len(faults)} faults, simulated and cleaned in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     a = settings.anomaly
-    print(f"settings: dbscan_eps={a.dbscan_eps}, dbscan_min_samples={a.dbscan_min_samples}, "
-          f"micro_window_s={a.micro_window_s}, alert_cooldown_s={a.alert_cooldown_s}, spike_ratio={a.spike_ratio}, "
-          f"stuck_minutes={a.stuck_minutes}, dropout_minutes={a.dropout_minutes}, "
-          f"sustained_excess_w={a.sustained_excess_w}, sustained_minutes={a.sustained_minutes}")
+    print(
+        f"settings: dbscan_eps={a.dbscan_eps}, dbscan_min_samples={a.dbscan_min_samples}, "
+        f"micro_window_s={a.micro_window_s}, alert_cooldown_s={a.alert_cooldown_s}, spike_ratio={a.spike_ratio}, "
+        f"stuck_minutes={a.stuck_minutes}, dropout_minutes={a.dropout_minutes}, "
+        f"sustained_excess_w={a.sustained_excess_w}, sustained_minutes={a.sustained_minutes}"
+    )
     started = time.perf_counter()
     alerts = AnomalyDetector(a).run(records)
     elapsed = time.perf_counter() - started
     print(f"detector: {len(alerts)} alerts, {elapsed / len(records) * 1e6:.0f} us per minute record")
     ours = score_alerts(alerts, faults)
-    score_table("gridflow detector (default settings), alert types mapped to fault kinds "
-                "(sustained_high -> appliance_left_on)", ours)
+    score_table(
+        "gridflow detector (default settings), alert types mapped to fault kinds (sustained_high -> appliance_left_on)",
+        ours,
+    )
     idle = missed_on_idle_meters(alerts, faults, records)
     missed = ", ".join(f"{kind} {n} of {ours[kind]['faults'] - ours[kind]['detected']}" for kind, n in idle.items())
-    print("\nmissed faults whose minute mean was below 10 W (an idle meter: a spike of 4-10x a few watts, or a "
-          f"meter frozen at ~0 W, is invisible): {missed}")
+    print(
+        "\nmissed faults whose minute mean was below 10 W (an idle meter: a spike of 4-10x a few watts, or a "
+        f"meter frozen at ~0 W, is invisible): {missed}"
+    )
     unusual = [x for x in alerts if x["type"] == "unusual_load"]
     on_fault = score_untyped(unusual, faults)
     near = sum(s["correct_alerts"] for s in on_fault.values())
-    print(f"\nunusual_load (DBSCAN noise minutes no rule explains): {len(unusual)} alerts, "
-          f"{near} of them overlap a fault (a minute can overlap several kinds)")
+    print(
+        f"\nunusual_load (DBSCAN noise minutes no rule explains): {len(unusual)} alerts, "
+        f"{near} of them overlap a fault (a minute can overlap several kinds)"
+    )
 
     started = time.perf_counter()
     scores = hst_scores(records)
@@ -206,8 +249,11 @@ def main() -> None:
         if best is None or target > best[0]:
             best = (target, q, threshold, result)
     _, q, threshold, hst = best
-    score_table(f"river HalfSpaceTrees baseline (per household, threshold = {q} quantile = {threshold:.3f}, "
-                f"chosen with the labels; {hst_s / len(records) * 1e6:.0f} us per record)", hst)
+    score_table(
+        f"river HalfSpaceTrees baseline (per household, threshold = {q} quantile = {threshold:.3f}, "
+        f"chosen with the labels; {hst_s / len(records) * 1e6:.0f} us per record)",
+        hst,
+    )
 
     print("\n| fault kind | F1 gridflow | F1 HalfSpaceTrees |")
     print("|---|---|---|")

@@ -15,6 +15,7 @@ network charges of a dynamic retail contract; a constant adder does not change w
 
     python benchmarks/evaluate_forecasting.py [--folds 5] [--fold-days 365] [--usage medium]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,18 +24,30 @@ import time
 import numpy as np
 
 from gridflow.datasets import load_prices
-from gridflow.forecasting import (MODELS, PriceForecaster, backtest, error_metrics, expanding_window_splits,
-                                  schedule_costs)
+from gridflow.forecasting import (
+    MODELS,
+    PriceForecaster,
+    backtest,
+    error_metrics,
+    expanding_window_splits,
+    schedule_costs,
+)
 from gridflow.settings import load_settings
 
-LABELS = {"seasonal_naive": "seasonal naive (day)", "seasonal_naive_week": "seasonal naive (week)",
-          "linear": "linear regression", "snarimax": "SNARIMAX", "holt_winters": "Holt-Winters"}
+LABELS = {
+    "seasonal_naive": "seasonal naive (day)",
+    "seasonal_naive_week": "seasonal naive (week)",
+    "linear": "linear regression",
+    "snarimax": "SNARIMAX",
+    "holt_winters": "Holt-Winters",
+}
 
 
 def forecasters() -> dict[str, PriceForecaster]:
     made = {model: PriceForecaster(model, slot_minutes=60, utc_offset_minutes=60) for model in MODELS}
-    made["seasonal_naive_week"] = PriceForecaster("seasonal_naive", slot_minutes=60, season_slots=168,
-                                                  utc_offset_minutes=60)
+    made["seasonal_naive_week"] = PriceForecaster(
+        "seasonal_naive", slot_minutes=60, season_slots=168, utc_offset_minutes=60
+    )
     return dict(sorted(made.items(), key=lambda item: list(LABELS).index(item[0])))
 
 
@@ -52,16 +65,20 @@ def main() -> None:
     splits = expanding_window_splits(n_days, args.folds, args.fold_days, min_train_days=365)
     first_origin_ms = int(ts_ms[0]) + 11 * 3_600_000
     start = np.datetime64(int(first_origin_ms + splits[0].test_start * 86_400_000), "ms").astype("datetime64[D]")
-    print(f"NL day-ahead prices: {ts_ms.size} hours; {args.folds} folds x {args.fold_days} days from {start}; "
-          f"issued daily 11:00 UTC for 24 h\n")
+    print(
+        f"NL day-ahead prices: {ts_ms.size} hours; {args.folds} folds x {args.fold_days} days from {start}; "
+        f"issued daily 11:00 UTC for 24 h\n"
+    )
     rows, costs = [], {}
     for name, forecaster in forecasters().items():
         began = time.perf_counter()
         run = backtest(forecaster, ts_ms, prices, splits, first_origin_ms)
         seconds = time.perf_counter() - began
         overall = error_metrics(run.actual * 1000, run.forecast * 1000)
-        per_fold = [error_metrics(run.actual[run.fold == k] * 1000, run.forecast[run.fold == k] * 1000)["mae"]
-                    for k in range(args.folds)]
+        per_fold = [
+            error_metrics(run.actual[run.fold == k] * 1000, run.forecast[run.fold == k] * 1000)["mae"]
+            for k in range(args.folds)
+        ]
         rows.append((name, overall, per_fold, seconds))
         costs[name] = schedule_costs(run.forecast + args.retail_adder, run.actual + args.retail_adder, args.usage)
 
@@ -79,8 +96,10 @@ def main() -> None:
     print(f"| unscheduled (earliest start) | {unscheduled:.2f} | {100 * (unscheduled / perfect - 1):+.2f} % | 0.00 % |")
     for name, cost in costs.items():
         total = cost["forecast"].sum()
-        print(f"| {LABELS[name]} forecast | {total:.2f} | {100 * (total / perfect - 1):+.2f} % | "
-              f"{100 * (1 - total / unscheduled):.2f} % |")
+        print(
+            f"| {LABELS[name]} forecast | {total:.2f} | {100 * (total / perfect - 1):+.2f} % | "
+            f"{100 * (1 - total / unscheduled):.2f} % |"
+        )
     print(f"| perfect foresight | {perfect:.2f} | +0.00 % | {100 * (1 - perfect / unscheduled):.2f} % |")
 
 

@@ -19,6 +19,7 @@ a sub-meter's clusters and once directly from the sub-meter, in minutes from noo
     python benchmarks/evaluate_nilm.py [--days 1441] [--learn-days 365] [--base-minutes 2] [--min-share 0.1]
         [--no-reactive]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,41 +57,65 @@ def main() -> None:
     learner = ApplianceLearner.from_settings(settings.nilm.model_copy(update={"history_days": len(days)}))
     began = time.perf_counter()
     reactive = None if args.no_reactive else data["reactive_power_var"]
-    scores = evaluate_household(days, data["power_w"], {name: data[name] for name in UCI_THRESHOLDS_W}, learner,
-                                UCI_THRESHOLDS_W, learn_days=args.learn_days, reactive_var=reactive,
-                                base_minutes=args.base_minutes, min_share=args.min_share)
+    scores = evaluate_household(
+        days,
+        data["power_w"],
+        {name: data[name] for name in UCI_THRESHOLDS_W},
+        learner,
+        UCI_THRESHOLDS_W,
+        learn_days=args.learn_days,
+        reactive_var=reactive,
+        base_minutes=args.base_minutes,
+        min_share=args.min_share,
+    )
     seconds = time.perf_counter() - began
     first, last = (np.datetime64(int(d), "ms").astype("datetime64[D]") for d in (days[0], days[-1]))
-    print(f"UCI household: {len(days)} days {first} .. {last}; clusters named on the first {args.learn_days}, "
-          f"scored on the other {len(days) - args.learn_days}; ground truth base {args.base_minutes} min, "
-          f"naming share {args.min_share:g}; "
-          f"{seconds:.1f} s\n")
+    print(
+        f"UCI household: {len(days)} days {first} .. {last}; clusters named on the first {args.learn_days}, "
+        f"scored on the other {len(days) - args.learn_days}; ground truth base {args.base_minutes} min, "
+        f"naming share {args.min_share:g}; "
+        f"{seconds:.1f} s\n"
+    )
     print(f"Learned profiles (whole-house {'real power' if args.no_reactive else 'real and reactive power'} only):")
     for p in learner.profiles():
         a = p.to_appliance(15)
-        print(f"  {p.name}: {p.power_w:.0f} W, {p.duration_minutes} min, window [{p.alpha_minute}, {p.beta_minute}) "
-              f"min from noon, margin {p.comfort_margin_minutes} min, {p.activations_per_day:.2f}/day -> 15-min "
-              f"slots: l={a.duration_slots} alpha={a.alpha_slot} beta={a.beta_slot} margin={a.comfort_margin_slots}")
+        print(
+            f"  {p.name}: {p.power_w:.0f} W, {p.duration_minutes} min, window [{p.alpha_minute}, {p.beta_minute}) "
+            f"min from noon, margin {p.comfort_margin_minutes} min, {p.activations_per_day:.2f}/day -> 15-min "
+            f"slots: l={a.duration_slots} alpha={a.alpha_slot} beta={a.beta_slot} margin={a.comfort_margin_slots}"
+        )
     print("\n| sub-meter | threshold W | true on-events | detection recall | clusters | precision | recall |")
     print("|---|---:|---:|---:|---|---:|---:|")
     for s in scores:
-        print(f"| {s.name} | {UCI_THRESHOLDS_W[s.name]:.0f} | {s.n_true} | {s.detection_recall:.3f} | "
-              f"{','.join(map(str, s.clusters)) or '-'} | {s.precision:.3f} | {s.recall:.3f} |")
-    print("\n| sub-meter | power W (sub-meter / learned) | duration min | alpha min | beta min | "
-          "abs. error power / duration / alpha / beta |")
+        print(
+            f"| {s.name} | {UCI_THRESHOLDS_W[s.name]:.0f} | {s.n_true} | {s.detection_recall:.3f} | "
+            f"{','.join(map(str, s.clusters)) or '-'} | {s.precision:.3f} | {s.recall:.3f} |"
+        )
+    print(
+        "\n| sub-meter | power W (sub-meter / learned) | duration min | alpha min | beta min | "
+        "abs. error power / duration / alpha / beta |"
+    )
     print("|---|---|---|---|---|---|")
     for s in scores:
         ref, got = s.reference, s.learned
         if ref is None or got is None:
-            print(f"| {s.name} | {ref.power_w if ref else '-'} / - | {ref.duration_minutes if ref else '-'} / - | "
-                  f"{ref.alpha_minute if ref else '-'} / - | {ref.beta_minute if ref else '-'} / - | "
-                  f"no cluster named after it |")
+            print(
+                f"| {s.name} | {ref.power_w if ref else '-'} / - | {ref.duration_minutes if ref else '-'} / - | "
+                f"{ref.alpha_minute if ref else '-'} / - | {ref.beta_minute if ref else '-'} / - | "
+                f"no cluster named after it |"
+            )
             continue
-        errors = (abs(got.power_w - ref.power_w), abs(got.duration_minutes - ref.duration_minutes),
-                  abs(got.alpha_minute - ref.alpha_minute), abs(got.beta_minute - ref.beta_minute))
-        print(f"| {s.name} | {ref.power_w:.0f} / {got.power_w:.0f} | {ref.duration_minutes} / {got.duration_minutes} | "
-              f"{ref.alpha_minute} / {got.alpha_minute} | {ref.beta_minute} / {got.beta_minute} | "
-              f"{errors[0]:.0f} W / {errors[1]} / {errors[2]} / {errors[3]} min |")
+        errors = (
+            abs(got.power_w - ref.power_w),
+            abs(got.duration_minutes - ref.duration_minutes),
+            abs(got.alpha_minute - ref.alpha_minute),
+            abs(got.beta_minute - ref.beta_minute),
+        )
+        print(
+            f"| {s.name} | {ref.power_w:.0f} / {got.power_w:.0f} | {ref.duration_minutes} / {got.duration_minutes} | "
+            f"{ref.alpha_minute} / {got.alpha_minute} | {ref.beta_minute} / {got.beta_minute} | "
+            f"{errors[0]:.0f} W / {errors[1]} / {errors[2]} / {errors[3]} min |"
+        )
 
 
 if __name__ == "__main__":

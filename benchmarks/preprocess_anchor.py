@@ -4,6 +4,7 @@ A verbatim copy of ``jobs/preprocess.py: build`` and of the parts of ``operators
 (one Python table-function call per meter window through the row coder); what did not change is imported. ``benchmarks/preprocess_variants.py`` runs it
 next to the current job in the same run, so the speed-up is a ratio measured under the same load.
 """
+
 from __future__ import annotations
 
 import sys
@@ -69,8 +70,9 @@ class CleanWindows(TableFunction):
             self.unknown.inc(len(ts_ms))
             reason = f"unknown meter {meter_id!r} of household {household_id!r}: not in the meter registry"
             for ts, power in zip(ts_ms, power_w):
-                payload = orjson.dumps({"household_id": household_id, "meter_id": meter_id, "ts_ms": ts,
-                                        "power_w": power}).decode()
+                payload = orjson.dumps(
+                    {"household_id": household_id, "meter_id": meter_id, "ts_ms": ts, "power_w": power}
+                ).decode()
                 yield DEAD_LETTER, household_id, dead_letter(payload, reason, self.source, ts), None, None
             return
         features = clean_window(ts_ms, power_w, start_ms, self.params, self.clock.utc_offset_ms(start_ms))
@@ -109,17 +111,32 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None):
     if stream.idle_timeout_ms:
         config.set("table.exec.source.idle-timeout", f"{stream.idle_timeout_ms} ms")
     register(tenv, settings, f"kafka:{topics.readings}")
-    tenv.execute_sql(raw_source_ddl(settings, "readings", topics.readings, NAME, time_column="event_time",
-                                    out_of_orderness_ms=stream.out_of_orderness_ms,
-                                    max_future_ms=settings.readings.max_clock_skew_s * 1000, stop_offsets=stop_offsets,
-                                    watermark_emit=stream.watermark_emit))
-    for table, topic in (("features_out", topics.features), ("profiles_out", topics.profiles),
-                         ("dead_letter_out", topics.dead_letter)):
+    tenv.execute_sql(
+        raw_source_ddl(
+            settings,
+            "readings",
+            topics.readings,
+            NAME,
+            time_column="event_time",
+            out_of_orderness_ms=stream.out_of_orderness_ms,
+            max_future_ms=settings.readings.max_clock_skew_s * 1000,
+            stop_offsets=stop_offsets,
+            watermark_emit=stream.watermark_emit,
+        )
+    )
+    for table, topic in (
+        ("features_out", topics.features),
+        ("profiles_out", topics.profiles),
+        ("dead_letter_out", topics.dead_letter),
+    ):
         tenv.execute_sql(keyed_sink_ddl(settings, table, topic, NAME))
-    tenv.execute_sql(checked_view_sql("checked", "readings", settings.readings, "event_time",
-                                      stream.out_of_orderness_ms))
-    tenv.execute_sql("CREATE TEMPORARY VIEW valid AS SELECT household_id, meter_id, ts_ms, power_w, event_time "
-                     "FROM checked WHERE problem IS NULL")
+    tenv.execute_sql(
+        checked_view_sql("checked", "readings", settings.readings, "event_time", stream.out_of_orderness_ms)
+    )
+    tenv.execute_sql(
+        "CREATE TEMPORARY VIEW valid AS SELECT household_id, meter_id, ts_ms, power_w, event_time "
+        "FROM checked WHERE problem IS NULL"
+    )
     tenv.execute_sql(f"""CREATE TEMPORARY VIEW meter_windows AS
         SELECT household_id, meter_id, window_start, window_time, ARRAY_AGG(ts_ms) AS ts_list,
                ARRAY_AGG(power_w) AS power_list
@@ -128,18 +145,20 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None):
     tenv.execute_sql(f"""CREATE TEMPORARY VIEW cleaned AS
         SELECT w.household_id, w.meter_id, w.window_time, c.kind, c.record_key, c.payload, c.start_ms, c.mean_w
         FROM meter_windows AS w, LATERAL TABLE(clean_windows(w.household_id, w.meter_id,
-             {_epoch_ms('w.window_start')}, w.ts_list, w.power_list)) AS c(kind, record_key, payload, start_ms, mean_w)""")
+             {_epoch_ms("w.window_start")}, w.ts_list, w.power_list)) AS c(kind, record_key, payload, start_ms, mean_w)""")
     tenv.execute_sql("""CREATE TEMPORARY VIEW window_means AS
         SELECT household_id, meter_id, window_time, start_ms, mean_w FROM cleaned
         WHERE kind = 'features' AND mean_w IS NOT NULL""")
     tenv.execute_sql(f"""CREATE TEMPORARY VIEW meter_days AS
-        SELECT household_id, meter_id, {_epoch_ms('window_start')} AS day_start_ms,
+        SELECT household_id, meter_id, {_epoch_ms("window_start")} AS day_start_ms,
                DATE_FORMAT(window_start, 'yyyy-MM-dd') AS day_label,
                ARRAY_AGG(start_ms) AS starts, ARRAY_AGG(mean_w) AS means
         FROM TABLE(TUMBLE(TABLE window_means, DESCRIPTOR(window_time), INTERVAL '1' DAY))
         GROUP BY household_id, meter_id, window_start, window_end""")
     statements = tenv.create_statement_set()
-    statements.add_insert_sql("INSERT INTO features_out SELECT record_key, payload FROM cleaned WHERE kind = 'features'")
+    statements.add_insert_sql(
+        "INSERT INTO features_out SELECT record_key, payload FROM cleaned WHERE kind = 'features'"
+    )
     statements.add_insert_sql("""INSERT INTO profiles_out SELECT p.record_key, p.payload
         FROM meter_days AS d, LATERAL TABLE(daily_profiles(d.household_id, d.meter_id, d.day_start_ms, d.day_label,
              d.starts, d.means)) AS p(kind, record_key, payload, start_ms, mean_w)""")
@@ -167,34 +186,60 @@ def checked_view_sql(view: str, source: str, readings, time_column: str, out_of_
     skew_ms = readings.max_clock_skew_s * 1000
     rules = [
         ("''", "`payload` IS NOT JSON OBJECT", "'expected a JSON object'"),
-        ("'v'", f"JSON_VALUE(`payload`, '$.v') IS NOT NULL AND JSON_VALUE(`payload`, '$.v') <> '{SCHEMA_VERSION}'",
-         f"'unsupported schema version ' || JSON_VALUE(`payload`, '$.v') || '; supported: {SCHEMA_VERSION}'"),
+        (
+            "'v'",
+            f"JSON_VALUE(`payload`, '$.v') IS NOT NULL AND JSON_VALUE(`payload`, '$.v') <> '{SCHEMA_VERSION}'",
+            f"'unsupported schema version ' || JSON_VALUE(`payload`, '$.v') || '; supported: {SCHEMA_VERSION}'",
+        ),
     ]
     for name in ("household_id", "meter_id"):
-        rules.append((f"'{name}'", f"NOT COALESCE(REGEXP({name}, '{ID_PATTERN}'), FALSE)",
-                      "'must be 1-64 characters of letters, digits, ''._:-'''"))
+        rules.append(
+            (
+                f"'{name}'",
+                f"NOT COALESCE(REGEXP({name}, '{ID_PATTERN}'), FALSE)",
+                "'must be 1-64 characters of letters, digits, ''._:-'''",
+            )
+        )
     rules += [
         ("'ts_ms'", "ts_ms IS NULL", "'must be an integer of epoch milliseconds'"),
         ("'ts_ms'", f"ts_ms < {_MIN_TS_MS}", "CAST(ts_ms AS STRING) || ' is before 2000-01-01 (meter clock not set?)'"),
-        ("'ts_ms'", f"ts_ms > UNIX_TIMESTAMP() * 1000 + {skew_ms}",
-         f"CAST(ts_ms AS STRING) || ' is more than {skew_ms} ms in the future'"),
+        (
+            "'ts_ms'",
+            f"ts_ms > UNIX_TIMESTAMP() * 1000 + {skew_ms}",
+            f"CAST(ts_ms AS STRING) || ' is more than {skew_ms} ms in the future'",
+        ),
         ("'power_w'", f"NOT {_present('power_w')}", "'is required'"),
         ("'power_w'", "power_w IS NULL", "'must be a finite number'"),
-        ("'power_w'", f"power_w < {readings.power_w_min} OR power_w > {readings.power_w_max}",
-         f"CAST(power_w AS STRING) || ' is outside the physically possible range "
-         f"[{readings.power_w_min}, {readings.power_w_max}]'"),
+        (
+            "'power_w'",
+            f"power_w < {readings.power_w_min} OR power_w > {readings.power_w_max}",
+            f"CAST(power_w AS STRING) || ' is outside the physically possible range "
+            f"[{readings.power_w_min}, {readings.power_w_max}]'",
+        ),
     ]
-    for name, low, high in (("voltage_v", readings.voltage_v_min, readings.voltage_v_max),
-                            ("current_a", 0.0, readings.current_a_max)):
+    for name, low, high in (
+        ("voltage_v", readings.voltage_v_min, readings.voltage_v_max),
+        ("current_a", 0.0, readings.current_a_max),
+    ):
         value = _number(name)
         rules += [
             (f"'{name}'", f"{_present(name)} AND {value} IS NULL", "'must be a finite number'"),
-            (f"'{name}'", f"{value} < {low} OR {value} > {high}",
-             f"CAST({value} AS STRING) || ' is outside the physically possible range [{low}, {high}]'"),
+            (
+                f"'{name}'",
+                f"{value} < {low} OR {value} > {high}",
+                f"CAST({value} AS STRING) || ' is outside the physically possible range [{low}, {high}]'",
+            ),
         ]
-    rules.append(("'ts_ms'", f"`{time_column}` <= CURRENT_WATERMARK(`{time_column}`)",
-                  f"'late: behind the event-time watermark (allowed out-of-orderness {out_of_orderness_ms} ms)'"))
-    problem_case = "\n    ".join(f"WHEN {cond} THEN {field} || '{SEPARATOR}' || {reason}" for field, cond, reason in rules)
+    rules.append(
+        (
+            "'ts_ms'",
+            f"`{time_column}` <= CURRENT_WATERMARK(`{time_column}`)",
+            f"'late: behind the event-time watermark (allowed out-of-orderness {out_of_orderness_ms} ms)'",
+        )
+    )
+    problem_case = "\n    ".join(
+        f"WHEN {cond} THEN {field} || '{SEPARATOR}' || {reason}" for field, cond, reason in rules
+    )
     return f"""CREATE TEMPORARY VIEW {view} AS
 SELECT `payload`, `{time_column}`, household_id, meter_id, ts_ms, power_w,
   CASE
@@ -205,7 +250,7 @@ FROM (
     JSON_VALUE(`payload`, '$.household_id') AS household_id,
     JSON_VALUE(`payload`, '$.meter_id') AS meter_id,
     TRY_CAST(JSON_VALUE(`payload`, '$.ts_ms') AS BIGINT) AS ts_ms,
-    {_number('power_w')} AS power_w
+    {_number("power_w")} AS power_w
   FROM {source}
 )"""
 

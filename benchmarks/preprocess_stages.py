@@ -9,6 +9,7 @@ microseconds per reading (start-up and shut-down excluded), the figures to compa
 
 A thin front end of ``preprocess_variants.py`` (which holds the stage definitions, ``--list`` shows them).
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,13 +20,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 import preprocess_variants  # noqa: E402
 
 STAGES = [
-    "anchor",               # the whole job before the redesign
-    "bh-raw",               # Kafka source (raw payload) and its watermark, blackhole
-    "stage-valid",          # + decoding and checks (decode_readings) -> good readings
-    "stage-windows",        # + per-meter TUMBLE window with ARRAY_AGG
-    "stage-clean",          # + the vectorised cleaning (clean_windows) and JSON features, blackhole
+    "anchor",  # the whole job before the redesign
+    "bh-raw",  # Kafka source (raw payload) and its watermark, blackhole
+    "stage-valid",  # + decoding and checks (decode_readings) -> good readings
+    "stage-windows",  # + per-meter TUMBLE window with ARRAY_AGG
+    "stage-clean",  # + the vectorised cleaning (clean_windows) and JSON features, blackhole
     "stage-features-sink",  # + keyed Kafka sink of the features
-    "job",                  # the whole job (features, daily profiles, dead letters)
+    "job",  # the whole job (features, daily profiles, dead letters)
 ]
 
 

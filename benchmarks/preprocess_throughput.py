@@ -13,6 +13,7 @@ watermark closed (the last window of the bounded run closes only when its input 
 
     python benchmarks/preprocess_throughput.py [--meters 5000 --samples 404] [--skip-drain --live-meters 200000 --live-s 240]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,13 +37,28 @@ START_MS = 1_768_435_200_000
 
 
 def _producer(settings) -> Producer:
-    return Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 20,
-                     "compression.type": "lz4", "queue.buffering.max.messages": 2_000_000, "batch.size": 1_000_000})
+    return Producer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 2_000_000,
+            "batch.size": 1_000_000,
+        }
+    )
 
 
 def _payload(household: str, ts_ms: int, power_w: float) -> bytes:
-    return orjson.dumps({"v": 1, "household_id": household, "meter_id": f"m-{household}", "ts_ms": ts_ms,
-                         "power_w": round(float(power_w), 2), "voltage_v": 230.0})
+    return orjson.dumps(
+        {
+            "v": 1,
+            "household_id": household,
+            "meter_id": f"m-{household}",
+            "ts_ms": ts_ms,
+            "power_w": round(float(power_w), 2),
+            "voltage_v": 230.0,
+        }
+    )
 
 
 def preload(settings, library, meters: int, samples: int) -> tuple[int, dict[int, int]]:
@@ -78,12 +94,28 @@ def steady_rate(records: list[dict]) -> float:
     return float(used[inside].sum() / max((high - low) / 1000, 1e-3))
 
 
-def _produce_live(bootstrap: str, topic: str, partitions: int, households: list[str], power: np.ndarray,
-                  ticks: int, interval_s: float, started_wall: float, out) -> None:
+def _produce_live(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    households: list[str],
+    power: np.ndarray,
+    ticks: int,
+    interval_s: float,
+    started_wall: float,
+    out,
+) -> None:
     """Producer process: every ``interval_s`` one reading per household, event time = wall clock (its own
     process, so it does not compete for the GIL with the Python functions of the local mini-cluster)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
-                         "queue.buffering.max.messages": 2_000_000, "batch.size": 1_000_000})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 2_000_000,
+            "batch.size": 1_000_000,
+        }
+    )
     behind = 0.0
     for k in range(ticks):
         due = started_wall + k * interval_s
@@ -94,8 +126,12 @@ def _produce_live(bootstrap: str, topic: str, partitions: int, households: list[
             behind = max(behind, -wait)
         now_ms = int(time.time() * 1000)
         for i, household in enumerate(households):
-            producer.produce(topic, partition=i % partitions, key=household.encode(),
-                             value=_payload(household, now_ms, float(power[i % power.shape[0], k % power.shape[1]])))
+            producer.produce(
+                topic,
+                partition=i % partitions,
+                key=household.encode(),
+                value=_payload(household, now_ms, float(power[i % power.shape[0], k % power.shape[1]])),
+            )
             if i % 20_000 == 0:
                 producer.poll(0)
     producer.flush()
@@ -108,8 +144,13 @@ def live(settings, library, meters: int, seconds: float, interval_s: float) -> d
 
     topic, partitions = settings.topics.readings, settings.kafka.partitions
     ticks = int(seconds / interval_s)
-    sim = FleetSimulator(settings.with_overrides("simulator.fault_rate_per_day=0"), min(meters, 2000),
-                         ticks * settings.simulator.sample_interval_s, library, start_ms=START_MS)
+    sim = FleetSimulator(
+        settings.with_overrides("simulator.fault_rate_per_day=0"),
+        min(meters, 2000),
+        ticks * settings.simulator.sample_interval_s,
+        library,
+        start_ms=START_MS,
+    )
     households = [f"l-{i:06d}" for i in range(meters)]
     counts = np.zeros(partitions, dtype=np.int64)
     for i in range(meters):
@@ -124,9 +165,20 @@ def live(settings, library, meters: int, seconds: float, interval_s: float) -> d
     started_wall = (int(time.time()) // window_s + 1) * window_s + 1.0
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    producer = context.Process(target=_produce_live, args=(settings.kafka.bootstrap_servers, topic, partitions,
-                                                           households, sim.power_w, ticks, interval_s, started_wall,
-                                                           results))
+    producer = context.Process(
+        target=_produce_live,
+        args=(
+            settings.kafka.bootstrap_servers,
+            topic,
+            partitions,
+            households,
+            sim.power_w,
+            ticks,
+            interval_s,
+            started_wall,
+            results,
+        ),
+    )
     producer.start()
     produced = results.get()
     producer.join()
@@ -138,13 +190,22 @@ def live(settings, library, meters: int, seconds: float, interval_s: float) -> d
     last_end = max(r["window_end_ms"] for r in records)
     closed = np.array([r["emitted_ms"] - r["window_end_ms"] for r in records if r["window_end_ms"] < last_end])
     used = sum(r["n_readings"] + r["n_duplicates"] for r in records)
-    return {"meters": meters, "interval_s": interval_s, "readings": int(counts.sum()), "readings_in_features": used,
-            "offered_readings_per_s": round(counts.sum() / produced["produce_s"]),
-            "producer_max_behind_s": produced["max_behind_s"], "windows": len(records),
-            "latency_ms_p50": int(np.percentile(closed, 50)), "latency_ms_p95": int(np.percentile(closed, 95)),
-            "latency_ms_p99": int(np.percentile(closed, 99)), "latency_ms_max": int(closed.max()),
-            "latency_ms_p50_all_windows": int(np.percentile(latency, 50)), "window_ms": window_ms,
-            "watermark_delay_ms": settings.stream.out_of_orderness_ms}
+    return {
+        "meters": meters,
+        "interval_s": interval_s,
+        "readings": int(counts.sum()),
+        "readings_in_features": used,
+        "offered_readings_per_s": round(counts.sum() / produced["produce_s"]),
+        "producer_max_behind_s": produced["max_behind_s"],
+        "windows": len(records),
+        "latency_ms_p50": int(np.percentile(closed, 50)),
+        "latency_ms_p95": int(np.percentile(closed, 95)),
+        "latency_ms_p99": int(np.percentile(closed, 99)),
+        "latency_ms_max": int(closed.max()),
+        "latency_ms_p50_all_windows": int(np.percentile(latency, 50)),
+        "window_ms": window_ms,
+        "watermark_delay_ms": settings.stream.out_of_orderness_ms,
+    }
 
 
 def drain(settings, library, args) -> None:
@@ -153,12 +214,23 @@ def drain(settings, library, args) -> None:
     preload_s = time.monotonic() - started
     elapsed = run_job(settings, ends)
     records = features(settings)
-    print(json.dumps({
-        "phase": "drain", "readings": sent, "preload_s": round(preload_s, 1), "job_s": round(elapsed, 1),
-        "readings_per_s_incl_startup": round(sent / elapsed), "readings_per_s_steady": round(steady_rate(records)),
-        "feature_records": len(records), "readings_in_features": sum(r["n_readings"] + r["n_duplicates"] for r in records),
-        "parallelism": settings.flink.parallelism_default, "python_mode": settings.jobs.preprocess.python_execution_mode,
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "phase": "drain",
+                "readings": sent,
+                "preload_s": round(preload_s, 1),
+                "job_s": round(elapsed, 1),
+                "readings_per_s_incl_startup": round(sent / elapsed),
+                "readings_per_s_steady": round(steady_rate(records)),
+                "feature_records": len(records),
+                "readings_in_features": sum(r["n_readings"] + r["n_duplicates"] for r in records),
+                "parallelism": settings.flink.parallelism_default,
+                "python_mode": settings.jobs.preprocess.python_execution_mode,
+            }
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -167,8 +239,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=404, help="per meter; 5000 x 404 gives >= 2 M readings")
     parser.add_argument("--live-meters", type=int, default=200_000)
     parser.add_argument("--live-s", type=float, default=240.0)
-    parser.add_argument("--live-interval-s", type=float, default=10.0,
-                        help="the simulator's meters report every 10 s (6 readings per 1-minute window)")
+    parser.add_argument(
+        "--live-interval-s",
+        type=float,
+        default=10.0,
+        help="the simulator's meters report every 10 s (6 readings per 1-minute window)",
+    )
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--skip-drain", action="store_true")
     args = parser.parse_args()
@@ -182,12 +258,20 @@ def main() -> None:
         if not args.skip_live:
             suffix = "live"
             live_settings = stack.settings.with_overrides(
-                f"kafka.group_id_prefix=bench-{suffix}", *(f"topics.{name}={value}.{suffix}" for name, value in
-                                                           stack.settings.topics.model_dump().items()))
+                f"kafka.group_id_prefix=bench-{suffix}",
+                *(f"topics.{name}={value}.{suffix}" for name, value in stack.settings.topics.model_dump().items()),
+            )
             t = live_settings.topics
             kafka_io.create_topics(live_settings, [t.readings, t.features, t.profiles, t.dead_letter])
-            print(json.dumps({"phase": "live", **live(live_settings, library, args.live_meters, args.live_s,
-                                                       args.live_interval_s)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "phase": "live",
+                        **live(live_settings, library, args.live_meters, args.live_s, args.live_interval_s),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ in feature records + dead letters == readings sent). Variants that end in a blac
     python benchmarks/preprocess_variants.py --variants anchor,job [--meters 5000 --samples 404 --repeats 2]
     python benchmarks/preprocess_variants.py --list
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,6 +64,7 @@ def _job_with(table_config: dict[str, str]):
 
 def _blackhole(sql: str, views=None):
     """A stage probe: the readings source, optional views, ``sql`` inserting into ``bh (a STRING, b STRING)``."""
+
     def run(settings, ends):
         from gridflow.connectors.kafka_tables import raw_source_ddl
 
@@ -70,36 +72,55 @@ def _blackhole(sql: str, views=None):
         tenv.get_config().set("table.local-time-zone", settings.preprocess.timezone)
         tenv.get_config().set("table.optimizer.reuse-optimize-block-with-digest-enabled", "true")
         stream = settings.stream
-        tenv.execute_sql(raw_source_ddl(settings, "readings", settings.topics.readings, "probe", time_column="event_time",
-                                        out_of_orderness_ms=stream.out_of_orderness_ms,
-                                        max_future_ms=settings.readings.max_clock_skew_s * 1000, stop_offsets=ends,
-                                        watermark_emit=stream.watermark_emit))
+        tenv.execute_sql(
+            raw_source_ddl(
+                settings,
+                "readings",
+                settings.topics.readings,
+                "probe",
+                time_column="event_time",
+                out_of_orderness_ms=stream.out_of_orderness_ms,
+                max_future_ms=settings.readings.max_clock_skew_s * 1000,
+                stop_offsets=ends,
+                watermark_emit=stream.watermark_emit,
+            )
+        )
         if views is not None:
             for statement in views(settings, ends):
                 tenv.execute_sql(statement)
         tenv.execute_sql("CREATE TABLE bh (a STRING, b STRING) WITH ('connector'='blackhole')")
         tenv.execute_sql(sql).wait()
+
     return run
 
 
 def _job_stage(sql: str, **build_options):
     """A cut of the job: its own tables and views (``jobs/preprocess.py: build``), ``sql`` into a blackhole."""
+
     def run(settings, ends):
         tenv = preprocess.create_table_env(settings)
         preprocess.build(tenv, settings, ends, **build_options)
         tenv.execute_sql("CREATE TABLE bh (a STRING, b STRING) WITH ('connector'='blackhole')")
         tenv.execute_sql(sql).wait()
+
     return run
 
 
 def _plain_source(settings, ends) -> list[str]:
     """The readings topic as ``plain (payload STRING)``: no event time, no watermark (a baseline for probes)."""
-    return ["CREATE TEMPORARY TABLE plain (`payload` STRING) WITH ('connector'='kafka', 'topic'='"
-            + settings.topics.readings + "', 'properties.bootstrap.servers'='" + settings.kafka.bootstrap_servers
-            + "', 'properties.group.id'='plain-" + settings.kafka.group_id_prefix + "', "
-            "'scan.startup.mode'='earliest-offset', 'format'='raw', 'scan.bounded.mode'='specific-offsets', "
-            "'scan.bounded.specific-offsets'='" + ";".join(f"partition:{p},offset:{o}" for p, o in sorted(ends.items()))
-            + "')"]
+    return [
+        "CREATE TEMPORARY TABLE plain (`payload` STRING) WITH ('connector'='kafka', 'topic'='"
+        + settings.topics.readings
+        + "', 'properties.bootstrap.servers'='"
+        + settings.kafka.bootstrap_servers
+        + "', 'properties.group.id'='plain-"
+        + settings.kafka.group_id_prefix
+        + "', "
+        "'scan.startup.mode'='earliest-offset', 'format'='raw', 'scan.bounded.mode'='specific-offsets', "
+        "'scan.bounded.specific-offsets'='"
+        + ";".join(f"partition:{p},offset:{o}" for p, o in sorted(ends.items()))
+        + "')"
+    ]
 
 
 def _probe(expression: str):
@@ -109,7 +130,11 @@ def _probe(expression: str):
 
 def _anchor_checked(settings, ends):
     s = settings
-    return [preprocess_anchor.checked_view_sql("checked", "readings", s.readings, "event_time", s.stream.out_of_orderness_ms)]
+    return [
+        preprocess_anchor.checked_view_sql(
+            "checked", "readings", s.readings, "event_time", s.stream.out_of_orderness_ms
+        )
+    ]
 
 
 _FIELDS = ["household_id", "meter_id", "ts_ms", "power_w", "v", "voltage_v", "current_a", "nothere"]
@@ -126,23 +151,45 @@ VARIANTS = {
     "job-json-decoder": (lambda settings, ends: _job(settings, ends, decoder="json"), [], True),
     "job-arrow-batch-1k": (_job_with({"python.fn-execution.arrow.batch.size": "1000"}), [], True),
     "job-no-object-reuse": (_job_with({"pipeline.object-reuse": "false"}), [], True),
-    "stage-valid-json-decoder": (_job_stage("INSERT INTO bh SELECT household_id, meter_id FROM valid", decoder="json"),
-                                 [], False),
+    "stage-valid-json-decoder": (
+        _job_stage("INSERT INTO bh SELECT household_id, meter_id FROM valid", decoder="json"),
+        [],
+        False,
+    ),
     "job-one-phase-agg": (_job_with({"table.optimizer.agg-phase-strategy": "ONE_PHASE"}), [], True),
-    "job-arrow-batch-10k": (_job_with({"python.fn-execution.arrow.batch.size": "10000",
-                                       "python.fn-execution.bundle.size": "100000"}), [], True),
+    "job-arrow-batch-10k": (
+        _job_with({"python.fn-execution.arrow.batch.size": "10000", "python.fn-execution.bundle.size": "100000"}),
+        [],
+        True,
+    ),
     "job-thread": (_job, ["jobs.preprocess.python_execution_mode=thread"], True),
     "job-object-reuse": (_job, ["flink.pipeline.object-reuse=true"], True),
-    "stage-valid-object-reuse": (_job_stage("INSERT INTO bh SELECT household_id, meter_id FROM valid"),
-                                 ["flink.pipeline.object-reuse=true"], False),
-    "stage-windows-object-reuse": (_job_stage("INSERT INTO bh SELECT household_id, CAST(CARDINALITY(ts_list) AS STRING) "
-                                              "FROM meter_windows"), ["flink.pipeline.object-reuse=true"], False),
+    "stage-valid-object-reuse": (
+        _job_stage("INSERT INTO bh SELECT household_id, meter_id FROM valid"),
+        ["flink.pipeline.object-reuse=true"],
+        False,
+    ),
+    "stage-windows-object-reuse": (
+        _job_stage("INSERT INTO bh SELECT household_id, CAST(CARDINALITY(ts_list) AS STRING) FROM meter_windows"),
+        ["flink.pipeline.object-reuse=true"],
+        False,
+    ),
     "bh-raw": (_blackhole("INSERT INTO bh SELECT `payload`, `payload` FROM readings"), [], False),
-    "bh-raw-no-watermark": (_blackhole("INSERT INTO bh SELECT `payload`, `payload` FROM plain", _plain_source), [], False),
+    "bh-raw-no-watermark": (
+        _blackhole("INSERT INTO bh SELECT `payload`, `payload` FROM plain", _plain_source),
+        [],
+        False,
+    ),
     "probe-length": (_probe("CHAR_LENGTH(`payload`)"), [], False),
     "probe-json-value": (_probe("JSON_VALUE(`payload`, '$.power_w')"), [], False),
-    "probe-json-value-x4": (_probe("CONCAT(JSON_VALUE(`payload`, '$.power_w'), JSON_VALUE(`payload`, '$.ts_ms'), "
-                                   "JSON_VALUE(`payload`, '$.meter_id'), JSON_VALUE(`payload`, '$.v'))"), [], False),
+    "probe-json-value-x4": (
+        _probe(
+            "CONCAT(JSON_VALUE(`payload`, '$.power_w'), JSON_VALUE(`payload`, '$.ts_ms'), "
+            "JSON_VALUE(`payload`, '$.meter_id'), JSON_VALUE(`payload`, '$.v'))"
+        ),
+        [],
+        False,
+    ),
     "probe-is-json": (_probe("`payload` IS JSON OBJECT"), [], False),
     "probe-regexp-id": (_probe("REGEXP(SUBSTRING(`payload`, 25, 10), '^[A-Za-z0-9._:-]{1,64}$')"), [], False),
     "probe-regexp-extract-ts": (_probe("REGEXP_EXTRACT(`payload`, '\"ts_ms\"\\s*:\\s*(-?[0-9]+)', 1)"), [], False),
@@ -152,21 +199,39 @@ VARIANTS = {
     "bh-json4": (_blackhole(f"INSERT INTO bh SELECT {_json_values(4)}, '' FROM readings"), [], False),
     "bh-json8": (_blackhole(f"INSERT INTO bh SELECT {_json_values(8)}, '' FROM readings"), [], False),
     "stage-valid": (_job_stage("INSERT INTO bh SELECT household_id, meter_id FROM valid"), [], False),
-    "stage-windows": (_job_stage("INSERT INTO bh SELECT household_id, CAST(CARDINALITY(ts_list) AS STRING) "
-                                 "FROM meter_windows"), [], False),
-    "stage-clean": (_job_stage("INSERT INTO bh SELECT household_id, payload FROM cleaned WHERE kind = 'features'"),
-                    [], False),
-    "stage-features-sink": (_job_stage("INSERT INTO features_out SELECT household_id, payload FROM cleaned "
-                                       "WHERE kind = 'features'"), [], False),
-    "bh-anchor-valid": (_blackhole("INSERT INTO bh SELECT household_id, meter_id FROM checked WHERE problem IS NULL",
-                                   _anchor_checked), [], False),
+    "stage-windows": (
+        _job_stage("INSERT INTO bh SELECT household_id, CAST(CARDINALITY(ts_list) AS STRING) FROM meter_windows"),
+        [],
+        False,
+    ),
+    "stage-clean": (
+        _job_stage("INSERT INTO bh SELECT household_id, payload FROM cleaned WHERE kind = 'features'"),
+        [],
+        False,
+    ),
+    "stage-features-sink": (
+        _job_stage("INSERT INTO features_out SELECT household_id, payload FROM cleaned WHERE kind = 'features'"),
+        [],
+        False,
+    ),
+    "bh-anchor-valid": (
+        _blackhole("INSERT INTO bh SELECT household_id, meter_id FROM checked WHERE problem IS NULL", _anchor_checked),
+        [],
+        False,
+    ),
 }
 
 
 def drain_topic(settings, topic: str, idle_s: float = 3.0) -> list[bytes]:
     """Every value of ``topic`` (confluent-kafka: ~150k records/s here)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": f"drain-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"drain-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
@@ -213,8 +278,12 @@ def run_variant(base, name: str, sent: int, ends: dict[int, int], round_no: int,
     suffix = f"{name}-{round_no}-{uuid.uuid4().hex[:6]}"
     topics = base.topics
     settings = base.with_overrides(
-        f"kafka.group_id_prefix=var-{suffix}", f"topics.features={topics.features}.{suffix}",
-        f"topics.profiles={topics.profiles}.{suffix}", f"topics.dead_letter={topics.dead_letter}.{suffix}", *overrides)
+        f"kafka.group_id_prefix=var-{suffix}",
+        f"topics.features={topics.features}.{suffix}",
+        f"topics.profiles={topics.profiles}.{suffix}",
+        f"topics.dead_letter={topics.dead_letter}.{suffix}",
+        *overrides,
+    )
     t = settings.topics
     kafka_io.create_topics(settings, [t.features, t.profiles, t.dead_letter])
     cpu_before, load_before = cpu_seconds(), psutil.getloadavg()[0]
@@ -223,19 +292,32 @@ def run_variant(base, name: str, sent: int, ends: dict[int, int], round_no: int,
     elapsed = time.monotonic() - started
     cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_seconds().items()}
     total_cpu = sum(cpu.values())
-    result = {"variant": name, "round": round_no, "readings": sent, "job_s": round(elapsed, 1),
-              "readings_per_s": round(sent / elapsed), "cpu_s": round(total_cpu, 1),
-              "cpu_split": {k: round(v, 1) for k, v in cpu.items()},
-              "readings_per_cpu_s": round(sent / max(total_cpu, 1e-3)),
-              "load_avg_1m": [round(load_before, 1), round(psutil.getloadavg()[0], 1)]}
+    result = {
+        "variant": name,
+        "round": round_no,
+        "readings": sent,
+        "job_s": round(elapsed, 1),
+        "readings_per_s": round(sent / elapsed),
+        "cpu_s": round(total_cpu, 1),
+        "cpu_split": {k: round(v, 1) for k, v in cpu.items()},
+        "readings_per_cpu_s": round(sent / max(total_cpu, 1e-3)),
+        "load_avg_1m": [round(load_before, 1), round(psutil.getloadavg()[0], 1)],
+    }
     if writes:
         features = [orjson.loads(v) for v in drain_topic(settings, t.features)]
         dead = len(drain_topic(settings, t.dead_letter, idle_s=1.0))
         profiles = len(drain_topic(settings, t.profiles, idle_s=1.0))
         emitted = np.array([f["emitted_ms"] for f in features], dtype=np.int64)
         used = np.array([f["n_readings"] + f["n_duplicates"] for f in features], dtype=np.int64)
-        result.update({"readings_per_s_steady": round(steady_rate(emitted, used)), "feature_records": len(features),
-                       "profiles": profiles, "dead_letters": dead, "accounted": int(used.sum()) + dead == sent})
+        result.update(
+            {
+                "readings_per_s_steady": round(steady_rate(emitted, used)),
+                "feature_records": len(features),
+                "profiles": profiles,
+                "dead_letters": dead,
+                "accounted": int(used.sum()) + dead == sent,
+            }
+        )
     if calibrate:  # the same variant on a sliver of the input: its start-up and shut-down cost
         small = {p: max(1, int(o * calibrate)) for p, o in ends.items()}
         n_small = sum(small.values())
@@ -244,9 +326,15 @@ def run_variant(base, name: str, sent: int, ends: dict[int, int], round_no: int,
         runner(settings.with_overrides(f"kafka.group_id_prefix=var-{suffix}-tiny"), small)
         tiny_s = time.monotonic() - started
         tiny_cpu = sum(cpu_seconds().values()) - sum(cpu_before.values())
-        result.update({"tiny_readings": n_small, "tiny_job_s": round(tiny_s, 1), "tiny_cpu_s": round(tiny_cpu, 1),
-                       "marginal_readings_per_s": round((sent - n_small) / max(elapsed - tiny_s, 1e-3)),
-                       "marginal_cpu_us_per_reading": round((total_cpu - tiny_cpu) / (sent - n_small) * 1e6, 1)})
+        result.update(
+            {
+                "tiny_readings": n_small,
+                "tiny_job_s": round(tiny_s, 1),
+                "tiny_cpu_s": round(tiny_cpu, 1),
+                "marginal_readings_per_s": round((sent - n_small) / max(elapsed - tiny_s, 1e-3)),
+                "marginal_cpu_us_per_reading": round((total_cpu - tiny_cpu) / (sent - n_small) * 1e6, 1),
+            }
+        )
     print(json.dumps(result), flush=True)
     return result
 
@@ -256,23 +344,38 @@ def summary(results: list[dict], anchor: str) -> None:
     for r in results:
         by_round.setdefault(r["round"], {})[r["variant"]] = r
     names = list(dict.fromkeys(r["variant"] for r in results))
-    print(f"\n{'variant':<28}{'runs':>5}{'readings/s':>12}{'steady/s':>10}{'per cpu-s':>11}{'x anchor':>12}"
-          f"{'x anchor steady':>17}{'x anchor cpu':>14}")
+    print(
+        f"\n{'variant':<28}{'runs':>5}{'readings/s':>12}{'steady/s':>10}{'per cpu-s':>11}{'x anchor':>12}"
+        f"{'x anchor steady':>17}{'x anchor cpu':>14}"
+    )
     for name in names:
         rows = [rnd[name] for rnd in by_round.values() if name in rnd]
         rate = statistics.median(r["readings_per_s"] for r in rows)
         steady = [r["readings_per_s_steady"] for r in rows if "readings_per_s_steady" in r]
-        ratios = [rnd[name]["readings_per_s"] / rnd[anchor]["readings_per_s"] for rnd in by_round.values()
-                  if name in rnd and anchor in rnd]
-        sratios = [rnd[name]["readings_per_s_steady"] / rnd[anchor]["readings_per_s_steady"] for rnd in by_round.values()
-                   if name in rnd and anchor in rnd and "readings_per_s_steady" in rnd[name]
-                   and "readings_per_s_steady" in rnd[anchor]]
+        ratios = [
+            rnd[name]["readings_per_s"] / rnd[anchor]["readings_per_s"]
+            for rnd in by_round.values()
+            if name in rnd and anchor in rnd
+        ]
+        sratios = [
+            rnd[name]["readings_per_s_steady"] / rnd[anchor]["readings_per_s_steady"]
+            for rnd in by_round.values()
+            if name in rnd
+            and anchor in rnd
+            and "readings_per_s_steady" in rnd[name]
+            and "readings_per_s_steady" in rnd[anchor]
+        ]
         per_cpu = statistics.median(r["readings_per_cpu_s"] for r in rows)
-        cratios = [rnd[name]["readings_per_cpu_s"] / rnd[anchor]["readings_per_cpu_s"] for rnd in by_round.values()
-                   if name in rnd and anchor in rnd]
-        print(f"{name:<28}{len(rows):>5}{rate:>12,.0f}{(statistics.median(steady) if steady else float('nan')):>10,.0f}"
-              f"{per_cpu:>11,.0f}{' / '.join(f'{x:.2f}' for x in ratios):>12}{' / '.join(f'{x:.2f}' for x in sratios):>17}"
-              f"{' / '.join(f'{x:.2f}' for x in cratios):>14}")
+        cratios = [
+            rnd[name]["readings_per_cpu_s"] / rnd[anchor]["readings_per_cpu_s"]
+            for rnd in by_round.values()
+            if name in rnd and anchor in rnd
+        ]
+        print(
+            f"{name:<28}{len(rows):>5}{rate:>12,.0f}{(statistics.median(steady) if steady else float('nan')):>10,.0f}"
+            f"{per_cpu:>11,.0f}{' / '.join(f'{x:.2f}' for x in ratios):>12}{' / '.join(f'{x:.2f}' for x in sratios):>17}"
+            f"{' / '.join(f'{x:.2f}' for x in cratios):>14}"
+        )
 
 
 def main() -> None:
@@ -282,9 +385,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=404, help="per meter; 5000 x 404 gives >= 2 M readings")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--list", action="store_true")
-    parser.add_argument("--calibrate", type=float, default=0.0, metavar="FRACTION",
-                        help="also run each variant on this fraction of the input (e.g. 0.01) to separate its fixed "
-                             "cost: reports marginal readings/s and CPU us per reading")
+    parser.add_argument(
+        "--calibrate",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="also run each variant on this fraction of the input (e.g. 0.01) to separate its fixed "
+        "cost: reports marginal readings/s and CPU us per reading",
+    )
     parser.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the unrecorded first run")
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="settings override for all runs")
     args = parser.parse_args()
@@ -301,13 +409,21 @@ def main() -> None:
         kafka_io.create_topics(settings, [settings.topics.readings])
         started = time.monotonic()
         sent, ends = preload(settings, library, args.meters, args.samples)
-        print(json.dumps({"preloaded": sent, "seconds": round(time.monotonic() - started, 1),
-                          "parallelism": settings.flink.parallelism_default}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "preloaded": sent,
+                    "seconds": round(time.monotonic() - started, 1),
+                    "parallelism": settings.flink.parallelism_default,
+                }
+            ),
+            flush=True,
+        )
         if args.warmup:  # class loading and JIT of the shared JVM would otherwise land on the first run
             run_variant(settings, "bh-raw", sent, ends, -1)
         results = []
         for round_no in range(args.repeats):
-            order = names[round_no % len(names):] + names[:round_no % len(names)]
+            order = names[round_no % len(names) :] + names[: round_no % len(names)]
             for name in order:
                 results.append(run_variant(settings, name, sent, ends, round_no, args.calibrate))
         summary(results, names[0])

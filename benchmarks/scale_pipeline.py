@@ -23,6 +23,7 @@ Latency, per output record (all clocks are this machine's):
 
     python benchmarks/scale_pipeline.py --meters 50000 --interval-s 10 --duration-s 600
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,18 +59,28 @@ class Watch:
         from confluent_kafka import Consumer
 
         self.settings, self.ooo_ms = settings, ooo_ms
-        self.consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "scale-watch",
-                                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka.bootstrap_servers,
+                "group.id": "scale-watch",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
         t = settings.topics
-        self.topics = {t.readings: self._reading, t.features: self._feature, t.alerts: self._alert,
-                       t.recommendations: self._recommendation}
+        self.topics = {
+            t.readings: self._reading,
+            t.features: self._feature,
+            t.alerts: self._alert,
+            t.recommendations: self._recommendation,
+        }
         self.consumer.subscribe(list(self.topics))
         self.max_ts: dict[int, int] = {}
         self.progress: dict[int, list[tuple[int, int]]] = defaultdict(list)  # partition -> (max event ts, kafka ts)
         self.readings, self.ingest_lag = 0, []
-        self.features: list[tuple[int, int, int]] = []          # (window_end, emitted, n_readings)
-        self.alerts: dict[tuple, str | None] = {}                 # (household, type, end) -> confirmed_by
-        self.recommendations: list[tuple[int, int, int]] = []     # spike alerts: (window end, created, wait)
+        self.features: list[tuple[int, int, int]] = []  # (window_end, emitted, n_readings)
+        self.alerts: dict[tuple, str | None] = {}  # (household, type, end) -> confirmed_by
+        self.recommendations: list[tuple[int, int, int]] = []  # spike alerts: (window end, created, wait)
         self.alert_types: dict[str, int] = defaultdict(int)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -167,8 +178,14 @@ def percentiles(values) -> dict:
     if not len(values):
         return {"n": 0}
     a = np.asarray(values, dtype=float)
-    return {"n": int(a.size), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
-            "p99": float(np.percentile(a, 99)), "max": float(a.max()), "mean": float(a.mean())}
+    return {
+        "n": int(a.size),
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+        "mean": float(a.mean()),
+    }
 
 
 def main() -> None:
@@ -181,19 +198,30 @@ def main() -> None:
     parser.add_argument("--preprocess-parallelism", type=int, default=2)
     parser.add_argument("--bridges", type=int, default=1, help="bridge processes on a shared subscription")
     parser.add_argument("--bridge-linger-ms", type=int, help="bridge.kafka_linger_ms (fewer, larger produce requests)")
-    parser.add_argument("--job-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a settings override for every submitted job, e.g. jobs.anomaly.bundle_time_ms=100")
+    parser.add_argument(
+        "--job-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a settings override for every submitted job, e.g. jobs.anomaly.bundle_time_ms=100",
+    )
     parser.add_argument("--run-dir", default="/tmp/gridflow-scale")
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks" / "scale_latency.png"))
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # so the stack is stopped on kill
 
     run_dir = Path(args.run_dir)
-    base = load_settings(overrides=[
-        f"stack.run_dir={run_dir}", "flink.taskmanager.numberOfTaskSlots=6",
-        "flink.taskmanager.memory.process.size=3072m", f"simulator.sample_interval_s={args.interval_s}",
-        f"simulator.publish_interval_s={args.interval_s}", f"simulator.fault_rate_per_day={args.fault_rate}",
-        "simulator.connections=8"])
+    base = load_settings(
+        overrides=[
+            f"stack.run_dir={run_dir}",
+            "flink.taskmanager.numberOfTaskSlots=6",
+            "flink.taskmanager.memory.process.size=3072m",
+            f"simulator.sample_interval_s={args.interval_s}",
+            f"simulator.publish_interval_s={args.interval_s}",
+            f"simulator.fault_rate_per_day={args.fault_rate}",
+            "simulator.connections=8",
+        ]
+    )
     stack = EmbeddedStack(base, run_dir / "stack", mqtt=True, flink=True)
     info = stack.up()
     children: list[subprocess.Popen] = []
@@ -201,17 +229,30 @@ def main() -> None:
         settings = stack.settings
         kafka_io.create_topics(settings, settings.topics.model_dump().values())
         overlay = run_dir / "bench.yaml"
-        overlay.write_text(yaml.safe_dump({**info.overlay(), "simulator": {
-            **info.overlay()["simulator"], "sample_interval_s": args.interval_s, "publish_interval_s": args.interval_s,
-            "fault_rate_per_day": args.fault_rate, "connections": 8}, "bridge": {**info.overlay()["bridge"],
-                                                                                  "metrics_port": 0}}))
+        overlay.write_text(
+            yaml.safe_dump(
+                {
+                    **info.overlay(),
+                    "simulator": {
+                        **info.overlay()["simulator"],
+                        "sample_interval_s": args.interval_s,
+                        "publish_interval_s": args.interval_s,
+                        "fault_rate_per_day": args.fault_rate,
+                        "connections": 8,
+                    },
+                    "bridge": {**info.overlay()["bridge"], "metrics_port": 0},
+                }
+            )
+        )
         common = ["--config", str(overlay)]
         cluster = FlinkCluster(info.flink_rest, info.flink_conf_dir)
         started = time.time()
         submissions = []
         for job in JOBS:
             parallelism = args.preprocess_parallelism if job == "preprocess" else 1
-            overrides = [arg for o in [f"flink.parallelism.default={parallelism}", *args.job_set] for arg in ("--set", o)]
+            overrides = [
+                arg for o in [f"flink.parallelism.default={parallelism}", *args.job_set] for arg in ("--set", o)
+            ]
             submissions.append(cluster.submit(job, [*common, *overrides]))
         for s in submissions:
             cluster.wait_until_running(s.job_id)
@@ -223,27 +264,54 @@ def main() -> None:
         for i in range(args.bridges):
             # several bridges share the readings subscription (MQTT 5 shared subscription: each message goes to
             # one of them); the first also runs the downlink
-            shared = [] if args.bridges == 1 else [
-                "--set", f"bridge.subscription=$share/bridges/{settings.bridge.subscription}",
-                "--set", f"bridge.client_id={settings.bridge.client_id}-{i}", *([] if i == 0 else ["--no-downlink"])]
+            shared = (
+                []
+                if args.bridges == 1
+                else [
+                    "--set",
+                    f"bridge.subscription=$share/bridges/{settings.bridge.subscription}",
+                    "--set",
+                    f"bridge.client_id={settings.bridge.client_id}-{i}",
+                    *([] if i == 0 else ["--no-downlink"]),
+                ]
+            )
             if args.bridge_linger_ms is not None:
                 shared += ["--set", f"bridge.kafka_linger_ms={args.bridge_linger_ms}"]
-            bridges.append(subprocess.Popen([*gridflow, "bridge", *common, *shared], stdout=subprocess.DEVNULL,
-                                            stderr=open(run_dir / f"bridge-{i}.log", "w")))
+            bridges.append(
+                subprocess.Popen(
+                    [*gridflow, "bridge", *common, *shared],
+                    stdout=subprocess.DEVNULL,
+                    stderr=open(run_dir / f"bridge-{i}.log", "w"),
+                )
+            )
         children.extend(bridges)
         time.sleep(3)
         total_s = args.warmup_s + args.duration_s + 30
-        simulator = subprocess.Popen([*gridflow, "simulate", "--meters", str(args.meters), "--duration-s",
-                                      str(total_s), "--no-progress", *common],
-                                     stdout=open(run_dir / "simulator.log", "w"), stderr=subprocess.STDOUT)
+        simulator = subprocess.Popen(
+            [
+                *gridflow,
+                "simulate",
+                "--meters",
+                str(args.meters),
+                "--duration-s",
+                str(total_s),
+                "--no-progress",
+                *common,
+            ],
+            stdout=open(run_dir / "simulator.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
         children.append(simulator)
         watch = Watch(settings, settings.stream.out_of_orderness_ms)
         watch.thread.start()
-        groups = {"broker (Apache Kafka)": [stack.launcher.processes["kafka"].pid],
-                  "mosquitto": [stack.launcher.processes["mqtt"].pid],
-                  "Flink JobManager": [stack.launcher.processes["flink-jobmanager"].pid],
-                  "Flink TaskManager + Python workers": [stack.launcher.processes["flink-taskmanager"].pid],
-                  "bridge": [b.pid for b in bridges], "simulator": [simulator.pid]}
+        groups = {
+            "broker (Apache Kafka)": [stack.launcher.processes["kafka"].pid],
+            "mosquitto": [stack.launcher.processes["mqtt"].pid],
+            "Flink JobManager": [stack.launcher.processes["flink-jobmanager"].pid],
+            "Flink TaskManager + Python workers": [stack.launcher.processes["flink-taskmanager"].pid],
+            "bridge": [b.pid for b in bridges],
+            "simulator": [simulator.pid],
+        }
         sampler = Sampler(groups)
         sampler.thread.start()
         t0 = time.time()
@@ -251,8 +319,11 @@ def main() -> None:
         measure_to_ms = int((t0 + args.warmup_s + args.duration_s) * 1000)
         while time.time() < t0 + args.warmup_s + args.duration_s + 20:
             time.sleep(10)
-            print(f"  t={time.time() - t0:5.0f}s readings in Kafka {watch.readings:,}  features {len(watch.features):,}"
-                  f"  alerts {len(watch.alerts):,}  recommendations {len(watch.recommendations):,}", flush=True)
+            print(
+                f"  t={time.time() - t0:5.0f}s readings in Kafka {watch.readings:,}  features {len(watch.features):,}"
+                f"  alerts {len(watch.alerts):,}  recommendations {len(watch.recommendations):,}",
+                flush=True,
+            )
         watch.stop.set()
         sampler.stop.set()
         watch.thread.join(timeout=10)
@@ -273,22 +344,31 @@ def report(args, watch: Watch, sampler: Sampler, from_ms: int, to_ms: int, t0: f
     feats = [(end, emitted, n) for end, emitted, n in watch.features if from_ms <= emitted < to_ms]
     event_latency = [emitted - end for end, emitted, _ in feats]
     processing = [emitted - c for end, emitted, _ in feats if (c := watch.complete_ms(end + ooo)) is not None]
-    series = [(emitted, emitted - end, emitted - c) for end, emitted, _ in watch.features   # whole run, plotted
-              if (c := watch.complete_ms(end + ooo)) is not None]
+    series = [
+        (emitted, emitted - end, emitted - c)
+        for end, emitted, _ in watch.features  # whole run, plotted
+        if (c := watch.complete_ms(end + ooo)) is not None
+    ]
     recs = [(end, created, wait) for end, created, wait in watch.recommendations if from_ms <= created < to_ms]
     rec_event = [created - end for end, created, _ in recs]
-    rec_processing = [created - c for end, created, wait in recs
-                      if (c := watch.complete_ms(end + wait + ooo)) is not None]
+    rec_processing = [
+        created - c for end, created, wait in recs if (c := watch.complete_ms(end + wait + ooo)) is not None
+    ]
     ingest = [lag for kafka_ts, lag in watch.ingest_lag if from_ms <= kafka_ts < to_ms]
     seconds = (to_ms - from_ms) / 1000
     readings_out = sum(n for _, _, n in feats)
     offered = args.meters / args.interval_s
     result = {
-        "meters": args.meters, "interval_s": args.interval_s, "offered_readings_per_s": offered,
-        "measured_s": seconds, "readings_per_s_through_preprocess": readings_out / seconds,
-        "features_per_s": len(feats) / seconds, "spike_alert_recommendations": len(recs),
+        "meters": args.meters,
+        "interval_s": args.interval_s,
+        "offered_readings_per_s": offered,
+        "measured_s": seconds,
+        "readings_per_s_through_preprocess": readings_out / seconds,
+        "features_per_s": len(feats) / seconds,
+        "spike_alert_recommendations": len(recs),
         "alert_recommendations_by_type_whole_run": dict(watch.alert_types),
-        "event_time_to_emit_ms": percentiles(event_latency), "processing_latency_ms": percentiles(processing),
+        "event_time_to_emit_ms": percentiles(event_latency),
+        "processing_latency_ms": percentiles(processing),
         "recommendation_event_time_to_emit_ms": percentiles(rec_event),
         "recommendation_processing_latency_ms": percentiles(rec_processing),
         "ingest_lag_ms": percentiles(ingest),
@@ -316,25 +396,40 @@ def plot(series, recs, watch, t0, from_ms, to_ms, args) -> None:
         a = np.asarray(series, dtype=float)
         t = (a[:, 0] - t0 * 1000) / 1000
         buckets = np.floor(t / 10) * 10
-        for column, label, colour in ((1, "feature: event time to emit", "tab:blue"),
-                                      (2, "feature: processing latency", "tab:green")):
+        for column, label, colour in (
+            (1, "feature: event time to emit", "tab:blue"),
+            (2, "feature: processing latency", "tab:green"),
+        ):
             keys = np.unique(buckets)
             p50 = [np.percentile(a[buckets == k, column], 50) / 1000 for k in keys]
             p99 = [np.percentile(a[buckets == k, column], 99) / 1000 for k in keys]
             ax.plot(keys, p50, color=colour, label=f"{label} p50")
             ax.plot(keys, p99, color=colour, linestyle="--", label=f"{label} p99")
     if watch.recommendations:
-        r = np.asarray([(created, created - c) for end, created, wait in watch.recommendations
-                        if (c := watch.complete_ms(end + wait + watch.ooo_ms)) is not None], dtype=float)
+        r = np.asarray(
+            [
+                (created, created - c)
+                for end, created, wait in watch.recommendations
+                if (c := watch.complete_ms(end + wait + watch.ooo_ms)) is not None
+            ],
+            dtype=float,
+        )
         if len(r):
-            ax.scatter((r[:, 0] - t0 * 1000) / 1000, r[:, 1] / 1000, s=6, color="tab:red",
-                       label="spike-alert recommendation: processing latency")
+            ax.scatter(
+                (r[:, 0] - t0 * 1000) / 1000,
+                r[:, 1] / 1000,
+                s=6,
+                color="tab:red",
+                label="spike-alert recommendation: processing latency",
+            )
     ax.axvspan((from_ms / 1000 - t0), (to_ms / 1000 - t0), color="0.93", zorder=0, label="measured")
     ax.axhline(2.0, color="0.4", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("seconds since the meters started")
     ax.set_ylabel("latency (s)")
-    ax.set_title(f"{args.meters:,} meters every {args.interval_s:g} s ({args.meters / args.interval_s:,.0f} readings/s)")
+    ax.set_title(
+        f"{args.meters:,} meters every {args.interval_s:g} s ({args.meters / args.interval_s:,.0f} readings/s)"
+    )
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(out, dpi=110)

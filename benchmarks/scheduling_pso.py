@@ -16,6 +16,7 @@
     python benchmarks/scheduling_pso.py [--seeds 5] [--households 5] [--repeat 3] [--milp-time-limit 300]
     python benchmarks/scheduling_pso.py --timing-only [--no-milp]   # section 3 only (quick iteration)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,15 +45,27 @@ def synthetic_household(seed: int, n_appliances: int = 50, slot_minutes: int = 1
         duration = -(-int(rng.integers(10, 121)) // slot_minutes)
         alpha = int(rng.integers(0, n_slots - duration))
         beta = min(n_slots, alpha + duration + int(rng.integers(0, 241)) // slot_minutes)
-        loads.append(Appliance(f"load_{i:02d}", "deferrable", float(rng.integers(1, 26) * 100), duration, alpha,
-                               beta, int(rng.integers(0, 121)) // slot_minutes))
+        loads.append(
+            Appliance(
+                f"load_{i:02d}",
+                "deferrable",
+                float(rng.integers(1, 26) * 100),
+                duration,
+                alpha,
+                beta,
+                int(rng.integers(0, 121)) // slot_minutes,
+            )
+        )
     tariff = lin_hu_tariff(breaker_w=40.0 * 230.0, slot_minutes=slot_minutes)
     return Problem((*loads, *base_load_appliances(slot_minutes)), tariff)
 
 
 def deviation(problem: Problem, schedule) -> int:
-    return sum(abs(schedule.start_slot(a.name) - a.alpha_slot) for a in problem.appliances
-               if a.kind == "deferrable" and not a.interruptible)
+    return sum(
+        abs(schedule.start_slot(a.name) - a.alpha_slot)
+        for a in problem.appliances
+        if a.kind == "deferrable" and not a.interruptible
+    )
 
 
 def objective(problem: Problem, schedule) -> float:
@@ -75,34 +88,46 @@ def case_study(seeds: int) -> None:
     for extras in (True, False):
         for seed in range(seeds):
             started = time.perf_counter()
-            result = schedule_pso(problem, w_cost=W_COST, w_comfort=W_COMFORT, seed=seed, polish=extras,
-                                  greedy_start=extras)
+            result = schedule_pso(
+                problem, w_cost=W_COST, w_comfort=W_COMFORT, seed=seed, polish=extras, greedy_start=extras
+            )
             elapsed_ms = 1000 * (time.perf_counter() - started)
             assert result.schedule.violations(problem) == [] and result.fallback is None
             value = result.objective / W_COST
             label = f"{'pso' if extras else 'swarm only'} seed {seed}"
-            print(f"{label:<26}{result.peak_to_average_ratio:>7.3f}{change(result.peak_to_average_ratio, par0):>9}"
-                  f"{result.cost:>9.4f}{change(result.cost, cost0):>10}{value:>11.5f}"
-                  f"{change(value, exact.objective):>9}{elapsed_ms:>8.1f}")
+            print(
+                f"{label:<26}{result.peak_to_average_ratio:>7.3f}{change(result.peak_to_average_ratio, par0):>9}"
+                f"{result.cost:>9.4f}{change(result.cost, cost0):>10}{value:>11.5f}"
+                f"{change(value, exact.objective):>9}{elapsed_ms:>8.1f}"
+            )
     start = schedule_pso(problem, w_cost=W_COST, w_comfort=W_COMFORT, particles=2, iterations=1, polish=False)
-    print(f"{'start only (alpha, greedy)':<26}{start.peak_to_average_ratio:>7.3f}"
-          f"{change(start.peak_to_average_ratio, par0):>9}{start.cost:>9.4f}{change(start.cost, cost0):>10}"
-          f"{start.objective / W_COST:>11.5f}{change(start.objective / W_COST, exact.objective):>9}")
+    print(
+        f"{'start only (alpha, greedy)':<26}{start.peak_to_average_ratio:>7.3f}"
+        f"{change(start.peak_to_average_ratio, par0):>9}{start.cost:>9.4f}{change(start.cost, cost0):>10}"
+        f"{start.objective / W_COST:>11.5f}{change(start.objective / W_COST, exact.objective):>9}"
+    )
     par = exact.schedule.peak_to_average_ratio()
-    print(f"{'milp (optimal=' + str(exact.optimal) + ')':<26}{par:>7.3f}{change(par, par0):>9}{exact.cost:>9.4f}"
-          f"{change(exact.cost, cost0):>10}{exact.objective:>11.5f}{'':>9}{1000 * exact.solve_time_s:>8.0f}")
+    print(
+        f"{'milp (optimal=' + str(exact.optimal) + ')':<26}{par:>7.3f}{change(par, par0):>9}{exact.cost:>9.4f}"
+        f"{change(exact.cost, cost0):>10}{exact.objective:>11.5f}{'':>9}{1000 * exact.solve_time_s:>8.0f}"
+    )
     print(f"{'paper (Lin & Hu 2018)':<26}{'':>7}{PAPER['par']:>+8.2f}%{'':>9}{PAPER['cost']:>+9.2f}%")
-    starts = {a.name: (a.alpha_slot, exact.schedule.start_slot(a.name)) for a in problem.appliances
-              if a.kind == "deferrable"}
+    starts = {
+        a.name: (a.alpha_slot, exact.schedule.start_slot(a.name)) for a in problem.appliances if a.kind == "deferrable"
+    }
     print("starts alpha -> optimum (minute of day): " + ", ".join(f"{k} {a}->{s}" for k, (a, s) in starts.items()))
 
 
 def gap_households(count: int, slot_minutes: int = 15) -> None:
     comfort = W_COMFORT * slot_minutes  # the same weight per minute of deviation
-    print(f"\n2. Gap to the MILP optimum: {count} synthetic households of 10 loads, {1440 // slot_minutes} slots "
-          f"of {slot_minutes} min")
-    print(f"{'household':<11}{'milp obj':>10}{'milp s':>8}{'pso obj':>10}{'gap':>9}{'swarm only':>11}"
-          f"{'start only':>11}{'pso ms':>8}")
+    print(
+        f"\n2. Gap to the MILP optimum: {count} synthetic households of 10 loads, {1440 // slot_minutes} slots "
+        f"of {slot_minutes} min"
+    )
+    print(
+        f"{'household':<11}{'milp obj':>10}{'milp s':>8}{'pso obj':>10}{'gap':>9}{'swarm only':>11}"
+        f"{'start only':>11}{'pso ms':>8}"
+    )
     for seed in range(count):
         problem = synthetic_household(100 + seed, 10, slot_minutes)
         exact = solve_milp(problem, comfort_weight=comfort / W_COST, time_limit_s=120)
@@ -112,11 +137,13 @@ def gap_households(count: int, slot_minutes: int = 15) -> None:
         swarm = schedule_pso(problem, w_cost=W_COST, w_comfort=comfort, seed=seed, polish=False, greedy_start=False)
         start = schedule_pso(problem, w_cost=W_COST, w_comfort=comfort, particles=2, iterations=1, polish=False)
         assert polished.schedule.violations(problem) == [] == swarm.schedule.violations(problem)
-        print(f"{seed:<11}{exact.objective:>10.4f}{exact.solve_time_s:>8.2f}{polished.objective / W_COST:>10.4f}"
-              f"{change(polished.objective / W_COST, exact.objective):>9}"
-              f"{change(swarm.objective / W_COST, exact.objective):>11}"
-              f"{change(start.objective / W_COST, exact.objective):>11}{elapsed_ms:>8.1f}"
-              f"{'' if exact.optimal else '  (MILP not proven)'}")
+        print(
+            f"{seed:<11}{exact.objective:>10.4f}{exact.solve_time_s:>8.2f}{polished.objective / W_COST:>10.4f}"
+            f"{change(polished.objective / W_COST, exact.objective):>9}"
+            f"{change(swarm.objective / W_COST, exact.objective):>11}"
+            f"{change(start.objective / W_COST, exact.objective):>11}{elapsed_ms:>8.1f}"
+            f"{'' if exact.optimal else '  (MILP not proven)'}"
+        )
 
 
 def timing(households: int, repeat: int, milp_time_limit_s: float, milp: bool = True) -> None:
@@ -134,8 +161,9 @@ def timing(households: int, repeat: int, milp_time_limit_s: float, milp: bool = 
             result = schedule_pso(problem, w_cost=W_COST, w_comfort=W_COMFORT, seed=run)
             pso_ms.append(1000 * (time.perf_counter() - started))
             started = time.perf_counter()
-            swarm = schedule_pso(problem, w_cost=W_COST, w_comfort=W_COMFORT, seed=run, polish=False,
-                                 greedy_start=False)
+            swarm = schedule_pso(
+                problem, w_cost=W_COST, w_comfort=W_COMFORT, seed=run, polish=False, greedy_start=False
+            )
             swarm_ms.append(1000 * (time.perf_counter() - started))
             started = time.perf_counter()
             try:
@@ -149,35 +177,47 @@ def timing(households: int, repeat: int, milp_time_limit_s: float, milp: bool = 
     pso, heap = statistics.median(pso_ms), statistics.median(heap_ms)
     print(f"PSO 50 x 200 (greedy start, polish): {pso:7.1f} ms per household (median; max {max(pso_ms):.1f})")
     print(f"swarm only 50 x 200:                 {statistics.median(swarm_ms):7.1f} ms per household (median)")
-    print(f"heap scheduler:                      {heap:7.1f} ms per household (median; max {max(heap_ms):.1f})"
-          f"  -> PSO / heap = {pso / heap:.1f}x")
-    print(f"heap scheduler spread:               min {min(heap_ms):.2f}, median {heap:.2f}, max {max(heap_ms):.2f} ms"
-          f" over {len(heap_ms)} runs; PSO min {min(pso_ms):.1f} ms")
+    print(
+        f"heap scheduler:                      {heap:7.1f} ms per household (median; max {max(heap_ms):.1f})"
+        f"  -> PSO / heap = {pso / heap:.1f}x"
+    )
+    print(
+        f"heap scheduler spread:               min {min(heap_ms):.2f}, median {heap:.2f}, max {max(heap_ms):.2f} ms"
+        f" over {len(heap_ms)} runs; PSO min {min(pso_ms):.1f} ms"
+    )
     for label, chosen in (("greedy pass only", True), ("repair search", False)):
         times = [ms for ms, greedy in zip(heap_ms, heap_greedy) if greedy == chosen]
         if times and len(times) < len(heap_ms):
-            print(f"heap, {label + ':':<31}min {min(times):.2f}, median {statistics.median(times):.2f}, max "
-                  f"{max(times):.2f} ms over {len(times)} runs ({len(times) // repeat} households)")
+            print(
+                f"heap, {label + ':':<31}min {min(times):.2f}, median {statistics.median(times):.2f}, max "
+                f"{max(times):.2f} ms over {len(times)} runs ({len(times) // repeat} households)"
+            )
     for seed, result, heap_schedule, problem, swarm in rows:
-        heap_text = f"no schedule ({heap_schedule.reason[:40]}...)" if isinstance(heap_schedule, Exception) \
+        heap_text = (
+            f"no schedule ({heap_schedule.reason[:40]}...)"
+            if isinstance(heap_schedule, Exception)
             else f"{objective(problem, heap_schedule):.4f}"
-        print(f"  household {seed}: PSO objective {result.objective / W_COST:.4f} (fallback {result.fallback}, "
-              f"PAR {result.peak_to_average_ratio:.2f}), swarm only {swarm.objective / W_COST:.4f} (fallback "
-              f"{swarm.fallback}), heap {heap_text}")
+        )
+        print(
+            f"  household {seed}: PSO objective {result.objective / W_COST:.4f} (fallback {result.fallback}, "
+            f"PAR {result.peak_to_average_ratio:.2f}), swarm only {swarm.objective / W_COST:.4f} (fallback "
+            f"{swarm.fallback}), heap {heap_text}"
+        )
     if not milp:
         return
     problem, pso_result = rows[0][3], rows[0][1]
     started = time.perf_counter()
     try:
-        exact = solve_milp(problem, comfort_weight=W_COMFORT / W_COST, time_limit_s=milp_time_limit_s,
-                           mip_rel_gap=1e-4)
+        exact = solve_milp(problem, comfort_weight=W_COMFORT / W_COST, time_limit_s=milp_time_limit_s, mip_rel_gap=1e-4)
     except RuntimeError as error:  # HiGHS stopped at the time limit without any schedule
         print(f"MILP on household 0: no schedule within {time.perf_counter() - started:.0f} s ({error})")
         return
-    print(f"MILP on household 0: {exact.solve_time_s:.1f} s (optimal={exact.optimal}, mip_rel_gap 1e-4, limit "
-          f"{milp_time_limit_s:g} s), objective {exact.objective:.4f}; PSO "
-          f"{change(pso_result.objective / W_COST, exact.objective)} vs it; MILP time / PSO time = "
-          f"{1000 * exact.solve_time_s / pso:.0f}x")
+    print(
+        f"MILP on household 0: {exact.solve_time_s:.1f} s (optimal={exact.optimal}, mip_rel_gap 1e-4, limit "
+        f"{milp_time_limit_s:g} s), objective {exact.objective:.4f}; PSO "
+        f"{change(pso_result.objective / W_COST, exact.objective)} vs it; MILP time / PSO time = "
+        f"{1000 * exact.solve_time_s / pso:.0f}x"
+    )
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ Heap time is the median over ``--repeat`` runs per household; MILP time is HiGHS
 
     python benchmarks/scheduling_touhs.py [--slot-minutes 15] [--repeat 50]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,14 @@ import numpy as np
 
 from gridflow.scheduling.heap_scheduler import schedule_heap
 from gridflow.scheduling.milp import solve_milp
-from gridflow.scheduling.scenarios import (HORIZON_START_HOUR, USAGE_LEVELS, cost_reduction_percent,
-                                           synthetic_day_ahead_price, touhs_problem, unscheduled_baseline)
+from gridflow.scheduling.scenarios import (
+    HORIZON_START_HOUR,
+    USAGE_LEVELS,
+    cost_reduction_percent,
+    synthetic_day_ahead_price,
+    touhs_problem,
+    unscheduled_baseline,
+)
 
 
 def citylearn_day(slot_minutes: int) -> tuple[str, np.ndarray] | None:
@@ -38,7 +45,7 @@ def citylearn_day(slot_minutes: int) -> tuple[str, np.ndarray] | None:
         return None
     prices, hours, day_types = data["price_per_kwh"], data["hour"], data["day_type"]
     for row in np.nonzero(hours == HORIZON_START_HOUR + 1)[0]:  # hour h covers (h-1):00..h:00
-        day = prices[row:row + 24]
+        day = prices[row : row + 24]
         if day.size == 24 and day.max() > day.min() and day_types[row] <= 5:
             label = f"citylearn-tou (rows {row}..{row + 23}, month {data['month'][row]})"
             return label, np.repeat(day, 60 // slot_minutes)
@@ -52,8 +59,10 @@ def main() -> None:
     args = parser.parse_args()
     curves = [citylearn_day(args.slot_minutes), ("synthetic-rtp", synthetic_day_ahead_price(args.slot_minutes))]
     print(f"{1440 // args.slot_minutes} slots of {args.slot_minutes} min, breaker 9.2 kW (40 A x 230 V)")
-    header = (f"{'usage':<7}{'unscheduled':>12}{'heap':>9}{'milp':>9}{'heap red.':>10}{'milp red.':>10}"
-              f"{'heap ms':>9}{'milp ms':>9}{'PAR unsch':>10}{'PAR heap':>9}")
+    header = (
+        f"{'usage':<7}{'unscheduled':>12}{'heap':>9}{'milp':>9}{'heap red.':>10}{'milp red.':>10}"
+        f"{'heap ms':>9}{'milp ms':>9}{'PAR unsch':>10}{'PAR heap':>9}"
+    )
     for label, prices in filter(None, curves):
         print(f"\n{label}\n{header}")
         for usage in USAGE_LEVELS:
@@ -67,11 +76,13 @@ def main() -> None:
             exact = solve_milp(problem)
             assert exact.schedule.violations(problem) == [] and exact.optimal
             baseline = unscheduled_baseline(problem)
-            print(f"{usage:<7}{baseline.cost(problem.tariff):>12.3f}{schedule.cost(problem.tariff):>9.3f}"
-                  f"{exact.cost:>9.3f}{cost_reduction_percent(problem, schedule):>9.2f}%"
-                  f"{cost_reduction_percent(problem, exact.schedule):>9.2f}%"
-                  f"{1000 * statistics.median(times):>9.2f}{1000 * exact.solve_time_s:>9.1f}"
-                  f"{baseline.peak_to_average_ratio():>10.2f}{schedule.peak_to_average_ratio():>9.2f}")
+            print(
+                f"{usage:<7}{baseline.cost(problem.tariff):>12.3f}{schedule.cost(problem.tariff):>9.3f}"
+                f"{exact.cost:>9.3f}{cost_reduction_percent(problem, schedule):>9.2f}%"
+                f"{cost_reduction_percent(problem, exact.schedule):>9.2f}%"
+                f"{1000 * statistics.median(times):>9.2f}{1000 * exact.solve_time_s:>9.1f}"
+                f"{baseline.peak_to_average_ratio():>10.2f}{schedule.peak_to_average_ratio():>9.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ time, readings/s published (until the broker acknowledged the last one) and the 
 
     python benchmarks/simulator_rate.py [--meters 50000] [--samples 6]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,21 +34,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as run_dir, EmbeddedStack(base, run_dir, kafka=False) as stack:
         for meters in args.meters:
             settings = stack.settings.with_overrides(
-                "simulator.speed=100000", f"simulator.connections={args.connections}", "simulator.fault_rate_per_day=1")
+                "simulator.speed=100000", f"simulator.connections={args.connections}", "simulator.fault_rate_per_day=1"
+            )
             started = time.monotonic()
-            simulator = FleetSimulator(settings, meters, args.samples * settings.simulator.sample_interval_s, library,
-                                       start_ms=1_768_464_000_000)
+            simulator = FleetSimulator(
+                settings,
+                meters,
+                args.samples * settings.simulator.sample_interval_s,
+                library,
+                start_ms=1_768_464_000_000,
+            )
             simulator.connect()
             setup_s = time.monotonic() - started
             summary = simulator.run(progress=False)
             simulator.close()
-            print(json.dumps({
-                "meters": meters, "samples_per_meter": args.samples, "connections": args.connections,
-                "library_load_s": round(library_s, 2), "fleet_setup_s": round(setup_s, 2),
-                "published": summary.published, "run_s": summary.elapsed_s,
-                "readings_per_s": round(summary.readings_per_s),
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "meters": meters,
+                        "samples_per_meter": args.samples,
+                        "connections": args.connections,
+                        "library_load_s": round(library_s, 2),
+                        "fleet_setup_s": round(setup_s, 2),
+                        "published": summary.published,
+                        "run_s": summary.elapsed_s,
+                        "readings_per_s": round(summary.readings_per_s),
+                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

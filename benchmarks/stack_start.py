@@ -5,6 +5,7 @@ folder, and prints the times and the broker's resident memory 5 s after it was r
 
     python benchmarks/stack_start.py [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -6,6 +6,7 @@ group), never from "latest"; a bounded run stops at explicit per-partition offse
 writes is keyed by the household, market or cluster that orders it (:func:`sink_json`). Raw client
 properties from ``kafka.client`` pass through to both.
 """
+
 from __future__ import annotations
 
 from pyflink.common import Types
@@ -35,8 +36,9 @@ def event_time(stream, assigner):
     return watermarks.with_timestamp_assigner(assigner)
 
 
-def read_contract(env, settings: Settings, contract, job_name: str,
-                  stop_offsets: dict[str, dict[int, int]] | None = None):
+def read_contract(
+    env, settings: Settings, contract, job_name: str, stop_offsets: dict[str, dict[int, int]] | None = None
+):
     """The records of ``contract``'s topic that keep the contract, as JSON strings, and the ones that break
     it as dead letters naming the field and the reason: a ``(records, dead_letters)`` pair of DataStreams.
 
@@ -53,8 +55,11 @@ def read_contract(env, settings: Settings, contract, job_name: str,
     stops = None if stop_offsets is None else stop_offsets.get(topic)
     tables.execute_sql(keyed_source_ddl(settings, table, topic, job_name, stops))
     rows = tables.to_data_stream(tables.from_path(table))
-    accepted = (rows.process(AcceptRecords(contract.name, f"kafka:{topic}"), output_type=Types.STRING())
-                .name(f"accept {contract.name} records").uid(f"accept-{contract.name}"))
+    accepted = (
+        rows.process(AcceptRecords(contract.name, f"kafka:{topic}"), output_type=Types.STRING())
+        .name(f"accept {contract.name} records")
+        .uid(f"accept-{contract.name}")
+    )
     return accepted, accepted.get_side_output(REJECTED)
 
 
@@ -84,8 +89,10 @@ def sink_json(stream, settings: Settings, topic: str, job_name: str, name: str |
     tables = _tables(stream.get_execution_environment())
     table = f"gridflow_sink_{len(tables.list_tables())}"
     tables.execute_sql(keyed_sink_ddl(settings, table, topic, job_name))
-    rows = stream.map(lambda payload: Row(record_key(payload) or job_name, payload),
-                      output_type=Types.ROW_NAMED(["record_key", "payload"], [Types.STRING(), Types.STRING()]))
+    rows = stream.map(
+        lambda payload: Row(record_key(payload) or job_name, payload),
+        output_type=Types.ROW_NAMED(["record_key", "payload"], [Types.STRING(), Types.STRING()]),
+    )
     rows.name(f"key {name or topic}")
     statements = tables.create_statement_set()
     statements.add_insert(table, tables.from_data_stream(rows))
@@ -95,6 +102,9 @@ def sink_json(stream, settings: Settings, topic: str, job_name: str, name: str |
 def producer_properties(settings: Settings) -> dict[str, str]:
     """Client properties of every gridflow sink: with exactly-once delivery the transaction timeout from
     ``kafka.transaction_timeout_ms``, then ``kafka.client`` (which may override it)."""
-    properties = ({"transaction.timeout.ms": str(settings.kafka.transaction_timeout_ms)}
-                  if settings.kafka.delivery_guarantee == "exactly-once" else {})
+    properties = (
+        {"transaction.timeout.ms": str(settings.kafka.transaction_timeout_ms)}
+        if settings.kafka.delivery_guarantee == "exactly-once"
+        else {}
+    )
     return {**properties, **settings.kafka.client}

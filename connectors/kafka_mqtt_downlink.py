@@ -5,6 +5,7 @@ keyed by its own household) reach a meter; any other goes to the dead-letter top
 reason. Each is published with QoS 1 to ``meters/<household_id>/commands``; Kafka offsets are committed
 only after the broker acknowledged every publish of a batch, so a restart resends rather than loses.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,16 +35,24 @@ class KafkaMqttDownlink:
         self.settings = settings
         registry = registry or CollectorRegistry()
         self.sent = Counter("gridflow_downlink_sent", "commands acknowledged by the MQTT broker", registry=registry)
-        self.rejected = Counter("gridflow_downlink_rejected", "command records that break their contract",
-                                registry=registry)
+        self.rejected = Counter(
+            "gridflow_downlink_rejected", "command records that break their contract", registry=registry
+        )
         config = {"bootstrap.servers": settings.kafka.bootstrap_servers, **settings.kafka.client}
-        self.consumer = Consumer({
-            **config, "group.id": f"{settings.kafka.group_id_prefix}.downlink", "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "session.timeout.ms": 6000, **settings.bridge.kafka_client,
-        })
+        self.consumer = Consumer(
+            {
+                **config,
+                "group.id": f"{settings.kafka.group_id_prefix}.downlink",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+                **settings.bridge.kafka_client,
+            }
+        )
         self.dead_letters = Producer({**config, "linger.ms": 5, **settings.bridge.kafka_client})
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.bridge.downlink_client_id,
-                                  protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=settings.bridge.downlink_client_id, protocol=mqtt.MQTTv311
+        )
         if settings.bridge.mqtt_username:
             self.client.username_pw_set(settings.bridge.mqtt_username, settings.bridge.mqtt_password)
         self.client.max_inflight_messages_set(1000)
@@ -77,8 +86,11 @@ class KafkaMqttDownlink:
                 household = command_household(self.contracts[record.topic()], record.key(), record.value())
             except ContractError as error:
                 self.rejected.inc()
-                self.dead_letters.produce(self.settings.topics.dead_letter, key=record.key(), value=dead_letter(
-                    record.value() or b"", error, f"kafka:{record.topic()}").encode())
+                self.dead_letters.produce(
+                    self.settings.topics.dead_letter,
+                    key=record.key(),
+                    value=dead_letter(record.value() or b"", error, f"kafka:{record.topic()}").encode(),
+                )
                 continue
             topic = self.settings.mqtt.commands_topic.replace("{household_id}", household)
             pending.append(self.client.publish(topic, record.value(), qos=1))

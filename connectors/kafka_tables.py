@@ -5,6 +5,7 @@ group offsets (earliest for a new group), bounded runs stop at explicit offsets 
 client properties from ``kafka.client`` pass through, and the sink's delivery guarantee is configured.
 Sink records are keyed (``key.fields``), so one household's records stay in order on one partition.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -14,8 +15,12 @@ from gridflow.settings import Settings
 
 
 # the record's key bytes in column record_key, its value bytes in payload, both unparsed
-_RAW_KEY_AND_VALUE = {"key.format": "raw", "key.fields": "record_key", "value.format": "raw",
-                      "value.fields-include": "EXCEPT_KEY"}
+_RAW_KEY_AND_VALUE = {
+    "key.format": "raw",
+    "key.fields": "record_key",
+    "value.format": "raw",
+    "value.fields-include": "EXCEPT_KEY",
+}
 
 
 def _keyed_table(table: str, options: Mapping[str, object]) -> str:
@@ -36,16 +41,29 @@ def _options(options: Mapping[str, object]) -> str:
     return ",\n  ".join(f"{_literal(k)} = {_literal(v)}" for k, v in options.items())
 
 
-def raw_source_ddl(settings: Settings, table: str, topic: str, job_name: str, *, time_column: str,
-                   out_of_orderness_ms: int, max_future_ms: int, stop_offsets: dict[int, int] | None = None,
-                   watermark_emit: str = "on-periodic") -> str:
+def raw_source_ddl(
+    settings: Settings,
+    table: str,
+    topic: str,
+    job_name: str,
+    *,
+    time_column: str,
+    out_of_orderness_ms: int,
+    max_future_ms: int,
+    stop_offsets: dict[int, int] | None = None,
+    watermark_emit: str = "on-periodic",
+) -> str:
     """``CREATE TABLE`` of a topic as ``payload STRING`` (the record value, unparsed) and ``record_key``
     (the record's Kafka key, NULL when it has none) plus the computed event-time column ``time_column`` (from ``ts_ms`` in the JSON; 0 when unreadable or more than
     ``max_future_ms`` ahead of the clock, so a malformed record never moves the watermark) with a bounded
     out-of-orderness watermark.
     """
-    options = {**_source_options(settings, topic, job_name, stop_offsets),
-               **_RAW_KEY_AND_VALUE, "value.raw.charset": "UTF-8", "scan.watermark.emit.strategy": watermark_emit}
+    options = {
+        **_source_options(settings, topic, job_name, stop_offsets),
+        **_RAW_KEY_AND_VALUE,
+        "value.raw.charset": "UTF-8",
+        "scan.watermark.emit.strategy": watermark_emit,
+    }
     seconds = f"{out_of_orderness_ms // 1000}.{out_of_orderness_ms % 1000:03d}"
     ts_ms = "TRY_CAST(JSON_VALUE(`payload`, '$.ts_ms') AS BIGINT)"
     return f"""CREATE TABLE {table} (
@@ -59,8 +77,9 @@ def raw_source_ddl(settings: Settings, table: str, topic: str, job_name: str, *,
 )"""
 
 
-def keyed_source_ddl(settings: Settings, table: str, topic: str, job_name: str,
-                     stop_offsets: dict[int, int] | None = None) -> str:
+def keyed_source_ddl(
+    settings: Settings, table: str, topic: str, job_name: str, stop_offsets: dict[int, int] | None = None
+) -> str:
     """``CREATE TABLE`` of a topic as ``(record_key STRING, payload STRING)``: each record's key and value,
     unparsed (a null key reads as NULL), resuming at the job's committed group offsets."""
     options = {**_source_options(settings, topic, job_name, stop_offsets), **_RAW_KEY_AND_VALUE}
@@ -69,15 +88,20 @@ def keyed_source_ddl(settings: Settings, table: str, topic: str, job_name: str,
 
 def _source_options(settings: Settings, topic: str, job_name: str, stop_offsets: dict[int, int] | None) -> dict:
     options = {
-        "connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
-        "properties.group.id": group_id(settings, job_name), "properties.client.id.prefix": group_id(settings, job_name),
-        "scan.startup.mode": "group-offsets", "properties.auto.offset.reset": "earliest",
+        "connector": "kafka",
+        "topic": topic,
+        "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
+        "properties.group.id": group_id(settings, job_name),
+        "properties.client.id.prefix": group_id(settings, job_name),
+        "scan.startup.mode": "group-offsets",
+        "properties.auto.offset.reset": "earliest",
         **{f"properties.{key}": value for key, value in consumer_properties(settings).items()},
     }
     if stop_offsets is not None:
         options["scan.bounded.mode"] = "specific-offsets"
         options["scan.bounded.specific-offsets"] = ";".join(
-            f"partition:{p},offset:{o}" for p, o in sorted(stop_offsets.items()))
+            f"partition:{p},offset:{o}" for p, o in sorted(stop_offsets.items())
+        )
     return options
 
 
@@ -85,10 +109,15 @@ def keyed_sink_ddl(settings: Settings, table: str, topic: str, job_name: str) ->
     """``CREATE TABLE`` of ``(record_key STRING, payload STRING)`` written as key and value bytes."""
     guarantee = settings.kafka.delivery_guarantee
     options = {
-        "connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
-        **_RAW_KEY_AND_VALUE, "sink.delivery-guarantee": guarantee,
+        "connector": "kafka",
+        "topic": topic,
+        "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
+        **_RAW_KEY_AND_VALUE,
+        "sink.delivery-guarantee": guarantee,
         # feature records are large and many: batch and compress (kafka.client overrides either)
-        "properties.compression.type": "lz4", "properties.linger.ms": "50", "properties.batch.size": "262144",
+        "properties.compression.type": "lz4",
+        "properties.linger.ms": "50",
+        "properties.batch.size": "262144",
         **{f"properties.{key}": value for key, value in producer_properties(settings).items()},
     }
     if guarantee == "exactly-once":

@@ -13,6 +13,7 @@ One thread runs both clients: paho's network loop (MQTT 3.1.1: its per-message c
 property handling) and librdkafka's delivery callbacks, so acknowledgement needs no locking.
 Metrics are served for Prometheus on ``bridge.metrics_host:metrics_port``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,23 +44,31 @@ class BridgeMetrics:
         self.kafka_errors = 0
         self.dead_lettered: dict[str, int] = {}
         self.inflight = 0
-        self.latency = Histogram("gridflow_bridge_batch_latency_seconds", "MQTT receipt to Kafka acknowledgement",
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-                                 registry=registry)
+        self.latency = Histogram(
+            "gridflow_bridge_batch_latency_seconds",
+            "MQTT receipt to Kafka acknowledgement",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
         registry.register(self)
 
     def collect(self):
         yield CounterMetricFamily("gridflow_bridge_received", "MQTT messages received", value=self.received)
         yield CounterMetricFamily("gridflow_bridge_forwarded", "readings acknowledged by Kafka", value=self.forwarded)
-        dead = CounterMetricFamily("gridflow_bridge_dead_lettered", "records sent to the dead-letter topic",
-                                   labels=["field"])
+        dead = CounterMetricFamily(
+            "gridflow_bridge_dead_lettered", "records sent to the dead-letter topic", labels=["field"]
+        )
         for field, count in sorted(self.dead_lettered.items()):
             dead.add_metric([field], count)
         yield dead
-        yield CounterMetricFamily("gridflow_bridge_kafka_errors", "Kafka delivery failures (retried)",
-                                  value=self.kafka_errors)
-        yield GaugeMetricFamily("gridflow_bridge_inflight_messages",
-                                "MQTT messages received but not yet acknowledged (the bridge's lag)", value=self.inflight)
+        yield CounterMetricFamily(
+            "gridflow_bridge_kafka_errors", "Kafka delivery failures (retried)", value=self.kafka_errors
+        )
+        yield GaugeMetricFamily(
+            "gridflow_bridge_inflight_messages",
+            "MQTT messages received but not yet acknowledged (the bridge's lag)",
+            value=self.inflight,
+        )
 
 
 def _metric_field(field: str) -> str:
@@ -81,23 +90,30 @@ class MqttKafkaBridge:
         self.settings = settings
         self.bounds = ReadingBounds.from_settings(settings.readings)
         self.metrics = BridgeMetrics(registry or CollectorRegistry())
-        self.metrics_address: tuple[str, int] = ("", 0)   # host and port, once started
+        self.metrics_address: tuple[str, int] = ("", 0)  # host and port, once started
         self._metrics_server: Any = None
         self._connected = threading.Event()
         self._topics = (settings.topics.readings, settings.topics.dead_letter)
         bridge = settings.bridge
-        self.producer = Producer({
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "linger.ms": bridge.kafka_linger_ms,
-            "acks": "all",
-            "enable.idempotence": True,
-            "compression.type": bridge.kafka_compression,
-            "queue.buffering.max.messages": 1_000_000,
-            **settings.kafka.client,
-            **bridge.kafka_client,
-        })
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=bridge.client_id,
-                                  protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
+        self.producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka.bootstrap_servers,
+                "linger.ms": bridge.kafka_linger_ms,
+                "acks": "all",
+                "enable.idempotence": True,
+                "compression.type": bridge.kafka_compression,
+                "queue.buffering.max.messages": 1_000_000,
+                **settings.kafka.client,
+                **bridge.kafka_client,
+            }
+        )
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=bridge.client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+            manual_ack=True,
+        )
         if bridge.mqtt_username:
             self.client.username_pw_set(bridge.mqtt_username, bridge.mqtt_password)
         self.client.max_inflight_messages_set(1000)
@@ -118,8 +134,10 @@ class MqttKafkaBridge:
         deadline = time.monotonic() + timeout_s
         while not self._connected.is_set():
             if time.monotonic() > deadline:
-                raise ConnectionError(f"no MQTT session with {self.settings.mqtt.host}:{self.settings.mqtt.port} "
-                                      f"within {timeout_s} s (bad credentials or a refused subscription?)")
+                raise ConnectionError(
+                    f"no MQTT session with {self.settings.mqtt.host}:{self.settings.mqtt.port} "
+                    f"within {timeout_s} s (bad credentials or a refused subscription?)"
+                )
             self.client.loop(timeout=0.1)
 
     def run(self, stop: threading.Event) -> None:
@@ -175,8 +193,13 @@ class MqttKafkaBridge:
     def _on_message(self, client, userdata, message) -> None:
         metrics = self.metrics
         metrics.received += 1
-        routed = route(message.topic, message.payload, self.settings.mqtt.readings_topic, self.bounds,
-                       now_ms=int(time.time() * 1000))
+        routed = route(
+            message.topic,
+            message.payload,
+            self.settings.mqtt.readings_topic,
+            self.bounds,
+            now_ms=int(time.time() * 1000),
+        )
         token = _InFlight(message.mid, message.qos, len(routed))
         metrics.inflight += 1
         for record in routed:

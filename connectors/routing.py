@@ -7,6 +7,7 @@ reading is forwarded byte for byte. Anything else becomes a dead-letter record w
 payload that is not JSON, a reading that fails validation, or a reading whose household differs from
 the topic it was published on (meters may only speak for themselves).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,12 +34,13 @@ def household_from_topic(topic: str, template: str) -> str | None:
     prefix, _, suffix = template.partition("{household_id}")
     if not topic.startswith(prefix) or not topic.endswith(suffix) or len(topic) <= len(prefix) + len(suffix):
         return None
-    household = topic[len(prefix):len(topic) - len(suffix)]
+    household = topic[len(prefix) : len(topic) - len(suffix)]
     return household if "/" not in household else None
 
 
-def route(topic: str, payload: bytes, template: str, bounds: ReadingBounds, now_ms: int | None = None,
-          source: str = "mqtt") -> list[Routed]:
+def route(
+    topic: str, payload: bytes, template: str, bounds: ReadingBounds, now_ms: int | None = None, source: str = "mqtt"
+) -> list[Routed]:
     """Kafka records for one MQTT message: forwarded readings and dead letters, never an exception."""
     household = household_from_topic(topic, template)
     key = household.encode() if household else None
@@ -51,7 +53,11 @@ def route(topic: str, payload: bytes, template: str, bounds: ReadingBounds, now_
         return [_dead(payload, InvalidReading("", f"not JSON: {exc}"), where, key)]
     if isinstance(data, list):
         if not data or len(data) > MAX_BATCH:
-            return [_dead(payload, InvalidReading("", f"a batch holds 1..{MAX_BATCH} readings, got {len(data)}"), where, key)]
+            return [
+                _dead(
+                    payload, InvalidReading("", f"a batch holds 1..{MAX_BATCH} readings, got {len(data)}"), where, key
+                )
+            ]
         return [_one(orjson.dumps(item), item, household, template, bounds, now_ms, where, key) for item in data]
     return [_one(payload, data, household, template, bounds, now_ms, where, key)]
 
@@ -63,8 +69,15 @@ def _one(raw: bytes, data, household: str, template: str, bounds, now_ms, where:
         return _dead(raw, error, where, key)
     if reading.household_id != household:
         expected = template.replace("{household_id}", reading.household_id)
-        return _dead(raw, InvalidReading("household_id", f"{reading.household_id!r} published on another household's "
-                                         f"topic; it belongs on {expected!r}"), where, key)
+        return _dead(
+            raw,
+            InvalidReading(
+                "household_id",
+                f"{reading.household_id!r} published on another household's topic; it belongs on {expected!r}",
+            ),
+            where,
+            key,
+        )
     return Routed(key, raw, dead=False)
 
 

@@ -14,6 +14,7 @@ household, windows aligned to the reading grid ``start_ms + k * interval_s``; a 
 ``end_ms``); :func:`apply_faults` applies one household's faults to its readings; the plan is the ground
 truth and goes to JSON Lines with :func:`write_ground_truth`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,12 @@ import numpy as np
 
 FAULT_KINDS = ("spike", "stuck", "dropout", "drift", "appliance_left_on")
 DAY_MS = 86_400_000
-_DURATION_S = {"stuck": (600, 3600), "dropout": (300, 3600), "drift": (3600, 21_600),
-               "appliance_left_on": (7200, 28_800)}   # spike: one reading interval
+_DURATION_S = {
+    "stuck": (600, 3600),
+    "dropout": (300, 3600),
+    "drift": (3600, 21_600),
+    "appliance_left_on": (7200, 28_800),
+}  # spike: one reading interval
 _PLACEMENT_TRIES = 20
 
 
@@ -46,16 +51,29 @@ class Fault:
     params: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"household_id": self.household_id, "kind": self.kind, "start_ms": self.start_ms,
-                "end_ms": self.end_ms, "params": dict(self.params)}
+        return {
+            "household_id": self.household_id,
+            "kind": self.kind,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "params": dict(self.params),
+        }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Fault":
         return cls(obj["household_id"], obj["kind"], int(obj["start_ms"]), int(obj["end_ms"]), dict(obj["params"]))
 
 
-def plan_faults(household_ids: Iterable[Any], start_ms: int, end_ms: int, rate_per_household_day: float,
-                kinds: Sequence[str] = FAULT_KINDS, seed: int = 0, *, interval_s: float = 10.0) -> list[Fault]:
+def plan_faults(
+    household_ids: Iterable[Any],
+    start_ms: int,
+    end_ms: int,
+    rate_per_household_day: float,
+    kinds: Sequence[str] = FAULT_KINDS,
+    seed: int = 0,
+    *,
+    interval_s: float = 10.0,
+) -> list[Fault]:
     """Draw the faults of a fleet over ``[start_ms, end_ms)``.
 
     Parameters
@@ -91,7 +109,7 @@ def plan_faults(household_ids: Iterable[Any], start_ms: int, end_ms: int, rate_p
     for household_id in household_ids:
         household_id = household_id.item() if isinstance(household_id, np.generic) else household_id
         rng = np.random.default_rng([seed & 0xFFFFFFFFFFFFFFFF, _stable_id(household_id)])
-        taken: list[tuple[int, int]] = []   # (first slot, end slot) of the household's faults
+        taken: list[tuple[int, int]] = []  # (first slot, end slot) of the household's faults
         faults = []
         for _ in range(rng.poisson(expected)):
             kind = kinds[rng.integers(len(kinds))]
@@ -128,8 +146,9 @@ def _params(rng: np.random.Generator, kind: str) -> dict[str, float]:
     return {}
 
 
-def apply_faults(ts_ms: np.ndarray, power_w: np.ndarray, faults_for_household: Iterable[Fault],
-                 mean_power_w: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def apply_faults(
+    ts_ms: np.ndarray, power_w: np.ndarray, faults_for_household: Iterable[Fault], mean_power_w: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Apply one household's faults to its readings.
 
     Parameters

@@ -17,6 +17,7 @@ Its parameters and its noise (2 % multiplicative, 5 W additive, Gaussian) are co
 other households or which time window were asked for. Times of day are taken from the UTC clock of
 ``ts_ms``; shift ``start_ms`` to simulate another time zone.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,8 +68,9 @@ class LoadShapeLibrary:
         return np.diff(np.append(self.sequence_start, self.n_days))
 
     @classmethod
-    def from_uci(cls, data: dict[str, np.ndarray], max_missing_fraction: float = 0.05,
-                 max_gap_min: int = 30) -> "LoadShapeLibrary":
+    def from_uci(
+        cls, data: dict[str, np.ndarray], max_missing_fraction: float = 0.05, max_gap_min: int = 30
+    ) -> "LoadShapeLibrary":
         """Whole days (UTC-read clock) of the UCI household at 60 s slots.
 
         Parameters
@@ -81,7 +83,7 @@ class LoadShapeLibrary:
             Gaps up to this many minutes are linearly interpolated; days with a longer gap are dropped.
         """
         minute = (data["ts_ms"] - data["ts_ms"][0]) // 60_000
-        first_midnight = -(data["ts_ms"][0] // 60_000 % 1440) % 1440   # minute index of the first 00:00
+        first_midnight = -(data["ts_ms"][0] // 60_000 % 1440) % 1440  # minute index of the first 00:00
         grid_w = np.full(int(minute[-1]) + 1, np.nan)
         grid_w[minute] = data["power_w"]
         missing = np.isnan(grid_w)
@@ -118,8 +120,10 @@ class LoadShapeLibrary:
         """Build the library from the fetched datasets (``gridflow data fetch``)."""
         from gridflow import datasets
 
-        builders = {"uci": lambda: cls.from_uci(datasets.load_uci_household(settings)),
-                    "citylearn": lambda: cls.from_citylearn(datasets.load_citylearn(settings))}
+        builders = {
+            "uci": lambda: cls.from_uci(datasets.load_uci_household(settings)),
+            "citylearn": lambda: cls.from_citylearn(datasets.load_citylearn(settings)),
+        }
         libraries = [builders[source]() for source in sources]
         return libraries[0] if len(libraries) == 1 else cls.combine(libraries)
 
@@ -144,7 +148,7 @@ class LoadShapeLibrary:
         flat_w = self.days_w.reshape(-1)
         start = self.sequence_start[sequence] * self.slots_per_day
         length = self.sequence_length[sequence] * self.slots_per_day
-        x = position - 0.5                       # slot values sit at slot centres
+        x = position - 0.5  # slot values sit at slot centres
         below = np.floor(x)
         weight = x - below
         i0 = below.astype(np.int64) % length
@@ -163,7 +167,7 @@ def _fill_short_gaps(values: np.ndarray, max_gap: int) -> np.ndarray:
     length = run_end - run_start
     fillable = (length <= max_gap) & (run_start > 0) & (run_end < len(values))
     fill = np.zeros(len(values), dtype=bool)
-    fill[missing] = np.repeat(fillable, length)   # missing samples, in run order
+    fill[missing] = np.repeat(fillable, length)  # missing samples, in run order
     valid = np.flatnonzero(~missing)
     out[fill] = np.interp(np.flatnonzero(fill), valid, values[valid])
     return out
@@ -196,8 +200,9 @@ class HouseholdProfile:
 def household_profile(library: LoadShapeLibrary, household_index: int, seed: int) -> HouseholdProfile:
     """The parameters of one simulated household (deterministic from ``seed`` and ``household_index``)."""
     sequence, first_day, scale, shift_s = _parameters(library, np.array([household_index]), seed)
-    return HouseholdProfile(int(household_index), int(sequence[0]), int(first_day[0]), float(scale[0]),
-                            float(shift_s[0]))
+    return HouseholdProfile(
+        int(household_index), int(sequence[0]), int(first_day[0]), float(scale[0]), float(shift_s[0])
+    )
 
 
 def timestamps_ms(start_ms: int, n: int, interval_s: float) -> np.ndarray:
@@ -205,8 +210,16 @@ def timestamps_ms(start_ms: int, n: int, interval_s: float) -> np.ndarray:
     return start_ms + np.round(np.arange(n) * (interval_s * 1000.0)).astype(np.int64)
 
 
-def household_series(library: LoadShapeLibrary, household_index: int, start_ms: int, n: int, interval_s: float,
-                     seed: int, noise_rel: float = NOISE_REL, noise_w: float = NOISE_W) -> np.ndarray:
+def household_series(
+    library: LoadShapeLibrary,
+    household_index: int,
+    start_ms: int,
+    n: int,
+    interval_s: float,
+    seed: int,
+    noise_rel: float = NOISE_REL,
+    noise_w: float = NOISE_W,
+) -> np.ndarray:
     """Power (W) of one simulated household at ``timestamps_ms(start_ms, n, interval_s)``.
 
     Parameters
@@ -233,8 +246,16 @@ def household_series(library: LoadShapeLibrary, household_index: int, start_ms: 
     return fleet_series(library, [household_index], start_ms, n, interval_s, seed, noise_rel, noise_w)[0]
 
 
-def fleet_series(library: LoadShapeLibrary, household_indices: Sequence[int] | np.ndarray, start_ms: int, n: int,
-                 interval_s: float, seed: int, noise_rel: float = NOISE_REL, noise_w: float = NOISE_W) -> np.ndarray:
+def fleet_series(
+    library: LoadShapeLibrary,
+    household_indices: Sequence[int] | np.ndarray,
+    start_ms: int,
+    n: int,
+    interval_s: float,
+    seed: int,
+    noise_rel: float = NOISE_REL,
+    noise_w: float = NOISE_W,
+) -> np.ndarray:
     """Power (W) of many simulated households at the same timestamps, ``(len(household_indices), n)``.
 
     See :func:`household_series` for the parameters.
@@ -244,15 +265,14 @@ def fleet_series(library: LoadShapeLibrary, household_indices: Sequence[int] | n
     out = np.empty((len(indices), n))
     step = max(1, _CHUNK_VALUES // max(n, 1))
     for lo in range(0, len(indices), step):
-        chunk = indices[lo: lo + step]
+        chunk = indices[lo : lo + step]
         sequence, first_day, scale, shift_s = _parameters(library, chunk, seed)
         local_s = ts_ms[None, :] / 1000.0 - shift_s[:, None]
         day = np.floor(local_s / DAY_S)
-        position = ((first_day[:, None] + day) * library.slots_per_day
-                    + (local_s - day * DAY_S) / library.slot_s)
+        position = (first_day[:, None] + day) * library.slots_per_day + (local_s - day * DAY_S) / library.slot_s
         base_w = library._sample(sequence[:, None], position) * scale[:, None]
         z_rel, z_abs = _normal_pair(_household_keys(chunk, seed)[:, None] ^ _mix(ts_ms.astype(np.uint64))[None, :])
-        out[lo: lo + step] = np.maximum(base_w * (1.0 + noise_rel * z_rel) + noise_w * z_abs, 0.0)
+        out[lo : lo + step] = np.maximum(base_w * (1.0 + noise_rel * z_rel) + noise_w * z_abs, 0.0)
     return out
 
 
@@ -267,7 +287,7 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 
 def _household_keys(indices: np.ndarray, seed: int, stream: int = 0) -> np.ndarray:
-    stream_key = np.array([_GOLDEN]) * np.uint64(stream + 1)   # array maths: wraps silently
+    stream_key = np.array([_GOLDEN]) * np.uint64(stream + 1)  # array maths: wraps silently
     seed_key = _mix(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) + stream_key)
     return _mix(seed_key ^ (indices.astype(np.uint64) * _GOLDEN))
 
@@ -275,8 +295,10 @@ def _household_keys(indices: np.ndarray, seed: int, stream: int = 0) -> np.ndarr
 def _uniform_pair(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two independent uniforms in (0, 1) from the two 32-bit halves of each hash."""
     h = _mix(keys)
-    return (((h >> np.uint64(32)).astype(np.float64) + 0.5) / 2.0**32,
-            ((h & np.uint64(0xFFFFFFFF)).astype(np.float64) + 0.5) / 2.0**32)
+    return (
+        ((h >> np.uint64(32)).astype(np.float64) + 0.5) / 2.0**32,
+        ((h & np.uint64(0xFFFFFFFF)).astype(np.float64) + 0.5) / 2.0**32,
+    )
 
 
 def _normal_pair(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

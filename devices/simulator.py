@@ -9,6 +9,7 @@ household); labelled faults are injected and their ground truth written as JSON 
 Simulated time runs ``simulator.speed`` times faster than the wall clock. A run that would put
 readings in the future (speed > 1) starts far enough in the past that its last reading is "now".
 """
+
 from __future__ import annotations
 
 import time
@@ -62,9 +63,11 @@ class FleetSummary:
         return self.published / self.elapsed_s if self.elapsed_s else 0.0
 
     def line(self) -> str:
-        return (f"simulated {self.meters} meters x {self.samples_per_meter} samples: {self.published} readings "
-                f"published ({self.sampled} sampled, {self.dropouts} dropouts, {self.dropped} dropped from full "
-                f"buffers), {self.faults} labelled faults, {self.elapsed_s:.1f} s, {self.readings_per_s:,.0f} readings/s")
+        return (
+            f"simulated {self.meters} meters x {self.samples_per_meter} samples: {self.published} readings "
+            f"published ({self.sampled} sampled, {self.dropouts} dropouts, {self.dropped} dropped from full "
+            f"buffers), {self.faults} labelled faults, {self.elapsed_s:.1f} s, {self.readings_per_s:,.0f} readings/s"
+        )
 
 
 def household_ids(meters: int, prefix: str = "h-") -> list[str]:
@@ -73,8 +76,16 @@ def household_ids(meters: int, prefix: str = "h-") -> list[str]:
 
 
 class FleetSimulator:
-    def __init__(self, settings: Settings, meters: int, duration_s: float, library: LoadShapeLibrary,
-                 start_ms: int | None = None, faults_path: str | Path | None = None, prefix: str = "h-"):
+    def __init__(
+        self,
+        settings: Settings,
+        meters: int,
+        duration_s: float,
+        library: LoadShapeLibrary,
+        start_ms: int | None = None,
+        faults_path: str | Path | None = None,
+        prefix: str = "h-",
+    ):
         sim = settings.simulator
         if meters < 1 or duration_s < sim.sample_interval_s:
             raise ValueError("need at least one meter and a duration of at least one sample interval")
@@ -86,7 +97,7 @@ class FleetSimulator:
         self.realtime = start_ms is None and sim.speed <= 1
         if start_ms is None:
             now_ms, step_ms = int(time.time() * 1000), int(self.interval_s * 1000)
-            if sim.speed > 1:   # replay the past up to now
+            if sim.speed > 1:  # replay the past up to now
                 start_ms = now_ms - int(duration_s * 1000)
                 start_ms -= start_ms % step_ms
             else:
@@ -96,8 +107,13 @@ class FleetSimulator:
         self.household_ids = household_ids(meters, prefix)
         power = fleet_series(library, np.arange(meters), start_ms, self.n, self.interval_s, sim.seed)
         end_ms = int(self.ts_ms[-1]) + int(self.interval_s * 1000)
-        self.faults = plan_faults(self.household_ids, start_ms, end_ms, sim.fault_rate_per_day, seed=sim.seed,
-                                  interval_s=self.interval_s) if sim.fault_rate_per_day > 0 else []
+        self.faults = (
+            plan_faults(
+                self.household_ids, start_ms, end_ms, sim.fault_rate_per_day, seed=sim.seed, interval_s=self.interval_s
+            )
+            if sim.fault_rate_per_day > 0
+            else []
+        )
         keep = np.ones_like(power, dtype=bool)
         by_household = faults_by_household(self.faults)
         for i, household in enumerate(self.household_ids):
@@ -113,19 +129,30 @@ class FleetSimulator:
     def connect(self) -> None:
         sim, mqtt = self.settings.simulator, self.settings.mqtt
         self.connections = [
-            SharedConnection(mqtt.host, mqtt.port, f"{sim.client_id_prefix}-{k}", sim.mqtt_username, sim.mqtt_password,
-                             commands_filter=mqtt.commands_topic.replace("{household_id}", "+")).start()
+            SharedConnection(
+                mqtt.host,
+                mqtt.port,
+                f"{sim.client_id_prefix}-{k}",
+                sim.mqtt_username,
+                sim.mqtt_password,
+                commands_filter=mqtt.commands_topic.replace("{household_id}", "+"),
+            ).start()
             for k in range(min(sim.connections, len(self.household_ids)))
         ]
         config = {
-            "sample_interval_ms": int(self.interval_s * 1000), "publish_interval_ms": int(sim.publish_interval_s * 1000),
-            "batch_max": sim.batch_max, "readings_topic": mqtt.readings_topic, "commands_topic": mqtt.commands_topic,
+            "sample_interval_ms": int(self.interval_s * 1000),
+            "publish_interval_ms": int(sim.publish_interval_s * 1000),
+            "batch_max": sim.batch_max,
+            "readings_topic": mqtt.readings_topic,
+            "commands_topic": mqtt.commands_topic,
         }
         for i, household in enumerate(self.household_ids):
             driver = ReplayDriver(self.power_w[i], self.keep[i])
             client = self.connections[i % len(self.connections)].client_for(household)
             self.drivers.append(driver)
-            self.meters.append(Meter({**config, "household_id": household, "meter_id": f"m-{household}"}, driver, client))
+            self.meters.append(
+                Meter({**config, "household_id": household, "meter_id": f"m-{household}"}, driver, client)
+            )
 
     def run(self, progress: bool = True) -> FleetSummary:
         """Step every meter through every sample time, pacing simulated time by ``simulator.speed``."""
@@ -172,9 +199,15 @@ class FleetSimulator:
             return sum(meter.stats[key] for meter in self.meters)
 
         return FleetSummary(
-            meters=len(self.meters), samples_per_meter=self.n, sampled=total("sampled"), published=total("published"),
-            dropped=total("dropped"), dropouts=total("driver_errors"), faults=len(self.faults),
-            elapsed_s=round(elapsed_s, 3))
+            meters=len(self.meters),
+            samples_per_meter=self.n,
+            sampled=total("sampled"),
+            published=total("published"),
+            dropped=total("dropped"),
+            dropouts=total("driver_errors"),
+            faults=len(self.faults),
+            elapsed_s=round(elapsed_s, 3),
+        )
 
     def close(self) -> None:
         for connection in self.connections:

@@ -14,6 +14,7 @@ No background thread: the owner calls :meth:`SharedConnection.service` regularly
 between meters). With paho's own loop thread every publish wakes that thread and the two fight over
 the GIL, which cost several times the publish itself.
 """
+
 from __future__ import annotations
 
 import collections
@@ -26,10 +27,18 @@ import paho.mqtt.client as mqtt
 class SharedConnection:
     """One paho MQTT connection carrying the traffic of many simulated meters."""
 
-    def __init__(self, host: str, port: int, client_id: str, username: str | None = None,
-                 password: str | None = None, commands_filter: str = "meters/+/commands"):
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
-                                  clean_session=False)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        username: str | None = None,
+        password: str | None = None,
+        commands_filter: str = "meters/+/commands",
+    ):
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=False
+        )
         if username:
             self.client.username_pw_set(username, password)
         self.client.max_inflight_messages_set(1000)

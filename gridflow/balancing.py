@@ -23,6 +23,7 @@ comfort windows can make it hold (fairness is then secondary; base load alone ma
 >>> [(r.household_id, r.old_start, r.new_start) for r in plan.requests], plan.peak_before_w, plan.peak_after_w
 ([('h-1', 0, 1)], 2200.0, 1200.0)
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -47,8 +48,10 @@ class FlexibleRun:
 
     def __post_init__(self):
         if not 0 <= self.earliest <= self.start <= self.latest:
-            raise ValueError(f"run {self.household_id}/{self.appliance}: need 0 <= earliest <= start <= latest, "
-                             f"got {self.earliest}, {self.start}, {self.latest}")
+            raise ValueError(
+                f"run {self.household_id}/{self.appliance}: need 0 <= earliest <= start <= latest, "
+                f"got {self.earliest}, {self.start}, {self.latest}"
+            )
         if self.duration_slots < 1 or self.power_w <= 0:
             raise ValueError(f"run {self.household_id}/{self.appliance}: duration_slots >= 1 and power_w > 0")
 
@@ -78,12 +81,17 @@ def feeder_load(base_w: np.ndarray, runs: list[FlexibleRun]) -> np.ndarray:
     """Aggregate load per slot: the households' base loads plus every run at its start."""
     load = base_w.sum(axis=0).astype(np.float64)
     for run in runs:
-        load[run.start:run.start + run.duration_slots] += run.power_w
+        load[run.start : run.start + run.duration_slots] += run.power_w
     return load
 
 
-def balance(base_w: np.ndarray, runs: list[FlexibleRun], capacity_w: float,
-            max_requests_per_household: int = 3, exact_time_limit_s: float = 10.0) -> BalancePlan:
+def balance(
+    base_w: np.ndarray,
+    runs: list[FlexibleRun],
+    capacity_w: float,
+    max_requests_per_household: int = 3,
+    exact_time_limit_s: float = 10.0,
+) -> BalancePlan:
     """Shift runs until the feeder load is at most ``capacity_w`` everywhere, or no shift helps.
 
     ``base_w`` is (households, slots) of inflexible load.
@@ -93,8 +101,10 @@ def balance(base_w: np.ndarray, runs: list[FlexibleRun], capacity_w: float,
     n_slots = base_w.shape[1]
     for run in runs:
         if run.latest + run.duration_slots > n_slots:
-            raise ValueError(f"run {run.household_id}/{run.appliance}: latest start {run.latest} + duration "
-                             f"exceeds the horizon of {n_slots} slots")
+            raise ValueError(
+                f"run {run.household_id}/{run.appliance}: latest start {run.latest} + duration "
+                f"exceeds the horizon of {n_slots} slots"
+            )
     runs = list(runs)
     plan_runs_before = list(runs)
     load = feeder_load(base_w, runs)
@@ -107,28 +117,43 @@ def balance(base_w: np.ndarray, runs: list[FlexibleRun], capacity_w: float,
         hot = int(np.argmax(excess))
         if excess[hot] <= 1e-9:
             break
-        candidates = [i for i, r in enumerate(runs) if r.start <= hot < r.start + r.duration_slots
-                      and r.latest > r.earliest and asked[r.household_id] < max_requests_per_household
-                      and (i, hot) not in tried]
+        candidates = [
+            i
+            for i, r in enumerate(runs)
+            if r.start <= hot < r.start + r.duration_slots
+            and r.latest > r.earliest
+            and asked[r.household_id] < max_requests_per_household
+            and (i, hot) not in tried
+        ]
         if not candidates:
             stuck[hot] = True
             continue
-        candidates.sort(key=lambda i: (asked[runs[i].household_id], -(runs[i].latest - runs[i].earliest),
-                                       -runs[i].power_w, runs[i].household_id, runs[i].appliance))
+        candidates.sort(
+            key=lambda i: (
+                asked[runs[i].household_id],
+                -(runs[i].latest - runs[i].earliest),
+                -runs[i].power_w,
+                runs[i].household_id,
+                runs[i].appliance,
+            )
+        )
         for i in candidates:
             tried.add((i, hot))
             run = runs[i]
             without = load.copy()
-            without[run.start:run.start + run.duration_slots] -= run.power_w
+            without[run.start : run.start + run.duration_slots] -= run.power_w
             best, best_key = run.earliest, None  # the loop sets both: earliest <= latest
             for start in range(run.earliest, run.latest + 1):
-                peak = float((without[start:start + run.duration_slots] + run.power_w).max())
+                peak = float((without[start : start + run.duration_slots] + run.power_w).max())
                 key = (peak, abs(start - run.start))
                 if best_key is None or key < best_key:
                     best, best_key = start, key
             new = without.copy()
-            new[best:best + run.duration_slots] += run.power_w
-            if best == run.start or np.maximum(new - capacity_w, 0).sum() >= np.maximum(load - capacity_w, 0).sum() - 1e-9:
+            new[best : best + run.duration_slots] += run.power_w
+            if (
+                best == run.start
+                or np.maximum(new - capacity_w, 0).sum() >= np.maximum(load - capacity_w, 0).sum() - 1e-9
+            ):
                 continue
             plan.requests.append(ShiftRequest(run.household_id, run.appliance, run.start, best))
             runs[i] = replace(run, start=best)
@@ -143,9 +168,11 @@ def balance(base_w: np.ndarray, runs: list[FlexibleRun], capacity_w: float,
             exact_load = feeder_load(base_w, exact)
             if np.maximum(exact_load - capacity_w, 0).sum() < np.maximum(load - capacity_w, 0).sum() - 1e-6:
                 runs, load = exact, exact_load
-                plan.requests = [ShiftRequest(r.household_id, r.appliance, original[(r.household_id, r.appliance)],
-                                              r.start) for r in exact
-                                 if r.start != original[(r.household_id, r.appliance)]]
+                plan.requests = [
+                    ShiftRequest(r.household_id, r.appliance, original[(r.household_id, r.appliance)], r.start)
+                    for r in exact
+                    if r.start != original[(r.household_id, r.appliance)]
+                ]
     plan.runs, plan.load_after_w = runs, load
     return plan
 
@@ -160,8 +187,12 @@ def _exact(runs, base_load, capacity_w, time_limit_s: float):
     columns = [(r, s) for r, run in enumerate(runs) for s in range(run.earliest, run.latest + 1)]
     n_x = len(columns)
     total = sum(run.power_w for run in runs) + float(base_load.sum())
-    cost = np.concatenate([[0.0 if s == runs[r].start else 1.0 / (len(runs) + 1) / max(total, 1.0)
-                            for r, s in columns], np.ones(n_slots) / max(total, 1.0)])
+    cost = np.concatenate(
+        [
+            [0.0 if s == runs[r].start else 1.0 / (len(runs) + 1) / max(total, 1.0) for r, s in columns],
+            np.ones(n_slots) / max(total, 1.0),
+        ]
+    )
     rows, cols, vals = [], [], []
     for j, (r, s) in enumerate(columns):  # one start per run
         rows.append(r)
@@ -178,11 +209,16 @@ def _exact(runs, base_load, capacity_w, time_limit_s: float):
         rows.append(t)
         cols.append(n_x + t)
         vals.append(-1.0)
-    cap = LinearConstraint(coo_matrix((vals, (rows, cols)), shape=(n_slots, n_x + n_slots)), -np.inf,
-                           capacity_w - base_load)
-    result = milp(cost, constraints=[one, cap], integrality=np.r_[np.ones(n_x), np.zeros(n_slots)],
-                  bounds=Bounds(0, np.r_[np.ones(n_x), np.full(n_slots, np.inf)]),
-                  options={"time_limit": time_limit_s})
+    cap = LinearConstraint(
+        coo_matrix((vals, (rows, cols)), shape=(n_slots, n_x + n_slots)), -np.inf, capacity_w - base_load
+    )
+    result = milp(
+        cost,
+        constraints=[one, cap],
+        integrality=np.r_[np.ones(n_x), np.zeros(n_slots)],
+        bounds=Bounds(0, np.r_[np.ones(n_x), np.full(n_slots, np.inf)]),
+        options={"time_limit": time_limit_s},
+    )
     if result.x is None:
         return None
     starts = [run.start for run in runs]
@@ -201,8 +237,15 @@ FLEXIBLE_LOADS = {
 HORIZON_START_H = 12
 
 
-def simulate_feeder(library, households: int, capacity_fraction: float = 0.8, slot_minutes: int = 15,
-                    seed: int = 1, day: int = 30, comfort_margin_h: float = 0.0) -> tuple[BalancePlan, float]:
+def simulate_feeder(
+    library,
+    households: int,
+    capacity_fraction: float = 0.8,
+    slot_minutes: int = 15,
+    seed: int = 1,
+    day: int = 30,
+    comfort_margin_h: float = 0.0,
+) -> tuple[BalancePlan, float]:
     """A feeder of ``households`` simulated homes (real load shapes from ``library``, a
     :class:`gridflow.devices.load_shapes.LoadShapeLibrary`) over one day from 12:00, with evening EV
     charging, washing and dishwashing; balanced at ``capacity_fraction`` of the unbalanced peak.
@@ -223,8 +266,9 @@ def simulate_feeder(library, households: int, capacity_fraction: float = 0.8, sl
             start = int((rng.choice(usual) - HORIZON_START_H) * per_h)
             margin = int(comfort_margin_h * per_h)
             latest = min(int((latest_end - HORIZON_START_H) * per_h) - duration + margin, n_slots - duration)
-            runs.append(FlexibleRun(f"h-{h:04d}", name, power, duration, start,
-                                    max(0, start - margin), max(start, latest)))
+            runs.append(
+                FlexibleRun(f"h-{h:04d}", name, power, duration, start, max(0, start - margin), max(start, latest))
+            )
     capacity = capacity_fraction * float(feeder_load(base, runs).max())
     return balance(base, runs, capacity), capacity
 
@@ -277,7 +321,9 @@ class FeederState:
         slot_minutes, n_slots = some["slot_minutes"], some["slots"]
         slot_ms = slot_minutes * 60_000
         households = sorted(current)
-        base = np.array([self._base(h, latest, slot_minutes, n_slots) for h in households]).reshape(len(households), n_slots)
+        base = np.array([self._base(h, latest, slot_minutes, n_slots) for h in households]).reshape(
+            len(households), n_slots
+        )
         runs = []
         for h in households:
             for a in current[h]["appliances"]:
@@ -286,8 +332,17 @@ class FeederState:
                 earliest = (a.get("earliest_start_ts_ms", a["start_ts_ms"]) - latest) // slot_ms
                 last = (a.get("latest_start_ts_ms", a["start_ts_ms"]) - latest) // slot_ms
                 last = min(max(last, start), n_slots - duration)
-                runs.append(FlexibleRun(h, a["name"], float(a["power_w"]), int(duration), int(start),
-                                        int(min(earliest, start)), int(last)))
+                runs.append(
+                    FlexibleRun(
+                        h,
+                        a["name"],
+                        float(a["power_w"]),
+                        int(duration),
+                        int(start),
+                        int(min(earliest, start)),
+                        int(last),
+                    )
+                )
         plan = balance(base, runs, self.capacity_w, self.max_requests)
         out = []
         for run in plan.runs:
@@ -297,10 +352,18 @@ class FeederState:
             if new_ms == planned["start_ts_ms"] or self.sent.get(key) == new_ms:
                 continue
             self.sent[key] = new_ms
-            out.append({"household_id": run.household_id, "appliance": run.appliance, "power_w": run.power_w,
-                        "from_ts_ms": planned["start_ts_ms"], "to_ts_ms": new_ms,
-                        "feeder_peak_before_w": plan.peak_before_w, "feeder_peak_after_w": plan.peak_after_w,
-                        "capacity_w": self.capacity_w})
+            out.append(
+                {
+                    "household_id": run.household_id,
+                    "appliance": run.appliance,
+                    "power_w": run.power_w,
+                    "from_ts_ms": planned["start_ts_ms"],
+                    "to_ts_ms": new_ms,
+                    "feeder_peak_before_w": plan.peak_before_w,
+                    "feeder_peak_after_w": plan.peak_after_w,
+                    "capacity_w": self.capacity_w,
+                }
+            )
         return out
 
 

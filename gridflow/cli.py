@@ -1,5 +1,6 @@
 """The ``gridflow`` command: the embedded stack, connector jars, settings, the demo, appliance scheduling and
 the household pages."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,12 @@ def main(argv: list[str] | None = None) -> None:
     add_settings_arguments(stack)
 
     jars = commands.add_parser("jars", help="fetch the Flink connector and Kafka broker jars from Maven Central")
-    jars.add_argument("action", choices=["fetch", "path", "lock"],
-                      help="fetch: into the jar cache (once; offline afterwards); path: print the cache; "
-                           "lock: re-pin the jars' SHA-256 after a version bump in gridflow/maven/*.pom.xml")
+    jars.add_argument(
+        "action",
+        choices=["fetch", "path", "lock"],
+        help="fetch: into the jar cache (once; offline afterwards); path: print the cache; "
+        "lock: re-pin the jars' SHA-256 after a version bump in gridflow/maven/*.pom.xml",
+    )
     add_settings_arguments(jars)
 
     data = commands.add_parser("data", help="fetch the real household and price datasets into the data cache")
@@ -56,8 +60,11 @@ def main(argv: list[str] | None = None) -> None:
     add_settings_arguments(simulate)
 
     contracts = commands.add_parser("contracts", help="the record contract of every topic as JSON Schema files")
-    contracts.add_argument("action", choices=["schemas", "check"],
-                           help="schemas: write them into FOLDER; check: fail when FOLDER's files and the code differ")
+    contracts.add_argument(
+        "action",
+        choices=["schemas", "check"],
+        help="schemas: write them into FOLDER; check: fail when FOLDER's files and the code differ",
+    )
     contracts.add_argument("folder", nargs="?", default="docs/schemas")
     add_settings_arguments(contracts)
 
@@ -73,9 +80,20 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
-    handler = {"stack": _stack, "jars": _jars, "data": _data, "config": _config, "topics": _topics, "demo": _demo,
-               "bridge": _bridge, "simulate": _simulate, "schedule": _schedule,
-               "page": _page, "cluster": _cluster, "contracts": _contracts}[args.command]
+    handler = {
+        "stack": _stack,
+        "jars": _jars,
+        "data": _data,
+        "config": _config,
+        "topics": _topics,
+        "demo": _demo,
+        "bridge": _bridge,
+        "simulate": _simulate,
+        "schedule": _schedule,
+        "page": _page,
+        "cluster": _cluster,
+        "contracts": _contracts,
+    }[args.command]
     handler(args, settings)
 
 
@@ -101,8 +119,10 @@ def _contracts(args, settings) -> None:
         return
     problems = schemas.drift(CONTRACTS, folder)
     if problems:
-        sys.exit("gridflow contracts: the schema files and the code differ (run 'gridflow contracts schemas "
-                 f"{folder}'):\n  " + "\n  ".join(problems))
+        sys.exit(
+            "gridflow contracts: the schema files and the code differ (run 'gridflow contracts schemas "
+            f"{folder}'):\n  " + "\n  ".join(problems)
+        )
     print(f"{len(CONTRACTS)} contracts match {folder}")
 
 
@@ -123,8 +143,10 @@ def _stack(args, settings) -> None:
         except StackError as error:
             sys.exit(f"gridflow: {error}")
         print(json.dumps(_shown(info), indent=2))
-        print(f"settings for jobs and tools (with the service accounts' passwords): "
-              f"--config {stack.run_dir / 'settings.yaml'}")
+        print(
+            f"settings for jobs and tools (with the service accounts' passwords): "
+            f"--config {stack.run_dir / 'settings.yaml'}"
+        )
     elif args.action == "down":
         stopped = stop_stack(run_dir)
         print(f"stopped stack {stopped.stack_id}" if stopped else f"no stack recorded in {run_dir}")
@@ -200,8 +222,11 @@ def _bridge(args, settings) -> None:
     registry = CollectorRegistry()
     uplink = MqttKafkaBridge(settings, registry)
     uplink.start()
-    print(f"bridge: MQTT {settings.mqtt.host}:{settings.mqtt.port} -> Kafka {settings.kafka.bootstrap_servers}; "
-          f"metrics on http://{uplink.metrics_address[0]}:{uplink.metrics_address[1]}/metrics", flush=True)
+    print(
+        f"bridge: MQTT {settings.mqtt.host}:{settings.mqtt.port} -> Kafka {settings.kafka.bootstrap_servers}; "
+        f"metrics on http://{uplink.metrics_address[0]}:{uplink.metrics_address[1]}/metrics",
+        flush=True,
+    )
     threads = []
     if settings.bridge.downlink and not args.no_downlink:
         downlink = KafkaMqttDownlink(settings, registry)
@@ -222,8 +247,9 @@ def _simulate(args, settings) -> None:
     if unknown or not sources:
         sys.exit(f"gridflow: --sources takes uci, citylearn or both, got {args.sources!r}")
     library = LoadShapeLibrary.load(settings, sources)
-    simulator = FleetSimulator(settings, args.meters, args.duration_s, library, start_ms=args.start_ms,
-                               faults_path=args.faults_out)
+    simulator = FleetSimulator(
+        settings, args.meters, args.duration_s, library, start_ms=args.start_ms, faults_path=args.faults_out
+    )
     try:
         summary = simulator.run(progress=not args.no_progress)
     finally:

@@ -1,4 +1,5 @@
 """Command-line options shared by every job and tool: where settings come from, and overrides."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,21 +11,40 @@ from gridflow.settings import Settings, SettingsError, load_settings
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings")
     group.add_argument("--conf-dir", help="configuration folder (default: $GRIDFLOW_CONF_DIR or flink-conf/)")
-    group.add_argument("--config", action="append", default=[], metavar="FILE",
-                       help="extra YAML settings merged on top, e.g. the stack's settings.yaml (repeatable)")
-    group.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
-                       help="override one setting, e.g. --set stream.window_s=120 (repeatable)")
+    group.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="extra YAML settings merged on top, e.g. the stack's settings.yaml (repeatable)",
+    )
+    group.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        dest="overrides",
+        help="override one setting, e.g. --set stream.window_s=120 (repeatable)",
+    )
 
 
 def job_argument_parser(description: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_settings_arguments(parser)
-    parser.add_argument("--stop-offsets", type=parse_offsets, metavar="P=OFFSET,...",
-                        help="bounded run: stop each partition of the input topic at this offset (exclusive)")
-    parser.add_argument("--stop-at", type=parse_topic_offsets, action="append", default=[],
-                        metavar="TOPIC:P=OFFSET,...",
-                        help="bounded run of a job with several inputs: stop TOPIC's partitions at these offsets "
-                             "(repeat per topic)")
+    parser.add_argument(
+        "--stop-offsets",
+        type=parse_offsets,
+        metavar="P=OFFSET,...",
+        help="bounded run: stop each partition of the input topic at this offset (exclusive)",
+    )
+    parser.add_argument(
+        "--stop-at",
+        type=parse_topic_offsets,
+        action="append",
+        default=[],
+        metavar="TOPIC:P=OFFSET,...",
+        help="bounded run of a job with several inputs: stop TOPIC's partitions at these offsets (repeat per topic)",
+    )
     return parser
 
 

@@ -16,6 +16,7 @@ by itself (the Kafka source's split enumerator, restored from the savepoint, nev
 no more splits come). End it with ``stop_with_savepoint(..., drain=True)`` once its consumer group's
 committed offsets (:func:`gridflow.kafka_io.committed_offsets`) reach the stop offsets.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,7 +54,7 @@ def job_script(job: str) -> Path:
     """The file ``flink run -py`` takes for ``job`` (a name of ``PIPELINE`` or ``reading_summary``)."""
     import importlib.util
 
-    source_tree = Path(__file__).resolve().parent.parent / "jobs"   # editable install / source checkout
+    source_tree = Path(__file__).resolve().parent.parent / "jobs"  # editable install / source checkout
     spec = None if source_tree.is_dir() else importlib.util.find_spec("gridflow.jobs")
     if spec is None:
         folder = source_tree
@@ -114,11 +115,17 @@ class FlinkCluster:
             env["FLINK_CONF_DIR"] = str(self.conf_dir)
         return env
 
-    def submit(self, job: str, job_args: list[str], savepoint: str | None = None,
-               timeout_s: float = 300.0) -> Submission:
+    def submit(
+        self, job: str, job_args: list[str], savepoint: str | None = None, timeout_s: float = 300.0
+    ) -> Submission:
         """Submit ``job`` with ``flink run`` (attached, in the background); returns once the cluster has it."""
-        process = subprocess.Popen(self.command(job, job_args, savepoint), env=self.environment(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            self.command(job, job_args, savepoint),
+            env=self.environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         stdout = process.stdout
         if stdout is None:  # stdout=PIPE always gives one
             raise ClusterError(f"flink run for {job!r} started without an output pipe")
@@ -139,15 +146,17 @@ class FlinkCluster:
             if process.poll() is None:
                 process.kill()
             process.wait()
-            raise ClusterError(f"flink run {job} did not submit a job within {timeout_s:.0f} s:\n"
-                               + "".join(submission.output[-60:]))
+            raise ClusterError(
+                f"flink run {job} did not submit a job within {timeout_s:.0f} s:\n" + "".join(submission.output[-60:])
+            )
         return submission
 
     # ---- REST -----------------------------------------------------------------------------------------
     def _request(self, path: str, method: str = "GET", body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.rest_url}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.rest_url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 text = response.read()
@@ -216,15 +225,19 @@ class FlinkCluster:
         """The job's failure history (one entry per failure it recovered from or died of), newest first."""
         return self._request(f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
 
-    def stop_with_savepoint(self, job_id: str, target_dir: str | Path, drain: bool = False,
-                            timeout_s: float = 180.0) -> str:
+    def stop_with_savepoint(
+        self, job_id: str, target_dir: str | Path, drain: bool = False, timeout_s: float = 180.0
+    ) -> str:
         """Stop the job with a savepoint in ``target_dir``; returns the savepoint's path for ``--fromSavepoint``.
 
         ``drain=True`` first advances event time to the end (every open window fires and its output is
         committed with the savepoint): for ending a job for good, not for resuming it.
         """
-        trigger = self._request(f"/jobs/{job_id}/stop", "POST",
-                                {"targetDirectory": str(target_dir), "drain": drain, "formatType": "CANONICAL"})
+        trigger = self._request(
+            f"/jobs/{job_id}/stop",
+            "POST",
+            {"targetDirectory": str(target_dir), "drain": drain, "formatType": "CANONICAL"},
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             status = self._request(f"/jobs/{job_id}/savepoints/{trigger['request-id']}")
@@ -241,8 +254,9 @@ class FlinkCluster:
         self._request(f"/jobs/{job_id}?mode=cancel", "PATCH")
 
 
-def submit_pipeline(cluster: FlinkCluster, job_args: list[str], jobs: tuple[str, ...] = PIPELINE,
-                    timeout_s: float = 300.0) -> list[Submission]:
+def submit_pipeline(
+    cluster: FlinkCluster, job_args: list[str], jobs: tuple[str, ...] = PIPELINE, timeout_s: float = 300.0
+) -> list[Submission]:
     """Submit the jobs (default: the whole pipeline) to run continuously, one after the other."""
     return [cluster.submit(job, job_args, timeout_s=timeout_s) for job in jobs]
 
@@ -256,9 +270,13 @@ def add_parser(commands) -> None:
     parser.add_argument("job_id", nargs="?", help="stop: the job to stop")
     parser.add_argument("--jobs", default=",".join(PIPELINE), help="submit: comma-separated jobs (default: all)")
     parser.add_argument("--from-savepoint", help="submit: resume from this savepoint (one job)")
-    parser.add_argument("--savepoint-dir", help="stop: where the savepoint goes (default: execution.checkpointing.savepoint-dir)")
+    parser.add_argument(
+        "--savepoint-dir", help="stop: where the savepoint goes (default: execution.checkpointing.savepoint-dir)"
+    )
     parser.add_argument("--drain", action="store_true", help="stop: fire all open windows first (ending for good)")
-    parser.add_argument("--rest", help="the cluster's REST address (default: the embedded stack's, else rest.address:rest.port)")
+    parser.add_argument(
+        "--rest", help="the cluster's REST address (default: the embedded stack's, else rest.address:rest.port)"
+    )
     parser.add_argument("--flink-conf-dir", help="FLINK_CONF_DIR for flink run (default: the embedded stack's)")
     add_settings_arguments(parser)
 
@@ -268,8 +286,11 @@ def command(args, settings) -> None:
 
     state = read_state(settings.stack.run_dir)
     options = settings.flink.options()
-    rest = args.rest or (state.flink_rest if state and state.flink_rest else
-                         f"http://{options.get('rest.address', 'localhost')}:{options.get('rest.port', '8081')}")
+    rest = args.rest or (
+        state.flink_rest
+        if state and state.flink_rest
+        else f"http://{options.get('rest.address', 'localhost')}:{options.get('rest.port', '8081')}"
+    )
     cluster = FlinkCluster(rest, args.flink_conf_dir or (state.flink_conf_dir if state else None))
     try:
         if args.action == "list":
@@ -286,8 +307,10 @@ def command(args, settings) -> None:
             jobs = tuple(j.strip() for j in args.jobs.split(",") if j.strip())
             if args.from_savepoint and len(jobs) != 1:
                 sys.exit("gridflow: --from-savepoint resumes one job: name it with --jobs")
-            job_args = [*(a for f in args.config for a in ("--config", f)),
-                        *(a for o in args.overrides for a in ("--set", o))]
+            job_args = [
+                *(a for f in args.config for a in ("--config", f)),
+                *(a for o in args.overrides for a in ("--set", o)),
+            ]
             for job in jobs:
                 submission = cluster.submit(job, job_args, savepoint=args.from_savepoint)
                 cluster.wait_until_running(submission.job_id)

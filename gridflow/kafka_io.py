@@ -1,4 +1,5 @@
 """Plain Kafka client helpers (kafka-python) for tools, the demo and tests: topics, produce, read back."""
+
 from __future__ import annotations
 
 import time
@@ -21,8 +22,11 @@ def create_topics(settings: Settings, topics: Iterable[str], partitions: int | N
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers, **_client_options(settings))
     try:
         existing = set(admin.list_topics())
-        wanted = [NewTopic(name, partitions or settings.kafka.partitions, settings.kafka.replication_factor)
-                  for name in dict.fromkeys(topics) if name not in existing]
+        wanted = [
+            NewTopic(name, partitions or settings.kafka.partitions, settings.kafka.replication_factor)
+            for name in dict.fromkeys(topics)
+            if name not in existing
+        ]
         for topic in wanted:
             try:
                 admin.create_topics([topic])
@@ -38,16 +42,19 @@ def produce(settings: Settings, topic: str, records: Iterable[tuple[str | None, 
     Returns the end offset (last acknowledged offset + 1) per partition written to, which bounds a
     later read exactly: these records and no others, whatever else is written to the topic meanwhile.
     """
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", linger_ms=5,
-                             **_client_options(settings))
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", linger_ms=5, **_client_options(settings)
+    )
     futures = []
     try:
         for key, value in records:
-            futures.append(producer.send(
-                topic,
-                key=key.encode() if isinstance(key, str) else key,
-                value=value.encode() if isinstance(value, str) else value,
-            ))
+            futures.append(
+                producer.send(
+                    topic,
+                    key=key.encode() if isinstance(key, str) else key,
+                    value=value.encode() if isinstance(value, str) else value,
+                )
+            )
         producer.flush()
         ends: dict[int, int] = {}
         for future in futures:
@@ -58,25 +65,29 @@ def produce(settings: Settings, topic: str, records: Iterable[tuple[str | None, 
         producer.close()
 
 
-def read_topic(settings: Settings, topic: str, expected: int | None = None, idle_timeout_s: float = 5.0,
-               max_wait_s: float = 120.0) -> list[str]:
+def read_topic(
+    settings: Settings, topic: str, expected: int | None = None, idle_timeout_s: float = 5.0, max_wait_s: float = 120.0
+) -> list[str]:
     """All values in ``topic`` from the beginning, as text (see :func:`read_records`)."""
-    return [value.decode("utf-8", errors="backslashreplace")
-            for _, value in read_records(settings, topic, expected, idle_timeout_s, max_wait_s)]
+    return [
+        value.decode("utf-8", errors="backslashreplace")
+        for _, value in read_records(settings, topic, expected, idle_timeout_s, max_wait_s)
+    ]
 
 
-def read_records(settings: Settings, topic: str, expected: int | None = None, idle_timeout_s: float = 5.0,
-                 max_wait_s: float = 120.0) -> list[tuple[bytes | None, bytes]]:
+def read_records(
+    settings: Settings, topic: str, expected: int | None = None, idle_timeout_s: float = 5.0, max_wait_s: float = 120.0
+) -> list[tuple[bytes | None, bytes]]:
     """All ``(key, value)`` records in ``topic`` from the beginning.
 
     Stops once ``expected`` records were read, or when nothing new arrived for ``idle_timeout_s``.
     """
-    return [(key, value) for _, _, key, value in
-            _read(settings, topic, expected, idle_timeout_s, max_wait_s)]
+    return [(key, value) for _, _, key, value in _read(settings, topic, expected, idle_timeout_s, max_wait_s)]
 
 
-def read_positioned(settings: Settings, topic: str, idle_timeout_s: float = 2.0,
-                    max_wait_s: float = 120.0) -> list[tuple[int, int, bytes | None, bytes]]:
+def read_positioned(
+    settings: Settings, topic: str, idle_timeout_s: float = 2.0, max_wait_s: float = 120.0
+) -> list[tuple[int, int, bytes | None, bytes]]:
     """All records of ``topic`` from the beginning as ``(partition, offset, key, value)``."""
     return _read(settings, topic, None, idle_timeout_s, max_wait_s)
 
@@ -93,8 +104,12 @@ def end_offsets(settings: Settings, topic: str, expected: int, max_wait_s: float
 
 def committed_offsets(settings: Settings, topic: str, group: str) -> dict[int, int]:
     """The offsets consumer group ``group`` committed on ``topic`` (a Flink job commits at each checkpoint)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, group_id=group,
-                             enable_auto_commit=False, **_client_options(settings))
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=group,
+        enable_auto_commit=False,
+        **_client_options(settings),
+    )
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         committed = {p: consumer.committed(TopicPartition(topic, p)) for p in sorted(partitions)}
@@ -112,12 +127,18 @@ def ends_of(records: Iterable[tuple[int, int, bytes | None, bytes]], partitions:
     return ends
 
 
-def _read(settings: Settings, topic: str, expected: int | None, idle_timeout_s: float,
-          max_wait_s: float) -> list[tuple[int, int, bytes | None, bytes]]:
+def _read(
+    settings: Settings, topic: str, expected: int | None, idle_timeout_s: float, max_wait_s: float
+) -> list[tuple[int, int, bytes | None, bytes]]:
     # With exactly-once delivery jobs write in transactions: read only what they committed.
     isolation = "read_committed" if settings.kafka.delivery_guarantee == "exactly-once" else "read_uncommitted"
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False,
-                             group_id=None, isolation_level=isolation, **_client_options(settings))
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level=isolation,
+        **_client_options(settings),
+    )
     try:
         deadline = time.monotonic() + max_wait_s
         partitions = None

@@ -28,6 +28,7 @@ Traceback (most recent call last):
 ...
 gridflow.contracts.core.ContractError: price_per_kwh: 92.1 is outside [-10.0, 10.0] EUR/kWh (a price per MWh? divide by 1000)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,13 @@ class PriceRecord:
 
 def price_record(market: str, ts_ms: int, price_per_kwh: float, slot_minutes: int) -> dict:
     """A JSON-ready price record for one slot."""
-    return {"v": SCHEMA_VERSION, "market": market, "ts_ms": int(ts_ms), "slot_minutes": int(slot_minutes),
-            "price_per_kwh": float(price_per_kwh)}
+    return {
+        "v": SCHEMA_VERSION,
+        "market": market,
+        "ts_ms": int(ts_ms),
+        "slot_minutes": int(slot_minutes),
+        "price_per_kwh": float(price_per_kwh),
+    }
 
 
 def parse_price_record(payload: str | bytes, slot_minutes: int, currency: str) -> PriceRecord:
@@ -86,12 +92,16 @@ def parse_price_record(payload: str | bytes, slot_minutes: int, currency: str) -
     if data.get("currency", currency) != currency:
         raise ContractError("currency", f"{data['currency']!r} is not the configured currency {currency!r}")
     if data["slot_minutes"] != slot_minutes:
-        raise ContractError("slot_minutes", f"must be {slot_minutes} (forecast.slot_minutes), got "
-                                            f"{data['slot_minutes']!r}; average finer prices upstream")
+        raise ContractError(
+            "slot_minutes",
+            f"must be {slot_minutes} (forecast.slot_minutes), got "
+            f"{data['slot_minutes']!r}; average finer prices upstream",
+        )
     ts_ms = data["ts_ms"]
     if ts_ms % (slot_minutes * 60_000):
-        raise ContractError("ts_ms", f"must be the start of a {slot_minutes}-minute slot in epoch milliseconds, "
-                                     f"got {ts_ms!r}")
+        raise ContractError(
+            "ts_ms", f"must be the start of a {slot_minutes}-minute slot in epoch milliseconds, got {ts_ms!r}"
+        )
     market = data["market"]
     price = data["price_per_kwh"]
     if not math.isfinite(price):
@@ -102,8 +112,9 @@ def parse_price_record(payload: str | bytes, slot_minutes: int, currency: str) -
     return PriceRecord(market, ts_ms, slot_minutes, float(price))
 
 
-def replay_records(prices: dict[str, np.ndarray], start: date, days: int, market: str,
-                   slot_minutes: int = 60) -> list[dict]:
+def replay_records(
+    prices: dict[str, np.ndarray], start: date, days: int, market: str, slot_minutes: int = 60
+) -> list[dict]:
     """Price records of ``days`` local days from ``start`` out of :func:`gridflow.datasets.load_prices` arrays.
 
     Local days follow the data's own ``utc_offset_minutes`` (Dutch time, so a spring day holds 23 hours);
@@ -112,15 +123,24 @@ def replay_records(prices: dict[str, np.ndarray], start: date, days: int, market
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ValueError(f"days must be an integer >= 1, got {days!r}")
     if isinstance(slot_minutes, bool) or not isinstance(slot_minutes, int) or slot_minutes < 1 or 60 % slot_minutes:
-        raise ValueError(f"slot_minutes must divide the data's 60-minute slots (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, "
-                         f"30, 60), got {slot_minutes!r}")
+        raise ValueError(
+            f"slot_minutes must divide the data's 60-minute slots (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, "
+            f"30, 60), got {slot_minutes!r}"
+        )
     first_local_ms = int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp() * 1000)
     local_ms = prices["ts_ms"] + prices["utc_offset_minutes"] * 60_000
-    rows = np.flatnonzero((local_ms >= first_local_ms) & (local_ms < first_local_ms + days * DAY_MS)
-                          & np.isfinite(prices["price_per_kwh"]))
-    return [price_record(market, int(prices["ts_ms"][i]) + k * slot_minutes * 60_000,
-                         float(prices["price_per_kwh"][i]), slot_minutes)
-            for i in rows for k in range(60 // slot_minutes)]
+    rows = np.flatnonzero(
+        (local_ms >= first_local_ms)
+        & (local_ms < first_local_ms + days * DAY_MS)
+        & np.isfinite(prices["price_per_kwh"])
+    )
+    return [
+        price_record(
+            market, int(prices["ts_ms"][i]) + k * slot_minutes * 60_000, float(prices["price_per_kwh"][i]), slot_minutes
+        )
+        for i in rows
+        for k in range(60 // slot_minutes)
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,10 +149,18 @@ def main(argv: list[str] | None = None) -> None:
     from gridflow.cli_args import add_settings_arguments, settings_from_args
     from gridflow.datasets import DatasetError, load_prices
 
-    parser = argparse.ArgumentParser(prog="python -m gridflow.prices_replay", description="Publish the real Dutch "
-                                     "day-ahead prices of some local days to topics.prices, one price record per slot.")
-    parser.add_argument("--start", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD",
-                        help="first local (Dutch) day to publish; the data covers 2015-01-01 .. 2024-12-31")
+    parser = argparse.ArgumentParser(
+        prog="python -m gridflow.prices_replay",
+        description="Publish the real Dutch "
+        "day-ahead prices of some local days to topics.prices, one price record per slot.",
+    )
+    parser.add_argument(
+        "--start",
+        required=True,
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="first local (Dutch) day to publish; the data covers 2015-01-01 .. 2024-12-31",
+    )
     parser.add_argument("--days", type=int, default=1, help="local days to publish (default 1)")
     parser.add_argument("--market", default="NL", help="market name in the records and Kafka key (default NL)")
     parser.add_argument("--slot-minutes", type=int, help="slot length of the records (default forecast.slot_minutes)")
@@ -151,8 +179,10 @@ def main(argv: list[str] | None = None) -> None:
     topic = settings.topics.prices
     kafka_io.create_topics(settings, [topic])
     kafka_io.produce(settings, topic, ((args.market, encode(r)) for r in records))
-    print(f"published {len(records)} {slot_minutes}-minute prices of {args.market} from {args.start} "
-          f"({args.days} day(s)) to {topic}")
+    print(
+        f"published {len(records)} {slot_minutes}-minute prices of {args.market} from {args.start} "
+        f"({args.days} day(s)) to {topic}"
+    )
 
 
 if __name__ == "__main__":

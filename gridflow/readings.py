@@ -10,6 +10,7 @@ A reading is one JSON object published by a meter::
 :func:`parse_reading` either returns a :class:`Reading` or raises :class:`InvalidReading` naming the
 field and why, which callers turn into a dead-letter record with :func:`dead_letter`.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,7 @@ from gridflow.contracts.core import (  # noqa: F401  (re-exported: the reading i
     record_key,
 )
 
-InvalidReading = ContractError   # the reading's name for a broken contract
+InvalidReading = ContractError  # the reading's name for a broken contract
 
 _ID = ID
 _MIN_TS_MS = 946_684_800_000  # 2000-01-01: older clocks are unset meter clocks
@@ -49,8 +50,12 @@ class ReadingBounds:
     @classmethod
     def from_settings(cls, readings) -> "ReadingBounds":
         return cls(
-            readings.power_w_min, readings.power_w_max, readings.voltage_v_min, readings.voltage_v_max,
-            readings.current_a_max, readings.max_clock_skew_s * 1000,
+            readings.power_w_min,
+            readings.power_w_max,
+            readings.voltage_v_min,
+            readings.voltage_v_max,
+            readings.current_a_max,
+            readings.max_clock_skew_s * 1000,
         )
 
 
@@ -66,8 +71,13 @@ class Reading:
     channels_w: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        data: dict[str, Any] = {"v": SCHEMA_VERSION, "household_id": self.household_id, "meter_id": self.meter_id,
-                                "ts_ms": self.ts_ms, "power_w": self.power_w}
+        data: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "household_id": self.household_id,
+            "meter_id": self.meter_id,
+            "ts_ms": self.ts_ms,
+            "power_w": self.power_w,
+        }
         for name in ("voltage_v", "current_a", "energy_kwh"):
             if getattr(self, name) is not None:
                 data[name] = getattr(self, name)
@@ -76,7 +86,17 @@ class Reading:
         return encode(data)
 
 
-KNOWN_FIELDS = {"v", "household_id", "meter_id", "ts_ms", "power_w", "voltage_v", "current_a", "energy_kwh", "channels_w"}
+KNOWN_FIELDS = {
+    "v",
+    "household_id",
+    "meter_id",
+    "ts_ms",
+    "power_w",
+    "voltage_v",
+    "current_a",
+    "energy_kwh",
+    "channels_w",
+}
 
 
 def parse_reading(payload: bytes | str, bounds: ReadingBounds = ReadingBounds(), now_ms: int | None = None) -> Reading:
@@ -114,8 +134,9 @@ def validate_reading(data: Any, bounds: ReadingBounds = ReadingBounds(), now_ms:
     for name, value in channels.items():
         if not _ID.match(str(name)):
             raise InvalidReading("channels_w", f"channel name {name!r} must match {_ID.pattern}")
-        channels_w[name] = _number(channels, name, bounds.power_w_min, bounds.power_w_max, required=True,
-                                   label=f"channels_w.{name}")
+        channels_w[name] = _number(
+            channels, name, bounds.power_w_min, bounds.power_w_max, required=True, label=f"channels_w.{name}"
+        )
     return Reading(household_id, meter_id, ts_ms, power_w, voltage_v, current_a, energy_kwh, channels_w)
 
 

@@ -17,6 +17,7 @@ Times are local (``preprocess.timezone``).
 >>> [r["text"] for r in from_schedule(schedule, "UTC", now_ms=5)]
 ['Run the dishwasher at 01:00 instead of 19:00: saves 0.54 EUR a day.']
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -25,16 +26,24 @@ from zoneinfo import ZoneInfo
 from gridflow.contracts import SCHEMA_VERSION
 
 
-
 def _clock(ts_ms: int, zone: str) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).astimezone(ZoneInfo(zone)).strftime("%H:%M")
 
 
 def _record(household_id: str, kind: str, text: str, saving: float, currency: str, now_ms: int, **extra) -> dict:
-    return {"v": SCHEMA_VERSION, "household_id": household_id, "kind": kind, "text": text,
-            "saving_per_day": round(saving, 4), "currency": currency, "created_ms": now_ms,
-            "appliance": extra.pop("appliance", None), "from_ts_ms": extra.pop("from_ts_ms", None),
-            "to_ts_ms": extra.pop("to_ts_ms", None), **extra}
+    return {
+        "v": SCHEMA_VERSION,
+        "household_id": household_id,
+        "kind": kind,
+        "text": text,
+        "saving_per_day": round(saving, 4),
+        "currency": currency,
+        "created_ms": now_ms,
+        "appliance": extra.pop("appliance", None),
+        "from_ts_ms": extra.pop("from_ts_ms", None),
+        "to_ts_ms": extra.pop("to_ts_ms", None),
+        **extra,
+    }
 
 
 def from_schedule(schedule: dict, zone: str, now_ms: int, min_saving: float = 0.005) -> list[dict]:
@@ -52,15 +61,31 @@ def from_schedule(schedule: dict, zone: str, now_ms: int, min_saving: float = 0.
         if usual < 0 or usual + n > len(prices):
             continue
         kwh_per_slot = a["power_w"] / 1000.0 * slot_ms / 3_600_000
-        saving = kwh_per_slot * (sum(prices[usual:usual + n]) - sum(prices[planned:planned + n]))
+        saving = kwh_per_slot * (sum(prices[usual : usual + n]) - sum(prices[planned : planned + n]))
         if saving < min_saving:
             continue
-        label = (f"{a['power_w']:.0f} W appliance" if a["name"].startswith("load_")  # learned by NILM, unnamed
-                 else a["name"].replace("_", " "))
-        text = (f"Run the {label} at {_clock(a['start_ts_ms'], zone)} instead of "
-                f"{_clock(a['usual_start_ts_ms'], zone)}: saves {saving:.2f} {currency} a day.")
-        out.append(_record(schedule["household_id"], "shift", text, saving, currency, now_ms, appliance=a["name"],
-                           from_ts_ms=a["usual_start_ts_ms"], to_ts_ms=a["start_ts_ms"]))
+        label = (
+            f"{a['power_w']:.0f} W appliance"
+            if a["name"].startswith("load_")  # learned by NILM, unnamed
+            else a["name"].replace("_", " ")
+        )
+        text = (
+            f"Run the {label} at {_clock(a['start_ts_ms'], zone)} instead of "
+            f"{_clock(a['usual_start_ts_ms'], zone)}: saves {saving:.2f} {currency} a day."
+        )
+        out.append(
+            _record(
+                schedule["household_id"],
+                "shift",
+                text,
+                saving,
+                currency,
+                now_ms,
+                appliance=a["name"],
+                from_ts_ms=a["usual_start_ts_ms"],
+                to_ts_ms=a["start_ts_ms"],
+            )
+        )
     return out
 
 
@@ -79,23 +104,49 @@ def from_profile(profile: dict, tariff, peak_hours: list[int], now_ms: int, off_
     if saving <= 0:
         return []
     first, last = min(peak_hours), max(peak_hours) + 1
-    text = (f"{share:.0%} of your electricity is used between {first:02d}:00 and {last:02d}:00, when it costs most. "
-            f"Each kWh you move to the cheapest hours saves {saving:.2f} {tariff.currency}.")
+    text = (
+        f"{share:.0%} of your electricity is used between {first:02d}:00 and {last:02d}:00, when it costs most. "
+        f"Each kWh you move to the cheapest hours saves {saving:.2f} {tariff.currency}."
+    )
     return [_record(profile["household_id"], "off_peak", text, saving, tariff.currency, now_ms, peak_share=share)]
 
 
 def from_alert(alert: dict, currency: str, now_ms: int) -> list[dict]:
     """An ``alert`` recommendation: what was seen and what to do."""
     text = f"Alert ({alert['severity']}): {alert['type'].replace('_', ' ')} detected. {alert['action']}"
-    return [_record(alert["household_id"], "alert", text, 0.0, currency, now_ms, alert_type=alert["type"],
-                    from_ts_ms=alert["ts_ms"])]
+    return [
+        _record(
+            alert["household_id"],
+            "alert",
+            text,
+            0.0,
+            currency,
+            now_ms,
+            alert_type=alert["type"],
+            from_ts_ms=alert["ts_ms"],
+        )
+    ]
 
 
 def from_grid_request(request: dict, zone: str, currency: str, now_ms: int) -> list[dict]:
     """A ``grid_request``: the feeder would be overloaded; the household is asked to move one run within
     its comfort window (no saving for the household; the text says why)."""
-    text = (f"Your local grid is busy then: please run the {request['appliance'].replace('_', ' ')} at "
-            f"{_clock(request['to_ts_ms'], zone)} instead of {_clock(request['from_ts_ms'], zone)}.")
-    return [_record(request["household_id"], "grid_request", text, 0.0, currency, now_ms,
-                    appliance=request["appliance"], from_ts_ms=request["from_ts_ms"], to_ts_ms=request["to_ts_ms"],
-                    feeder_peak_after_w=request["feeder_peak_after_w"], capacity_w=request["capacity_w"])]
+    text = (
+        f"Your local grid is busy then: please run the {request['appliance'].replace('_', ' ')} at "
+        f"{_clock(request['to_ts_ms'], zone)} instead of {_clock(request['from_ts_ms'], zone)}."
+    )
+    return [
+        _record(
+            request["household_id"],
+            "grid_request",
+            text,
+            0.0,
+            currency,
+            now_ms,
+            appliance=request["appliance"],
+            from_ts_ms=request["from_ts_ms"],
+            to_ts_ms=request["to_ts_ms"],
+            feeder_peak_after_w=request["feeder_peak_after_w"],
+            capacity_w=request["capacity_w"],
+        )
+    ]

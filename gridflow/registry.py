@@ -6,6 +6,7 @@
 Jobs dead-letter readings of meters that are not in it (reason ``unknown meter``); without a registry
 file every meter is accepted.
 """
+
 from __future__ import annotations
 
 import csv

@@ -4,6 +4,7 @@ The same code serves the local mini-cluster (``python jobs/x.py``) and a cluster
 (``flink run -py jobs/x.py``): job options from ``flink-conf/config.yaml`` are applied, the Kafka
 connector jars go into ``pipeline.jars``, and for a local run the Python workers use this interpreter.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,9 @@ def local_lib_dir() -> Path:
 
     home = _pyflink_home()
     jars = [*(home / "lib").glob("*.jar"), *(home / "plugins" / "metrics-prometheus").glob("*.jar")]
-    folder = Path.home() / ".cache" / "gridflow" / f"local-flink-lib-{hashlib.sha256(str(home).encode()).hexdigest()[:12]}"
+    folder = (
+        Path.home() / ".cache" / "gridflow" / f"local-flink-lib-{hashlib.sha256(str(home).encode()).hexdigest()[:12]}"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     for jar in jars:
         link = folder / jar.name
@@ -97,13 +100,13 @@ def configure_job(env, runtime) -> None:
     """Apply one job's block of the ``jobs`` settings (``gridflow.settings.JobRuntime``: Python execution
     mode, bundle size and time, Arrow batch size) to its StreamExecutionEnvironment or TableEnvironment."""
     options = runtime.flink_options()
-    if hasattr(env, "configure"):          # StreamExecutionEnvironment
+    if hasattr(env, "configure"):  # StreamExecutionEnvironment
         from pyflink.common import Configuration
 
         config = Configuration()
         for key, value in options.items():
             config.set_string(key, value)
         env.configure(config)
-    else:                                  # TableEnvironment
+    else:  # TableEnvironment
         for key, value in options.items():
             env.get_config().set(key, value)

@@ -13,6 +13,7 @@ Unknown keys and out-of-range values are rejected with :class:`SettingsError`, w
 key, the value and what is allowed. Flink has hundreds of options, so under ``flink`` only the keys
 gridflow relies on are typed and checked; the rest are passed to Flink unchanged.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,10 +51,13 @@ class KafkaSettings(_Section):
     replication_factor: int = Field(1, ge=1, le=16)
     delivery_guarantee: Literal["at-least-once", "exactly-once", "none"] = "at-least-once"
     transaction_timeout_ms: int = Field(
-        900_000, ge=1_000, le=86_400_000,
+        900_000,
+        ge=1_000,
+        le=86_400_000,
         description="exactly-once sinks: how long the broker keeps a job's open transaction; longer than a "
-                    "checkpoint interval plus a restart, and at most the broker's transaction.max.timeout.ms "
-                    "(Kafka's default 900000; Flink's own default of 1 h is refused by a default broker)")
+        "checkpoint interval plus a restart, and at most the broker's transaction.max.timeout.ms "
+        "(Kafka's default 900000; Flink's own default of 1 h is refused by a default broker)",
+    )
     client: dict[str, str] = Field(
         default_factory=dict,
         description="raw Kafka client properties passed to every source and sink (e.g. security.protocol)",
@@ -82,15 +86,24 @@ class MqttSettings(_Section):
 class BridgeSettings(_Section):
     """The MQTT <-> Kafka bridge: readings up from meters, commands down to them."""
 
-    client_id: str = Field("gridflow-bridge", pattern=r"^[A-Za-z0-9._-]{1,64}$",
-                           description="fixed, so the broker keeps the bridge's session while it is down")
+    client_id: str = Field(
+        "gridflow-bridge",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="fixed, so the broker keeps the bridge's session while it is down",
+    )
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     subscription: str = Field("meters/+/readings", description="e.g. $share/bridges/meters/+/readings to share load")
-    max_inflight: int = Field(20_000, ge=1, le=1_000_000,
-                              description="MQTT messages received but not yet acknowledged (Kafka not done)")
-    kafka_linger_ms: int = Field(50, ge=0, le=1_000, description="batching: at 5 ms the broker spent 10x the CPU "
-                                 "on produce requests at 3-5k readings/s (BENCHMARKS.md, scale runs)")
+    max_inflight: int = Field(
+        20_000, ge=1, le=1_000_000, description="MQTT messages received but not yet acknowledged (Kafka not done)"
+    )
+    kafka_linger_ms: int = Field(
+        50,
+        ge=0,
+        le=1_000,
+        description="batching: at 5 ms the broker spent 10x the CPU "
+        "on produce requests at 3-5k readings/s (BENCHMARKS.md, scale runs)",
+    )
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     kafka_client: dict[str, str] = Field(default_factory=dict, description="raw librdkafka properties")
     metrics_host: str = "127.0.0.1"
@@ -158,8 +171,11 @@ class ReadingSettings(_Section):
     voltage_v_max: float = Field(300.0, gt=0.0, le=1_000.0)
     current_a_max: float = Field(200.0, gt=0.0, le=10_000.0)
     max_clock_skew_s: int = Field(300, ge=0, le=86_400, description="readings further in the future are rejected")
-    registry_file: str = Field("", description="CSV of household_id,meter_id; readings of other meters are "
-                                               "dead-lettered. Empty accepts every meter")
+    registry_file: str = Field(
+        "",
+        description="CSV of household_id,meter_id; readings of other meters are "
+        "dead-lettered. Empty accepts every meter",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> "ReadingSettings":
@@ -176,8 +192,10 @@ class StreamSettings(_Section):
     allowed_lateness_s: int = Field(0, ge=0, le=86_400)
     idle_timeout_ms: int = Field(30_000, ge=0, le=3_600_000, description="0 disables idleness")
     watermark_emit: Literal["on-periodic", "on-event"] = Field(
-        "on-periodic", description="SQL jobs: advance the watermark every 200 ms, or after every record "
-                                   "(exact lateness, more overhead)")
+        "on-periodic",
+        description="SQL jobs: advance the watermark every 200 ms, or after every record "
+        "(exact lateness, more overhead)",
+    )
 
 
 class PreprocessSettings(_Section):
@@ -189,8 +207,9 @@ class PreprocessSettings(_Section):
     max_gap_s: int = Field(300, ge=0, le=86_400, description="longer gaps are marked missing")
     hampel_window: int = Field(7, ge=3, le=301, description="readings in the centred Hampel window (odd)")
     hampel_n_sigmas: float = Field(3.0, gt=0.0, le=20.0)
-    hampel_min_sigma_w: float = Field(20.0, ge=0.0, le=10_000.0,
-                                      description="floor of the robust sigma, so flat loads do not flag every step")
+    hampel_min_sigma_w: float = Field(
+        20.0, ge=0.0, le=10_000.0, description="floor of the robust sigma, so flat loads do not flag every step"
+    )
     noise_floor_w: float = Field(5.0, ge=0.0, le=1_000.0, description="|power| below this is sensor noise -> 0 W")
     min_slot_coverage: float = Field(0.5, gt=0.0, le=1.0, description="share of a profile slot that must be known")
     timezone: str = Field("UTC", description="IANA zone for peak hours and day boundaries")
@@ -309,8 +328,9 @@ class ForecastSettings(_Section):
     learning_rate: float = Field(0.001, gt=0.0, le=1.0)
     snarimax_order: list[int] = Field(default_factory=lambda: [2, 0, 0], description="(p, d, q), each 0..3")
     snarimax_seasonal_order: list[int] = Field(default_factory=lambda: [1, 1, 0], description="(P, D, Q)")
-    holt_winters_smoothing: list[float] = Field(default_factory=lambda: [0.1, 0.001, 0.1],
-                                                description="(alpha, beta, gamma), each in (0, 1]")
+    holt_winters_smoothing: list[float] = Field(
+        default_factory=lambda: [0.1, 0.001, 0.1], description="(alpha, beta, gamma), each in (0, 1]"
+    )
     issue_minute: int = Field(720, ge=0, le=1439, description="local minute of day forecasts are issued at")
 
     @field_validator("slot_minutes")
@@ -408,7 +428,8 @@ class StackSettings(_Section):
     flink_rest_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     kafka_heap_mb: int = Field(512, ge=128, le=16_384, description="the embedded broker's Java heap (-Xms = -Xmx)")
     kafka_properties: dict[str, str] = Field(
-        default_factory=dict, description="raw broker properties (server.properties) over the embedded defaults")
+        default_factory=dict, description="raw broker properties (server.properties) over the embedded defaults"
+    )
     run_dir: str = "~/.local/state/gridflow"
     start_timeout_s: float = Field(60.0, gt=0.0, le=600.0)
 
@@ -418,8 +439,9 @@ class WebSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
-    secret: str = Field("", description="HMAC key of the page tokens; empty = generated once and kept in "
-                                        "<stack.run_dir>/web-secret")
+    secret: str = Field(
+        "", description="HMAC key of the page tokens; empty = generated once and kept in <stack.run_dir>/web-secret"
+    )
     refresh_s: int = Field(60, ge=0, le=86_400, description="pages reload themselves this often; 0 = never")
     recent_alerts: int = Field(200, ge=1, le=100_000, description="alerts across households the operator view keeps")
     alerts_per_household: int = Field(20, ge=1, le=1_000)
@@ -434,9 +456,12 @@ class WebSettings(_Section):
 
 
 # Python-runtime keys of Flink that are set per job, in the ``jobs`` section, never in ``config.yaml``.
-PER_JOB_FLINK_KEYS = {"python.execution-mode": "python_execution_mode", "python.fn-execution.bundle.size": "bundle_size",
-                      "python.fn-execution.bundle.time": "bundle_time_ms",
-                      "python.fn-execution.arrow.batch.size": "arrow_batch_size"}
+PER_JOB_FLINK_KEYS = {
+    "python.execution-mode": "python_execution_mode",
+    "python.fn-execution.bundle.size": "bundle_size",
+    "python.fn-execution.bundle.time": "bundle_time_ms",
+    "python.fn-execution.arrow.batch.size": "arrow_batch_size",
+}
 
 
 class JobRuntime(_Section):
@@ -451,14 +476,16 @@ class JobRuntime(_Section):
     python_execution_mode: Literal["process", "thread"] = "process"
     bundle_size: int = Field(100_000, ge=1, le=10_000_000, description="records per bundle at most")
     bundle_time_ms: int = Field(100, ge=1, le=60_000, description="a bundle is cut at least this often")
-    arrow_batch_size: int = Field(10_000, ge=1, le=10_000_000,
-                                  description="rows per Arrow batch of vectorised functions (at most bundle_size)")
+    arrow_batch_size: int = Field(
+        10_000, ge=1, le=10_000_000, description="rows per Arrow batch of vectorised functions (at most bundle_size)"
+    )
 
     @model_validator(mode="after")
     def _batch_in_bundle(self) -> "JobRuntime":
         if self.arrow_batch_size > self.bundle_size:
-            raise ValueError(f"arrow_batch_size ({self.arrow_batch_size}) must not exceed bundle_size "
-                             f"({self.bundle_size})")
+            raise ValueError(
+                f"arrow_batch_size ({self.arrow_batch_size}) must not exceed bundle_size ({self.bundle_size})"
+            )
         return self
 
     def flink_options(self) -> dict[str, str]:
@@ -485,8 +512,10 @@ class JobsSettings(_Section):
     def _process_where_needed(self) -> "JobsSettings":
         for name in _NEEDS_PROCESS:
             if getattr(self, name).python_execution_mode == "thread":
-                raise ValueError(f"{name}.python_execution_mode must be 'process': the job imports scipy or river, "
-                                 "which thread-mode Python workers cannot load")
+                raise ValueError(
+                    f"{name}.python_execution_mode must be 'process': the job imports scipy or river, "
+                    "which thread-mode Python workers cannot load"
+                )
         return self
 
 
@@ -512,9 +541,11 @@ class FlinkSettings(BaseModel):
     def _no_per_job_keys(self) -> "FlinkSettings":
         misplaced = sorted(set(self.model_extra or {}) & set(PER_JOB_FLINK_KEYS))
         if misplaced:
-            raise ValueError(f"{misplaced[0]} is set per job: use jobs.<job>.{PER_JOB_FLINK_KEYS[misplaced[0]]} in "
-                             "gridflow.yaml (jobs: preprocess, reading_summary, clustering, anomaly, forecasting, "
-                             "appliance_learning, scheduling, recommendations)")
+            raise ValueError(
+                f"{misplaced[0]} is set per job: use jobs.<job>.{PER_JOB_FLINK_KEYS[misplaced[0]]} in "
+                "gridflow.yaml (jobs: preprocess, reading_summary, clustering, anomaly, forecasting, "
+                "appliance_learning, scheduling, recommendations)"
+            )
         return self
 
     def job_options(self) -> dict[str, str]:
@@ -607,7 +638,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if content is None:
         return {}
     if not isinstance(content, dict):
-        raise SettingsError(f"settings file {str(path)!r} must hold a mapping of sections, got {type(content).__name__}")
+        raise SettingsError(
+            f"settings file {str(path)!r} must hold a mapping of sections, got {type(content).__name__}"
+        )
     return content
 
 
@@ -731,7 +764,7 @@ def _allowed(field) -> str | None:
             pattern = f"text matching {meta.pattern}"
     if low or high:
         if low and high:
-            return f"{low} {high[len('value '):]}"
+            return f"{low} {high[len('value ') :]}"
         return low or high
     if pattern:
         return pattern

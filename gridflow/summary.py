@@ -4,6 +4,7 @@ An accumulator is a 4-list ``[count, sum_power_w, peak_power_w, min_power_w]`` s
 cheaply between Flink's Python workers. Energy is estimated as mean power x window length, which is
 exact for evenly spaced readings and the usual estimate when readings are sparse.
 """
+
 from __future__ import annotations
 
 import math

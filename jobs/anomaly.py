@@ -16,6 +16,7 @@ and the detector imports no river or scipy, which thread-mode workers cannot imp
 Run locally on the mini-cluster:      python jobs/anomaly.py --config <stack>/settings.yaml
 Submit to a cluster:                  flink run -py jobs/anomaly.py -- --config ...
 """
+
 from __future__ import annotations
 
 import sys
@@ -35,10 +36,13 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     topics = settings.topics
     configure_job(env, settings.jobs.anomaly)
     features, rejected = read_contract(env, settings, CONTRACTS["feature"], NAME, stop_offsets)
-    alerts = (features.assign_timestamps_and_watermarks(event_time(settings.stream, FeatureEndTime()))
-              .key_by(meter_key_of, key_type=Types.STRING())
-              .process(DetectAnomalies(settings, f"kafka:{topics.features}"), output_type=Types.STRING())
-              .name("anomaly detection").uid("anomaly-detection"))
+    alerts = (
+        features.assign_timestamps_and_watermarks(event_time(settings.stream, FeatureEndTime()))
+        .key_by(meter_key_of, key_type=Types.STRING())
+        .process(DetectAnomalies(settings, f"kafka:{topics.features}"), output_type=Types.STRING())
+        .name("anomaly detection")
+        .uid("anomaly-detection")
+    )
     sink_json(alerts, settings, topics.alerts, NAME)
     sink_json(rejected.union(alerts.get_side_output(DEAD_LETTER)), settings, topics.dead_letter, NAME, "dead letters")
 

@@ -18,6 +18,7 @@ of ``scheduler.slot_minutes``, ``updated_ts_ms`` = the end of the learned day), 
 Run locally on the mini-cluster:      python jobs/appliance_learning.py --config <stack>/settings.yaml
 Submit to a cluster:                  flink run -py jobs/appliance_learning.py -- --config ...
 """
+
 from __future__ import annotations
 
 import sys
@@ -44,12 +45,18 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     appliances = (
         features.assign_timestamps_and_watermarks(event_time(stream, FeatureTimestamp()))
         .key_by(lambda row: row[0], key_type=Types.STRING())
-        .process(LearnAppliances(settings, source_name), output_type=Types.STRING()).name("learn appliances")
+        .process(LearnAppliances(settings, source_name), output_type=Types.STRING())
+        .name("learn appliances")
         .uid("appliance-learner")
     )
     sink_json(appliances, settings, topics.appliances, NAME)
-    sink_json(rejected.union(features.get_side_output(DEAD_LETTER), appliances.get_side_output(DEAD_LETTER)),
-              settings, topics.dead_letter, NAME, "dead letters")
+    sink_json(
+        rejected.union(features.get_side_output(DEAD_LETTER), appliances.get_side_output(DEAD_LETTER)),
+        settings,
+        topics.dead_letter,
+        NAME,
+        "dead letters",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

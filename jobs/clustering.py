@@ -10,6 +10,7 @@ their own job (``jobs/anomaly.py``).
 Run locally on the mini-cluster:      python jobs/clustering.py --config <stack>/settings.yaml
 Submit to a cluster:                  flink run -py jobs/clustering.py -- --config ...
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,13 +30,22 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     configure_job(env, settings.jobs.clustering)
     topics = settings.topics
     profiles, rejected = read_contract(env, settings, CONTRACTS["profile"], NAME, stop_offsets)
-    clustered = (profiles.key_by(lambda _: GRID, key_type=Types.STRING())
-                 .process(ClusterProfiles(settings, f"kafka:{topics.profiles}"), output_type=pair_type())
-                 .name("online k-means").uid("online-kmeans"))
+    clustered = (
+        profiles.key_by(lambda _: GRID, key_type=Types.STRING())
+        .process(ClusterProfiles(settings, f"kafka:{topics.profiles}"), output_type=pair_type())
+        .name("online k-means")
+        .uid("online-kmeans")
+    )
     for kind, topic in ((ASSIGNMENT, topics.assignments), (CENTROIDS, topics.centroids)):
-        sink_json(clustered.filter(lambda e, kind=kind: e[0] == kind).map(lambda e: e[1], output_type=Types.STRING()),
-                  settings, topic, NAME)
-    sink_json(rejected.union(clustered.get_side_output(DEAD_LETTER)), settings, topics.dead_letter, NAME, "dead letters")
+        sink_json(
+            clustered.filter(lambda e, kind=kind: e[0] == kind).map(lambda e: e[1], output_type=Types.STRING()),
+            settings,
+            topic,
+            NAME,
+        )
+    sink_json(
+        rejected.union(clustered.get_side_output(DEAD_LETTER)), settings, topics.dead_letter, NAME, "dead letters"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,7 @@ Run locally on the mini-cluster:      python jobs/forecasting.py --config <stack
 Submit to a cluster:                  flink run -py jobs/forecasting.py -- --config ...
 Feed it real prices:                  python -m gridflow.prices_replay --start 2024-01-08 --days 14 --config ...
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,12 +41,18 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     prices = raw.process(ParsePrices(settings, source_name), output_type=price_type()).name("parse prices")
     forecasts = (
         prices.key_by(lambda p: p[0], key_type=Types.STRING())
-        .process(ForecastPrices(settings, source_name), output_type=Types.STRING()).name("forecast prices")
+        .process(ForecastPrices(settings, source_name), output_type=Types.STRING())
+        .name("forecast prices")
         .uid("price-forecaster")
     )
     sink_json(forecasts, settings, topics.price_forecasts, NAME)
-    sink_json(rejected.union(prices.get_side_output(DEAD_LETTER), forecasts.get_side_output(DEAD_LETTER)),
-              settings, topics.dead_letter, NAME, "dead letters")
+    sink_json(
+        rejected.union(prices.get_side_output(DEAD_LETTER), forecasts.get_side_output(DEAD_LETTER)),
+        settings,
+        topics.dead_letter,
+        NAME,
+        "dead letters",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

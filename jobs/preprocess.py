@@ -35,6 +35,7 @@ window may already be out. Idle partitions stop holding the watermark after ``st
 Run locally on the mini-cluster:      python jobs/preprocess.py --config <stack>/settings.yaml
 Submit to a cluster:                  flink run -py jobs/preprocess.py -- --config ...
 """
+
 from __future__ import annotations
 
 import sys
@@ -77,19 +78,42 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None, 
     if stream.idle_timeout_ms:
         config.set("table.exec.source.idle-timeout", f"{stream.idle_timeout_ms} ms")
     ops.register(tenv, settings, f"kafka:{topics.readings}")
-    tenv.execute_sql(raw_source_ddl(settings, "readings", topics.readings, NAME, time_column="event_time",
-                                    out_of_orderness_ms=stream.out_of_orderness_ms,
-                                    max_future_ms=settings.readings.max_clock_skew_s * 1000, stop_offsets=stop_offsets,
-                                    watermark_emit=stream.watermark_emit))
-    for table, topic in (("features_out", topics.features), ("profiles_out", topics.profiles),
-                         ("dead_letter_out", topics.dead_letter)):
+    tenv.execute_sql(
+        raw_source_ddl(
+            settings,
+            "readings",
+            topics.readings,
+            NAME,
+            time_column="event_time",
+            out_of_orderness_ms=stream.out_of_orderness_ms,
+            max_future_ms=settings.readings.max_clock_skew_s * 1000,
+            stop_offsets=stop_offsets,
+            watermark_emit=stream.watermark_emit,
+        )
+    )
+    for table, topic in (
+        ("features_out", topics.features),
+        ("profiles_out", topics.profiles),
+        ("dead_letter_out", topics.dead_letter),
+    ):
         tenv.execute_sql(keyed_sink_ddl(settings, table, topic, NAME))
     tenv.execute_sql(decoded_view_sql("decoded", "readings", "event_time", decoder))
     for view, where, columns in (
-            ("valid", "problem IS NULL", ("household_id", "meter_id", "ts_ms", "power_w", "event_time")),
-            ("rejected", "problem IS NOT NULL", ("payload", "household_id", "ts_ms", "problem"))):
-        tenv.execute_sql(checked_view_sql(view, "decoded", settings.readings, "event_time", stream.out_of_orderness_ms,
-                                          where=where, columns=columns, decoder=decoder))
+        ("valid", "problem IS NULL", ("household_id", "meter_id", "ts_ms", "power_w", "event_time")),
+        ("rejected", "problem IS NOT NULL", ("payload", "household_id", "ts_ms", "problem")),
+    ):
+        tenv.execute_sql(
+            checked_view_sql(
+                view,
+                "decoded",
+                settings.readings,
+                "event_time",
+                stream.out_of_orderness_ms,
+                where=where,
+                columns=columns,
+                decoder=decoder,
+            )
+        )
     tenv.execute_sql(f"""CREATE TEMPORARY VIEW meter_windows AS
         SELECT household_id, meter_id, window_start, window_time, ARRAY_AGG(ts_ms) AS ts_list,
                ARRAY_AGG(power_w) AS power_list
@@ -101,18 +125,20 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None, 
         FROM (SELECT household_id, meter_id, window_time, start_ms,
                      clean_windows(household_id, meter_id, start_ms, ts_list, power_list) AS c
               FROM (SELECT household_id, meter_id, window_time, ts_list, power_list,
-                           {_epoch_ms('window_start')} AS start_ms FROM meter_windows))""")
+                           {_epoch_ms("window_start")} AS start_ms FROM meter_windows))""")
     tenv.execute_sql("""CREATE TEMPORARY VIEW window_means AS
         SELECT household_id, meter_id, window_time, start_ms, mean_w FROM cleaned
         WHERE kind = 'features' AND mean_w IS NOT NULL""")
     tenv.execute_sql(f"""CREATE TEMPORARY VIEW meter_days AS
-        SELECT household_id, meter_id, {_epoch_ms('window_start')} AS day_start_ms,
+        SELECT household_id, meter_id, {_epoch_ms("window_start")} AS day_start_ms,
                DATE_FORMAT(window_start, 'yyyy-MM-dd') AS day_label,
                ARRAY_AGG(start_ms) AS starts, ARRAY_AGG(mean_w) AS means
         FROM TABLE(TUMBLE(TABLE window_means, DESCRIPTOR(window_time), INTERVAL '1' DAY))
         GROUP BY household_id, meter_id, window_start, window_end""")
     statements = tenv.create_statement_set()
-    statements.add_insert_sql("INSERT INTO features_out SELECT household_id, payload FROM cleaned WHERE kind = 'features'")
+    statements.add_insert_sql(
+        "INSERT INTO features_out SELECT household_id, payload FROM cleaned WHERE kind = 'features'"
+    )
     statements.add_insert_sql("""INSERT INTO profiles_out SELECT p.record_key, p.payload
         FROM meter_days AS d, LATERAL TABLE(daily_profiles(d.household_id, d.meter_id, d.day_start_ms, d.day_label,
              d.starts, d.means)) AS p(kind, record_key, payload, start_ms, mean_w)""")

@@ -6,6 +6,7 @@
 Run locally on the mini-cluster:      python jobs/reading_summary.py --config <stack>/settings.yaml
 Submit to a cluster:                  flink run -py jobs/reading_summary.py -- --config ...
 """
+
 from __future__ import annotations
 
 import sys
@@ -17,8 +18,15 @@ from gridflow.cli_args import job_argument_parser, settings_from_args
 from gridflow.connectors.flink_kafka import event_time, read_contract, sink_json
 from gridflow.contracts import CONTRACTS
 from gridflow.operators.readings import (
-    ACCUMULATOR_TYPE, DEAD_LETTER, EmitSummary, ParseReadings, ReadingTimestamp,
-    SummaryAggregate, late_dead_letter, late_readings_tag, reading_type,
+    ACCUMULATOR_TYPE,
+    DEAD_LETTER,
+    EmitSummary,
+    ParseReadings,
+    ReadingTimestamp,
+    SummaryAggregate,
+    late_dead_letter,
+    late_readings_tag,
+    reading_type,
 )
 from gridflow.readings import ReadingBounds
 from gridflow.runtime import configure_job, create_env
@@ -31,10 +39,16 @@ def build(env, settings: Settings, stop_offsets: dict[int, int] | None = None) -
     configure_job(env, settings.jobs.reading_summary)
     stream = settings.stream
     source_name = f"kafka:{settings.topics.readings}"
-    raw, rejected = read_contract(env, settings, CONTRACTS["reading"], NAME,
-                                  None if stop_offsets is None else {settings.topics.readings: stop_offsets})
-    readings = raw.process(ParseReadings(ReadingBounds.from_settings(settings.readings), source_name),
-                           output_type=reading_type()).name("parse readings")
+    raw, rejected = read_contract(
+        env,
+        settings,
+        CONTRACTS["reading"],
+        NAME,
+        None if stop_offsets is None else {settings.topics.readings: stop_offsets},
+    )
+    readings = raw.process(
+        ParseReadings(ReadingBounds.from_settings(settings.readings), source_name), output_type=reading_type()
+    ).name("parse readings")
     watermarks = event_time(stream, ReadingTimestamp())
     late = late_readings_tag()
     summaries = (
@@ -44,13 +58,20 @@ def build(env, settings: Settings, stop_offsets: dict[int, int] | None = None) -
         .allowed_lateness(stream.allowed_lateness_s * 1000)
         .side_output_late_data(late)
         .aggregate(SummaryAggregate(), EmitSummary(), accumulator_type=ACCUMULATOR_TYPE, output_type=Types.STRING())
-        .name("household window summary").uid("household-window-summary")
+        .name("household window summary")
+        .uid("household-window-summary")
     )
     late_readings = summaries.get_side_output(late).map(
-        late_dead_letter(source_name, stream.allowed_lateness_s * 1000), output_type=Types.STRING())
+        late_dead_letter(source_name, stream.allowed_lateness_s * 1000), output_type=Types.STRING()
+    )
     sink_json(summaries, settings, settings.topics.summaries, NAME)
-    sink_json(rejected.union(readings.get_side_output(DEAD_LETTER), late_readings), settings, settings.topics.dead_letter,
-              NAME, "dead letters")
+    sink_json(
+        rejected.union(readings.get_side_output(DEAD_LETTER), late_readings),
+        settings,
+        settings.topics.dead_letter,
+        NAME,
+        "dead letters",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

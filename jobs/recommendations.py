@@ -8,6 +8,7 @@
 Run locally on the mini-cluster:      python jobs/recommendations.py --config <stack>/settings.yaml
 Submit to a cluster:                  flink run -py jobs/recommendations.py -- --config ...
 """
+
 from __future__ import annotations
 
 import sys
@@ -17,7 +18,15 @@ from pyflink.common import Types
 from gridflow.connectors.flink_kafka import read_contract, sink_json
 from gridflow.contracts import CONTRACTS
 from gridflow.operators.recommendations import (
-    ALERT, DEAD_LETTER, PROFILE, SCHEDULE, FeederBalancer, Recommend, ToFeeder, element_type, tag,
+    ALERT,
+    DEAD_LETTER,
+    PROFILE,
+    SCHEDULE,
+    FeederBalancer,
+    Recommend,
+    ToFeeder,
+    element_type,
+    tag,
 )
 from gridflow.runtime import configure_job, run_datastream_job
 from gridflow.settings import Settings
@@ -37,13 +46,21 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
         return records.map(tag(kind), output_type=element_type())
 
     schedules, profiles, alerts = read("schedule", SCHEDULE), read("profile", PROFILE), read("alert", ALERT)
-    made = (schedules.union(profiles, alerts)
-            .key_by(lambda e: e[0], key_type=Types.STRING())
-            .process(Recommend(settings), output_type=Types.STRING()).name("recommend").uid("recommend"))
-    requests = (schedules.union(profiles).map(ToFeeder(settings), output_type=element_type())
-                .key_by(lambda e: e[0], key_type=Types.STRING())
-                .process(FeederBalancer(settings), output_type=Types.STRING()).name("balance feeders")
-                .uid("feeder-balancer"))
+    made = (
+        schedules.union(profiles, alerts)
+        .key_by(lambda e: e[0], key_type=Types.STRING())
+        .process(Recommend(settings), output_type=Types.STRING())
+        .name("recommend")
+        .uid("recommend")
+    )
+    requests = (
+        schedules.union(profiles)
+        .map(ToFeeder(settings), output_type=element_type())
+        .key_by(lambda e: e[0], key_type=Types.STRING())
+        .process(FeederBalancer(settings), output_type=Types.STRING())
+        .name("balance feeders")
+        .uid("feeder-balancer")
+    )
     sink_json(made.union(requests), settings, topics.recommendations, NAME)
     sink_json(made.get_side_output(DEAD_LETTER).union(*rejected), settings, topics.dead_letter, NAME, "dead letters")
 

@@ -14,6 +14,7 @@ running every appliance at its usual time, PAR before/after, and the price and l
 Run locally on the mini-cluster:      python jobs/scheduling.py --config <stack>/settings.yaml
 Submit to a cluster:                  flink run -py jobs/scheduling.py -- --config ...
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,7 +24,13 @@ from pyflink.common import Types
 from gridflow.connectors.flink_kafka import read_contract, sink_json
 from gridflow.contracts import CONTRACTS
 from gridflow.operators.scheduling import (
-    APPLIANCE, DEAD_LETTER, FORECAST, HouseholdScheduler, MarketFanout, element_type, tag,
+    APPLIANCE,
+    DEAD_LETTER,
+    FORECAST,
+    HouseholdScheduler,
+    MarketFanout,
+    element_type,
+    tag,
 )
 from gridflow.runtime import configure_job, run_datastream_job
 from gridflow.settings import Settings
@@ -41,17 +48,26 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
         appliances.map(tag(APPLIANCE), output_type=element_type())
         .union(forecasts.map(tag(FORECAST), output_type=element_type()))
         .key_by(lambda e: e[0], key_type=Types.STRING())
-        .process(MarketFanout(settings), output_type=element_type()).name("fan out forecasts").uid("forecast-fanout")
+        .process(MarketFanout(settings), output_type=element_type())
+        .name("fan out forecasts")
+        .uid("forecast-fanout")
     )
     schedules = (
         fanned_out.key_by(lambda e: e[0], key_type=Types.STRING())
-        .process(HouseholdScheduler(settings), output_type=Types.STRING()).name("schedule households")
+        .process(HouseholdScheduler(settings), output_type=Types.STRING())
+        .name("schedule households")
         .uid("household-scheduler")
     )
     sink_json(schedules, settings, topics.schedules, NAME)
-    sink_json(bad_appliances.union(bad_forecasts, fanned_out.get_side_output(DEAD_LETTER),
-                                    schedules.get_side_output(DEAD_LETTER)),
-              settings, topics.dead_letter, NAME, "dead letters")
+    sink_json(
+        bad_appliances.union(
+            bad_forecasts, fanned_out.get_side_output(DEAD_LETTER), schedules.get_side_output(DEAD_LETTER)
+        ),
+        settings,
+        topics.dead_letter,
+        NAME,
+        "dead letters",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

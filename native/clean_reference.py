@@ -2,6 +2,7 @@
 
 Same steps and results as :func:`gridflow.preprocess.clean.clean_window`, written for clarity.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,8 +47,9 @@ def _stuck_run(values: np.ndarray) -> int:
     return int(values.size - (changed[-1] + 1 if changed.size else 0))
 
 
-def clean_window_reference(ts_ms, power_w, start_ms: int, params: CleaningParams = CleaningParams(),
-                           utc_offset_ms: int = 0) -> WindowFeatures:
+def clean_window_reference(
+    ts_ms, power_w, start_ms: int, params: CleaningParams = CleaningParams(), utc_offset_ms: int = 0
+) -> WindowFeatures:
     """Clean the readings of one meter in one window and compute its features.
 
     Parameters
@@ -97,14 +99,23 @@ def clean_window_reference(ts_ms, power_w, start_ms: int, params: CleaningParams
     mean = float(values.mean()) if values.size else None
     peak = float(values.max()) if values.size else None
     return WindowFeatures(
-        window_start_ms=int(start_ms), window_end_ms=int(end_ms), n_readings=int(ts.size),
-        n_duplicates=n_duplicates, n_outliers=int(outliers.sum()), n_interpolated=int((known & ~measured).sum()),
-        n_missing=int(n_grid - known.sum()), coverage=float(known.mean()), energy_wh=energy_wh, mean_w=mean,
-        peak_w=peak, min_w=float(values.min()) if values.size else None,
+        window_start_ms=int(start_ms),
+        window_end_ms=int(end_ms),
+        n_readings=int(ts.size),
+        n_duplicates=n_duplicates,
+        n_outliers=int(outliers.sum()),
+        n_interpolated=int((known & ~measured).sum()),
+        n_missing=int(n_grid - known.sum()),
+        coverage=float(known.mean()),
+        energy_wh=energy_wh,
+        mean_w=mean,
+        peak_w=peak,
+        min_w=float(values.min()) if values.size else None,
         std_w=float(values.std()) if values.size else None,
         load_factor=mean / peak if mean is not None and peak else None,
         peak_share=(peak_energy / energy_wh if energy_wh > 0 else None),
-        raw_max_w=float(raw.max()), stuck_run=_stuck_run(raw),
+        raw_max_w=float(raw.max()),
+        stuck_run=_stuck_run(raw),
         outlier_values=[float(v) for v in raw[outliers]],
         grid_w=[None if np.isnan(v) else float(v) for v in grid],
     )

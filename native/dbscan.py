@@ -1,4 +1,5 @@
 """DBSCAN for anomaly detection over micro-windows, backed by the Cython kernel in _dbscan.pyx."""
+
 from __future__ import annotations
 
 import math

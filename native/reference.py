@@ -1,4 +1,5 @@
 """Plain numpy reference implementations the tests check the Cython kernels against."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Resampling of irregular meter readings onto a fixed grid, backed by the Cython kernel."""
+
 from __future__ import annotations
 
 import numpy as np

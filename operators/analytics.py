@@ -6,6 +6,7 @@ it emits ``("assignment", json)`` per learned profile and ``("centroids", json)`
 state (checkpointed). The anomaly job's function is ``gridflow.operators.anomaly`` (it imports no river or
 scipy, so it can run in thread-mode workers).
 """
+
 from __future__ import annotations
 
 import json

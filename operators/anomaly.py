@@ -7,6 +7,7 @@ dropout alert goes out while it still is. The end of a bounded input is not sile
 
 Imports neither river nor scipy's pybind11 modules, so a job can run it in thread-mode Python workers.
 """
+
 from __future__ import annotations
 
 import orjson
@@ -21,7 +22,7 @@ from gridflow.contracts import dead_letter, encode
 from gridflow.settings import Settings
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
-END_OF_INPUT_MS = 2**63 - 1   # the watermark of a finished bounded input (Long.MAX_VALUE)
+END_OF_INPUT_MS = 2**63 - 1  # the watermark of a finished bounded input (Long.MAX_VALUE)
 
 
 def meter_key_of(payload: str) -> str:
@@ -64,7 +65,7 @@ class DetectAnomalies(KeyedProcessFunction):
             yield DEAD_LETTER, dead_letter(value, f"not a usable feature record: {error}", self.source)
             return
         self.state.update(state.to_dict())
-        if self.silence_timer.value() is None:   # one timer per meter at a time: re-armed when it fires
+        if self.silence_timer.value() is None:  # one timer per meter at a time: re-armed when it fires
             self._arm(state, ctx)
         for alert in alerts:
             self.alerts.inc()
@@ -73,10 +74,10 @@ class DetectAnomalies(KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx):
         self.silence_timer.clear()
         if ctx.timer_service().current_watermark() >= END_OF_INPUT_MS:
-            return   # the input ended: that is not the meter falling silent
+            return  # the input ended: that is not the meter falling silent
         state = HouseholdState.from_dict(self.state.value())
         deadline = self.detector.silence_deadline_ms(state)
-        if deadline is not None and deadline > timestamp:   # the meter sent since: wait for its new deadline
+        if deadline is not None and deadline > timestamp:  # the meter sent since: wait for its new deadline
             self._arm(state, ctx)
             return
         alerts = self.detector.check_silence(state, state.household_id, timestamp)

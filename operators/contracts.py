@@ -4,6 +4,7 @@
 Metrics (group ``gridflow``): ``<contract>_accepted`` and ``<contract>_rejected``: with the outputs of
 the operators after it, they account for every record the job read.
 """
+
 from __future__ import annotations
 
 from pyflink.common import Types

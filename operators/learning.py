@@ -6,6 +6,7 @@ record is :mod:`gridflow.prices_replay`'s, the forecast record :func:`gridflow.f
 and the appliance record :meth:`gridflow.nilm.ApplianceProfile.to_record`'s. Rejected input goes to the
 ``dead-letter`` side output in the format of :func:`gridflow.readings.dead_letter`.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,6 +37,7 @@ def _compact(record: dict) -> str:
 
 
 # --- prices -> day-ahead forecasts ------------------------------------------------------------------------------
+
 
 def price_type():
     """``(market, ts_ms, price_per_kwh, payload)``: a parsed price with its original JSON for dead letters."""
@@ -113,8 +115,15 @@ class ForecastPrices(KeyedProcessFunction):
         start_ms = max(midnight_ms - midnight_ms % slot_ms, slot_start_ms + slot_ms)  # a slot holding midnight
         try:
             prices = forecaster.forecast_day_ahead(start_ms)
-            record = forecast_record(market, forecaster.model, max(issue_ms, slot_start_ms), start_ms,
-                                     forecaster.slot_minutes, prices, self.currency)
+            record = forecast_record(
+                market,
+                forecaster.model,
+                max(issue_ms, slot_start_ms),
+                start_ms,
+                forecaster.slot_minutes,
+                prices,
+                self.currency,
+            )
         except ValueError:  # fewer than a season of prices learned (or no finite forecast yet)
             self.not_ready.inc()
             return None
@@ -125,10 +134,13 @@ class ForecastPrices(KeyedProcessFunction):
 
 # --- minute features -> appliance profiles ----------------------------------------------------------------------
 
+
 def feature_type():
     """Row of a parsed feature window. A fresh object per use (see ``operators.readings.reading_type``)."""
-    return Types.ROW_NAMED(["household_id", "meter_id", "window_start_ms", "window_end_ms", "mean_w"],
-                           [Types.STRING(), Types.STRING(), Types.LONG(), Types.LONG(), Types.DOUBLE()])
+    return Types.ROW_NAMED(
+        ["household_id", "meter_id", "window_start_ms", "window_end_ms", "mean_w"],
+        [Types.STRING(), Types.STRING(), Types.LONG(), Types.LONG(), Types.DOUBLE()],
+    )
 
 
 def parse_feature(payload: str) -> Row:
@@ -144,8 +156,9 @@ def parse_feature(payload: str) -> Row:
     if not start < end <= start + DAY_MS:
         raise ContractError("window_end_ms", f"must be after window_start_ms ({start}) by at most a day, got {end}")
     mean_w = data.get("mean_w")
-    if mean_w is not None and (isinstance(mean_w, bool) or not isinstance(mean_w, (int, float))
-                               or not math.isfinite(mean_w)):
+    if mean_w is not None and (
+        isinstance(mean_w, bool) or not isinstance(mean_w, (int, float)) or not math.isfinite(mean_w)
+    ):
         raise ContractError("mean_w", f"must be a finite number or null, got {mean_w!r}")
     return Row(data["household_id"], data["meter_id"], start, end, math.nan if mean_w is None else float(mean_w))
 
@@ -243,8 +256,15 @@ class LearnAppliances(KeyedProcessFunction):
         learned = self.learned_day.value()
         if learned is not None and cells[0][0] <= learned:
             self.late.inc()
-            payload = _compact({"household_id": value[0], "meter_id": meter, "window_start_ms": start_ms,
-                                "window_end_ms": end_ms, "mean_w": None if math.isnan(mean_w) else mean_w})
+            payload = _compact(
+                {
+                    "household_id": value[0],
+                    "meter_id": meter,
+                    "window_start_ms": start_ms,
+                    "window_end_ms": end_ms,
+                    "mean_w": None if math.isnan(mean_w) else mean_w,
+                }
+            )
             reason = f"late: local day {cells[0][0]} of this window was already learned (through day {learned})"
             yield DEAD_LETTER, dead_letter(payload, ContractError("window_start_ms", reason), self.source)
             return
@@ -276,6 +296,6 @@ class LearnAppliances(KeyedProcessFunction):
         household = ctx.get_current_key()
         for profile in learner.profiles():
             self.published.inc()
-            yield _compact(profile.to_record(household, self.slot_minutes, self.nilm.horizon_start_minute,
-                                             timestamp + 1))
-
+            yield _compact(
+                profile.to_record(household, self.slot_minutes, self.nilm.horizon_start_minute, timestamp + 1)
+            )

@@ -8,6 +8,7 @@ them go through one Cython pass (``gridflow.preprocess.clean_windows``), and it 
 ``mean_w`` feeds the daily profile) or ``dead_letter`` (a meter missing from the registry: ``dead`` holds one
 dead-letter record per reading, unnested on the Java side).
 """
+
 from __future__ import annotations
 
 import time
@@ -30,14 +31,26 @@ from gridflow.settings import Settings
 
 FEATURES, PROFILE, DEAD_LETTER = "features", "profile", "dead_letter"
 ROW_TYPES = [DataTypes.STRING(), DataTypes.STRING(), DataTypes.STRING(), DataTypes.BIGINT(), DataTypes.DOUBLE()]
-_DECODED_TYPES = {"code": DataTypes.INT(), "household_id": DataTypes.STRING(), "meter_id": DataTypes.STRING(),
-                  "ts_ms": DataTypes.BIGINT(), "power_w": DataTypes.DOUBLE(), "v": DataTypes.BIGINT(),
-                  "voltage_v": DataTypes.DOUBLE(), "current_a": DataTypes.DOUBLE()}
+_DECODED_TYPES = {
+    "code": DataTypes.INT(),
+    "household_id": DataTypes.STRING(),
+    "meter_id": DataTypes.STRING(),
+    "ts_ms": DataTypes.BIGINT(),
+    "power_w": DataTypes.DOUBLE(),
+    "v": DataTypes.BIGINT(),
+    "voltage_v": DataTypes.DOUBLE(),
+    "current_a": DataTypes.DOUBLE(),
+}
 DECODED_FIELDS = [(name, _DECODED_TYPES[name]) for name in SCANNED]  # in the order the job's SQL reads them
 DECODED_TYPE = DataTypes.ROW([DataTypes.FIELD(name, kind) for name, kind in DECODED_FIELDS])
-CLEANED_TYPE = DataTypes.ROW([DataTypes.FIELD("kind", DataTypes.STRING()), DataTypes.FIELD("payload", DataTypes.STRING()),
-                              DataTypes.FIELD("mean_w", DataTypes.DOUBLE()),
-                              DataTypes.FIELD("dead", DataTypes.ARRAY(DataTypes.STRING()))])
+CLEANED_TYPE = DataTypes.ROW(
+    [
+        DataTypes.FIELD("kind", DataTypes.STRING()),
+        DataTypes.FIELD("payload", DataTypes.STRING()),
+        DataTypes.FIELD("mean_w", DataTypes.DOUBLE()),
+        DataTypes.FIELD("dead", DataTypes.ARRAY(DataTypes.STRING())),
+    ]
+)
 METRIC_GROUP = "gridflow"
 
 
@@ -88,8 +101,11 @@ class CleanWindows(ScalarFunction):
         households, meters, starts = household_id.tolist(), meter_id.tolist(), start_ms.to_numpy(dtype=np.int64)
         ts, offsets = concatenated(ts_list.to_numpy())
         power, _ = concatenated(power_list.to_numpy())
-        utc = (np.zeros(starts.size, dtype=np.int64) if self.timezone == "UTC"
-               else np.fromiter(map(self.clock.utc_offset_ms, starts.tolist()), dtype=np.int64, count=starts.size))
+        utc = (
+            np.zeros(starts.size, dtype=np.int64)
+            if self.timezone == "UTC"
+            else np.fromiter(map(self.clock.utc_offset_ms, starts.tolist()), dtype=np.int64, count=starts.size)
+        )
         windows = clean_windows(ts, power, offsets, starts, self.params, utc)
         now = _now_ms()
         kinds, payloads, means, dead = [], [], [], []
@@ -100,8 +116,14 @@ class CleanWindows(ScalarFunction):
                 kinds.append(DEAD_LETTER)
                 payloads.append(None)
                 means.append(None)
-                dead.append(self._unknown(household, meter, ts[offsets[i]:offsets[i + 1]].tolist(),
-                                          power[offsets[i]:offsets[i + 1]].tolist()))
+                dead.append(
+                    self._unknown(
+                        household,
+                        meter,
+                        ts[offsets[i] : offsets[i + 1]].tolist(),
+                        power[offsets[i] : offsets[i + 1]].tolist(),
+                    )
+                )
                 continue
             record = {"v": SCHEMA_VERSION, "household_id": household, "meter_id": meter, **fields, "emitted_ms": now}
             kinds.append(FEATURES)
@@ -118,15 +140,22 @@ class CleanWindows(ScalarFunction):
             self.duplicates.inc(duplicates)
         if outliers:
             self.outliers.inc(outliers)
-        return pd.DataFrame({"kind": kinds, "payload": payloads, "mean_w": pd.Series(means, dtype="float64"),
-                             "dead": dead})
+        return pd.DataFrame(
+            {"kind": kinds, "payload": payloads, "mean_w": pd.Series(means, dtype="float64"), "dead": dead}
+        )
 
     def _unknown(self, household: str, meter: str, ts: list, power: list) -> list[str]:
         self.unknown.inc(len(ts))
         reason = f"unknown meter {meter!r} of household {household!r}: not in the meter registry"
-        return [dead_letter(orjson.dumps({"household_id": household, "meter_id": meter, "ts_ms": t,
-                                          "power_w": p}).decode(), reason, self.source, t)
-                for t, p in zip(ts, power)]
+        return [
+            dead_letter(
+                orjson.dumps({"household_id": household, "meter_id": meter, "ts_ms": t, "power_w": p}).decode(),
+                reason,
+                self.source,
+                t,
+            )
+            for t, p in zip(ts, power)
+        ]
 
 
 class DecodeReadings(ScalarFunction):
@@ -163,10 +192,23 @@ class DailyProfiles(TableFunction):
         self.profiles = function_context.get_metric_group().add_group(METRIC_GROUP).counter("profiles")
 
     def eval(self, household_id: str, meter_id: str, day_start_ms: int, day: str, start_ms: list, mean_w: list):
-        profile = daily_profile(self.clock.time_of_day_ms(start_ms, day_start_ms), mean_w, slots=self.slots, window_ms=self.window_ms,
-                                min_coverage=self.min_coverage, peak_hours=self.peak_hours)
-        record = {"v": SCHEMA_VERSION, "household_id": household_id, "meter_id": meter_id, "day": day, "day_start_ms": day_start_ms,
-                  **profile, "emitted_ms": _now_ms()}
+        profile = daily_profile(
+            self.clock.time_of_day_ms(start_ms, day_start_ms),
+            mean_w,
+            slots=self.slots,
+            window_ms=self.window_ms,
+            min_coverage=self.min_coverage,
+            peak_hours=self.peak_hours,
+        )
+        record = {
+            "v": SCHEMA_VERSION,
+            "household_id": household_id,
+            "meter_id": meter_id,
+            "day": day,
+            "day_start_ms": day_start_ms,
+            **profile,
+            "emitted_ms": _now_ms(),
+        }
         self.profiles.inc()
         yield PROFILE, household_id, orjson.dumps(record).decode(), day_start_ms, None
 
@@ -193,8 +235,11 @@ class DeadLetter(ScalarFunction):
 
 def register(tenv, settings: Settings, source: str) -> None:
     """Register the functions under the names the job's SQL uses."""
-    tenv.create_temporary_function("clean_windows", udf(CleanWindows(settings, source), result_type=CLEANED_TYPE,
-                                                        func_type="pandas"))
-    tenv.create_temporary_function("decode_readings", udf(DecodeReadings(settings), result_type=DECODED_TYPE, func_type="pandas"))
+    tenv.create_temporary_function(
+        "clean_windows", udf(CleanWindows(settings, source), result_type=CLEANED_TYPE, func_type="pandas")
+    )
+    tenv.create_temporary_function(
+        "decode_readings", udf(DecodeReadings(settings), result_type=DECODED_TYPE, func_type="pandas")
+    )
     tenv.create_temporary_function("daily_profiles", udtf(DailyProfiles(settings), result_types=ROW_TYPES))
     tenv.create_temporary_function("dead_letter", udf(DeadLetter(source), result_type=DataTypes.STRING()))

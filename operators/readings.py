@@ -2,6 +2,7 @@
 
 Thin wrappers: the rules live in ``gridflow.readings`` and ``gridflow.summary``.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ from pyflink.datastream.functions import AggregateFunction, ProcessWindowFunctio
 
 from gridflow import summary
 from gridflow.readings import InvalidReading, ReadingBounds, dead_letter, parse_reading
-
 
 
 def reading_type():

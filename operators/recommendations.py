@@ -3,6 +3,7 @@
 Thin: the sentences and savings come from ``gridflow.recommendations``. Elements are ``(household, kind,
 payload)``; a recommendation whose text has not changed since it was last sent is not sent again.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ def element_type():
 
 def tag(kind: str):
     """JSON record -> ``(household_id, kind, payload)``; records without a household get an empty key."""
+
     def to_element(payload: str):
         return household_id_of(payload), kind, payload
+
     return to_element
 
 
@@ -43,11 +46,15 @@ class Recommend(KeyedProcessFunction):
         self.savings = group.counter("recommended_savings_millicents")  # cumulative, currency / 100000
 
     def process_element(self, value, ctx):
-        household, kind, payload = value   # the contract was checked at the source (read_contract)
+        household, kind, payload = value  # the contract was checked at the source (read_contract)
         record, now_ms, s = json.loads(payload), int(time.time() * 1000), self.settings
         try:
             if kind == SCHEDULE:
-                made = recommendations.from_schedule(record, s.preprocess.timezone, now_ms) if "appliances" in record else []
+                made = (
+                    recommendations.from_schedule(record, s.preprocess.timezone, now_ms)
+                    if "appliances" in record
+                    else []
+                )
             elif kind == PROFILE:
                 made = recommendations.from_profile(record, s.tariff, s.preprocess.peak_hours, now_ms)
             else:
@@ -93,7 +100,7 @@ class FeederBalancer(KeyedProcessFunction):
         _, kind, payload = value
         b = self.settings.balancing
         feeder = self.state.value() or FeederState(b.feeder_capacity_kw * 1000, b.max_requests_per_household)
-        record = json.loads(payload)   # the contract was checked at the source (read_contract)
+        record = json.loads(payload)  # the contract was checked at the source (read_contract)
         if kind == PROFILE:
             feeder.update_profile(record)
             self.state.update(feeder)
@@ -105,7 +112,8 @@ class FeederBalancer(KeyedProcessFunction):
         now_ms = int(time.time() * 1000)
         for request in feeder.rebalance():
             self.requests.inc()
-            for rec in recommendations.from_grid_request(request, self.settings.preprocess.timezone,
-                                                         self.settings.tariff.currency, now_ms):
+            for rec in recommendations.from_grid_request(
+                request, self.settings.preprocess.timezone, self.settings.tariff.currency, now_ms
+            ):
                 yield json.dumps(rec, separators=(",", ":"))
         self.state.update(feeder)

@@ -3,6 +3,7 @@
 Thin: state handling and JSON; the schedule itself is ``gridflow.scheduling.service.plan_day``.
 Stream elements are ``(key, kind, payload)`` tuples, ``kind`` being ``appliance`` or ``forecast``.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,10 @@ def element_type():
 
 def tag(kind: str):
     """JSON record -> ``(market, kind, payload)`` for the fan-out operator."""
+
     def to_element(payload: str):
         return MARKET, kind, payload
+
     return to_element
 
 
@@ -40,7 +43,9 @@ class MarketFanout(KeyedProcessFunction):
         self.slot_minutes = settings.scheduler.slot_minutes
 
     def open(self, runtime_context: RuntimeContext):
-        self.households = runtime_context.get_map_state(MapStateDescriptor("households", Types.STRING(), Types.BOOLEAN()))
+        self.households = runtime_context.get_map_state(
+            MapStateDescriptor("households", Types.STRING(), Types.BOOLEAN())
+        )
         self.forecast = runtime_context.get_state(ValueStateDescriptor("forecast", Types.STRING()))
 
     def process_element(self, value, ctx):
@@ -54,7 +59,7 @@ class MarketFanout(KeyedProcessFunction):
             for household in self.households.keys():
                 yield household, FORECAST, payload
             return
-        household = household_id_of(payload)   # present: the contract was checked at the source (read_contract)
+        household = household_id_of(payload)  # present: the contract was checked at the source (read_contract)
         yield household, APPLIANCE, payload
         if not self.households.contains(household):
             self.households.put(household, True)
@@ -71,7 +76,9 @@ class HouseholdScheduler(KeyedProcessFunction):
         self.settings = settings
 
     def open(self, runtime_context: RuntimeContext):
-        self.appliances = runtime_context.get_map_state(MapStateDescriptor("appliances", Types.STRING(), Types.STRING()))
+        self.appliances = runtime_context.get_map_state(
+            MapStateDescriptor("appliances", Types.STRING(), Types.STRING())
+        )
         self.forecast = runtime_context.get_state(ValueStateDescriptor("forecast", Types.STRING()))
         group = runtime_context.get_metrics_group().add_group("gridflow")
         self.schedules = group.counter("schedules")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Set up (if needed), lint (ruff), type-check (mypy) and run the test suite. Extra arguments go to pytest, e.g. -m "not slow".
+# Set up (if needed), lint and format check (ruff), type-check (mypy) and run the test suite. Extra arguments go to pytest, e.g. -m "not slow".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 "${GRIDFLOW_VENV:-.venv}/bin/ruff" check --quiet .   # lint first: unused or undefined names fail fast
+"${GRIDFLOW_VENV:-.venv}/bin/ruff" format --check --quiet . || { echo "ruff format: run '.venv/bin/ruff format .'" >&2; exit 1; }
 bash scripts/typecheck.sh >/dev/null || bash scripts/typecheck.sh   # mypy: quiet when clean, the errors otherwise
 exec "${GRIDFLOW_VENV:-.venv}/bin/python" -m pytest "$@"

@@ -1,4 +1,5 @@
 """Data and helpers of the cluster tests: a simulated fleet's day as Kafka records, job settings files."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,11 @@ from gridflow import kafka_io
 from gridflow.demo import DEMO_DAY_MS
 
 HOUSEHOLDS = 4
-MALFORMED = [b"not json at all", b'{"household_id": "h-00001", "meter_id": "m-h-00001", "ts_ms": 1715385600000}',
-             b'{"household_id": "h-00002", "meter_id": "m-h-00002", "ts_ms": 1715385600000, "power_w": -9e9}']
+MALFORMED = [
+    b"not json at all",
+    b'{"household_id": "h-00001", "meter_id": "m-h-00001", "ts_ms": 1715385600000}',
+    b'{"household_id": "h-00002", "meter_id": "m-h-00002", "ts_ms": 1715385600000, "power_w": -9e9}',
+]
 
 
 def partition(key: bytes, partitions: int) -> int:
@@ -34,8 +38,19 @@ def fleet_records(settings) -> tuple[list[tuple[str, bytes]], set[tuple[str, int
         for i, household in enumerate(sim.household_ids):
             if sim.keep[i, k]:
                 meter = f"m-{household}"
-                records.append((household, orjson.dumps({"household_id": household, "meter_id": meter, "ts_ms": ts,
-                                                         "power_w": round(float(sim.power_w[i, k]), 2)})))
+                records.append(
+                    (
+                        household,
+                        orjson.dumps(
+                            {
+                                "household_id": household,
+                                "meter_id": meter,
+                                "ts_ms": ts,
+                                "power_w": round(float(sim.power_w[i, k]), 2),
+                            }
+                        ),
+                    )
+                )
                 windows.add((meter, ts - ts % window_ms))
     for j, payload in enumerate(MALFORMED):  # keyed, so their partition is known in advance
         records.insert((j + 1) * len(records) // 8, (f"h-{j:05d}", payload))
@@ -45,14 +60,21 @@ def fleet_records(settings) -> tuple[list[tuple[str, bytes]], set[tuple[str, int
 def job_overlay(settings, tmp_path, name: str) -> list[str]:
     """Job arguments: one settings file for every job of the pipeline, as an operator would write it."""
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({
-        "kafka": {"bootstrap_servers": settings.kafka.bootstrap_servers, "delivery_guarantee": "exactly-once",
-                  "group_id_prefix": settings.kafka.group_id_prefix},
-        "topics": settings.topics.model_dump(),
-        "stream": {"out_of_orderness_ms": 30_000, "idle_timeout_ms": 0},
-        "clustering": {"warmup_profiles": 2, "n_clusters": 2, "publish_every_s": 1},
-        "flink": {"execution.checkpointing.interval": "2 s", "parallelism.default": 1},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {
+                    "bootstrap_servers": settings.kafka.bootstrap_servers,
+                    "delivery_guarantee": "exactly-once",
+                    "group_id_prefix": settings.kafka.group_id_prefix,
+                },
+                "topics": settings.topics.model_dump(),
+                "stream": {"out_of_orderness_ms": 30_000, "idle_timeout_ms": 0},
+                "clustering": {"warmup_profiles": 2, "n_clusters": 2, "publish_every_s": 1},
+                "flink": {"execution.checkpointing.interval": "2 s", "parallelism.default": 1},
+            }
+        )
+    )
     return ["--config", str(path)]
 
 
@@ -97,8 +119,11 @@ class TwoHalves:
 
         group, deadline = group_id(self.settings, job_name), time.monotonic() + timeout_s
         wanted = {p: o for p, o in self.stops.items() if o}
-        while {p: o for p, o in kafka_io.committed_offsets(self.settings, self.settings.topics.readings, group).items()
-               if o} != wanted:
+        while {
+            p: o
+            for p, o in kafka_io.committed_offsets(self.settings, self.settings.topics.readings, group).items()
+            if o
+        } != wanted:
             assert time.monotonic() < deadline, "the job did not consume its input"
             time.sleep(1)
 
@@ -112,7 +137,11 @@ class TwoHalves:
     def check_every_reading_once(self) -> tuple[list[dict], list[dict], list[dict]]:
         """Each window written once, every reading in exactly one output; returns features, profiles, dead."""
         t = self.settings.topics
-        features, profiles, dead = read(self.settings, t.features), read(self.settings, t.profiles), read(self.settings, t.dead_letter)
+        features, profiles, dead = (
+            read(self.settings, t.features),
+            read(self.settings, t.profiles),
+            read(self.settings, t.dead_letter),
+        )
         keys = {}
         for f in features:
             key = (f["meter_id"], f["window_start_ms"])

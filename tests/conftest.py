@@ -3,6 +3,7 @@
 Every stack started here is stopped at the end of the session, also when tests fail; the session
 then fails if any process of those stacks is still alive.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -52,7 +53,8 @@ def unique_topics(settings: Settings) -> Settings:
     suffix = uuid.uuid4().hex[:8]
     names = {name: f"{value}.{suffix}" for name, value in settings.topics.model_dump().items()}
     return settings.with_overrides(
-        *(f"topics.{name}={value}" for name, value in names.items()), f"kafka.group_id_prefix=test-{suffix}")
+        *(f"topics.{name}={value}" for name, value in names.items()), f"kafka.group_id_prefix=test-{suffix}"
+    )
 
 
 @pytest.fixture
@@ -66,7 +68,8 @@ def pytest_sessionfinish(session, exitstatus):
     leaked = {stack_id: pids for stack_id, pids in leaked.items() if pids}
     if leaked:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
-            f"processes left running by embedded stacks: {leaked}", red=True)
+            f"processes left running by embedded stacks: {leaked}", red=True
+        )
         session.exitstatus = 1
         for stack_id in leaked:
             Launcher(Path(session.config.rootpath), stack_id).stop_all()

@@ -1,4 +1,5 @@
 """Small paho-mqtt helpers for tests: connected clients and collecting subscribers."""
+
 from __future__ import annotations
 
 import threading
@@ -7,8 +8,9 @@ import time
 import paho.mqtt.client as mqtt
 
 
-def connect(host: str, port: int, username: str | None, password: str | None, client_id: str = "",
-            timeout_s: float = 10.0) -> mqtt.Client:
+def connect(
+    host: str, port: int, username: str | None, password: str | None, client_id: str = "", timeout_s: float = 10.0
+) -> mqtt.Client:
     """A connected client with its network loop running; raises ConnectionRefusedError if refused."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     if username:

@@ -1,4 +1,5 @@
 """Readings for pipeline tests and an independent reference of the summaries they must produce."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,14 @@ def readings(households: int, minutes: int, seed: int, jitter_ms: int = 2_000) -
     for h in range(households):
         t = START_MS + rng.randrange(0, 7_000)
         while t < START_MS + minutes * 60_000:
-            rows.append({"household_id": f"h-{h:02d}", "meter_id": f"m-{h:02d}", "ts_ms": t,
-                         "power_w": round(rng.uniform(50, 4000), 2)})
+            rows.append(
+                {
+                    "household_id": f"h-{h:02d}",
+                    "meter_id": f"m-{h:02d}",
+                    "ts_ms": t,
+                    "power_w": round(rng.uniform(50, 4000), 2),
+                }
+            )
             t += 7_000
     rows.sort(key=lambda r: r["ts_ms"] + rng.randrange(0, jitter_ms))  # arrival order
     return rows
@@ -35,8 +42,13 @@ def expected_summaries(rows: list[dict], window_ms: int) -> dict[tuple[str, int]
     for row in rows:
         groups[(row["household_id"], row["ts_ms"] - row["ts_ms"] % window_ms)].append(row["power_w"])
     return {
-        key: {"readings": len(powers), "mean_power_w": sum(powers) / len(powers), "peak_power_w": max(powers),
-              "min_power_w": min(powers), "energy_kwh": sum(powers) / len(powers) * window_ms / 3.6e9}
+        key: {
+            "readings": len(powers),
+            "mean_power_w": sum(powers) / len(powers),
+            "peak_power_w": max(powers),
+            "min_power_w": min(powers),
+            "energy_kwh": sum(powers) / len(powers) * window_ms / 3.6e9,
+        }
         for key, powers in groups.items()
     }
 

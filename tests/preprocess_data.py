@@ -10,6 +10,7 @@ order by up to 4 s, inside the 5 s allowance), plus:
 - h-09: an unregistered meter (dead-lettered as unknown);
 - malformed payloads, one per validation rule.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,30 +23,61 @@ REGISTERED = [("h-01", "m-01"), ("h-02", "m-02"), ("h-03", "m-03")]
 UNKNOWN = ("h-09", "m-09")
 LATE = {"household_id": "h-01", "meter_id": "m-01", "ts_ms": START_MS + 65_000, "power_w": 333.0}
 # a good reading of h-01 keyed as h-02's: the job rejects it like every consumer of a contract
-FOREIGN = ("h-02", b'{"household_id": "h-01", "meter_id": "m-01", "ts_ms": 1768435260000, "power_w": 5}',
-           "household_id", "'h-01' does not match the record's Kafka key 'h-02'")
+FOREIGN = (
+    "h-02",
+    b'{"household_id": "h-01", "meter_id": "m-01", "ts_ms": 1768435260000, "power_w": 5}',
+    "household_id",
+    "'h-01' does not match the record's Kafka key 'h-02'",
+)
 MALFORMED = [
     (b"{broken json", "", "expected a JSON object"),
-    (b'[1, 2]', "", "expected a JSON object"),
+    (b"[1, 2]", "", "expected a JSON object"),
     (b'{"household_id": "h-01", "meter_id": "m-01", "ts_ms": 1768435200000}', "power_w", "is required"),
-    (b'{"household_id": "h-01", "meter_id": "m-01", "ts_ms": 1768435200000, "power_w": "abc"}', "power_w",
-     "must be a finite number"),
-    (b'{"household_id": "h-02", "meter_id": "m-02", "ts_ms": 1768435200000, "power_w": 1e12}', "power_w",
-     "1.0E12 is outside the physically possible range [-30000.0, 50000.0]"),
-    (b'{"household_id": "h 03", "meter_id": "m-03", "ts_ms": 1768435200000, "power_w": 5}', "household_id",
-     "must be 1-64 characters of letters, digits, '._:-'"),
-    (b'{"household_id": "h-03", "ts_ms": 1768435200000, "power_w": 5}', "meter_id",
-     "must be 1-64 characters of letters, digits, '._:-'"),
-    (b'{"household_id": "h-04", "meter_id": "m-04", "ts_ms": -5, "power_w": 5}', "ts_ms",
-     "-5 is before 2000-01-01 (meter clock not set?)"),
-    (b'{"household_id": "h-04", "meter_id": "m-04", "ts_ms": "noon", "power_w": 5}', "ts_ms",
-     "must be an integer of epoch milliseconds"),
-    (b'{"household_id": "h-04", "meter_id": "m-04", "ts_ms": 4102444800000, "power_w": 5}', "ts_ms",
-     "4102444800000 is more than 300000 ms in the future"),
-    (b'{"v": 2, "household_id": "h-04", "meter_id": "m-04", "ts_ms": 1768435200000, "power_w": 5}', "v",
-     "unsupported schema version 2; supported: 1"),
-    (b'{"household_id": "h-04", "meter_id": "m-04", "ts_ms": 1768435200000, "power_w": 5, "voltage_v": 999}',
-     "voltage_v", "999.0 is outside the physically possible range [0.0, 300.0]"),
+    (
+        b'{"household_id": "h-01", "meter_id": "m-01", "ts_ms": 1768435200000, "power_w": "abc"}',
+        "power_w",
+        "must be a finite number",
+    ),
+    (
+        b'{"household_id": "h-02", "meter_id": "m-02", "ts_ms": 1768435200000, "power_w": 1e12}',
+        "power_w",
+        "1.0E12 is outside the physically possible range [-30000.0, 50000.0]",
+    ),
+    (
+        b'{"household_id": "h 03", "meter_id": "m-03", "ts_ms": 1768435200000, "power_w": 5}',
+        "household_id",
+        "must be 1-64 characters of letters, digits, '._:-'",
+    ),
+    (
+        b'{"household_id": "h-03", "ts_ms": 1768435200000, "power_w": 5}',
+        "meter_id",
+        "must be 1-64 characters of letters, digits, '._:-'",
+    ),
+    (
+        b'{"household_id": "h-04", "meter_id": "m-04", "ts_ms": -5, "power_w": 5}',
+        "ts_ms",
+        "-5 is before 2000-01-01 (meter clock not set?)",
+    ),
+    (
+        b'{"household_id": "h-04", "meter_id": "m-04", "ts_ms": "noon", "power_w": 5}',
+        "ts_ms",
+        "must be an integer of epoch milliseconds",
+    ),
+    (
+        b'{"household_id": "h-04", "meter_id": "m-04", "ts_ms": 4102444800000, "power_w": 5}',
+        "ts_ms",
+        "4102444800000 is more than 300000 ms in the future",
+    ),
+    (
+        b'{"v": 2, "household_id": "h-04", "meter_id": "m-04", "ts_ms": 1768435200000, "power_w": 5}',
+        "v",
+        "unsupported schema version 2; supported: 1",
+    ),
+    (
+        b'{"household_id": "h-04", "meter_id": "m-04", "ts_ms": 1768435200000, "power_w": 5, "voltage_v": 999}',
+        "voltage_v",
+        "999.0 is outside the physically possible range [0.0, 300.0]",
+    ),
 ]
 
 
@@ -72,14 +104,18 @@ def stream(seed: int = 7) -> tuple[list[dict], list[tuple[str | None, bytes]]]:
             if _skip(household, t_s):
                 continue
             power = 9000.0 if household == "h-01" and k == 13 else _power(household, t_s)
-            readings.append({"household_id": household, "meter_id": meter, "ts_ms": START_MS + int(t_s * 1000),
-                             "power_w": power})
+            readings.append(
+                {"household_id": household, "meter_id": meter, "ts_ms": START_MS + int(t_s * 1000), "power_w": power}
+            )
     arrival = sorted(readings, key=lambda r: r["ts_ms"] + rng.uniform(0, 4000))
     records = [(r["household_id"], json.dumps(r).encode()) for r in arrival]
-    duplicate = next(i for i, r in enumerate(arrival) if r["household_id"] == "h-01" and r["ts_ms"] >= START_MS + 300_000)
+    duplicate = next(
+        i for i, r in enumerate(arrival) if r["household_id"] == "h-01" and r["ts_ms"] >= START_MS + 300_000
+    )
     records.insert(duplicate + 1, records[duplicate])
-    after_minute_10 = next(i for i, r in enumerate(arrival) if r["household_id"] == "h-01"
-                           and r["ts_ms"] >= START_MS + 600_000)
+    after_minute_10 = next(
+        i for i, r in enumerate(arrival) if r["household_id"] == "h-01" and r["ts_ms"] >= START_MS + 600_000
+    )
     records.insert(after_minute_10 + 2, ("h-01", json.dumps(LATE).encode()))
     # where the stream reaches its time: earlier it would move the watermark, later it would be late
     at = next(i for i, (_, payload) in enumerate(records) if json.loads(payload)["ts_ms"] >= START_MS + 60_000)

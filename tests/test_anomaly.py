@@ -1,6 +1,7 @@
 """Anomaly alerts from minute features (gridflow.analytics.anomaly): a hand-worked case per alert type,
 flood suppression, the alert format, state round trips, DBSCAN across peers, and a labelled fault
 stream from the fleet simulator scored per fault type."""
+
 import json
 import pickle
 
@@ -13,20 +14,46 @@ from gridflow.datasets import fetch_datasets, load_citylearn
 from gridflow.devices.load_shapes import LoadShapeLibrary
 from gridflow.settings import AnomalySettings
 
-T0 = 1_763_596_800_000   # 2025-11-20 00:00 UTC
+T0 = 1_763_596_800_000  # 2025-11-20 00:00 UTC
 MIN = 60_000
-ALERT_KEYS = {"v", "household_id", "meter_id", "ts_ms", "type", "severity", "window_start_ms", "window_end_ms", "evidence",
-              "action", "suppressed_since_last"}
+ALERT_KEYS = {
+    "v",
+    "household_id",
+    "meter_id",
+    "ts_ms",
+    "type",
+    "severity",
+    "window_start_ms",
+    "window_end_ms",
+    "evidence",
+    "action",
+    "suppressed_since_last",
+}
 
 
 def minute(k, mean, *, household="h-1", n=6, low=None, peak=None, raw_max=None, outliers=(), stuck_run=1, std=None):
     peak = mean * 1.02 if peak is None else peak
-    return {"household_id": household, "meter_id": f"m-{household}", "window_start_ms": T0 + k * MIN,
-            "window_end_ms": T0 + (k + 1) * MIN, "n_readings": n, "n_duplicates": 0, "n_outliers": len(outliers),
-            "n_interpolated": 0, "n_missing": 0, "energy_wh": mean / 60, "mean_w": mean, "peak_w": peak,
-            "min_w": mean * 0.98 if low is None else low, "std_w": mean * 0.01 if std is None else std,
-            "load_factor": mean / peak if peak else None, "peak_share": 0.0,
-            "raw_max_w": peak if raw_max is None else raw_max, "outlier_values": list(outliers), "stuck_run": stuck_run}
+    return {
+        "household_id": household,
+        "meter_id": f"m-{household}",
+        "window_start_ms": T0 + k * MIN,
+        "window_end_ms": T0 + (k + 1) * MIN,
+        "n_readings": n,
+        "n_duplicates": 0,
+        "n_outliers": len(outliers),
+        "n_interpolated": 0,
+        "n_missing": 0,
+        "energy_wh": mean / 60,
+        "mean_w": mean,
+        "peak_w": peak,
+        "min_w": mean * 0.98 if low is None else low,
+        "std_w": mean * 0.01 if std is None else std,
+        "load_factor": mean / peak if peak else None,
+        "peak_share": 0.0,
+        "raw_max_w": peak if raw_max is None else raw_max,
+        "outlier_values": list(outliers),
+        "stuck_run": stuck_run,
+    }
 
 
 def feed(detector, state, records):
@@ -46,32 +73,49 @@ def test_spike_replaced_by_the_hampel_filter_alerts_at_once(detector):
     assert feed(detector, state, [minute(k, 400.0) for k in range(10)]) == []
     (alert,) = detector.update(state, minute(10, 400.0, raw_max=3000.0, outliers=[3000.0]))
     assert set(alert) == ALERT_KEYS
-    assert (alert["type"], alert["severity"], alert["household_id"], alert["meter_id"]) == \
-        ("spike", "medium", "h-1", "m-h-1")
-    assert (alert["window_start_ms"], alert["window_end_ms"], alert["ts_ms"]) == \
-        (T0 + 10 * MIN, T0 + 11 * MIN, T0 + 11 * MIN)
-    assert alert["evidence"] == {"value_w": 3000.0, "minute_mean_w": 400.0, "factor": 7.5,
-                                 "expected_range_w": [0.0, 1000.0], "confirmed_by": "hampel"}
+    assert (alert["type"], alert["severity"], alert["household_id"], alert["meter_id"]) == (
+        "spike",
+        "medium",
+        "h-1",
+        "m-h-1",
+    )
+    assert (alert["window_start_ms"], alert["window_end_ms"], alert["ts_ms"]) == (
+        T0 + 10 * MIN,
+        T0 + 11 * MIN,
+        T0 + 11 * MIN,
+    )
+    assert alert["evidence"] == {
+        "value_w": 3000.0,
+        "minute_mean_w": 400.0,
+        "factor": 7.5,
+        "expected_range_w": [0.0, 1000.0],
+        "confirmed_by": "hampel",
+    }
     assert alert["action"] == ACTIONS["spike"] and alert["suppressed_since_last"] == 0
 
 
 def test_edge_spike_is_confirmed_by_the_next_minute_and_steps_are_not_spikes(detector):
     state = HouseholdState()
     feed(detector, state, [minute(k, 400.0) for k in range(10)])
-    edge = minute(10, (5 * 400 + 3000) / 6, peak=3000.0, low=400.0)     # spike on the window's last reading
-    assert detector.update(state, edge) == []                            # could be a step: wait
+    edge = minute(10, (5 * 400 + 3000) / 6, peak=3000.0, low=400.0)  # spike on the window's last reading
+    assert detector.update(state, edge) == []  # could be a step: wait
     (alert,) = detector.update(state, minute(11, 400.0))
     assert alert["type"] == "spike" and alert["window_start_ms"] == T0 + 10 * MIN
     assert alert["evidence"]["confirmed_by"] == "next minute fell back"
     # a step up at the window's end, and one the Hampel filter cut twice: the level stays up
     state = HouseholdState()
     feed(detector, state, [minute(k, 400.0) for k in range(10)])
-    records = [minute(10, (4 * 400 + 2 * 2400) / 6, peak=2400.0, low=400.0, raw_max=2400.0, outliers=[2400.0]),
-               *[minute(k, 2400.0) for k in range(11, 14)]]
+    records = [
+        minute(10, (4 * 400 + 2 * 2400) / 6, peak=2400.0, low=400.0, raw_max=2400.0, outliers=[2400.0]),
+        *[minute(k, 2400.0) for k in range(11, 14)],
+    ]
     assert [a["type"] for a in feed(detector, state, records)] in ([], ["unusual_load"])
     # a step down at the window's start: the minute before was high
-    assert [a for a in feed(detector, state, [minute(14, (2400 + 5 * 400) / 6, peak=2400.0, low=400.0),
-                                              minute(15, 400.0)]) if a["type"] == "spike"] == []
+    assert [
+        a
+        for a in feed(detector, state, [minute(14, (2400 + 5 * 400) / 6, peak=2400.0, low=400.0), minute(15, 400.0)])
+        if a["type"] == "spike"
+    ] == []
 
 
 def test_stuck_after_whole_minutes_of_identical_readings_but_not_idle_zero(detector):
@@ -81,9 +125,13 @@ def test_stuck_after_whole_minutes_of_identical_readings_but_not_idle_zero(detec
     assert detector.update(state, frozen[0]) == []
     (alert,) = detector.update(state, frozen[1])
     assert alert["type"] == "stuck" and alert["window_start_ms"] == T0 + 10 * MIN
-    assert alert["evidence"] == {"value_w": 523.0, "frozen_minutes": 2, "identical_readings": 12,
-                                 "expected": "readings that vary"}
-    assert detector.update(state, frozen[2]) == []   # same episode, within the cooldown
+    assert alert["evidence"] == {
+        "value_w": 523.0,
+        "frozen_minutes": 2,
+        "identical_readings": 12,
+        "expected": "readings that vary",
+    }
+    assert detector.update(state, frozen[2]) == []  # same episode, within the cooldown
     assert state.suppressed == {"stuck": 1}
     idle = HouseholdState()
     assert feed(detector, idle, [minute(k, 0.0, low=0.0, peak=0.0, std=0.0, stuck_run=6) for k in range(10)]) == []
@@ -98,11 +146,11 @@ def test_dropout_from_a_gap_and_from_the_silence_timer(detector):
     assert alert["evidence"]["missing_minutes"] == 5
     timer = HouseholdState()
     feed(detector, timer, [minute(k, 400.0) for k in range(10)])
-    assert detector.check_silence(timer, "h-1", T0 + 11 * MIN) == []       # one minute: not yet
+    assert detector.check_silence(timer, "h-1", T0 + 11 * MIN) == []  # one minute: not yet
     (alert,) = detector.check_silence(timer, "h-1", T0 + 50 * MIN)
     assert alert["severity"] == "high"
     assert alert["evidence"] == {"missing_minutes": 40, "expected": "readings every minute", "still_silent": True}
-    assert detector.check_silence(timer, "h-1", T0 + 51 * MIN) == []       # suppressed
+    assert detector.check_silence(timer, "h-1", T0 + 51 * MIN) == []  # suppressed
 
 
 def test_sustained_high_when_the_floor_stays_far_above_usual(detector):
@@ -110,19 +158,20 @@ def test_sustained_high_when_the_floor_stays_far_above_usual(detector):
     assert feed(detector, state, [minute(k, 300.0) for k in range(70)]) == []
     alerts = feed(detector, state, [minute(k, 2300.0) for k in range(70, 95)])
     high = [a for a in alerts if a["type"] == "sustained_high"]
-    assert len(high) == 1 and high[0]["window_end_ms"] == T0 + 90 * MIN   # the 20th high minute
+    assert len(high) == 1 and high[0]["window_end_ms"] == T0 + 90 * MIN  # the 20th high minute
     evidence = high[0]["evidence"]
     # the usual floor (294 W) rises slowly meanwhile, by 1/240 of the excess a minute
     assert evidence["minutes"] == 20 and 294.0 < evidence["usual_floor_w"] < 294.0 + 20 * 2000 / 240
     assert evidence["excess_w"] > 1800 and evidence["expected_range_w"][1] == pytest.approx(
-        evidence["usual_floor_w"] + 1.5 * 1200, abs=0.2)   # no history for this hour yet: 1.5 x the excess
+        evidence["usual_floor_w"] + 1.5 * 1200, abs=0.2
+    )  # no history for this hour yet: 1.5 x the excess
     assert {a["type"] for a in alerts} <= {"sustained_high", "unusual_load"}
 
 
 def test_drift_when_the_floor_creeps_above_the_same_hours_of_yesterday(detector):
     state = HouseholdState()
     assert [a for a in feed(detector, state, [minute(k, 500.0) for k in range(1440)]) if a["type"] == "drift"] == []
-    ramp = [minute(1440 + k, 500.0 + 2.5 * k) for k in range(120)]          # +300 W over two hours
+    ramp = [minute(1440 + k, 500.0 + 2.5 * k) for k in range(120)]  # +300 W over two hours
     alerts = [a for a in feed(detector, state, ramp) if a["type"] != "unusual_load"]
     # the floor (98% of the mean) passes 490 + 75 W at minute 31; 60 minutes later, and again a cooldown later
     assert [(a["type"], (a["window_end_ms"] - T0) // MIN - 1440) for a in alerts] == [("drift", 91), ("drift", 106)]
@@ -136,7 +185,7 @@ def test_dbscan_flags_a_minute_unlike_the_last_hour(detector):
     state = HouseholdState()
     means = 500 + rng.normal(0, 20, 30)
     assert feed(detector, state, [minute(k, float(m)) for k, m in enumerate(means)]) == []
-    (alert,) = detector.update(state, minute(30, 2000.0))   # 4x the hour's level: log(2050 / 550) = 1.3 > eps
+    (alert,) = detector.update(state, minute(30, 2000.0))  # 4x the hour's level: log(2050 / 550) = 1.3 > eps
     assert alert["type"] == "unusual_load" and alert["severity"] == "low"
     assert alert["evidence"]["expected_range_w"] == [round(means.min(), 1), round(means.max(), 1)]
     assert alert["evidence"]["minutes_compared"] == 30
@@ -144,10 +193,12 @@ def test_dbscan_flags_a_minute_unlike_the_last_hour(detector):
 
 def test_one_alert_per_household_and_type_per_cooldown(detector):
     state = HouseholdState()
-    records = [minute(k, 400.0, raw_max=3000.0, outliers=[3000.0]) if k in (10, 15, 30) else minute(k, 400.0)
-               for k in range(31)]
+    records = [
+        minute(k, 400.0, raw_max=3000.0, outliers=[3000.0]) if k in (10, 15, 30) else minute(k, 400.0)
+        for k in range(31)
+    ]
     spikes = [a for a in feed(detector, state, records) if a["type"] == "spike"]
-    assert [(a["window_start_ms"] - T0) // MIN for a in spikes] == [10, 30]   # 15: within 900 s of 10
+    assert [(a["window_start_ms"] - T0) // MIN for a in spikes] == [10, 30]  # 15: within 900 s of 10
     assert [a["suppressed_since_last"] for a in spikes] == [0, 1]
     other = detector.update(HouseholdState(), minute(15, 400.0, household="h-2", raw_max=3000.0, outliers=[3000.0]))
     assert other == [] or other[0]["household_id"] == "h-2"
@@ -161,13 +212,16 @@ def test_state_round_trips_keep_the_behaviour(detector):
     feed(detector, state, records[:40])
     stored = state.to_dict()
     before = pickle.dumps(stored)
-    copies = [pickle.loads(pickle.dumps(state)), HouseholdState.from_dict(json.loads(json.dumps(state.to_dict()))),
-              HouseholdState.from_dict(stored)]
+    copies = [
+        pickle.loads(pickle.dumps(state)),
+        HouseholdState.from_dict(json.loads(json.dumps(state.to_dict()))),
+        HouseholdState.from_dict(stored),
+    ]
     tail = records[40:] + [minute(80, 400.0, raw_max=3000.0, outliers=[3000.0])]
     expected = feed(detector, state, tail)
     assert expected and all(feed(detector, copy, tail) == expected for copy in copies)
     assert pickle.dumps(stored) == before, "a state made from a stored dict shares nothing with it"
-    assert len(json.dumps(state.to_dict())) < 8_000   # small enough for keyed state
+    assert len(json.dumps(state.to_dict())) < 8_000  # small enough for keyed state
 
 
 def test_late_minutes_are_ignored_and_empty_minutes_count_as_missing(detector):
@@ -188,7 +242,7 @@ def test_peer_outliers_across_households_of_one_cluster():
     (alert,) = peer_outliers(records, settings, usual)
     assert alert["type"] == "unusual_vs_peers" and alert["household_id"] == "h-9"
     assert alert["evidence"]["ratio_to_usual"] == 3.75 and alert["evidence"]["peers"] == 8
-    assert peer_outliers(records[:3], settings) == []   # too few peers to judge
+    assert peer_outliers(records[:3], settings) == []  # too few peers to judge
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Feeder load balancing: comfort windows respected, the limit held whenever shifting can hold it
 (checked against brute force), requests spread fairly, PAR reduced on real load shapes."""
+
 import itertools
 from collections import Counter
 from dataclasses import replace
@@ -18,8 +19,11 @@ def _random_feeder(rng):
             d = int(rng.integers(1, 3))
             e = int(rng.integers(0, slots - d))
             latest = int(rng.integers(e, slots - d + 1))
-            runs.append(FlexibleRun(f"h{h}", f"a{a}", float(rng.uniform(500, 2000)), d, int(rng.integers(e, latest + 1)),
-                                    e, latest))
+            runs.append(
+                FlexibleRun(
+                    f"h{h}", f"a{a}", float(rng.uniform(500, 2000)), d, int(rng.integers(e, latest + 1)), e, latest
+                )
+            )
     return base, runs
 
 
@@ -29,8 +33,10 @@ def test_limit_holds_exactly_when_brute_force_says_it_can(seed):
     for _ in range(25):
         base, runs = _random_feeder(rng)
         capacity = float(feeder_load(base, runs).max() * rng.uniform(0.6, 0.95))
-        best = min(feeder_load(base, [replace(r, start=s) for r, s in zip(runs, starts)]).max()
-                   for starts in itertools.product(*[range(r.earliest, r.latest + 1) for r in runs]))
+        best = min(
+            feeder_load(base, [replace(r, start=s) for r, s in zip(runs, starts)]).max()
+            for starts in itertools.product(*[range(r.earliest, r.latest + 1) for r in runs])
+        )
         plan = balance(base, runs, capacity, max_requests_per_household=99)
         assert (plan.peak_after_w <= capacity + 1e-6) == (best <= capacity + 1e-6)
         assert all(r.earliest <= r.start <= r.latest for r in plan.runs), "never beyond the comfort window"

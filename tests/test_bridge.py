@@ -1,4 +1,5 @@
 """The MQTT <-> Kafka bridge against real mosquitto and the embedded Kafka-protocol broker."""
+
 from __future__ import annotations
 
 import contextlib
@@ -33,7 +34,8 @@ START_MS = 1_768_435_200_000
 
 def bridge_settings(stack):
     settings = unique_topics(stack.settings).with_overrides(
-        f"bridge.client_id=bridge-{uuid.uuid4().hex[:8]}", "bridge.metrics_port=0")
+        f"bridge.client_id=bridge-{uuid.uuid4().hex[:8]}", "bridge.metrics_port=0"
+    )
     topics = settings.topics
     kafka_io.create_topics(settings, [topics.readings, topics.dead_letter, topics.recommendations, topics.schedules])
     return settings
@@ -58,8 +60,14 @@ def publisher(stack):
 
 
 def reading(h: int, i: int) -> dict:
-    return {"v": 1, "household_id": f"h-{h:03d}", "meter_id": f"m-{h:03d}", "ts_ms": START_MS + i * 1000,
-            "power_w": round(100 + h * 7.5 + i * 0.25, 2), "voltage_v": 230.0 + (i % 7) / 10}
+    return {
+        "v": 1,
+        "household_id": f"h-{h:03d}",
+        "meter_id": f"m-{h:03d}",
+        "ts_ms": START_MS + i * 1000,
+        "power_w": round(100 + h * 7.5 + i * 0.25, 2),
+        "voltage_v": 230.0 + (i % 7) / 10,
+    }
 
 
 def canonical(value: bytes) -> str:
@@ -104,8 +112,10 @@ def test_every_valid_reading_arrives_exactly_as_sent_and_bad_ones_are_dead_lette
         dead = kafka_io.read_records(settings, settings.topics.dead_letter, expected=4)
         deadline = time.monotonic() + 10
         # the counters move after the records are handed on: wait until they settle (or the deadline)
-        while ((metric(bridge, "gridflow_bridge_inflight_messages")
-                or metric(bridge, "gridflow_bridge_received_total") < len(infos)) and time.monotonic() < deadline):
+        while (
+            metric(bridge, "gridflow_bridge_inflight_messages")
+            or metric(bridge, "gridflow_bridge_received_total") < len(infos)
+        ) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert metric(bridge, "gridflow_bridge_received_total") == len(infos)
         assert metric(bridge, "gridflow_bridge_forwarded_total") == expected_good
@@ -117,8 +127,11 @@ def test_every_valid_reading_arrives_exactly_as_sent_and_bad_ones_are_dead_lette
     values = [value for _, value in records]
     assert len(values) == expected_good, "nothing lost, nothing duplicated"
     assert set(sent_single) <= set(values), "single readings are forwarded byte for byte"
-    expected = sorted([canonical(p) for p in sent_single] + [json.dumps(r, sort_keys=True) for r in sent_batched]
-                      + [json.dumps(reading(4, 97), sort_keys=True)])
+    expected = sorted(
+        [canonical(p) for p in sent_single]
+        + [json.dumps(r, sort_keys=True) for r in sent_batched]
+        + [json.dumps(reading(4, 97), sort_keys=True)]
+    )
     assert sorted(canonical(v) for v in values) == expected
     assert all(key.decode() == json.loads(value)["household_id"] for key, value in records), "keyed by household"
     reasons = sorted(json.loads(value)["field"] for _, value in dead)
@@ -160,8 +173,10 @@ def test_no_reading_is_lost_when_the_bridge_is_killed_mid_stream(stack, tmp_path
         # while the restarted bridge was still forwarding the last readings.
         deadline = time.monotonic() + 120
         while True:
-            got = [canonical(value) for _, value in
-                   kafka_io.read_records(settings, settings.topics.readings, idle_timeout_s=2)]
+            got = [
+                canonical(value)
+                for _, value in kafka_io.read_records(settings, settings.topics.readings, idle_timeout_s=2)
+            ]
             if sent <= set(got) or time.monotonic() > deadline:
                 break
     finally:
@@ -192,8 +207,10 @@ def test_downlink_delivers_only_contract_keeping_commands_to_the_households_mete
         schedule = {**CONTRACTS["schedule"].example, "household_id": "h-dl-2"}
         kafka_io.produce(settings, settings.topics.recommendations, [("h-dl-1", json.dumps(advice))])
         kafka_io.produce(settings, settings.topics.schedules, [(None, json.dumps(schedule))])
-        broken = [*breaking(advice, "h-dl-1", drop="text", mistype="saving_per_day", intruder="h-dl-2"),
-                  (None, '{"text": "for nobody"}', "household_id")]
+        broken = [
+            *breaking(advice, "h-dl-1", drop="text", mistype="saving_per_day", intruder="h-dl-2"),
+            (None, '{"text": "for nobody"}', "household_id"),
+        ]
         kafka_io.produce(settings, settings.topics.recommendations, [(k, p) for k, p, _ in broken])
         assert [json.loads(p) for _, p in inbox_1.wait_for(1, timeout_s=30)] == [advice]
         assert [json.loads(p) for _, p in inbox_2.wait_for(1, timeout_s=30)] == [schedule]
@@ -219,12 +236,15 @@ def fuzz_bridge(stack):
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=5),
-    max_leaves=20)
+    max_leaves=20,
+)
 
 
 @hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(payload=st.one_of(st.binary(max_size=500), json_values.map(lambda v: json.dumps(v).encode())),
-       household=st.sampled_from(["h-1", "h-2", "x"]))
+@given(
+    payload=st.one_of(st.binary(max_size=500), json_values.map(lambda v: json.dumps(v).encode())),
+    household=st.sampled_from(["h-1", "h-2", "x"]),
+)
 def test_fuzz_random_bytes_and_json_never_crash_the_bridge(fuzz_bridge, payload, household):
     settings, bridge, thread, client, sent = fuzz_bridge
     client.publish(f"meters/{household}/readings", payload, qos=1).wait_for_publish(10)

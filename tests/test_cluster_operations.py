@@ -1,6 +1,7 @@
 """Operating the preprocessing job on the standalone cluster: rescale through a savepoint, survive a broker
 restart. Both mid-stream (half of the readings still to come), both with exactly-once delivery, and both
 must end with every reading in exactly one output and every window written once."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,7 +16,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.slow]
 
 def _job_settings(stack):
     settings = unique_topics(stack.settings).with_overrides(
-        "kafka.delivery_guarantee=exactly-once", "stream.out_of_orderness_ms=30000", "stream.idle_timeout_ms=0")
+        "kafka.delivery_guarantee=exactly-once", "stream.out_of_orderness_ms=30000", "stream.idle_timeout_ms=0"
+    )
     from gridflow import kafka_io
 
     kafka_io.create_topics(settings, settings.topics.model_dump().values())
@@ -36,8 +38,9 @@ def test_stop_with_savepoint_and_resume_with_other_parallelism(flink_stack, tmp_
     first.wait(timeout_s=120)
 
     # Same job, same settings, one parallel instance instead of two: state is redistributed by key group.
-    resumed = cluster.submit("preprocess", [*job_args, *day.stop_arg(), "--set", "flink.parallelism.default=1"],
-                             savepoint=savepoint)
+    resumed = cluster.submit(
+        "preprocess", [*job_args, *day.stop_arg(), "--set", "flink.parallelism.default=1"], savepoint=savepoint
+    )
     cluster.wait_until_running(resumed.job_id)
     assert max(v["parallelism"] for v in cluster.job(resumed.job_id)["vertices"]) == 1
     assert cluster.checkpoints(resumed.job_id)["latest"]["restored"]["external_path"] == savepoint
@@ -68,8 +71,8 @@ def test_broker_restart_on_its_log_folder_mid_stream(durable_stack, tmp_path):
     cluster.wait_until_running(job.job_id)
     before = day.wait_for_committed_output(cluster, job.job_id)
 
-    durable_stack.restart_kafka()     # the job loses its source and its transactions mid-stream
-    day.produce_second_half()         # the broker kept the first half: the offsets continue from it
+    durable_stack.restart_kafka()  # the job loses its source and its transactions mid-stream
+    day.produce_second_half()  # the broker kept the first half: the offsets continue from it
     job.wait(timeout_s=600)
     features, _, _ = day.check_every_reading_once()
     assert 0 < before < len(features)

@@ -6,6 +6,7 @@ after it has committed output and while half of the readings have still to arriv
 over, the job restores its last checkpoint, and the outputs must account for every reading exactly once.
 The later jobs run on the same cluster, each submitted with `flink run`, reading what the earlier ones wrote.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,16 @@ from conftest import unique_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.slow]
 
+
 def test_pipeline_on_the_cluster_counts_every_reading_once_across_a_taskmanager_crash(flink_stack, tmp_path):
     settings = unique_topics(flink_stack.settings).with_overrides(
-        "kafka.delivery_guarantee=exactly-once", "stream.out_of_orderness_ms=30000", "stream.idle_timeout_ms=0",
-        "clustering.warmup_profiles=2", "clustering.n_clusters=2", "clustering.publish_every_s=1")
+        "kafka.delivery_guarantee=exactly-once",
+        "stream.out_of_orderness_ms=30000",
+        "stream.idle_timeout_ms=0",
+        "clustering.warmup_profiles=2",
+        "clustering.n_clusters=2",
+        "clustering.publish_every_s=1",
+    )
     t = settings.topics
     kafka_io.create_topics(settings, t.model_dump().values())
     cluster = FlinkCluster(flink_stack.info.flink_rest, flink_stack.info.flink_conf_dir)
@@ -38,7 +45,7 @@ def test_pipeline_on_the_cluster_counts_every_reading_once_across_a_taskmanager_
     committed_before = day.wait_for_committed_output(cluster, preprocess.job_id)
     assert cluster.state(preprocess.job_id) == "RUNNING"
 
-    flink_stack.kill_taskmanager()          # SIGKILL: no chance to flush or commit anything
+    flink_stack.kill_taskmanager()  # SIGKILL: no chance to flush or commit anything
     flink_stack.start_taskmanager()
     day.produce_second_half()
     preprocess.wait(timeout_s=600)
@@ -49,13 +56,15 @@ def test_pipeline_on_the_cluster_counts_every_reading_once_across_a_taskmanager_
 
     # The rest of the pipeline, each job submitted to the same cluster and bounded at its inputs' ends.
     def run(job: str, **inputs: dict[int, int]) -> None:
-        stops = [arg for topic, offsets in inputs.items() for arg in ("--stop-at", format_topic_offsets(topic, offsets))]
+        stops = [
+            arg for topic, offsets in inputs.items() for arg in ("--stop-at", format_topic_offsets(topic, offsets))
+        ]
         cluster.submit(job, [*job_args, *stops]).wait(timeout_s=600)
 
     run("clustering", **{t.profiles: ends(settings, t.profiles)})
     run("anomaly", **{t.features: ends(settings, t.features)})  # thread-mode Python workers in the TaskManager
     assignments, alerts = read(settings, t.assignments), read(settings, t.alerts)
-    assert len(assignments) == len(profiles) - 1    # the first profile warms the model up (k-means++ on two)
+    assert len(assignments) == len(profiles) - 1  # the first profile warms the model up (k-means++ on two)
     assert len({a["household_id"] for a in assignments}) == len(assignments)
     alert_keys = Counter((a["household_id"], a["type"], a["window_start_ms"], a["window_end_ms"]) for a in alerts)
     assert not alerts or max(alert_keys.values()) == 1, "no alert twice"
@@ -79,12 +88,22 @@ def test_pipeline_on_the_cluster_counts_every_reading_once_across_a_taskmanager_
     assert {s["household_id"] for s in schedules} == {f"h-{i:05d}" for i in range(HOUSEHOLDS)}
     assert {s["start_ts_ms"] for s in schedules} == {max(days)}, "schedules for the latest forecast's day"
 
-    run("recommendations", **{t.schedules: ends(settings, t.schedules), t.profiles: ends(settings, t.profiles),
-                              t.alerts: ends(settings, t.alerts)})
+    run(
+        "recommendations",
+        **{
+            t.schedules: ends(settings, t.schedules),
+            t.profiles: ends(settings, t.profiles),
+            t.alerts: ends(settings, t.alerts),
+        },
+    )
     recommendations = read(settings, t.recommendations)
-    assert {r["household_id"] for r in recommendations if r["kind"] == "shift"} <= {s["household_id"] for s in schedules}
+    assert {r["household_id"] for r in recommendations if r["kind"] == "shift"} <= {
+        s["household_id"] for s in schedules
+    }
     assert any(r["kind"] == "shift" for r in recommendations)
-    ids = Counter(json.dumps({k: v for k, v in r.items() if k != "created_ms"}, sort_keys=True) for r in recommendations)
+    ids = Counter(
+        json.dumps({k: v for k, v in r.items() if k != "created_ms"}, sort_keys=True) for r in recommendations
+    )
     assert max(ids.values()) == 1, "no recommendation twice"
     jobs = {job["jid"]: job["state"] for job in cluster.jobs()}
     assert jobs[preprocess.job_id] == "FINISHED"

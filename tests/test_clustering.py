@@ -1,6 +1,7 @@
 """Online k-means of daily load shapes (gridflow.analytics.clustering): determinism, state round trips,
 convergence on separable shapes, missing slots, bad configuration, and real CityLearn profiles against
 scikit-learn's batch k-means."""
+
 import json
 import pickle
 
@@ -14,11 +15,13 @@ from gridflow.datasets import fetch_datasets, load_citylearn
 from gridflow.settings import Settings
 
 HOURS = np.arange(24)
-SHAPES = np.array([
-    np.where((HOURS >= 6) & (HOURS < 9), 4.0, 0.6),     # morning peak
-    np.where((HOURS >= 17) & (HOURS < 22), 3.0, 0.5),   # evening peak
-    np.ones(24),                                        # flat
-])
+SHAPES = np.array(
+    [
+        np.where((HOURS >= 6) & (HOURS < 9), 4.0, 0.6),  # morning peak
+        np.where((HOURS >= 17) & (HOURS < 22), 3.0, 0.5),  # evening peak
+        np.ones(24),  # flat
+    ]
+)
 SHAPES /= SHAPES.mean(axis=1, keepdims=True)
 
 
@@ -78,37 +81,64 @@ def test_pickle_and_snapshot_round_trips_keep_predictions_and_learning():
 
 def test_warmup_then_records_with_missing_slots():
     model = LoadProfileClusterer(n_clusters=3, warmup_profiles=6, min_coverage=0.75, seed=1)
-    record = {"household_id": "h-00", "meter_id": "m-00", "day": "2026-11-20", "day_start_ms": 1_763_596_800_000,
-              "slots": 24, "profile_w": list(500 * SHAPES[0]), "profile_norm": list(SHAPES[0]), "coverage": 1.0}
-    assert model.learn_record(record) is None and not model.is_initialised   # warming up
+    record = {
+        "household_id": "h-00",
+        "meter_id": "m-00",
+        "day": "2026-11-20",
+        "day_start_ms": 1_763_596_800_000,
+        "slots": 24,
+        "profile_w": list(500 * SHAPES[0]),
+        "profile_norm": list(SHAPES[0]),
+        "coverage": 1.0,
+    }
+    assert model.learn_record(record) is None and not model.is_initialised  # warming up
     for household, profile, _ in synthetic_days(1):
         model.learn_one(household, profile)
     assert model.is_initialised and model.centers().shape == (3, 24)
     morning = model.predict_one(SHAPES[0])
     gappy = list(SHAPES[0] * 800)
-    gappy[0] = gappy[12] = gappy[20] = None          # 21/24 known: imputed from the centroid
+    gappy[0] = gappy[12] = gappy[20] = None  # 21/24 known: imputed from the centroid
     before = model.centers()
     out = model.learn_record({**record, "profile_norm": None, "profile_w": gappy})
-    assert out == {"household_id": "h-00", "meter_id": "m-00", "day": "2026-11-20",
-                   "day_start_ms": 1_763_596_800_000, "cluster": morning, "distance": pytest.approx(out["distance"]),
-                   "coverage": 0.875, "imputed_slots": 3, "slots": 24}
+    assert out == {
+        "household_id": "h-00",
+        "meter_id": "m-00",
+        "day": "2026-11-20",
+        "day_start_ms": 1_763_596_800_000,
+        "cluster": morning,
+        "distance": pytest.approx(out["distance"]),
+        "coverage": 0.875,
+        "imputed_slots": 3,
+        "slots": 24,
+    }
     after = model.centers()
     np.testing.assert_array_equal(after[morning][[0, 12, 20]], before[morning][[0, 12, 20]])  # not pulled
-    sparse = [None] * 8 + list(SHAPES[0][8:])        # 16/24 known < 0.75: skipped
+    sparse = [None] * 8 + list(SHAPES[0][8:])  # 16/24 known < 0.75: skipped
     assert model.learn_record({**record, "household_id": "h-01", "profile_norm": sparse}) is None
     assert model.assignment("h-01") is None and model.predict_one(sparse) is None
-    assert model.predict_one([0.0] * 24) is None     # no consumption, no shape
+    assert model.predict_one([0.0] * 24) is None  # no consumption, no shape
     with pytest.raises(ValueError, match="slots"):
         model.learn_record({**record, "slots": 48})
     with pytest.raises(ValueError, match="24 slots"):
         model.learn_one("h-00", [1.0] * 23)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("n_clusters", 1), ("n_clusters", 2.5), ("n_clusters", True), ("halflife", 0.0), ("halflife", 1.5),
-    ("halflife", float("nan")), ("seed", -1), ("slots", 25), ("min_coverage", 0.0), ("min_coverage", 1.1),
-    ("warmup_profiles", 3),  # fewer than n_clusters (4)
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("n_clusters", 1),
+        ("n_clusters", 2.5),
+        ("n_clusters", True),
+        ("halflife", 0.0),
+        ("halflife", 1.5),
+        ("halflife", float("nan")),
+        ("seed", -1),
+        ("slots", 25),
+        ("min_coverage", 0.0),
+        ("min_coverage", 1.1),
+        ("warmup_profiles", 3),  # fewer than n_clusters (4)
+    ],
+)
 def test_bad_configuration_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         LoadProfileClusterer(**{field: value})
@@ -126,7 +156,7 @@ def citylearn_days(base_settings):
     data = load_citylearn(base_settings)
     first = int(np.argmax(data["hour"] == 1))
     days = np.roll(data["load_w"], -first, axis=1)[:, : 365 * 24].reshape(17, 365, 24)
-    return days.transpose(1, 0, 2).reshape(-1, 24)   # day by day, the 17 homes each day (stream order)
+    return days.transpose(1, 0, 2).reshape(-1, 24)  # day by day, the 17 homes each day (stream order)
 
 
 def test_citylearn_profiles_close_to_batch_kmeans(citylearn_days):

@@ -2,6 +2,7 @@
 k-means model survives a stop-with-savepoint and restart; a spike in the features becomes an alert (the
 anomaly job, in thread-mode Python workers); records that break the profile or feature contract become
 dead letters naming the field."""
+
 import json
 import time
 
@@ -26,13 +27,25 @@ def profiles(n_days: int, households: int = 8, seed: int = 5) -> list[dict]:
     for day in range(n_days):
         for h in range(households):
             values = shapes[h % 2] * (400 + 50 * h) * rng.normal(1, 0.03, 24)
-            out.append({"v": 1, "household_id": f"h-{h:02d}", "meter_id": f"m-{h:02d}",
-                        "day": f"2026-01-{day + 1:02d}", "day_start_ms": 1_767_225_600_000 + day * DAY_MS, "slots": 24,
-                        "coverage": 1.0, "energy_kwh": values.sum() / 1000, "mean_w": values.mean(),
-                        "peak_w": values.max(), "load_factor": values.mean() / values.max(),
-                        "peak_share": values[17:21].sum() / values.sum(), "profile_w": values.tolist(),
-                        "profile_norm": (values / values.mean()).tolist(),
-                        "emitted_ms": 1_767_225_600_000 + (day + 1) * DAY_MS})
+            out.append(
+                {
+                    "v": 1,
+                    "household_id": f"h-{h:02d}",
+                    "meter_id": f"m-{h:02d}",
+                    "day": f"2026-01-{day + 1:02d}",
+                    "day_start_ms": 1_767_225_600_000 + day * DAY_MS,
+                    "slots": 24,
+                    "coverage": 1.0,
+                    "energy_kwh": values.sum() / 1000,
+                    "mean_w": values.mean(),
+                    "peak_w": values.max(),
+                    "load_factor": values.mean() / values.max(),
+                    "peak_share": values[17:21].sum() / values.sum(),
+                    "profile_w": values.tolist(),
+                    "profile_norm": (values / values.mean()).tolist(),
+                    "emitted_ms": 1_767_225_600_000 + (day + 1) * DAY_MS,
+                }
+            )
     return out
 
 
@@ -54,17 +67,37 @@ def _stop_with_savepoint(job, folder) -> str:
 
 
 def _minute(k: int, mean: float, raw_max: float | None = None, meter: str = "m-77") -> dict:
-    return {"household_id": "h-77", "meter_id": meter, "window_start_ms": k * 60_000,
-            "window_end_ms": (k + 1) * 60_000, "n_readings": 6, "n_duplicates": 0, "n_outliers": int(bool(raw_max)),
-            "n_interpolated": 0, "n_missing": 0, "coverage": 1.0, "energy_wh": mean / 60, "mean_w": mean,
-            "peak_w": mean * 1.02, "min_w": mean * 0.98, "std_w": mean * 0.01, "raw_max_w": raw_max or mean * 1.02,
-            "outlier_values": [raw_max] if raw_max else [], "stuck_run": 1, "load_factor": 0.98, "peak_share": 0.0,
-            "grid_w": [mean] * 6, "emitted_ms": (k + 1) * 60_000 + 500, "v": 1}
+    return {
+        "household_id": "h-77",
+        "meter_id": meter,
+        "window_start_ms": k * 60_000,
+        "window_end_ms": (k + 1) * 60_000,
+        "n_readings": 6,
+        "n_duplicates": 0,
+        "n_outliers": int(bool(raw_max)),
+        "n_interpolated": 0,
+        "n_missing": 0,
+        "coverage": 1.0,
+        "energy_wh": mean / 60,
+        "mean_w": mean,
+        "peak_w": mean * 1.02,
+        "min_w": mean * 0.98,
+        "std_w": mean * 0.01,
+        "raw_max_w": raw_max or mean * 1.02,
+        "outlier_values": [raw_max] if raw_max else [],
+        "stuck_run": 1,
+        "load_factor": 0.98,
+        "peak_share": 0.0,
+        "grid_w": [mean] * 6,
+        "emitted_ms": (k + 1) * 60_000 + 500,
+        "v": 1,
+    }
 
 
 def test_assignments_centroids_and_alerts_and_the_model_survives_a_savepoint(kafka_settings, tmp_path):
-    settings = kafka_settings.with_overrides("clustering.n_clusters=2", "clustering.warmup_profiles=16",
-                                             "clustering.publish_every_s=1")
+    settings = kafka_settings.with_overrides(
+        "clustering.n_clusters=2", "clustering.warmup_profiles=16", "clustering.publish_every_s=1"
+    )
     t = settings.topics
     kafka_io.create_topics(settings, [t.profiles], partitions=1)  # one partition: the model sees a fixed order
     kafka_io.create_topics(settings, [t.assignments, t.centroids, t.dead_letter])
@@ -74,8 +107,13 @@ def test_assignments_centroids_and_alerts_and_the_model_survives_a_savepoint(kaf
     expected = [reference.learn_record(r) for r in days]
 
     broken = breaking(first[0], first[0]["household_id"], drop="profile_norm", mistype="slots")
-    kafka_io.produce(settings, t.profiles, [(r["household_id"], json.dumps(r)) for r in first]
-                     + [(None, "not a profile")] + [(k, p) for k, p, _ in broken])
+    kafka_io.produce(
+        settings,
+        t.profiles,
+        [(r["household_id"], json.dumps(r)) for r in first]
+        + [(None, "not a profile")]
+        + [(k, p) for k, p, _ in broken],
+    )
     env = create_env(settings)
     clustering.build(env, settings, stop_offsets={t.profiles: None})
     job = env.execute_async("clustering-part-1")

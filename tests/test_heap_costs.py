@@ -5,6 +5,7 @@ elementwise; the scheduler's incremental cost state (``_Load``) must equal the d
 ``slot_costs`` calls and stay equal to a fresh evaluation as loads are added; and the schedules must be the
 ones the old code path (two ``slot_costs`` calls per load, a heap of ``(cost, distance, slot)``) gives.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -14,8 +15,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridflow.scheduling.heap_scheduler import (_TOL, _add_discrete, _Load, _NoRoom, _ordered, _place_discrete,
-                                               _place_fixed, _place_regulatable, cheapest_slots, schedule_heap)
+from gridflow.scheduling.heap_scheduler import (
+    _TOL,
+    _add_discrete,
+    _Load,
+    _NoRoom,
+    _ordered,
+    _place_discrete,
+    _place_fixed,
+    _place_regulatable,
+    cheapest_slots,
+    schedule_heap,
+)
 from gridflow.scheduling.lin_hu import base_load_appliances, lin_hu_tariff
 from gridflow.scheduling.model import Appliance, Problem, Schedule, Tariff
 
@@ -56,7 +67,7 @@ def test_run_costs_equal_slot_costs_and_are_elementwise(case):
     fast = tariff.run_costs(load[low:high], low)
     assert close(fast, tariff.slot_costs(load[low:high], np.arange(low, high)))
     assert np.array_equal(fast, tariff.run_costs(load)[low:high])  # a slot's cost ignores the other slots
-    assert close(np.array([tariff.run_costs(load[t:t + 1], t)[0] for t in range(low, high)]), fast)
+    assert close(np.array([tariff.run_costs(load[t : t + 1], t)[0] for t in range(low, high)]), fast)
 
 
 @CHECKS
@@ -101,6 +112,7 @@ def test_cheapest_slots_pops_the_heap_order_including_ties(values, n, preferred)
 
 # ---------------------------------------------------------------- whole schedules
 
+
 def reference_greedy(problem: Problem) -> dict[str, dict[int, float]] | None:
     """The greedy pass as it was before the fast path: each load's extra cost as the difference of two full
     ``slot_costs`` calls, the old window search and the heap; None where it needs the repair search."""
@@ -139,8 +151,14 @@ def reference_greedy(problem: Problem) -> dict[str, dict[int, float]] | None:
     return power_w
 
 
-def benchmark_household(seed: int, n_loads: int = 50, slot_minutes: int = 1, pv: bool = False,
-                        interruptible: float = 0.0, regulatable: float = 0.0) -> Problem:
+def benchmark_household(
+    seed: int,
+    n_loads: int = 50,
+    slot_minutes: int = 1,
+    pv: bool = False,
+    interruptible: float = 0.0,
+    regulatable: float = 0.0,
+) -> Problem:
     """``benchmarks/scheduling_pso.py``'s synthetic household (base load, RTP with 5-level IBR, 9.2 kW
     breaker, 100-2500 W loads of 10-120 min), optionally with PV and interruptible or regulatable loads.
     The prices are continuous, so slot costs are not tied exactly (a tie would be broken by rounding)."""
@@ -155,19 +173,41 @@ def benchmark_household(seed: int, n_loads: int = 50, slot_minutes: int = 1, pv:
         if draw < regulatable:
             loads.append(Appliance(f"load_{i:02d}", "regulatable", power_w, duration, alpha, beta, margin))
         else:
-            loads.append(Appliance(f"load_{i:02d}", "deferrable", power_w, duration, alpha, beta, margin,
-                                   interruptible=draw < regulatable + interruptible))
+            loads.append(
+                Appliance(
+                    f"load_{i:02d}",
+                    "deferrable",
+                    power_w,
+                    duration,
+                    alpha,
+                    beta,
+                    margin,
+                    interruptible=draw < regulatable + interruptible,
+                )
+            )
     tariff = lin_hu_tariff(breaker_w=40.0 * 230.0, slot_minutes=slot_minutes)
     if pv:
         hours = (np.arange(n_slots) + 0.5) * slot_minutes / 60.0
         pv_w = np.maximum(0.0, 4000.0 * np.sin(np.pi * (hours - 6.0) / 13.0)) * rng.uniform(0.6, 1.0, n_slots)
-        tariff = Tariff(tariff.price_per_kwh, slot_minutes, tariff.ibr_thresholds_kwh, tariff.ibr_multipliers,
-                        pv_w, tariff.breaker_w)
+        tariff = Tariff(
+            tariff.price_per_kwh,
+            slot_minutes,
+            tariff.ibr_thresholds_kwh,
+            tariff.ibr_multipliers,
+            pv_w,
+            tariff.breaker_w,
+        )
     return Problem((*loads, *base_load_appliances(slot_minutes)), tariff)
 
 
-CASES = [dict(), dict(pv=True), dict(interruptible=0.4), dict(pv=True, interruptible=0.3, regulatable=0.2),
-         dict(n_loads=10, slot_minutes=15), dict(n_loads=12, slot_minutes=15, pv=True, interruptible=0.5)]
+CASES = [
+    dict(),
+    dict(pv=True),
+    dict(interruptible=0.4),
+    dict(pv=True, interruptible=0.3, regulatable=0.2),
+    dict(n_loads=10, slot_minutes=15),
+    dict(n_loads=12, slot_minutes=15, pv=True, interruptible=0.5),
+]
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
@@ -191,16 +231,22 @@ def test_incremental_state_places_like_the_stateless_path(case):
     for bit, also with tied prices, since both evaluate ``run_costs`` on the same loads."""
     for seed in range(3):
         problem = benchmark_household(100 + seed, **CASES[case])
-        tied = Tariff(np.round(problem.tariff.price_per_kwh, 1), problem.tariff.slot_minutes,
-                      problem.tariff.ibr_thresholds_kwh, problem.tariff.ibr_multipliers, problem.tariff.pv_w,
-                      problem.tariff.breaker_w)
+        tied = Tariff(
+            np.round(problem.tariff.price_per_kwh, 1),
+            problem.tariff.slot_minutes,
+            problem.tariff.ibr_thresholds_kwh,
+            problem.tariff.ibr_multipliers,
+            problem.tariff.pv_w,
+            problem.tariff.breaker_w,
+        )
         for p in (problem, Problem(problem.appliances, tied)):
             load_w, _ = _place_fixed(p)
             state = _Load(p.tariff, load_w.copy())
             for a in _ordered(p, "deferrable"):
                 slots = _place_discrete(p, a, load_w)
-                assert (None if slots is None else list(slots)) == \
-                    (None if (got := _add_discrete(p, a, state)) is None else list(got))
+                assert (None if slots is None else list(slots)) == (
+                    None if (got := _add_discrete(p, a, state)) is None else list(got)
+                )
                 if slots is None:
                     break
                 load_w[slots] += a.power_w
@@ -211,16 +257,22 @@ def test_schedule_dicts_are_in_slot_order():
     """``schedule_heap`` hands its dicts to ``Schedule.trusted(ordered=True)``: they must be sorted."""
     problem = benchmark_household(3, n_loads=12, slot_minutes=15, pv=True, interruptible=0.4, regulatable=0.3)
     schedule = schedule_heap(problem)
-    assert all(list(slots) == sorted(slots) and all(p > 0 for p in slots.values())
-               for slots in schedule.power_w.values())
+    assert all(
+        list(slots) == sorted(slots) and all(p > 0 for p in slots.values()) for slots in schedule.power_w.values()
+    )
     assert Schedule(schedule.horizon_slots, schedule.power_w).power_w == schedule.power_w
 
 
 def test_repair_search_schedules_are_in_slot_order():
     """The search tries an interruptible load's slots in cost order (here 3 before 2): the schedule's dict
     must still be in slot order, as ``Schedule.trusted(ordered=True)`` takes it as it is."""
-    problem = Problem((Appliance("big", "deferrable", 700, 2, 0, 5, interruptible=True),
-                       Appliance("small", "deferrable", 600, 2, 0, 2)), Tariff([3, 1, 9, 2, 9], breaker_w=1000))
+    problem = Problem(
+        (
+            Appliance("big", "deferrable", 700, 2, 0, 5, interruptible=True),
+            Appliance("small", "deferrable", 600, 2, 0, 2),
+        ),
+        Tariff([3, 1, 9, 2, 9], breaker_w=1000),
+    )
     schedule = schedule_heap(problem)  # greedy puts "big" on slots 1 and 3 and leaves "small" no room
     assert schedule.violations(problem) == []
     assert list(schedule.power_w["big"].items()) == [(2, 700.0), (3, 700.0)]

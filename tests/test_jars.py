@@ -1,4 +1,5 @@
 """The Java artifacts from Maven Central: pinned by the lock files, checked in the cache, offline once fetched."""
+
 import os
 import shutil
 import subprocess
@@ -7,8 +8,15 @@ import zipfile
 
 import pytest
 
-from gridflow.jars import (ARTIFACT_SETS, FLINK_CONNECTORS, KAFKA_BROKER, ArtifactSet, ConnectorJarError,
-                           connector_jar_urls, kafka_classpath)
+from gridflow.jars import (
+    ARTIFACT_SETS,
+    FLINK_CONNECTORS,
+    KAFKA_BROKER,
+    ArtifactSet,
+    ConnectorJarError,
+    connector_jar_urls,
+    kafka_classpath,
+)
 from gridflow.settings import Settings
 
 
@@ -71,14 +79,22 @@ def test_the_official_connector_carries_the_shaded_kafka_classes_pyflink_names(b
 def test_a_fetched_cache_works_offline_without_maven(tmp_path, base_settings):
     settings = _copy_cache(base_settings, tmp_path / "cache")
     env = {**os.environ, "PATH": os.path.dirname(sys.executable)}  # no mvn, no network tool on the path
-    result = subprocess.run([sys.executable, "-m", "gridflow.cli", "jars", "fetch", "--set",
-                             f"connector.cache_dir={tmp_path / 'cache'}"], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "gridflow.cli", "jars", "fetch", "--set", f"connector.cache_dir={tmp_path / 'cache'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.split()) == sorted(str(p) for a in ARTIFACT_SETS for p in a.paths(settings))
     # ... while a damaged cache needs Maven again, and says so
     KAFKA_BROKER.paths(settings)[0].unlink()
-    result = subprocess.run([sys.executable, "-m", "gridflow.cli", "jars", "fetch", "--set",
-                             f"connector.cache_dir={tmp_path / 'cache'}"], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "gridflow.cli", "jars", "fetch", "--set", f"connector.cache_dir={tmp_path / 'cache'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode != 0 and "Apache Maven ('mvn') is needed" in result.stderr
 
 
@@ -96,12 +112,15 @@ def test_a_job_given_a_jar_that_is_not_the_sql_connector_stops_at_once_and_says_
     from gridflow.stack.services import flink_home
 
     wrong = next((flink_home() / "lib").glob("flink-json-*.jar"))
-    script = ("from gridflow.settings import load_settings\n"
-              "from gridflow.runtime import create_env\n"
-              f"create_env(load_settings(overrides=['connector.jars=[{wrong}]']))\n")
+    script = (
+        "from gridflow.settings import load_settings\n"
+        "from gridflow.runtime import create_env\n"
+        f"create_env(load_settings(overrides=['connector.jars=[{wrong}]']))\n"
+    )
     # a fresh client process (this one may have run thread-mode Python jobs, which disable its gateway)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK")}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                            cwd=tmp_path, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+    )
     assert result.returncode != 0
     assert "is not Flink's SQL connector jar (flink-sql-connector-kafka" in result.stderr, result.stderr[-2000:]

@@ -5,6 +5,7 @@ checkpoint completes; after a crash the open transaction is aborted. Consumers t
 ``isolation.level=read_committed`` (every gridflow job and tool does under exactly-once) must never see
 an aborted record, and must not see an open transaction's records before it commits.
 """
+
 import pytest
 from confluent_kafka import Producer
 
@@ -15,8 +16,13 @@ pytestmark = pytest.mark.integration
 
 
 def _transactional_producer(settings, transactional_id: str) -> Producer:
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "transactional.id": transactional_id,
-                         "transaction.timeout.ms": settings.kafka.transaction_timeout_ms})
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "transactional.id": transactional_id,
+            "transaction.timeout.ms": settings.kafka.transaction_timeout_ms,
+        }
+    )
     producer.init_transactions(30)
     return producer
 
@@ -31,8 +37,9 @@ def _write(producer: Producer, topic: str, values: list[str]) -> None:
 
 def _values(settings, topic, isolation: str, expected=None) -> list[str]:
     guarantee = "exactly-once" if isolation == "read_committed" else "at-least-once"
-    return kafka_io.read_topic(settings.with_overrides(f"kafka.delivery_guarantee={guarantee}"), topic,
-                               expected=expected, idle_timeout_s=2.0)
+    return kafka_io.read_topic(
+        settings.with_overrides(f"kafka.delivery_guarantee={guarantee}"), topic, expected=expected, idle_timeout_s=2.0
+    )
 
 
 def test_aborted_and_open_transactions_are_invisible_to_read_committed_consumers(kafka_settings):
@@ -43,19 +50,21 @@ def test_aborted_and_open_transactions_are_invisible_to_read_committed_consumers
     _write(producer, topic, [f"committed-{i}" for i in range(5)])
     producer.commit_transaction(30)
 
-    _write(producer, topic, [f"aborted-{i}" for i in range(5)])   # written to the log ...
-    producer.abort_transaction(30)      # ... and then aborted, as after a TaskManager crash
+    _write(producer, topic, [f"aborted-{i}" for i in range(5)])  # written to the log ...
+    producer.abort_transaction(30)  # ... and then aborted, as after a TaskManager crash
 
-    _write(producer, topic, ["open"])   # written, not yet committed
+    _write(producer, topic, ["open"])  # written, not yet committed
 
     uncommitted = _values(kafka_settings, topic, "read_uncommitted", expected=11)
-    assert sorted(uncommitted) == sorted([f"committed-{i}" for i in range(5)] + [f"aborted-{i}" for i in range(5)]
-                                         + ["open"]), "every record is in the log"
+    assert sorted(uncommitted) == sorted(
+        [f"committed-{i}" for i in range(5)] + [f"aborted-{i}" for i in range(5)] + ["open"]
+    ), "every record is in the log"
     assert sorted(_values(kafka_settings, topic, "read_committed")) == [f"committed-{i}" for i in range(5)]
 
     producer.commit_transaction(30)
     assert sorted(_values(kafka_settings, topic, "read_committed", expected=6)) == sorted(
-        [f"committed-{i}" for i in range(5)] + ["open"]), "a committed transaction becomes visible"
+        [f"committed-{i}" for i in range(5)] + ["open"]
+    ), "a committed transaction becomes visible"
 
 
 def test_a_new_producer_with_the_same_transactional_id_aborts_the_crashed_ones_transaction(kafka_settings):
@@ -64,25 +73,31 @@ def test_a_new_producer_with_the_same_transactional_id_aborts_the_crashed_ones_t
     topic = kafka_settings.topics.features
     kafka_io.create_topics(kafka_settings, [topic])
     crashed = _transactional_producer(kafka_settings, f"{topic}.sink-0")
-    _write(crashed, topic, [f"lost-{i}" for i in range(3)])   # the crash: never committed, never aborted
+    _write(crashed, topic, [f"lost-{i}" for i in range(3)])  # the crash: never committed, never aborted
 
-    restarted = _transactional_producer(kafka_settings, f"{topic}.sink-0")   # fences and aborts
+    restarted = _transactional_producer(kafka_settings, f"{topic}.sink-0")  # fences and aborts
     _write(restarted, topic, ["replayed"])
     restarted.commit_transaction(30)
 
     assert _values(kafka_settings, topic, "read_committed", expected=1) == ["replayed"]
     assert sorted(_values(kafka_settings, topic, "read_uncommitted", expected=4)) == sorted(
-        ["lost-0", "lost-1", "lost-2", "replayed"])
+        ["lost-0", "lost-1", "lost-2", "replayed"]
+    )
 
 
 def test_exactly_once_sinks_ask_for_a_transaction_timeout_the_broker_accepts(kafka_settings):
     settings = kafka_settings.with_overrides("kafka.delivery_guarantee=exactly-once")
     assert producer_properties(settings)["transaction.timeout.ms"] == "900000"
     assert consumer_properties(settings)["isolation.level"] == "read_committed"
-    assert "transaction.timeout.ms" not in producer_properties(kafka_settings)   # at-least-once: no transactions
+    assert "transaction.timeout.ms" not in producer_properties(kafka_settings)  # at-least-once: no transactions
     # A timeout above the broker's transaction.max.timeout.ms (15 min by default) is refused by Kafka itself:
     # Flink's default of one hour would fail every exactly-once job on a default broker.
-    too_long = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "transactional.id": "too-long",
-                         "transaction.timeout.ms": 3_600_000})
+    too_long = Producer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "transactional.id": "too-long",
+            "transaction.timeout.ms": 3_600_000,
+        }
+    )
     with pytest.raises(Exception, match="(?i)transaction timeout|INVALID_TRANSACTION_TIMEOUT"):
         too_long.init_transactions(30)

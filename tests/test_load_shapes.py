@@ -1,15 +1,23 @@
 """Load shapes from the real datasets, and the simulated households built on them."""
+
 import time
 
 import numpy as np
 import pytest
 
 from gridflow.datasets import fetch_datasets, load_citylearn, load_uci_household
-from gridflow.devices.load_shapes import (DAY_S, LoadShapeLibrary, _fill_short_gaps, fleet_series, household_profile,
-                                          household_series, timestamps_ms)
+from gridflow.devices.load_shapes import (
+    DAY_S,
+    LoadShapeLibrary,
+    _fill_short_gaps,
+    fleet_series,
+    household_profile,
+    household_series,
+    timestamps_ms,
+)
 
 DAY_MS = DAY_S * 1000
-T0_MS = 1_704_067_200_000   # 2024-01-01 00:00 UTC
+T0_MS = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +56,14 @@ def test_short_gaps_are_interpolated_long_and_edge_gaps_kept():
 
 def test_uci_days_keep_mostly_complete_days_with_short_gaps_filled():
     minutes = np.arange(3 * 1440)
-    power_w = 100.0 + minutes % 1440                       # a ramp each day
-    power_w[1440 + 600: 1440 + 610] = np.nan               # day 1: 10 missing minutes, interpolated
-    power_w[2 * 1440 + 100: 2 * 1440 + 180] = np.nan       # day 2: 80 missing minutes (5.6 %), dropped
+    power_w = 100.0 + minutes % 1440  # a ramp each day
+    power_w[1440 + 600 : 1440 + 610] = np.nan  # day 1: 10 missing minutes, interpolated
+    power_w[2 * 1440 + 100 : 2 * 1440 + 180] = np.nan  # day 2: 80 missing minutes (5.6 %), dropped
     library = LoadShapeLibrary.from_uci({"ts_ms": T0_MS + minutes * 60_000, "power_w": power_w})
     assert library.days_w.shape == (2, 1440) and library.slot_s == 60
-    assert np.array_equal(library.days_w[1], 100.0 + np.arange(1440))   # the ramp, gap filled exactly
+    assert np.array_equal(library.days_w[1], 100.0 + np.arange(1440))  # the ramp, gap filled exactly
     gap_at_noon = power_w.copy()
-    gap_at_noon[1440 + 600: 1440 + 645] = np.nan           # 45 missing minutes in one gap: too long to fill
+    gap_at_noon[1440 + 600 : 1440 + 645] = np.nan  # 45 missing minutes in one gap: too long to fill
     assert LoadShapeLibrary.from_uci({"ts_ms": T0_MS + minutes * 60_000, "power_w": gap_at_noon}).n_days == 1
 
 
@@ -64,7 +72,7 @@ def test_uci_library_is_the_measured_days(uci, uci_library):
     assert 1_300 < uci_library.n_days < 1_441 and not np.isnan(uci_library.days_w).any()
     # the first whole day, 2006-12-17, has no gap: its profile is the readings themselves
     first = int(np.searchsorted(uci["ts_ms"], np.datetime64("2006-12-17", "ms").astype(np.int64)))
-    assert np.array_equal(uci_library.days_w[0], uci["power_w"][first: first + 1440])
+    assert np.array_equal(uci_library.days_w[0], uci["power_w"][first : first + 1440])
     assert 900 < uci_library.days_w.mean() < 1_300
 
 
@@ -111,7 +119,7 @@ def test_household_series_is_non_negative_and_realistic(library):
     assert power_w.shape == (2_000, 1440) and np.isfinite(power_w).all()
     assert power_w.min() >= 0.0
     assert 600 < power_w.mean() < 1_800
-    assert 0.01 < np.median(power_w.std(axis=1) / power_w.mean(axis=1)) < 3   # not flat lines
+    assert 0.01 < np.median(power_w.std(axis=1) / power_w.mean(axis=1)) < 3  # not flat lines
 
 
 def test_household_parameters_follow_their_distributions(library):
@@ -121,15 +129,15 @@ def test_household_parameters_follow_their_distributions(library):
     assert 0.95 < np.median(scale) < 1.05 and 0.31 < np.log(scale).std() < 0.39
     assert scale.min() >= 0.3 and scale.max() <= 3.0
     assert np.abs(shift_s).max() <= 5_400 and shift_s.min() < -4_500 and shift_s.max() > 4_500
-    uci_share = np.mean([p.sequence == 0 for p in profiles])   # sequences drawn in proportion to their days
+    uci_share = np.mean([p.sequence == 0 for p in profiles])  # sequences drawn in proportion to their days
     assert uci_share == pytest.approx(library.sequence_length[0] / library.n_days, abs=0.03)
     assert len({p.sequence for p in profiles}) == 18
 
 
 def test_a_household_replays_its_source_day_scaled_and_shifted(citylearn_library):
     profile = household_profile(citylearn_library, 11, seed=9)
-    day, hour = 19_800, 13                                 # UTC day number since 1970-01-01, hour of the day
-    at_ms = day * DAY_MS + int(profile.shift_s * 1000) + (hour * 3600 + 1800) * 1000   # centre of that hour
+    day, hour = 19_800, 13  # UTC day number since 1970-01-01, hour of the day
+    at_ms = day * DAY_MS + int(profile.shift_s * 1000) + (hour * 3600 + 1800) * 1000  # centre of that hour
     power_w = household_series(citylearn_library, 11, at_ms, 1, 60.0, seed=9, noise_rel=0.0, noise_w=0.0)
     source_day = citylearn_library.sequence_start[profile.sequence] + (profile.first_day + day) % 365
     assert power_w[0] == pytest.approx(profile.scale * citylearn_library.days_w[source_day, hour])
@@ -138,8 +146,7 @@ def test_a_household_replays_its_source_day_scaled_and_shifted(citylearn_library
 def test_energy_scales_with_the_scale_factor(citylearn_library):
     # over a whole year (the source cycle) a household uses exactly `scale` times its home's energy
     households = np.arange(20)
-    year_w = fleet_series(citylearn_library, households, T0_MS, 365 * 24, 3600.0, seed=4, noise_rel=0.0,
-                          noise_w=0.0)
+    year_w = fleet_series(citylearn_library, households, T0_MS, 365 * 24, 3600.0, seed=4, noise_rel=0.0, noise_w=0.0)
     noisy_w = fleet_series(citylearn_library, households, T0_MS, 365 * 24, 3600.0, seed=4)
     for index, daily_w, noisy_daily_w in zip(households, year_w, noisy_w):
         profile = household_profile(citylearn_library, int(index), seed=4)

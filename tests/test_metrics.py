@@ -1,5 +1,6 @@
 """Metrics: the preprocessing job on the mini-cluster with Flink's Prometheus reporter, scraped by a real
 Prometheus server; Flink's and gridflow's series exist and move, and the dashboard asks for series that exist."""
+
 import json
 import re
 import sys

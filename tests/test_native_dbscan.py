@@ -1,5 +1,6 @@
 """The Cython DBSCAN (grid for 1-3 dimensions, KD-tree for 4-7, tiled BLAS products from 8 on) against
 scikit-learn's DBSCAN and the brute-force numpy reference: same labels, same numbering, same core points."""
+
 import numpy as np
 import pytest
 from sklearn.cluster import DBSCAN
@@ -45,21 +46,25 @@ def blob_data(rng, n, d):
 
 # --- hand-worked cases ------------------------------------------------------------------------
 
+
 def test_line_with_one_core_point():
     labels, core = dbscan([[0.0], [1.0], [2.0], [4.0]], eps=1.0, min_samples=3, return_core_mask=True)
     np.testing.assert_array_equal(labels, [0, 0, 0, -1])
     np.testing.assert_array_equal(core, [False, True, False, False])
 
 
-@pytest.mark.parametrize("order, expected", [
-    # a border point (x = 1) within eps of a core point of each cluster takes the first cluster,
-    # and clusters are numbered by their lowest-index core point
-    ([-1, -1, 0, 1, 2, 3, 3], [0, 0, 0, 0, 1, 1, 1]),
-    ([3, 3, 2, 1, 0, -1, -1], [0, 0, 0, 0, 1, 1, 1]),
-    ([1, 3, 3, 2, 0, -1, -1], [0, 0, 0, 0, 1, 1, 1]),
-    # numbered by the lowest-index core point (x = 2 at index 3), not the lowest-index point
-    ([-1, 1, 3, 2, 3, 0, -1], [1, 0, 0, 0, 0, 1, 1]),
-])
+@pytest.mark.parametrize(
+    "order, expected",
+    [
+        # a border point (x = 1) within eps of a core point of each cluster takes the first cluster,
+        # and clusters are numbered by their lowest-index core point
+        ([-1, -1, 0, 1, 2, 3, 3], [0, 0, 0, 0, 1, 1, 1]),
+        ([3, 3, 2, 1, 0, -1, -1], [0, 0, 0, 0, 1, 1, 1]),
+        ([1, 3, 3, 2, 0, -1, -1], [0, 0, 0, 0, 1, 1, 1]),
+        # numbered by the lowest-index core point (x = 2 at index 3), not the lowest-index point
+        ([-1, 1, 3, 2, 3, 0, -1], [1, 0, 0, 0, 0, 1, 1]),
+    ],
+)
 def test_border_point_goes_to_the_first_cluster(order, expected):
     X = np.array(order, dtype=float)[:, None]
     labels, core = dbscan(X, eps=1.0, min_samples=4, return_core_mask=True)
@@ -113,6 +118,7 @@ def test_empty_and_single_point():
 
 
 # --- randomized against scikit-learn and the reference -----------------------------------------
+
 
 @pytest.mark.parametrize("d", range(1, 25))
 def test_matches_sklearn_on_random_lattices(d):
@@ -223,6 +229,7 @@ def test_large_and_dense_inputs():
 
 # --- input handling ------------------------------------------------------------------------------
 
+
 def test_input_is_not_modified_and_other_layouts_are_accepted():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(200, 5))
@@ -239,7 +246,9 @@ def test_input_is_not_modified_and_other_layouts_are_accepted():
     ints_before = ints.copy()
     np.testing.assert_array_equal(dbscan(ints, 1.0, 3), dbscan(ints.astype(float), 1.0, 3))
     np.testing.assert_array_equal(ints, ints_before)
-    np.testing.assert_array_equal(dbscan(X.astype(np.float32), 1.5, 4), dbscan(X.astype(np.float32).astype(float), 1.5, 4))
+    np.testing.assert_array_equal(
+        dbscan(X.astype(np.float32), 1.5, 4), dbscan(X.astype(np.float32).astype(float), 1.5, 4)
+    )
 
 
 @pytest.mark.parametrize("eps", [0, 0.0, -1.0, float("nan"), float("inf"), "1", None, True, 1j])
@@ -254,16 +263,19 @@ def test_bad_min_samples_raises(min_samples):
         dbscan([[0.0]], 1.0, min_samples)
 
 
-@pytest.mark.parametrize("X", [
-    [1.0, 2.0],                       # 1-D
-    np.zeros((2, 2, 2)),              # 3-D
-    np.zeros((3, 0)),                 # no features
-    [[0.0, np.nan]],
-    [[0.0], [np.inf]],
-    [["a", "b"]],
-    [[1.0, 2.0], [3.0]],              # ragged
-    np.zeros((2, 2), dtype=complex),
-])
+@pytest.mark.parametrize(
+    "X",
+    [
+        [1.0, 2.0],  # 1-D
+        np.zeros((2, 2, 2)),  # 3-D
+        np.zeros((3, 0)),  # no features
+        [[0.0, np.nan]],
+        [[0.0], [np.inf]],
+        [["a", "b"]],
+        [[1.0, 2.0], [3.0]],  # ragged
+        np.zeros((2, 2), dtype=complex),
+    ],
+)
 def test_bad_X_raises(X):
     with pytest.raises(ValueError, match="X"):
         dbscan(X, 1.0, 2)

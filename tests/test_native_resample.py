@@ -23,8 +23,12 @@ def test_matches_the_numpy_reference_on_random_series(seed):
     n = int(rng.integers(0, 300))
     ts = np.unique(rng.integers(0, 100_000, size=n))
     values = rng.normal(500, 200, size=ts.size)
-    args = (int(rng.integers(-5_000, 5_000)), int(rng.integers(1, 2_000)), int(rng.integers(0, 200)),
-            int(rng.integers(0, 3_000)))
+    args = (
+        int(rng.integers(-5_000, 5_000)),
+        int(rng.integers(1, 2_000)),
+        int(rng.integers(0, 200)),
+        int(rng.integers(0, 3_000)),
+    )
     np.testing.assert_array_equal(resample(ts, values, *args), resample_reference(ts, values, *args))
 
 

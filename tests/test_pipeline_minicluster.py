@@ -1,4 +1,5 @@
 """Kafka -> PyFlink (local mini-cluster, real Kafka connector) -> Kafka, against the embedded broker."""
+
 import json
 
 import pytest

@@ -1,5 +1,6 @@
 """The pure preprocessing modules: hand-worked windows, the Cython kernel against its numpy reference,
 the UCI household's real gaps, daily profiles across daylight saving, and the meter registry."""
+
 import math
 from dataclasses import asdict
 
@@ -24,8 +25,12 @@ def test_short_gap_is_interpolated_and_counted():
 
 
 def test_long_gap_is_missing_not_invented():
-    f = clean_window([0, 10_000, 40_000, 50_000], [100.0, 100.0, 400.0, 400.0], 0,
-                     CleaningParams(window_ms=60_000, step_ms=10_000, max_gap_ms=20_000))
+    f = clean_window(
+        [0, 10_000, 40_000, 50_000],
+        [100.0, 100.0, 400.0, 400.0],
+        0,
+        CleaningParams(window_ms=60_000, step_ms=10_000, max_gap_ms=20_000),
+    )
     assert f.grid_w == [100.0, 100.0, None, None, 400.0, 400.0]
     assert (f.n_missing, f.coverage, f.mean_w) == (2, 4 / 6, 250.0)
     assert f.energy_wh == pytest.approx(1000.0 * 10 / 3600)
@@ -75,10 +80,15 @@ def test_stuck_run_counts_identical_readings_at_the_end():
     assert clean_window(np.arange(6) * 10_000, [5.0e2, 6e2, 7e2, 7e2, 7e2, 7e2], 0, P).stuck_run == 4
 
 
-@pytest.mark.parametrize("ts, power, name", [
-    ([], [], "non-empty"), ([0, 60_000], [1.0, 2.0], "ts_ms must lie in the window"),
-    ([0], [math.nan], "power_w must be finite"), ([0, 1], [1.0], "equally long"),
-])
+@pytest.mark.parametrize(
+    "ts, power, name",
+    [
+        ([], [], "non-empty"),
+        ([0, 60_000], [1.0, 2.0], "ts_ms must lie in the window"),
+        ([0], [math.nan], "power_w must be finite"),
+        ([0, 1], [1.0], "equally long"),
+    ],
+)
 def test_bad_input_raises_value_error_naming_it(ts, power, name):
     with pytest.raises(ValueError, match=name):
         clean_window(ts, power, 0, P)
@@ -104,10 +114,19 @@ def _same(a, b):
             assert x == pytest.approx(y, rel=1e-9, abs=1e-9), key
 
 
-window = st.integers(1, 40).flatmap(lambda n: st.tuples(
-    st.lists(st.integers(0, 59_999), min_size=n, max_size=n),
-    st.lists(st.one_of(st.sampled_from([0.0, 3.0, 100.0, 100.0, 120.0, 5000.0, -200.0]),
-                       st.floats(-1000, 9000, allow_nan=False)), min_size=n, max_size=n)))
+window = st.integers(1, 40).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(0, 59_999), min_size=n, max_size=n),
+        st.lists(
+            st.one_of(
+                st.sampled_from([0.0, 3.0, 100.0, 100.0, 120.0, 5000.0, -200.0]),
+                st.floats(-1000, 9000, allow_nan=False),
+            ),
+            min_size=n,
+            max_size=n,
+        ),
+    )
+)
 
 
 @hyp_settings(max_examples=400, deadline=None)
@@ -119,8 +138,13 @@ def test_kernel_equals_numpy_reference(data, hampel_window, step_ms, max_gap_ms)
 
 
 @hyp_settings(max_examples=200, deadline=None)
-@given(st.lists(window, min_size=1, max_size=12), st.sampled_from([3, 5, 7]), st.sampled_from([1_000, 10_000]),
-       st.integers(0, 60_000), st.sampled_from([0, 3_600_000, -5 * 3_600_000]))
+@given(
+    st.lists(window, min_size=1, max_size=12),
+    st.sampled_from([3, 5, 7]),
+    st.sampled_from([1_000, 10_000]),
+    st.integers(0, 60_000),
+    st.sampled_from([0, 3_600_000, -5 * 3_600_000]),
+)
 def test_batched_kernel_equals_one_window_at_a_time(windows, hampel_window, step_ms, max_gap_ms, utc_offset_ms):
     params = CleaningParams(window_ms=60_000, step_ms=step_ms, max_gap_ms=max_gap_ms, hampel_window=hampel_window)
     starts = np.arange(len(windows), dtype=np.int64) * 60_000 + 17 * HOUR
@@ -154,7 +178,7 @@ def uci(base_settings):
 @pytest.mark.parametrize("first_row", [6_000, 189_000])  # a 2-minute gap; a 62-hour outage
 def test_uci_hours_match_the_reference_and_its_gaps(uci, first_row):
     params = CleaningParams(window_ms=HOUR, step_ms=60_000, max_gap_ms=300_000)
-    ts, power = uci["ts_ms"][first_row:first_row + 4 * 24 * 60], uci["power_w"][first_row:first_row + 4 * 24 * 60]
+    ts, power = uci["ts_ms"][first_row : first_row + 4 * 24 * 60], uci["power_w"][first_row : first_row + 4 * 24 * 60]
     starts = np.unique(ts - ts % HOUR)
     missing_total = readings = outliers = 0
     for start in starts[1:-1]:

@@ -1,4 +1,5 @@
 """The preprocessing job on the local mini-cluster, through the real Kafka connector and broker."""
+
 import json
 from collections import defaultdict
 
@@ -33,11 +34,16 @@ def job_output(stack, tmp_path_factory):
 
     registry = write_registry(tmp_path_factory.mktemp("registry") / "meters.csv", REGISTERED)
     settings = unique_topics(stack.settings).with_overrides(
-        "stream.out_of_orderness_ms=5000", "stream.idle_timeout_ms=0", "stream.watermark_emit=on-event",
-        f"readings.registry_file={registry}", "flink.parallelism.default=2")
+        "stream.out_of_orderness_ms=5000",
+        "stream.idle_timeout_ms=0",
+        "stream.watermark_emit=on-event",
+        f"readings.registry_file={registry}",
+        "flink.parallelism.default=2",
+    )
     topics = settings.topics
-    kafka_io.create_topics(settings, [topics.readings, topics.features, topics.profiles, topics.dead_letter],
-                           partitions=2)
+    kafka_io.create_topics(
+        settings, [topics.readings, topics.features, topics.profiles, topics.dead_letter], partitions=2
+    )
     accepted, records = stream()
     ends = kafka_io.produce(settings, topics.readings, records)
     assert sum(ends.values()) == len(records)
@@ -53,8 +59,11 @@ def _expected_features(settings, accepted):
     windows = defaultdict(list)
     for r in accepted:
         windows[(r["meter_id"], r["ts_ms"] - r["ts_ms"] % params.window_ms)].append(r)
-    duplicate = next(r for r in sorted(accepted, key=lambda r: r["ts_ms"])
-                     if r["household_id"] == "h-01" and r["ts_ms"] >= START_MS + 300_000)
+    duplicate = next(
+        r
+        for r in sorted(accepted, key=lambda r: r["ts_ms"])
+        if r["household_id"] == "h-01" and r["ts_ms"] >= START_MS + 300_000
+    )
     expected = {}
     for (meter, start), rows in windows.items():
         rows = rows + ([duplicate] if duplicate in rows else [])
@@ -71,7 +80,7 @@ def test_features_are_exactly_the_reference_cleaning_of_the_accepted_readings(jo
     assert set(got) == set(expected)
     for key, want in expected.items():
         have = dict(got[key])
-        assert have.pop("emitted_ms") >= want["window_end_ms"] - 10 ** 12  # wall clock stamp present
+        assert have.pop("emitted_ms") >= want["window_end_ms"] - 10**12  # wall clock stamp present
         assert have.pop("v") == 1
         _close(have, want, str(key))
 
@@ -114,11 +123,16 @@ def test_daily_profiles_come_from_the_window_means(job_output):
     settings, _, _, features, profiles, _ = job_output
     assert {p["household_id"] for p in profiles} == {h for h, _ in REGISTERED}
     for p in profiles:
-        mine = sorted((f for f in features if f["household_id"] == p["household_id"]), key=lambda f: f["window_start_ms"])
-        want = daily_profile(np.array([f["window_start_ms"] for f in mine]) - START_MS,
-                             [f["mean_w"] for f in mine], slots=settings.preprocess.profile_slots,
-                             min_coverage=settings.preprocess.min_slot_coverage,
-                             peak_hours=frozenset(settings.preprocess.peak_hours))
+        mine = sorted(
+            (f for f in features if f["household_id"] == p["household_id"]), key=lambda f: f["window_start_ms"]
+        )
+        want = daily_profile(
+            np.array([f["window_start_ms"] for f in mine]) - START_MS,
+            [f["mean_w"] for f in mine],
+            slots=settings.preprocess.profile_slots,
+            min_coverage=settings.preprocess.min_slot_coverage,
+            peak_hours=frozenset(settings.preprocess.peak_hours),
+        )
         assert p["day"] == "2026-01-15" and p["day_start_ms"] == START_MS
         for name, value in want.items():
             _close(p[name], value, f"{p['household_id']}.{name}")
@@ -129,27 +143,98 @@ def _tricky_payloads() -> list[str]:
     """Payloads at the edges of what the job's JSON scanner reads itself (else it leaves them to JSON_VALUE)."""
     import random
 
-    numbers = ["0", "-0", "-0.0", "0.0e0", "1", "-1", "512.3", "512.30", "5.0e2", "1E2", "1e-2", "-1e-999", "1e400",
-               "1.7976931348623157e308", "4.9e-324", "123456789012345678901234567890", "9223372036854775807",
-               "9223372036854775808", "-9223372036854775808", "-9223372036854775809", "1768435200000", "1.5",
-               "1768435200000.0", "0.1", "2.5e-5", "100000000000000000000000.5", "1e0001", "1e99999"]
-    scalars = numbers + ['"12"', '" 7 "', '"abc"', '"h-01"', '"h 01"', '"h\\u0041"', '"\\u00e9t\\u00e9"', '"é"', '""',
-                         '"NaN"', '"Infinity"', "true", "false", "null", "[]", "[1]", "{}", '{"a": [1, {"b": null}]}']
-    fixed = ['{"v":1,"household_id":"h-1","meter_id":"m-1","ts_ms":1768435200000,"power_w":512.3,"voltage_v":230.0}',
-             '{"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1768435200000, "power_w": 5}',
-             ' \n{ "v" : 1 , "household_id" : "h-1" } \t', '{"household_id":"h-1"} trailing', '{"household_id":"h-1"}}',
-             '{"power_w":1,"power_w":null}', '{"power_w":null,"power_w":7}', '{"ts_ms":1,"ts_ms":"2"}',
-             '{"household_id":"a","household_id":"b"}', '{"hou\\u0073ehold_id":"x"}', '{"power_w":1,}', '[1, 2]', '[]',
-             '{broken', '', '{"x":{"ts_ms":5},"ts_ms":6}', '{"x":"\\"ts_ms\\":5","ts_ms":6}', '{"x":[1,2,{"y":"\\n"}]}',
-             '{"x":"tab\there"}', '{"x":01}', '{"x":1.}', '{"x":.5}', '{"x":-}', '{"x":+1}', '{"x":1e}',
-             '{"current_a":null}', '{"voltage_v":{}}', '{"household_id":"' + "h" * 64 + '"}',
-             '{"household_id":"' + "h" * 65 + '"}', '{"meter_id":"m:1.2_3-4"}', '\ufeff{"v":1}', '{"v":1}\n']
+    numbers = [
+        "0",
+        "-0",
+        "-0.0",
+        "0.0e0",
+        "1",
+        "-1",
+        "512.3",
+        "512.30",
+        "5.0e2",
+        "1E2",
+        "1e-2",
+        "-1e-999",
+        "1e400",
+        "1.7976931348623157e308",
+        "4.9e-324",
+        "123456789012345678901234567890",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "1768435200000",
+        "1.5",
+        "1768435200000.0",
+        "0.1",
+        "2.5e-5",
+        "100000000000000000000000.5",
+        "1e0001",
+        "1e99999",
+    ]
+    scalars = numbers + [
+        '"12"',
+        '" 7 "',
+        '"abc"',
+        '"h-01"',
+        '"h 01"',
+        '"h\\u0041"',
+        '"\\u00e9t\\u00e9"',
+        '"é"',
+        '""',
+        '"NaN"',
+        '"Infinity"',
+        "true",
+        "false",
+        "null",
+        "[]",
+        "[1]",
+        "{}",
+        '{"a": [1, {"b": null}]}',
+    ]
+    fixed = [
+        '{"v":1,"household_id":"h-1","meter_id":"m-1","ts_ms":1768435200000,"power_w":512.3,"voltage_v":230.0}',
+        '{"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1768435200000, "power_w": 5}',
+        ' \n{ "v" : 1 , "household_id" : "h-1" } \t',
+        '{"household_id":"h-1"} trailing',
+        '{"household_id":"h-1"}}',
+        '{"power_w":1,"power_w":null}',
+        '{"power_w":null,"power_w":7}',
+        '{"ts_ms":1,"ts_ms":"2"}',
+        '{"household_id":"a","household_id":"b"}',
+        '{"hou\\u0073ehold_id":"x"}',
+        '{"power_w":1,}',
+        "[1, 2]",
+        "[]",
+        "{broken",
+        "",
+        '{"x":{"ts_ms":5},"ts_ms":6}',
+        '{"x":"\\"ts_ms\\":5","ts_ms":6}',
+        '{"x":[1,2,{"y":"\\n"}]}',
+        '{"x":"tab\there"}',
+        '{"x":01}',
+        '{"x":1.}',
+        '{"x":.5}',
+        '{"x":-}',
+        '{"x":+1}',
+        '{"x":1e}',
+        '{"current_a":null}',
+        '{"voltage_v":{}}',
+        '{"household_id":"' + "h" * 64 + '"}',
+        '{"household_id":"' + "h" * 65 + '"}',
+        '{"meter_id":"m:1.2_3-4"}',
+        '\ufeff{"v":1}',
+        '{"v":1}\n',
+    ]
     rng = random.Random(4)
     keys = ["v", "household_id", "meter_id", "ts_ms", "power_w", "voltage_v", "current_a", "x"]
     generated = []
     for _ in range(400):
-        members = [f'"{rng.choice(keys)}"{rng.choice(["", " "])}:{rng.choice(["", " "])}{rng.choice(scalars)}'
-                   for _ in range(rng.randint(0, 6))]
+        members = [
+            f'"{rng.choice(keys)}"{rng.choice(["", " "])}:{rng.choice(["", " "])}{rng.choice(scalars)}'
+            for _ in range(rng.randint(0, 6))
+        ]
         generated.append("{" + rng.choice([",", ", "]).join(members) + "}")
     return fixed + [f'{{"{key}":{value}}}' for key in keys[:7] for value in scalars] + generated
 
@@ -167,24 +252,38 @@ def test_the_json_scanner_reads_and_checks_every_payload_as_json_value_does(base
     payloads = _tricky_payloads()
     tenv = preprocess.create_table_env(base_settings.with_overrides("flink.parallelism.default=1"))
     ops.register(tenv, base_settings, "test")
-    table = tenv.from_elements([(p,) for p in payloads], DataTypes.ROW([DataTypes.FIELD("payload", DataTypes.STRING())]))
+    table = tenv.from_elements(
+        [(p,) for p in payloads], DataTypes.ROW([DataTypes.FIELD("payload", DataTypes.STRING())])
+    )
     tenv.create_temporary_view("payloads", table)
     f = _JsonFields(inline=True)
     rules = [(code, cond) for code, _, cond, _ in _rules(f, base_settings.readings, 5000) if code not in (7, 15)]
-    json_columns = {"v": f.text("v"), "household_id": f.text("household_id"), "meter_id": f.text("meter_id"),
-                    "ts_ms": f.ts(), "power_w": f.number("power_w"), "voltage_v": f.number("voltage_v"),
-                    "current_a": f.number("current_a"),
-                    "code": "CASE " + " ".join(f"WHEN {cond} THEN {code}" for code, cond in rules) + " ELSE 0 END"}
+    json_columns = {
+        "v": f.text("v"),
+        "household_id": f.text("household_id"),
+        "meter_id": f.text("meter_id"),
+        "ts_ms": f.ts(),
+        "power_w": f.number("power_w"),
+        "voltage_v": f.number("voltage_v"),
+        "current_a": f.number("current_a"),
+        "code": "CASE " + " ".join(f"WHEN {cond} THEN {code}" for code, cond in rules) + " ELSE 0 END",
+    }
     names = [name for name, _ in ops.DECODED_FIELDS]
-    query = (f"SELECT payload, {', '.join(f's.{n} AS s_{n}' for n in names)}, {', '.join(json_columns)} FROM "
-             f"(SELECT payload, decode_readings(payload, FALSE) AS s, "
-             f"{', '.join(f'{e} AS {n}' for n, e in json_columns.items())} FROM payloads)")
+    query = (
+        f"SELECT payload, {', '.join(f's.{n} AS s_{n}' for n in names)}, {', '.join(json_columns)} FROM "
+        f"(SELECT payload, decode_readings(payload, FALSE) AS s, "
+        f"{', '.join(f'{e} AS {n}' for n, e in json_columns.items())} FROM payloads)"
+    )
     with tenv.execute_sql(query).collect() as rows:
         rows = [tuple(row) for row in rows]
     assert len(rows) == len(payloads)
     read = 0
     for row in rows:
-        payload, s, j = row[0], dict(zip(names, row[1:1 + len(names)])), dict(zip(json_columns, row[1 + len(names):]))
+        payload, s, j = (
+            row[0],
+            dict(zip(names, row[1 : 1 + len(names)])),
+            dict(zip(json_columns, row[1 + len(names) :])),
+        )
         if s["code"] < 0:
             continue
         read += 1

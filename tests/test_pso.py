@@ -3,6 +3,7 @@
 ``Schedule.violations`` is the feasibility oracle and ``solve_milp`` (same objective, same comfort weight)
 the optimum; random households come from the strategies of ``test_scheduling``.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,10 @@ QUICK = {"particles": 12, "iterations": 25}  # property tests: every constraint,
 
 
 def non_interruptible(problem: Problem) -> Problem:
-    return Problem(tuple(replace(a, interruptible=False) if a.kind == "deferrable" else a for a in problem.appliances),
-                   problem.tariff)
+    return Problem(
+        tuple(replace(a, interruptible=False) if a.kind == "deferrable" else a for a in problem.appliances),
+        problem.tariff,
+    )
 
 
 def check_result(problem: Problem, result: PsoResult, w_comfort: float = 0.0) -> None:
@@ -36,14 +39,17 @@ def check_result(problem: Problem, result: PsoResult, w_comfort: float = 0.0) ->
     assert result.schedule.violations(problem) == []
     assert result.feasible == (result.fallback is None)
     assert result.cost == pytest.approx(result.schedule.cost(problem.tariff), rel=1e-9, abs=1e-12)
-    assert result.objective == pytest.approx(result.cost + w_comfort * result.comfort_deviation_slots, rel=1e-9,
-                                             abs=1e-12)
+    assert result.objective == pytest.approx(
+        result.cost + w_comfort * result.comfort_deviation_slots, rel=1e-9, abs=1e-12
+    )
     par = result.schedule.peak_to_average_ratio()
-    assert (math.isnan(par) and math.isnan(result.peak_to_average_ratio)) or result.peak_to_average_ratio == \
-        pytest.approx(par)
+    assert (
+        math.isnan(par) and math.isnan(result.peak_to_average_ratio)
+    ) or result.peak_to_average_ratio == pytest.approx(par)
 
 
 # ---------------------------------------------------------------- properties
+
 
 @fast(120)
 @given(households(), st.integers(0, 2**32 - 1), st.sampled_from([0.0, 0.01, 0.5]))
@@ -105,6 +111,7 @@ def test_same_seed_gives_the_same_schedule():
 
 # ---------------------------------------------------------------- hand-worked cases
 
+
 def test_ibr_separates_two_loads_that_would_overlap():
     """Both loads prefer slot 0; together they reach the second IBR block, so the optimum splits them."""
     a = Appliance("kettle", "deferrable", 1000, 1, 0, 1, comfort_margin_slots=2)
@@ -117,11 +124,15 @@ def test_ibr_separates_two_loads_that_would_overlap():
 
 
 def test_fixed_regulatable_and_interruptible_loads_form_the_base_load():
-    problem = Problem((Appliance("fridge", "fixed", 100, 4, 0, 4),
-                       Appliance("ev", "regulatable", 2000, 2, 0, 4, energy_wh=2000),
-                       Appliance("dryer", "deferrable", 500, 2, 0, 4, interruptible=True),
-                       Appliance("washer", "deferrable", 1000, 1, 0, 4)),
-                      Tariff([3.0, 1.0, 2.0, 4.0], 60, breaker_w=2600))
+    problem = Problem(
+        (
+            Appliance("fridge", "fixed", 100, 4, 0, 4),
+            Appliance("ev", "regulatable", 2000, 2, 0, 4, energy_wh=2000),
+            Appliance("dryer", "deferrable", 500, 2, 0, 4, interruptible=True),
+            Appliance("washer", "deferrable", 1000, 1, 0, 4),
+        ),
+        Tariff([3.0, 1.0, 2.0, 4.0], 60, breaker_w=2600),
+    )
     result = schedule_pso(problem, seed=0)
     check_result(problem, result)
     assert result.schedule.power_w["ev"] == {1: 2000.0}  # water-filled into the cheapest slot first
@@ -137,8 +148,10 @@ def test_only_fixed_loads_leave_nothing_to_search():
 
 def test_falls_back_to_the_heap_scheduler_when_the_base_load_leaves_no_room():
     """The EV is water-filled into slot 0 before the swarm runs; the washer can only run there."""
-    problem = Problem((Appliance("ev", "regulatable", 1000, 1, 0, 3), Appliance("washer", "deferrable", 1000, 1, 0, 1)),
-                      Tariff([1.0, 2.0, 3.0], 60, breaker_w=1000))
+    problem = Problem(
+        (Appliance("ev", "regulatable", 1000, 1, 0, 3), Appliance("washer", "deferrable", 1000, 1, 0, 1)),
+        Tariff([1.0, 2.0, 3.0], 60, breaker_w=1000),
+    )
     result = schedule_pso(problem, seed=0)
     check_result(problem, result)
     assert result.fallback == "heap" and not result.feasible
@@ -150,28 +163,45 @@ def test_falls_back_to_the_milp_when_the_heap_search_gives_up(monkeypatch):
         raise ScheduleInfeasible("washer", "search budget exhausted", proven=False)
 
     monkeypatch.setattr(pso_module, "schedule_heap", gives_up)
-    problem = Problem((Appliance("ev", "regulatable", 1000, 1, 0, 3), Appliance("washer", "deferrable", 1000, 1, 0, 1)),
-                      Tariff([1.0, 2.0, 3.0], 60, breaker_w=1000))
+    problem = Problem(
+        (Appliance("ev", "regulatable", 1000, 1, 0, 3), Appliance("washer", "deferrable", 1000, 1, 0, 1)),
+        Tariff([1.0, 2.0, 3.0], 60, breaker_w=1000),
+    )
     result = schedule_pso(problem, seed=0)
     check_result(problem, result)
     assert result.fallback == "milp"
 
 
 def test_infeasible_problems_raise_naming_the_appliance():
-    problem = Problem((Appliance("kettle", "fixed", 3000, 1, 0, 1), Appliance("washer", "deferrable", 100, 1, 0, 2)),
-                      Tariff([1, 1], breaker_w=2000))
+    problem = Problem(
+        (Appliance("kettle", "fixed", 3000, 1, 0, 1), Appliance("washer", "deferrable", 100, 1, 0, 2)),
+        Tariff([1, 1], breaker_w=2000),
+    )
     with pytest.raises(ScheduleInfeasible, match="kettle"):
         schedule_pso(problem, seed=0)
 
 
-@pytest.mark.parametrize("change, name", [
-    ({"particles": 1}, "particles"), ({"particles": 2.5}, "particles"), ({"iterations": 0}, "iterations"),
-    ({"iterations": True}, "iterations"), ({"w_cost": -1.0}, "w_cost"), ({"w_comfort": math.nan}, "w_comfort"),
-    ({"w_cost": 0.0, "w_comfort": 0.0}, "w_cost"), ({"inertia": (0.9,)}, "inertia"),
-    ({"inertia": (2.0, 0.4)}, "inertia"), ({"c1": (5.0, 0.5)}, "c1"), ({"c2": (0.5, -1.0)}, "c2"),
-    ({"c2": "fast"}, "c2"), ({"seed": -1}, "seed"), ({"seed": "x"}, "seed"), ({"polish": "yes"}, "polish"),
-    ({"greedy_start": 1}, "greedy_start"),
-])
+@pytest.mark.parametrize(
+    "change, name",
+    [
+        ({"particles": 1}, "particles"),
+        ({"particles": 2.5}, "particles"),
+        ({"iterations": 0}, "iterations"),
+        ({"iterations": True}, "iterations"),
+        ({"w_cost": -1.0}, "w_cost"),
+        ({"w_comfort": math.nan}, "w_comfort"),
+        ({"w_cost": 0.0, "w_comfort": 0.0}, "w_cost"),
+        ({"inertia": (0.9,)}, "inertia"),
+        ({"inertia": (2.0, 0.4)}, "inertia"),
+        ({"c1": (5.0, 0.5)}, "c1"),
+        ({"c2": (0.5, -1.0)}, "c2"),
+        ({"c2": "fast"}, "c2"),
+        ({"seed": -1}, "seed"),
+        ({"seed": "x"}, "seed"),
+        ({"polish": "yes"}, "polish"),
+        ({"greedy_start": 1}, "greedy_start"),
+    ],
+)
 def test_bad_parameters_raise_value_error_naming_the_parameter(change, name):
     with pytest.raises(ValueError, match=name):
         schedule_pso(lin_hu_problem(), **change)
@@ -188,10 +218,15 @@ def test_parameters_come_from_the_scheduler_settings():
 
 # ---------------------------------------------------------------- Lin & Hu case study
 
+
 def test_lin_hu_table_3():
     assert {name: row[1:] for name, row in TABLE_3.items()} == {
-        "water_boiler": (1035, 1071, 23, 180), "steamer_a": (361, 379, 15, 60), "steamer_b": (589, 606, 15, 90),
-        "steamer_c": (672, 721, 36, 90), "steamer_d": (1035, 1084, 24, 90)}
+        "water_boiler": (1035, 1071, 23, 180),
+        "steamer_a": (361, 379, 15, 60),
+        "steamer_b": (589, 606, 15, 90),
+        "steamer_c": (672, 721, 36, 90),
+        "steamer_d": (1035, 1084, 24, 90),
+    }
     problem = lin_hu_problem()
     boiler = next(a for a in problem.appliances if a.name == "water_boiler")
     assert problem.window(boiler) == (1035 - 180, 1071 + 180) and problem.horizon_slots == 1440

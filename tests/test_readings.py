@@ -6,8 +6,17 @@ from hypothesis import strategies as st
 
 from gridflow.readings import InvalidReading, Reading, ReadingBounds, dead_letter, parse_reading
 
-GOOD = {"v": 1, "household_id": "h-001", "meter_id": "m-001", "ts_ms": 1_768_435_200_000, "power_w": 512.5,
-        "voltage_v": 231.0, "current_a": 2.2, "energy_kwh": 1532.1, "channels_w": {"kitchen": 40.0}}
+GOOD = {
+    "v": 1,
+    "household_id": "h-001",
+    "meter_id": "m-001",
+    "ts_ms": 1_768_435_200_000,
+    "power_w": 512.5,
+    "voltage_v": 231.0,
+    "current_a": 2.2,
+    "energy_kwh": 1532.1,
+    "channels_w": {"kitchen": 40.0},
+}
 
 
 def test_a_valid_reading_round_trips():
@@ -68,10 +77,18 @@ def test_dead_letter_keeps_the_payload_verbatim_with_the_reason():
     assert record["payload"] == payload.decode("utf-8", errors="backslashreplace")
 
 
-@given(st.one_of(st.binary(max_size=200), st.recursive(
-    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6),
-    max_leaves=20).map(lambda v: json.dumps(v).encode())))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+            lambda children: (
+                st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6)
+            ),
+            max_leaves=20,
+        ).map(lambda v: json.dumps(v).encode()),
+    )
+)
 def test_arbitrary_input_either_parses_or_raises_invalid_reading(payload):
     try:
         reading = parse_reading(payload)

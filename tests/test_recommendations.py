@@ -1,4 +1,5 @@
 """Recommendations: the pure rules, and the job on the mini-cluster (schedules, profiles, alerts in)."""
+
 import json
 
 import pytest
@@ -15,15 +16,37 @@ H = 3_600_000
 
 
 def schedule(household: str, usual_h: int, planned_h: int, power_w: float = 1000.0) -> dict:
-    return {"v": 1, "household_id": household, "start_ts_ms": 0, "slot_minutes": 60, "slots": 24, "currency": "EUR",
-            "price_per_kwh": [0.1] * 6 + [0.3] * 12 + [0.5] * 6,
-            "appliances": [{"name": "washing_machine", "power_w": power_w, "start_ts_ms": planned_h * H,
-                            "end_ts_ms": (planned_h + 2) * H, "usual_start_ts_ms": usual_h * H,
-                            "earliest_start_ts_ms": planned_h * H, "latest_start_ts_ms": (planned_h + 3) * H,
-                            "shift_minutes": (planned_h - usual_h) * 60}],
-            "algorithm": "heap", "forecast_model": "linear", "expected_cost": 0.2, "unscheduled_cost": 0.6,
-            "savings": 0.4, "savings_percent": 66.7, "par_before": 3.0, "par_after": 3.0,
-            "load_before_w": [0.0] * 24, "load_after_w": [0.0] * 24}
+    return {
+        "v": 1,
+        "household_id": household,
+        "start_ts_ms": 0,
+        "slot_minutes": 60,
+        "slots": 24,
+        "currency": "EUR",
+        "price_per_kwh": [0.1] * 6 + [0.3] * 12 + [0.5] * 6,
+        "appliances": [
+            {
+                "name": "washing_machine",
+                "power_w": power_w,
+                "start_ts_ms": planned_h * H,
+                "end_ts_ms": (planned_h + 2) * H,
+                "usual_start_ts_ms": usual_h * H,
+                "earliest_start_ts_ms": planned_h * H,
+                "latest_start_ts_ms": (planned_h + 3) * H,
+                "shift_minutes": (planned_h - usual_h) * 60,
+            }
+        ],
+        "algorithm": "heap",
+        "forecast_model": "linear",
+        "expected_cost": 0.2,
+        "unscheduled_cost": 0.6,
+        "savings": 0.4,
+        "savings_percent": 66.7,
+        "par_before": 3.0,
+        "par_after": 3.0,
+        "load_before_w": [0.0] * 24,
+        "load_after_w": [0.0] * 24,
+    }
 
 
 def test_shift_saving_is_the_price_difference_of_the_moved_energy():
@@ -52,32 +75,53 @@ def test_job_turns_schedules_profiles_and_alerts_into_recommendations_once(kafka
     settings = kafka_settings.with_overrides("balancing.feeder_capacity_kw=1.5")  # two 1 kW runs overload it
     t = settings.topics
     kafka_io.create_topics(settings, [t.schedules, t.profiles, t.alerts, t.recommendations, t.dead_letter])
-    alert = {**CONTRACTS["alert"].example, "household_id": "h-2", "type": "stuck", "severity": "high", "ts_ms": 5,
-             "action": "The meter repeats the same value: please restart it."}
+    alert = {
+        **CONTRACTS["alert"].example,
+        "household_id": "h-2",
+        "type": "stuck",
+        "severity": "high",
+        "ts_ms": 5,
+        "action": "The meter repeats the same value: please restart it.",
+    }
     profile = {**CONTRACTS["profile"].example, "household_id": "h-1", "peak_share": 0.5, "energy_kwh": 9.0}
-    broken = (breaking(schedule("h-3", 20, 2), "h-3", drop="price_per_kwh", mistype="slot_minutes")
-              + breaking(profile, "h-1", drop="day_start_ms", mistype="peak_share")
-              + breaking(alert, "h-2", drop="type", mistype="ts_ms"))
+    broken = (
+        breaking(schedule("h-3", 20, 2), "h-3", drop="price_per_kwh", mistype="slot_minutes")
+        + breaking(profile, "h-1", drop="day_start_ms", mistype="peak_share")
+        + breaking(alert, "h-2", drop="type", mistype="ts_ms")
+    )
     stops = {
-        t.schedules: kafka_io.produce(settings, t.schedules, [("h-1", json.dumps(schedule("h-1", 19, 2)))] * 2
-                                      + [("h-3", json.dumps(schedule("h-3", 20, 2)))]
-                                      + [(k, p) for k, p, _ in broken[:4]]),
-        t.profiles: kafka_io.produce(settings, t.profiles, [("h-1", json.dumps(profile))]
-                                     + [(k, p) for k, p, _ in broken[4:8]]),
-        t.alerts: kafka_io.produce(settings, t.alerts, [("h-2", json.dumps(alert)), (None, "not json")]
-                                   + [(k, p) for k, p, _ in broken[8:]]),
+        t.schedules: kafka_io.produce(
+            settings,
+            t.schedules,
+            [("h-1", json.dumps(schedule("h-1", 19, 2)))] * 2
+            + [("h-3", json.dumps(schedule("h-3", 20, 2)))]
+            + [(k, p) for k, p, _ in broken[:4]],
+        ),
+        t.profiles: kafka_io.produce(
+            settings, t.profiles, [("h-1", json.dumps(profile))] + [(k, p) for k, p, _ in broken[4:8]]
+        ),
+        t.alerts: kafka_io.produce(
+            settings, t.alerts, [("h-2", json.dumps(alert)), (None, "not json")] + [(k, p) for k, p, _ in broken[8:]]
+        ),
     }
     env = create_env(settings)
     job.build(env, settings, stop_offsets=stops)
     env.execute("recommendations-test")
     out = [json.loads(v) for v in kafka_io.read_topic(settings, t.recommendations)]
     kinds = sorted((r["household_id"], r["kind"]) for r in out)
-    assert kinds == [("h-1", "grid_request"), ("h-1", "off_peak"), ("h-1", "shift"), ("h-2", "alert"),
-                     ("h-3", "shift")], "the repeated schedule is sent once"
+    assert kinds == [
+        ("h-1", "grid_request"),
+        ("h-1", "off_peak"),
+        ("h-1", "shift"),
+        ("h-2", "alert"),
+        ("h-3", "shift"),
+    ], "the repeated schedule is sent once"
     grid = next(r for r in out if r["kind"] == "grid_request")
     assert grid["from_ts_ms"] == 2 * H and 4 * H <= grid["to_ts_ms"] <= 5 * H, "moved after h-3's run, in its window"
-    assert grid["text"] == ("Your local grid is busy then: please run the washing machine at "
-                            f"{grid['to_ts_ms'] // H:02d}:00 instead of 02:00.")
+    assert grid["text"] == (
+        "Your local grid is busy then: please run the washing machine at "
+        f"{grid['to_ts_ms'] // H:02d}:00 instead of 02:00."
+    )
     assert next(r for r in out if r["kind"] == "alert")["text"].endswith("please restart it.")
     dead = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
     assert len(dead) == 1 + len(broken)

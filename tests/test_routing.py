@@ -1,4 +1,5 @@
 """The bridge's routing of one MQTT message, without brokers: hand-worked cases and fuzzing."""
+
 import json
 
 from hypothesis import given, settings
@@ -12,8 +13,14 @@ BOUNDS = ReadingBounds()
 
 
 def reading(household="h-1", **change):
-    return {"v": 1, "household_id": household, "meter_id": "m-1", "ts_ms": 1_768_435_200_000, "power_w": 250.0,
-            **change}
+    return {
+        "v": 1,
+        "household_id": household,
+        "meter_id": "m-1",
+        "ts_ms": 1_768_435_200_000,
+        "power_w": 250.0,
+        **change,
+    }
 
 
 def test_household_from_topic():
@@ -59,19 +66,27 @@ json_values = st.recursive(
     max_leaves=30,
 )
 reading_like = st.fixed_dictionaries(
-    {"household_id": st.sampled_from(["h-1", "h-2", "", "h 1"]), "meter_id": st.text(max_size=5),
-     "ts_ms": st.integers(), "power_w": st.floats(allow_nan=True) | st.integers() | st.text(max_size=3)},
+    {
+        "household_id": st.sampled_from(["h-1", "h-2", "", "h 1"]),
+        "meter_id": st.text(max_size=5),
+        "ts_ms": st.integers(),
+        "power_w": st.floats(allow_nan=True) | st.integers() | st.text(max_size=3),
+    },
     optional={"v": st.integers(0, 3), "voltage_v": st.floats(), "channels_w": json_values},
 )
 
 
 @settings(max_examples=600, deadline=None)
-@given(topic=st.sampled_from(["meters/h-1/readings", "meters/h-2/readings", "meters/x/y/readings", "junk"]),
-       payload=st.one_of(st.binary(max_size=300),
-                         json_values.map(lambda v: json.dumps(v).encode()),
-                         reading_like.map(lambda v: json.dumps(v).encode()),
-                         st.lists(reading_like, min_size=1, max_size=6).map(lambda v: json.dumps(v).encode()),
-                         st.just(b"[" * 5000)))
+@given(
+    topic=st.sampled_from(["meters/h-1/readings", "meters/h-2/readings", "meters/x/y/readings", "junk"]),
+    payload=st.one_of(
+        st.binary(max_size=300),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        reading_like.map(lambda v: json.dumps(v).encode()),
+        st.lists(reading_like, min_size=1, max_size=6).map(lambda v: json.dumps(v).encode()),
+        st.just(b"[" * 5000),
+    ),
+)
 def test_routing_never_raises_and_every_dead_letter_explains_itself(topic, payload):
     records = route(topic, payload, TEMPLATE, BOUNDS)
     assert records

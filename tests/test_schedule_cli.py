@@ -4,6 +4,7 @@ The JSON schedule is checked against the household and price files read back wit
 (``Schedule.violations``); bad files must fail with status 2 and a message naming the field, no traceback
 (checked in a real process once; the many bad-file cases call ``gridflow.cli.main`` in-process).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,13 @@ HOUSEHOLD, PRICES = ROOT / "examples" / "household.yaml", ROOT / "examples" / "p
 
 
 def schedule_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gridflow.cli", "schedule", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "gridflow.cli", "schedule", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def schedule_in_process(capsys, *args: str) -> tuple[int, str]:
@@ -38,33 +44,64 @@ def schedule_in_process(capsys, *args: str) -> tuple[int, str]:
 @pytest.mark.parametrize("algorithm", ["heap", "pso", "milp"])
 def test_example_household_png_and_json(tmp_path, algorithm):
     png, out = tmp_path / "plan.png", tmp_path / "plan.json"
-    done = schedule_cli("--household", HOUSEHOLD, "--prices", PRICES, "--algorithm", algorithm, "--png", png,
-                        "--json", out, "--set", "scheduler.w_comfort=0.001")
+    done = schedule_cli(
+        "--household",
+        HOUSEHOLD,
+        "--prices",
+        PRICES,
+        "--algorithm",
+        algorithm,
+        "--png",
+        png,
+        "--json",
+        out,
+        "--set",
+        "scheduler.w_comfort=0.001",
+    )
     assert done.returncode == 0, done.stderr
     assert "washing_machine" in done.stdout and "expected cost" in done.stdout and "peak-to-average" in done.stdout
     image = matplotlib.image.imread(png)
     assert image.shape[:2] == (PNG_SIZE_PX[1], PNG_SIZE_PX[0]) and image.std() > 0
     report = json.loads(out.read_text())
     problem = read_household(str(HOUSEHOLD), read_prices(str(PRICES)))
-    schedule = Schedule(problem.horizon_slots, {name: {int(s): p for s, p in slots.items()}
-                                                for name, slots in report["power_w"].items()})
+    schedule = Schedule(
+        problem.horizon_slots,
+        {name: {int(s): p for s, p in slots.items()} for name, slots in report["power_w"].items()},
+    )
     assert schedule.violations(problem) == []
     assert report["cost"] == pytest.approx(schedule.cost(problem.tariff))
     assert report["cost"] <= report["unscheduled_cost"] and report["algorithm"] == algorithm
-    assert report["slot_minutes"] == 15 and {r["name"] for r in report["appliances"]} == \
-        {a.name for a in problem.appliances}
+    assert report["slot_minutes"] == 15 and {r["name"] for r in report["appliances"]} == {
+        a.name for a in problem.appliances
+    }
 
 
 def test_json_prices_with_ibr_and_a_household_in_json(tmp_path):
     prices = tmp_path / "prices.json"
-    prices.write_text(json.dumps({"price_per_kwh": [0.3] * 12 + [0.1] * 12, "ibr_thresholds_kwh": [1.0],
-                                  "ibr_multipliers": [1.0, 2.0]}))
+    prices.write_text(
+        json.dumps(
+            {"price_per_kwh": [0.3] * 12 + [0.1] * 12, "ibr_thresholds_kwh": [1.0], "ibr_multipliers": [1.0, 2.0]}
+        )
+    )
     household = tmp_path / "household.json"
-    household.write_text(json.dumps({"appliances": [
-        {"name": "washer", "kind": "deferrable", "power_w": 1500, "duration_min": 120, "window": ["08:00", "24:00"],
-         "comfort_margin_min": 0},
-        {"name": "ev", "kind": "regulatable", "power_w": 3000, "energy_wh": 6000, "window": [0, 1440]}],
-        "breaker": {"amps": 20}}))
+    household.write_text(
+        json.dumps(
+            {
+                "appliances": [
+                    {
+                        "name": "washer",
+                        "kind": "deferrable",
+                        "power_w": 1500,
+                        "duration_min": 120,
+                        "window": ["08:00", "24:00"],
+                        "comfort_margin_min": 0,
+                    },
+                    {"name": "ev", "kind": "regulatable", "power_w": 3000, "energy_wh": 6000, "window": [0, 1440]},
+                ],
+                "breaker": {"amps": 20},
+            }
+        )
+    )
     out = tmp_path / "plan.json"
     done = schedule_cli("--household", household, "--prices", prices, "--algorithm", "pso", "--json", out)
     assert done.returncode == 0, done.stderr
@@ -75,20 +112,36 @@ def test_json_prices_with_ibr_and_a_household_in_json(tmp_path):
 BAD_HOUSEHOLDS = [
     ("appliances: []", "appliances"),
     ("appliances:\n  - {name: w, kind: washer, power_w: 1000, duration_min: 60, window: ['01:00', '03:00']}", "kind"),
-    ("appliances:\n  - {name: w, kind: deferrable, power_w: -5, duration_min: 60, window: ['01:00', '03:00']}",
-     "power_w"),
+    (
+        "appliances:\n  - {name: w, kind: deferrable, power_w: -5, duration_min: 60, window: ['01:00', '03:00']}",
+        "power_w",
+    ),
     ("appliances:\n  - {name: w, kind: deferrable, power_w: 900, duration_min: 60, window: ['01:00']}", "window"),
-    ("appliances:\n  - {name: w, kind: deferrable, power_w: 900, duration_min: 60, window: ['01:10', '03:00']}",
-     r"window\[0\]"),
+    (
+        "appliances:\n  - {name: w, kind: deferrable, power_w: 900, duration_min: 60, window: ['01:10', '03:00']}",
+        r"window\[0\]",
+    ),
     ("appliances:\n  - {name: w, kind: deferrable, power_w: 900, window: ['01:00', '03:00']}", "duration_min"),
-    ("appliances:\n  - {name: w, kind: deferrable, power_w: 900, duration_min: 60, window: ['01:00', '03:00'], "
-     "colour: red}", "colour"),
-    ("appliances:\n  - {name: w, kind: deferrable, power_w: 900, duration_min: 60, window: ['01:00', '03:00'], "
-     "due: 'noon'}", "due"),
-    ("appliances:\n  - {name: w, kind: fixed, power_w: 900, duration_min: 60, window: ['01:00', '03:00']}\n"
-     "breaker: {amps: 0}", "breaker.amps"),
-    ("appliances:\n  - {name: w, kind: fixed, power_w: 900, duration_min: 60, window: ['01:00', '03:00']}\n"
-     "pv: {peak_w: 3000}", "pv"),
+    (
+        "appliances:\n  - {name: w, kind: deferrable, power_w: 900, duration_min: 60, window: ['01:00', '03:00'], "
+        "colour: red}",
+        "colour",
+    ),
+    (
+        "appliances:\n  - {name: w, kind: deferrable, power_w: 900, duration_min: 60, window: ['01:00', '03:00'], "
+        "due: 'noon'}",
+        "due",
+    ),
+    (
+        "appliances:\n  - {name: w, kind: fixed, power_w: 900, duration_min: 60, window: ['01:00', '03:00']}\n"
+        "breaker: {amps: 0}",
+        "breaker.amps",
+    ),
+    (
+        "appliances:\n  - {name: w, kind: fixed, power_w: 900, duration_min: 60, window: ['01:00', '03:00']}\n"
+        "pv: {peak_w: 3000}",
+        "pv",
+    ),
     ("appliances: [", "YAML"),
 ]
 
@@ -101,14 +154,20 @@ def test_bad_household_files_exit_2_naming_the_field(tmp_path, capsys, text, fie
     assert code == 2 and "household.yaml" in stderr and re.search(field, stderr), stderr
 
 
-@pytest.mark.parametrize("text, name, field", [
-    ("price\n0.1\nabc\n", "prices.csv", "price_per_kwh"),
-    ("0.1\n" * 23, "prices.csv", "slot_minutes"),
-    ('{"price_per_kwh": [0.1, 0.2], "currency": "EUR"}', "prices.json", "currency"),
-    (json.dumps({"price_per_kwh": [0.1] * 24, "ibr_thresholds_kwh": [1.0], "ibr_multipliers": [2.0, 1.0]}),
-     "prices.json", "ibr_multipliers"),
-    ("[0.1, ", "prices.json", "JSON"),
-])
+@pytest.mark.parametrize(
+    "text, name, field",
+    [
+        ("price\n0.1\nabc\n", "prices.csv", "price_per_kwh"),
+        ("0.1\n" * 23, "prices.csv", "slot_minutes"),
+        ('{"price_per_kwh": [0.1, 0.2], "currency": "EUR"}', "prices.json", "currency"),
+        (
+            json.dumps({"price_per_kwh": [0.1] * 24, "ibr_thresholds_kwh": [1.0], "ibr_multipliers": [2.0, 1.0]}),
+            "prices.json",
+            "ibr_multipliers",
+        ),
+        ("[0.1, ", "prices.json", "JSON"),
+    ],
+)
 def test_bad_price_files_exit_2_naming_the_field(tmp_path, capsys, text, name, field):
     prices = tmp_path / name
     prices.write_text(text)
@@ -127,7 +186,9 @@ def test_missing_file_and_infeasible_household(tmp_path, capsys):
     code, stderr = schedule_in_process(capsys, "--household", tmp_path / "nope.yaml", "--prices", PRICES)
     assert code == 2 and "nope.yaml" in stderr
     household = tmp_path / "household.yaml"
-    household.write_text("appliances:\n  - {name: kettle, kind: fixed, power_w: 3000, duration_min: 15, "
-                         "window: ['07:00', '07:15']}\nbreaker: {amps: 10}\n")
+    household.write_text(
+        "appliances:\n  - {name: kettle, kind: fixed, power_w: 3000, duration_min: 15, "
+        "window: ['07:00', '07:15']}\nbreaker: {amps: 10}\n"
+    )
     code, stderr = schedule_in_process(capsys, "--household", household, "--prices", PRICES, "--algorithm", "pso")
     assert code == 1 and "kettle" in stderr

@@ -4,6 +4,7 @@
 deferrable loads; regulatable loads are checked with the max-flow/min-cut condition (for every subset S of
 them, their energy fits into ``sum_t min(breaker room_t, sum_{i in S, t in window_i} power_i) * slot_h``).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -15,19 +16,29 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridflow.scheduling.heap_scheduler import (ScheduleInfeasible, cheapest_slots, cheapest_window_start,
-                                               schedule_heap)
+from gridflow.scheduling.heap_scheduler import ScheduleInfeasible, cheapest_slots, cheapest_window_start, schedule_heap
 from gridflow.scheduling.milp import solve_milp
 from gridflow.scheduling.model import Appliance, Problem, Schedule, Tariff
-from gridflow.scheduling.scenarios import (APPLIANCES, USAGE_LEVELS, cost_reduction_percent,
-                                           synthetic_day_ahead_price, touhs_problem, unscheduled_baseline)
+from gridflow.scheduling.scenarios import (
+    APPLIANCES,
+    USAGE_LEVELS,
+    cost_reduction_percent,
+    synthetic_day_ahead_price,
+    touhs_problem,
+    unscheduled_baseline,
+)
+
 
 def fast(max_examples: int) -> settings:
-    return settings(max_examples=max_examples, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 # ---------------------------------------------------------------- random households
+
 
 @st.composite
 def appliances(draw, name, n_slots, kinds, max_window, max_duration, max_margin):
@@ -48,15 +59,21 @@ def appliances(draw, name, n_slots, kinds, max_window, max_duration, max_margin)
 
 
 @st.composite
-def households(draw, n_apps=(2, 5), n_slots=(24, 48), kinds=("fixed", "deferrable", "regulatable"),
-               max_window=12, max_duration=4, max_margin=2):
+def households(
+    draw,
+    n_apps=(2, 5),
+    n_slots=(24, 48),
+    kinds=("fixed", "deferrable", "regulatable"),
+    max_window=12,
+    max_duration=4,
+    max_margin=2,
+):
     horizon = draw(st.integers(*n_slots))
     slot_minutes = draw(st.sampled_from([15, 30, 60]))
     count = draw(st.integers(*n_apps))
     apps = [draw(appliances(f"a{i}", horizon, kinds, max_window, max_duration, max_margin)) for i in range(count)]
     if slot_minutes != 60:  # energies were drawn for 1 h slots: rescale to the slot length
-        apps = [replace(a, energy_wh=a.energy_wh * slot_minutes / 60) if a.energy_wh is not None else a
-                for a in apps]
+        apps = [replace(a, energy_wh=a.energy_wh * slot_minutes / 60) if a.energy_wh is not None else a for a in apps]
     prices = draw(st.lists(st.integers(0, 100).map(lambda c: c / 100), min_size=horizon, max_size=horizon))
     thresholds, multipliers = (), ()
     if draw(st.booleans()):
@@ -65,8 +82,10 @@ def households(draw, n_apps=(2, 5), n_slots=(24, 48), kinds=("fixed", "deferrabl
         thresholds = tuple(t / 20 for t in thresholds)
         steps = sorted(draw(st.lists(st.integers(100, 400), min_size=blocks, max_size=blocks)))
         multipliers = (1.0, *(m / 100 for m in steps))
-    pv_w = draw(st.none() | st.lists(st.sampled_from([0.0, 0.0, 300.0, 800.0, 1500.0, 3000.0]),
-                                     min_size=horizon, max_size=horizon))
+    pv_w = draw(
+        st.none()
+        | st.lists(st.sampled_from([0.0, 0.0, 300.0, 800.0, 1500.0, 3000.0]), min_size=horizon, max_size=horizon)
+    )
     largest = max(a.power_w for a in apps)
     breaker = draw(st.sampled_from(["none", "loose", "tight"]))  # tight: 0.9 .. 2.5 x the largest appliance
     breaker_w = None if breaker == "none" else 1e5 if breaker == "loose" else largest * draw(st.integers(90, 250)) / 100
@@ -78,6 +97,7 @@ def tiny(kinds=("fixed", "deferrable", "regulatable"), n_apps=(2, 4)):
 
 
 # ---------------------------------------------------------------- brute force
+
 
 def placements(problem: Problem, appliance: Appliance):
     low, high = problem.window(appliance)
@@ -131,6 +151,7 @@ def rel_tol(value: float) -> float:
 
 
 # ---------------------------------------------------------------- properties
+
 
 @fast(60)
 @given(households())
@@ -207,12 +228,12 @@ def test_single_regulatable_load_is_least_cost(problem, data):
 @given(st.lists(st.none() | st.integers(0, 9), min_size=1, max_size=12), st.integers(1, 5))
 def test_window_and_heap_primitives_match_enumeration(values, n):
     costs = np.array([np.inf if v is None else float(v) for v in values])
-    runs = [costs[i:i + n].sum() for i in range(len(costs) - n + 1)]
+    runs = [costs[i : i + n].sum() for i in range(len(costs) - n + 1)]
     finite_runs = [r for r in runs if np.isfinite(r)]
     start = cheapest_window_start(costs, n)
     assert (start is None) == (not finite_runs)
     if start is not None:
-        assert costs[start:start + n].sum() == min(finite_runs)
+        assert costs[start : start + n].sum() == min(finite_runs)
     chosen = cheapest_slots(costs, n)
     finite = sorted(c for c in costs if np.isfinite(c))
     assert (chosen is None) == (len(finite) < n)
@@ -221,6 +242,7 @@ def test_window_and_heap_primitives_match_enumeration(values, n):
 
 
 # ---------------------------------------------------------------- hand-worked cases
+
 
 def one_problem(*appliances, prices, **tariff) -> Problem:
     return Problem(appliances, Tariff(prices, **tariff))
@@ -235,8 +257,9 @@ def test_cheapest_contiguous_window_hand_worked():
 
 
 def test_cheapest_slots_of_an_interruptible_load_hand_worked():
-    problem = one_problem(Appliance("dryer", "deferrable", 1000, 3, 0, 6, interruptible=True),
-                          prices=[5, 1, 1, 5, 5, 1])
+    problem = one_problem(
+        Appliance("dryer", "deferrable", 1000, 3, 0, 6, interruptible=True), prices=[5, 1, 1, 5, 5, 1]
+    )
     assert sorted(schedule_heap(problem).power_w["dryer"]) == [1, 2, 5]
     assert solve_milp(problem).cost == pytest.approx(3.0)
 
@@ -261,15 +284,23 @@ def test_regulatable_load_spreads_over_ibr_blocks():
 def test_pv_surplus_is_free_and_breaker_slots_are_skipped():
     pv_problem = one_problem(Appliance("washer", "deferrable", 1000, 1, 0, 3), prices=[1, 1, 1], pv_w=[0, 2000, 0])
     assert schedule_heap(pv_problem).power_w["washer"] == {1: 1000.0}
-    breaker_problem = one_problem(Appliance("kettle", "fixed", 2000, 1, 1, 2),
-                                  Appliance("washer", "deferrable", 1000, 1, 0, 3), prices=[1, 0, 1], breaker_w=2500)
+    breaker_problem = one_problem(
+        Appliance("kettle", "fixed", 2000, 1, 1, 2),
+        Appliance("washer", "deferrable", 1000, 1, 0, 3),
+        prices=[1, 0, 1],
+        breaker_w=2500,
+    )
     schedule = schedule_heap(breaker_problem)
     assert schedule.power_w["washer"] == {0: 1000.0} and schedule.violations(breaker_problem) == []
 
 
 def test_greedy_order_conflict_is_repaired_by_the_search():
-    problem = one_problem(Appliance("big", "deferrable", 700, 2, 0, 4), Appliance("small", "deferrable", 600, 2, 0, 2),
-                          prices=[1, 1, 5, 5], breaker_w=1000)
+    problem = one_problem(
+        Appliance("big", "deferrable", 700, 2, 0, 4),
+        Appliance("small", "deferrable", 600, 2, 0, 2),
+        prices=[1, 1, 5, 5],
+        breaker_w=1000,
+    )
     schedule = schedule_heap(problem)  # greedy puts "big" on [0, 2) and leaves "small" no room
     assert schedule.violations(problem) == []
     assert schedule.start_slot("big") == 2 and schedule.start_slot("small") == 0
@@ -277,8 +308,12 @@ def test_greedy_order_conflict_is_repaired_by_the_search():
 
 
 def test_regulatable_conflict_is_repaired_by_max_flow():
-    problem = one_problem(Appliance("ev", "regulatable", 1000, 2, 0, 3),
-                          Appliance("pump", "regulatable", 1000, 1, 0, 1), prices=[1, 2, 3], breaker_w=1000)
+    problem = one_problem(
+        Appliance("ev", "regulatable", 1000, 2, 0, 3),
+        Appliance("pump", "regulatable", 1000, 1, 0, 1),
+        prices=[1, 2, 3],
+        breaker_w=1000,
+    )
     schedule = schedule_heap(problem)  # water-filling the EV first takes slot 0, which the pump needs
     assert schedule.violations(problem) == []
     assert schedule.power_w["pump"] == {0: 1000.0}
@@ -291,8 +326,12 @@ def test_infeasible_problems_name_the_appliance():
     assert error.value.appliance == "kettle" and error.value.proven
     with pytest.raises(ScheduleInfeasible, match="kettle"):
         solve_milp(kettle)
-    dryer = one_problem(Appliance("fridge", "fixed", 800, 3, 0, 3), Appliance("dryer", "deferrable", 500, 1, 0, 3),
-                        prices=[1, 1, 1], breaker_w=1000)
+    dryer = one_problem(
+        Appliance("fridge", "fixed", 800, 3, 0, 3),
+        Appliance("dryer", "deferrable", 500, 1, 0, 3),
+        prices=[1, 1, 1],
+        breaker_w=1000,
+    )
     with pytest.raises(ScheduleInfeasible, match="dryer") as error:
         schedule_heap(dryer)
     assert error.value.appliance == "dryer" and error.value.proven
@@ -306,8 +345,9 @@ def test_milp_comfort_weight_and_margin():
     assert solve_milp(problem).schedule.start_slot("washer") == 5
     comfortable = solve_milp(problem, comfort_weight=1.0)  # 5 slots late cost 5 > 0.5 saved
     assert comfortable.schedule.start_slot("washer") == 0 and comfortable.comfort_deviation_slots == 0
-    margin = one_problem(Appliance("washer", "deferrable", 1000, 1, 2, 3, comfort_margin_slots=2),
-                         prices=[0.1, 1, 1, 1, 1, 1])  # window [2, 3) stretched to [0, 5)
+    margin = one_problem(
+        Appliance("washer", "deferrable", 1000, 1, 2, 3, comfort_margin_slots=2), prices=[0.1, 1, 1, 1, 1, 1]
+    )  # window [2, 3) stretched to [0, 5)
     result = solve_milp(margin, comfort_weight=0.2)
     assert result.schedule.start_slot("washer") == 0 and result.comfort_deviation_slots == 2
     assert result.objective == pytest.approx(0.1 + 0.2 * 2)
@@ -327,27 +367,38 @@ def test_load_profile_and_peak_to_average_ratio():
 
 # ---------------------------------------------------------------- the oracle itself
 
-ORACLE = one_problem(Appliance("tv", "fixed", 300, 2, 1, 3), Appliance("washer", "deferrable", 1000, 2, 0, 4),
-                     Appliance("dryer", "deferrable", 500, 2, 0, 4, interruptible=True),
-                     Appliance("ev", "regulatable", 1000, 1, 2, 4, energy_wh=1500), prices=[1, 1, 1, 1],
-                     breaker_w=2500)
-GOOD = {"tv": {1: 300.0, 2: 300.0}, "washer": {0: 1000.0, 1: 1000.0}, "dryer": {0: 500.0, 3: 500.0},
-        "ev": {2: 1000.0, 3: 500.0}}
+ORACLE = one_problem(
+    Appliance("tv", "fixed", 300, 2, 1, 3),
+    Appliance("washer", "deferrable", 1000, 2, 0, 4),
+    Appliance("dryer", "deferrable", 500, 2, 0, 4, interruptible=True),
+    Appliance("ev", "regulatable", 1000, 1, 2, 4, energy_wh=1500),
+    prices=[1, 1, 1, 1],
+    breaker_w=2500,
+)
+GOOD = {
+    "tv": {1: 300.0, 2: 300.0},
+    "washer": {0: 1000.0, 1: 1000.0},
+    "dryer": {0: 500.0, 3: 500.0},
+    "ev": {2: 1000.0, 3: 500.0},
+}
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"tv": {0: 300.0, 1: 300.0}}, "must start at alpha_slot"),
-    ({"washer": {0: 1000.0, 2: 1000.0}}, "interrupted"),
-    ({"washer": {0: 1000.0, 1: 1000.0, 2: 1000.0}}, "runs 3 slots"),
-    ({"washer": {0: 900.0, 1: 1000.0}}, "power != power_w"),
-    ({"dryer": {0: 500.0}}, "runs 1 slots"),
-    ({"ev": {2: 1000.0}}, "delivers 1000 Wh, requires 1500 Wh"),
-    ({"ev": {2: 1200.0, 3: 300.0}}, "above power_w"),
-    ({"ev": {1: 500.0, 2: 1000.0}}, "outside its allowed window [2, 4)"),
-    ({"washer": {2: 1000.0, 3: 1000.0}, "dryer": {2: 500.0, 3: 500.0}}, "breaker"),
-    ({"heater": {0: 100.0}}, "not an appliance"),
-    ({"washer": {}}, "runs 0 slots"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"tv": {0: 300.0, 1: 300.0}}, "must start at alpha_slot"),
+        ({"washer": {0: 1000.0, 2: 1000.0}}, "interrupted"),
+        ({"washer": {0: 1000.0, 1: 1000.0, 2: 1000.0}}, "runs 3 slots"),
+        ({"washer": {0: 900.0, 1: 1000.0}}, "power != power_w"),
+        ({"dryer": {0: 500.0}}, "runs 1 slots"),
+        ({"ev": {2: 1000.0}}, "delivers 1000 Wh, requires 1500 Wh"),
+        ({"ev": {2: 1200.0, 3: 300.0}}, "above power_w"),
+        ({"ev": {1: 500.0, 2: 1000.0}}, "outside its allowed window [2, 4)"),
+        ({"washer": {2: 1000.0, 3: 1000.0}, "dryer": {2: 500.0, 3: 500.0}}, "breaker"),
+        ({"heater": {0: 100.0}}, "not an appliance"),
+        ({"washer": {}}, "runs 0 slots"),
+    ],
+)
 def test_violations_catch_each_broken_constraint(change, message):
     assert Schedule(4, GOOD).violations(ORACLE) == []
     found = Schedule(4, {**GOOD, **change}).violations(ORACLE)
@@ -357,9 +408,17 @@ def test_violations_catch_each_broken_constraint(change, message):
 
 # ---------------------------------------------------------------- bad inputs
 
+
 def app(**changes):
-    fields = {"name": "x", "kind": "deferrable", "power_w": 1000, "duration_slots": 2, "alpha_slot": 0,
-              "beta_slot": 4, **changes}
+    fields = {
+        "name": "x",
+        "kind": "deferrable",
+        "power_w": 1000,
+        "duration_slots": 2,
+        "alpha_slot": 0,
+        "beta_slot": 4,
+        **changes,
+    }
     return Appliance(**fields)
 
 
@@ -367,42 +426,45 @@ def tariff(**changes):
     return Tariff(**{"price_per_kwh": [1.0] * 4, **changes})
 
 
-@pytest.mark.parametrize("build, field", [
-    (lambda: app(name=""), "name"),
-    (lambda: app(kind="boiler"), "kind"),
-    (lambda: app(power_w=0), "power_w"),
-    (lambda: app(power_w=60_000), "power_w"),
-    (lambda: app(power_w=float("nan")), "power_w"),
-    (lambda: app(duration_slots=0), "duration_slots"),
-    (lambda: app(duration_slots=5), "duration_slots"),
-    (lambda: app(alpha_slot=-1), "alpha_slot"),
-    (lambda: app(alpha_slot=1.5), "alpha_slot"),
-    (lambda: app(beta_slot=0), "beta_slot"),
-    (lambda: app(kind="fixed", comfort_margin_slots=1), "comfort_margin_slots"),
-    (lambda: app(due_slot=5), "due_slot"),
-    (lambda: app(kind="fixed", due_slot=2), "due_slot"),
-    (lambda: app(kind="fixed", interruptible=True), "interruptible"),
-    (lambda: app(energy_wh=100), "energy_wh"),
-    (lambda: app(kind="regulatable", energy_wh=-5), "energy_wh"),
-    (lambda: tariff(slot_minutes=7), "slot_minutes"),
-    (lambda: tariff(slot_minutes=90), "slot_minutes"),
-    (lambda: tariff(price_per_kwh=[1, -1]), "price_per_kwh"),
-    (lambda: tariff(price_per_kwh=[]), "price_per_kwh"),
-    (lambda: tariff(price_per_kwh=[1, float("inf")]), "price_per_kwh"),
-    (lambda: tariff(ibr_thresholds_kwh=[2, 1], ibr_multipliers=[1, 2, 3]), "ibr_thresholds_kwh"),
-    (lambda: tariff(ibr_thresholds_kwh=[1], ibr_multipliers=[1]), "ibr_multipliers"),
-    (lambda: tariff(ibr_thresholds_kwh=[1], ibr_multipliers=[2, 1]), "ibr_multipliers"),
-    (lambda: tariff(pv_w=[0, 0]), "pv_w"),
-    (lambda: tariff(breaker_w=0), "breaker_w"),
-    (lambda: Problem((app(beta_slot=4),), tariff(price_per_kwh=[1, 1])), "beta_slot"),
-    (lambda: Problem((app(), app()), tariff()), "name"),
-    (lambda: Problem((app(kind="regulatable", energy_wh=10_000),), tariff()), "energy_wh"),
-    (lambda: Problem((app(alpha_slot=1, due_slot=2),), tariff()), "due_slot"),
-    (lambda: Schedule(0), "horizon_slots"),
-    (lambda: Schedule(4, {"x": {0: -5.0}}), "power_w"),
-    (lambda: touhs_problem("extreme", [1.0] * 24), "usage"),
-    (lambda: touhs_problem("light", [1.0] * 23), "price_per_kwh"),
-])
+@pytest.mark.parametrize(
+    "build, field",
+    [
+        (lambda: app(name=""), "name"),
+        (lambda: app(kind="boiler"), "kind"),
+        (lambda: app(power_w=0), "power_w"),
+        (lambda: app(power_w=60_000), "power_w"),
+        (lambda: app(power_w=float("nan")), "power_w"),
+        (lambda: app(duration_slots=0), "duration_slots"),
+        (lambda: app(duration_slots=5), "duration_slots"),
+        (lambda: app(alpha_slot=-1), "alpha_slot"),
+        (lambda: app(alpha_slot=1.5), "alpha_slot"),
+        (lambda: app(beta_slot=0), "beta_slot"),
+        (lambda: app(kind="fixed", comfort_margin_slots=1), "comfort_margin_slots"),
+        (lambda: app(due_slot=5), "due_slot"),
+        (lambda: app(kind="fixed", due_slot=2), "due_slot"),
+        (lambda: app(kind="fixed", interruptible=True), "interruptible"),
+        (lambda: app(energy_wh=100), "energy_wh"),
+        (lambda: app(kind="regulatable", energy_wh=-5), "energy_wh"),
+        (lambda: tariff(slot_minutes=7), "slot_minutes"),
+        (lambda: tariff(slot_minutes=90), "slot_minutes"),
+        (lambda: tariff(price_per_kwh=[1, -1]), "price_per_kwh"),
+        (lambda: tariff(price_per_kwh=[]), "price_per_kwh"),
+        (lambda: tariff(price_per_kwh=[1, float("inf")]), "price_per_kwh"),
+        (lambda: tariff(ibr_thresholds_kwh=[2, 1], ibr_multipliers=[1, 2, 3]), "ibr_thresholds_kwh"),
+        (lambda: tariff(ibr_thresholds_kwh=[1], ibr_multipliers=[1]), "ibr_multipliers"),
+        (lambda: tariff(ibr_thresholds_kwh=[1], ibr_multipliers=[2, 1]), "ibr_multipliers"),
+        (lambda: tariff(pv_w=[0, 0]), "pv_w"),
+        (lambda: tariff(breaker_w=0), "breaker_w"),
+        (lambda: Problem((app(beta_slot=4),), tariff(price_per_kwh=[1, 1])), "beta_slot"),
+        (lambda: Problem((app(), app()), tariff()), "name"),
+        (lambda: Problem((app(kind="regulatable", energy_wh=10_000),), tariff()), "energy_wh"),
+        (lambda: Problem((app(alpha_slot=1, due_slot=2),), tariff()), "due_slot"),
+        (lambda: Schedule(0), "horizon_slots"),
+        (lambda: Schedule(4, {"x": {0: -5.0}}), "power_w"),
+        (lambda: touhs_problem("extreme", [1.0] * 24), "usage"),
+        (lambda: touhs_problem("light", [1.0] * 23), "price_per_kwh"),
+    ],
+)
 def test_bad_inputs_raise_value_error_naming_the_field(build, field):
     with pytest.raises(ValueError, match=field):
         build()
@@ -410,10 +472,18 @@ def test_bad_inputs_raise_value_error_naming_the_field(build, field):
 
 # ---------------------------------------------------------------- Touhs scenarios
 
+
 def test_touhs_table_matches_the_paper():
-    expected = {"washing_machine": ("deferrable", 1000), "dishwasher": ("deferrable", 1800),
-                "oven": ("deferrable", 2300), "ev": ("regulatable", 5000), "pump": ("regulatable", 800),
-                "heater": ("regulatable", 1300), "lights": ("fixed", 200), "tv": ("fixed", 300)}
+    expected = {
+        "washing_machine": ("deferrable", 1000),
+        "dishwasher": ("deferrable", 1800),
+        "oven": ("deferrable", 2300),
+        "ev": ("regulatable", 5000),
+        "pump": ("regulatable", 800),
+        "heater": ("regulatable", 1300),
+        "lights": ("fixed", 200),
+        "tv": ("fixed", 300),
+    }
     assert {name: row[:2] for name, row in APPLIANCES.items()} == expected
 
 

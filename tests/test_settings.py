@@ -27,20 +27,29 @@ def test_each_job_has_one_runtime_block():
     settings = load_settings(CONF)
     assert settings.jobs.anomaly.python_execution_mode == "thread"
     assert settings.jobs.forecasting.flink_options() == {
-        "python.execution-mode": "process", "python.fn-execution.bundle.size": "100000",
-        "python.fn-execution.bundle.time": "100", "python.fn-execution.arrow.batch.size": "10000"}
+        "python.execution-mode": "process",
+        "python.fn-execution.bundle.size": "100000",
+        "python.fn-execution.bundle.time": "100",
+        "python.fn-execution.arrow.batch.size": "10000",
+    }
     tuned = settings.with_overrides("jobs.preprocess.arrow_batch_size=500", "jobs.preprocess.bundle_time_ms=50")
     assert tuned.jobs.preprocess.flink_options()["python.fn-execution.arrow.batch.size"] == "500"
     assert tuned.jobs.anomaly == settings.jobs.anomaly
 
 
-@pytest.mark.parametrize("override, message", [
-    ("flink.python.execution-mode=thread", "python.execution-mode is set per job: use jobs.<job>.python_execution_mode"),
-    ("flink.python.fn-execution.bundle.time=10", "use jobs.<job>.bundle_time_ms"),
-    ("jobs.forecasting.python_execution_mode=thread", "forecasting.python_execution_mode must be 'process'"),
-    ("jobs.anomaly.arrow_batch_size=200000", "must not exceed bundle_size (100000)"),
-    ("jobs.nightly.bundle_size=5", "jobs.nightly"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "flink.python.execution-mode=thread",
+            "python.execution-mode is set per job: use jobs.<job>.python_execution_mode",
+        ),
+        ("flink.python.fn-execution.bundle.time=10", "use jobs.<job>.bundle_time_ms"),
+        ("jobs.forecasting.python_execution_mode=thread", "forecasting.python_execution_mode must be 'process'"),
+        ("jobs.anomaly.arrow_batch_size=200000", "must not exceed bundle_size (100000)"),
+        ("jobs.nightly.bundle_size=5", "jobs.nightly"),
+    ],
+)
 def test_a_misplaced_or_impossible_job_runtime_is_refused(override, message):
     with pytest.raises(SettingsError, match=re.escape(message)):
         load_settings(CONF, overrides=[override])
@@ -109,7 +118,9 @@ def test_a_job_with_a_bad_value_fails_fast_naming_the_key():
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, str(REPO / "jobs" / "reading_summary.py"), "--set", "stream.window_s=0"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     elapsed = time.monotonic() - started
     assert result.returncode == 2
@@ -120,8 +131,12 @@ def test_a_job_with_a_bad_value_fails_fast_naming_the_key():
 
 def test_gridflow_config_check_rejects_a_bad_file(tmp_path):
     (tmp_path / "gridflow.yaml").write_text("anomaly:\n  dbscan_min_samples: 0\n")
-    result = subprocess.run([sys.executable, "-m", "gridflow.cli", "config", "check", "--conf-dir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "gridflow.cli", "config", "check", "--conf-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "'anomaly.dbscan_min_samples'" in result.stderr and "1 <= value <= 10000" in result.stderr
 

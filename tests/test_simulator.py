@@ -1,4 +1,5 @@
 """The fleet simulator drives the real firmware over real MQTT, through the bridge into Kafka."""
+
 import json
 import subprocess
 import sys
@@ -26,11 +27,13 @@ def library(base_settings):
 
 
 def test_simulated_meters_replay_their_series_through_mqtt_and_the_bridge_into_kafka(stack, library, tmp_path):
-    settings = bridge_settings(stack).with_overrides("simulator.speed=100000", "simulator.fault_rate_per_day=40",
-                                                     "simulator.connections=3")
+    settings = bridge_settings(stack).with_overrides(
+        "simulator.speed=100000", "simulator.fault_rate_per_day=40", "simulator.connections=3"
+    )
     faults_path = tmp_path / "faults.jsonl"
-    simulator = FleetSimulator(settings, meters=24, duration_s=1800, library=library, start_ms=START_MS,
-                               faults_path=faults_path)
+    simulator = FleetSimulator(
+        settings, meters=24, duration_s=1800, library=library, start_ms=START_MS, faults_path=faults_path
+    )
     with running_bridge(settings):
         try:
             summary = simulator.run(progress=False)
@@ -48,8 +51,12 @@ def test_simulated_meters_replay_their_series_through_mqtt_and_the_bridge_into_k
         assert key.decode() == reading.household_id
         got[(reading.household_id, reading.ts_ms)] = reading.power_w
     index = {h: i for i, h in enumerate(simulator.household_ids)}
-    expected = {(h, int(ts)): round(float(simulator.power_w[index[h], k]), 1)
-                for h in simulator.household_ids for k, ts in enumerate(simulator.ts_ms) if simulator.keep[index[h], k]}
+    expected = {
+        (h, int(ts)): round(float(simulator.power_w[index[h], k]), 1)
+        for h in simulator.household_ids
+        for k, ts in enumerate(simulator.ts_ms)
+        if simulator.keep[index[h], k]
+    }
     assert got == expected, "Kafka holds exactly the replayed (faulted) series"
 
     faults = read_ground_truth(faults_path)
@@ -59,8 +66,9 @@ def test_simulated_meters_replay_their_series_through_mqtt_and_the_bridge_into_k
 
 
 def test_meters_in_the_simulator_receive_their_commands(stack, library):
-    settings = stack.settings.with_overrides("simulator.speed=100000", "simulator.fault_rate_per_day=0",
-                                             "simulator.client_id_prefix=sim-cmd")
+    settings = stack.settings.with_overrides(
+        "simulator.speed=100000", "simulator.fault_rate_per_day=0", "simulator.client_id_prefix=sim-cmd"
+    )
     simulator = FleetSimulator(settings, meters=3, duration_s=30, library=library, start_ms=START_MS, prefix="cmd-")
     simulator.connect()
     try:
@@ -84,10 +92,32 @@ def test_simulate_command_prints_a_summary_and_writes_ground_truth(stack, tmp_pa
     config.write_text((stack.run_dir / "settings.yaml").read_text())
     faults = tmp_path / "faults.jsonl"
     result = subprocess.run(
-        [sys.executable, "-m", "gridflow.cli", "simulate", "--meters", "10", "--duration-s", "600", "--sources",
-         "citylearn", "--faults-out", str(faults), "--config", str(config), "--set", "simulator.speed=100000",
-         "--set", "simulator.fault_rate_per_day=100", "--set", "simulator.client_id_prefix=sim-cli"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "gridflow.cli",
+            "simulate",
+            "--meters",
+            "10",
+            "--duration-s",
+            "600",
+            "--sources",
+            "citylearn",
+            "--faults-out",
+            str(faults),
+            "--config",
+            str(config),
+            "--set",
+            "simulator.speed=100000",
+            "--set",
+            "simulator.fault_rate_per_day=100",
+            "--set",
+            "simulator.client_id_prefix=sim-cli",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "simulated 10 meters x 60 samples" in result.stdout
     assert "readings published" in result.stdout and faults.exists()

@@ -1,4 +1,5 @@
 """The embedded stack starts real services and never leaves a process behind."""
+
 import json
 import socket
 import subprocess
@@ -20,7 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _gridflow(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "gridflow.cli", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "gridflow.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_stack_up_and_down_from_the_command_line(tmp_path):
@@ -80,8 +83,8 @@ def test_a_meter_can_only_speak_for_its_own_household(stack):
     bridge = connect(host, port, BRIDGE_USER, stack.info.mqtt_accounts[BRIDGE_USER])
     readings = Collector(bridge, "meters/+/readings")
     meter_1 = connect(host, port, "h-acl-1", "secret-1")
-    spy = Collector(meter_1, "meters/h-acl-2/commands")   # another household's commands: not allowed
-    meter_1.subscribe("meters/h-acl-1/commands", qos=1)   # its own: the barrier below arrives through it
+    spy = Collector(meter_1, "meters/h-acl-2/commands")  # another household's commands: not allowed
+    meter_1.subscribe("meters/h-acl-1/commands", qos=1)  # its own: the barrier below arrives through it
     meter_2 = connect(host, port, "h-acl-2", "secret-2")
     own = Collector(meter_2, "meters/h-acl-2/commands")
 
@@ -121,13 +124,20 @@ def test_a_service_that_cannot_start_reports_why_and_leaves_nothing(base_setting
 def _run_pytest_on(folder, test_source: str):
     (folder / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
     (folder / "test_inner.py").write_text(textwrap.dedent(test_source))
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
-                          capture_output=True, text=True, timeout=180, cwd=folder)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=folder,
+    )
 
 
 def test_a_session_that_leaks_a_process_fails_and_the_process_is_stopped(tmp_path):
     id_file = tmp_path / "stack-id"
-    result = _run_pytest_on(tmp_path, f"""
+    result = _run_pytest_on(
+        tmp_path,
+        f"""
         from pathlib import Path
         from gridflow.stack import EmbeddedStack
 
@@ -135,7 +145,8 @@ def test_a_session_that_leaks_a_process_fails_and_the_process_is_stopped(tmp_pat
             stack = EmbeddedStack(base_settings, tmp_path / "run", kafka=False)
             stack.up()  # never stopped
             Path({str(id_file)!r}).write_text(stack.info.stack_id)
-    """)
+    """,
+    )
     assert "1 passed" in result.stdout and "processes left running by embedded stacks" in result.stdout, result.stdout
     assert result.returncode == 1
     assert marked_pids(id_file.read_text()) == []
@@ -144,14 +155,17 @@ def test_a_session_that_leaks_a_process_fails_and_the_process_is_stopped(tmp_pat
 def test_processes_are_cleaned_up_when_a_test_fails(tmp_path):
     """Run a failing test that uses the stack fixture in a separate pytest; nothing may survive it."""
     id_file = tmp_path / "stack-id"
-    result = _run_pytest_on(tmp_path, f"""
+    result = _run_pytest_on(
+        tmp_path,
+        f"""
         from pathlib import Path
 
         def test_fails(stack):
             Path({str(id_file)!r}).write_text(stack.info.stack_id)
             assert stack.pids()
             raise AssertionError("deliberate failure")
-    """)
+    """,
+    )
     assert result.returncode == 1 and "deliberate failure" in result.stdout, result.stdout[-2000:]
     stack_id = id_file.read_text()
     assert marked_pids(stack_id) == []

@@ -1,5 +1,6 @@
 """The household and operator pages end to end: records on the real broker -> ``gridflow page serve`` ->
 headless Chromium (Debian ``chromium``), with screenshots checked at phone and desktop sizes."""
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,18 @@ from conftest import unique_topics
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or "chromium"  # Debian chromium; scripts/setup.sh installs it
-HEADLESS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--mute-audio",
-            "--disable-features=Translate,MediaRouter,OptimizationHints"]
+HEADLESS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-extensions",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--mute-audio",
+    "--disable-features=Translate,MediaRouter,OptimizationHints",
+]
 DAY_MS = 86_400_000
 DAY = (int(time.time() * 1000) // DAY_MS) * DAY_MS  # today, UTC midnight
 A, B = "hh-alpha", "hh-bravo"
@@ -41,49 +51,119 @@ MORNING = [0.6] * 6 + [2.4] * 3 + [0.8] * 15
 
 
 def _rgb(colour: str) -> tuple[int, int, int]:
-    return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
 
 
 def records(settings) -> dict[str, list[dict]]:
     """Two households with different shapes, clusters, plans, advice and alerts."""
-    def features(household, shape, base_w):
-        return [{"household_id": household, "meter_id": f"m-{household}", "window_start_ms": DAY + m * 60_000,
-                 "window_end_ms": DAY + (m + 1) * 60_000, "n_readings": 6, "mean_w": base_w * shape[m // 60],
-                 "peak_w": base_w * shape[m // 60] * 1.2, "energy_wh": base_w * shape[m // 60] / 60,
-                 "emitted_ms": DAY + (m + 1) * 60_000} for m in range(0, 1440, 2)]
 
-    forecast = {"start_ts_ms": DAY + 12 * 3_600_000, "slot_minutes": 60, "slots": 24, "currency": "EUR",
-                "model": "linear", "price_per_kwh": [0.27] * 5 + [0.38] * 4 + [0.27] * 3 + [0.12] * 7 + [0.27] * 5}
+    def features(household, shape, base_w):
+        return [
+            {
+                "household_id": household,
+                "meter_id": f"m-{household}",
+                "window_start_ms": DAY + m * 60_000,
+                "window_end_ms": DAY + (m + 1) * 60_000,
+                "n_readings": 6,
+                "mean_w": base_w * shape[m // 60],
+                "peak_w": base_w * shape[m // 60] * 1.2,
+                "energy_wh": base_w * shape[m // 60] / 60,
+                "emitted_ms": DAY + (m + 1) * 60_000,
+            }
+            for m in range(0, 1440, 2)
+        ]
+
+    forecast = {
+        "start_ts_ms": DAY + 12 * 3_600_000,
+        "slot_minutes": 60,
+        "slots": 24,
+        "currency": "EUR",
+        "model": "linear",
+        "price_per_kwh": [0.27] * 5 + [0.38] * 4 + [0.27] * 3 + [0.12] * 7 + [0.27] * 5,
+    }
 
     def appliance(name, power_w, start_h):
-        return {"name": name, "power_w": power_w, "duration_minutes": 120, "horizon_start_minute": 0,
-                "alpha_minute": start_h * 60, "beta_minute": (start_h + 14) * 60, "comfort_margin_minutes": 0}
+        return {
+            "name": name,
+            "power_w": power_w,
+            "duration_minutes": 120,
+            "horizon_start_minute": 0,
+            "alpha_minute": start_h * 60,
+            "beta_minute": (start_h + 14) * 60,
+            "comfort_margin_minutes": 0,
+        }
 
     plan_settings = settings.with_overrides("scheduler.slot_minutes=60")
-    schedules = [plan_day(A, [appliance("washing_machine", 2000.0, 18)], forecast, plan_settings),
-                 plan_day(B, [appliance("dishwasher", 1200.0, 19), appliance("dryer", 2500.0, 20)], forecast,
-                          plan_settings)]
+    schedules = [
+        plan_day(A, [appliance("washing_machine", 2000.0, 18)], forecast, plan_settings),
+        plan_day(B, [appliance("dishwasher", 1200.0, 19), appliance("dryer", 2500.0, 20)], forecast, plan_settings),
+    ]
     return {
         "features": features(A, EVENING, 900.0) + features(B, MORNING, 400.0),
-        "profiles": [{"household_id": h, "meter_id": f"m-{h}", "day": "2026-01-01", "day_start_ms": DAY - DAY_MS,
-                      "slots": 24, "mean_w": w, "energy_kwh": w * 0.024} for h, w in ((A, 1000.0), (B, 450.0))],
-        "centroids": [{"cluster": 0, "profile_norm": [v / 1.1 for v in EVENING], "size": 37, "ts_ms": DAY},
-                      {"cluster": 1, "profile_norm": [v / 0.95 for v in MORNING], "size": 21, "ts_ms": DAY}],
-        "assignments": [{"household_id": A, "cluster": 0, "distance": 0.12, "ts_ms": DAY},
-                        {"household_id": B, "cluster": 1, "distance": 0.3, "ts_ms": DAY}],
+        "profiles": [
+            {
+                "household_id": h,
+                "meter_id": f"m-{h}",
+                "day": "2026-01-01",
+                "day_start_ms": DAY - DAY_MS,
+                "slots": 24,
+                "mean_w": w,
+                "energy_kwh": w * 0.024,
+            }
+            for h, w in ((A, 1000.0), (B, 450.0))
+        ],
+        "centroids": [
+            {"cluster": 0, "profile_norm": [v / 1.1 for v in EVENING], "size": 37, "ts_ms": DAY},
+            {"cluster": 1, "profile_norm": [v / 0.95 for v in MORNING], "size": 21, "ts_ms": DAY},
+        ],
+        "assignments": [
+            {"household_id": A, "cluster": 0, "distance": 0.12, "ts_ms": DAY},
+            {"household_id": B, "cluster": 1, "distance": 0.3, "ts_ms": DAY},
+        ],
         "schedules": schedules,
         "recommendations": [
-            {"v": 1, "household_id": A, "kind": "shift", "appliance": "washing_machine",
-             "text": "Run the washing machine after 00:00 instead of at 18:00.", "from_ts_ms": DAY + DAY_MS,
-             "to_ts_ms": DAY + DAY_MS + 7_200_000, "saving_per_day": 0.37, "currency": "EUR", "created_ms": DAY},
-            {"v": 1, "household_id": B, "kind": "shift", "appliance": "dishwasher",
-             "text": "Start the dishwasher at night instead of after dinner.", "from_ts_ms": DAY + DAY_MS,
-             "to_ts_ms": DAY + DAY_MS + 3_600_000, "saving_per_day": 0.91, "currency": "EUR", "created_ms": DAY}],
-        "alerts": [{"household_id": A, "type": "sustained_high_load", "severity": "high",
-                    "message": "Unusually high load at night: 3.2 kW for 45 minutes.",
-                    "evidence": {"peak_w": 3200.0, "minutes": 45}, "ts_ms": DAY + 3_600_000},
-                   {"household_id": B, "type": "meter_gap", "severity": "medium",
-                    "suggested_action": "Check the meter's Wi-Fi connection near the garage.", "ts_ms": DAY}],
+            {
+                "v": 1,
+                "household_id": A,
+                "kind": "shift",
+                "appliance": "washing_machine",
+                "text": "Run the washing machine after 00:00 instead of at 18:00.",
+                "from_ts_ms": DAY + DAY_MS,
+                "to_ts_ms": DAY + DAY_MS + 7_200_000,
+                "saving_per_day": 0.37,
+                "currency": "EUR",
+                "created_ms": DAY,
+            },
+            {
+                "v": 1,
+                "household_id": B,
+                "kind": "shift",
+                "appliance": "dishwasher",
+                "text": "Start the dishwasher at night instead of after dinner.",
+                "from_ts_ms": DAY + DAY_MS,
+                "to_ts_ms": DAY + DAY_MS + 3_600_000,
+                "saving_per_day": 0.91,
+                "currency": "EUR",
+                "created_ms": DAY,
+            },
+        ],
+        "alerts": [
+            {
+                "household_id": A,
+                "type": "sustained_high_load",
+                "severity": "high",
+                "message": "Unusually high load at night: 3.2 kW for 45 minutes.",
+                "evidence": {"peak_w": 3200.0, "minutes": 45},
+                "ts_ms": DAY + 3_600_000,
+            },
+            {
+                "household_id": B,
+                "type": "meter_gap",
+                "severity": "medium",
+                "suggested_action": "Check the meter's Wi-Fi connection near the garage.",
+                "ts_ms": DAY,
+            },
+        ],
     }
 
 
@@ -91,21 +171,23 @@ def records(settings) -> dict[str, list[dict]]:
 def site(stack, tmp_path_factory):
     """``gridflow page serve`` on a free port, fed with both households' records from the broker."""
     run_dir = tmp_path_factory.mktemp("web-run")
-    settings = unique_topics(stack.settings).with_overrides(f"stack.run_dir={run_dir}", "web.port=0",
-                                                           "web.refresh_s=0")
+    settings = unique_topics(stack.settings).with_overrides(f"stack.run_dir={run_dir}", "web.port=0", "web.refresh_s=0")
     data = records(settings)
     kafka_io.create_topics(settings, [getattr(settings.topics, kind) for kind in data])
     for kind, values in data.items():
-        kafka_io.produce(settings, getattr(settings.topics, kind),
-                         [(v.get("household_id"), json.dumps(v)) for v in values])
+        kafka_io.produce(
+            settings, getattr(settings.topics, kind), [(v.get("household_id"), json.dumps(v)) for v in values]
+        )
     config = run_dir / "web.yaml"
-    config.write_text(yaml.safe_dump({key: settings.model_dump(mode="json")[key]
-                                      for key in ("kafka", "topics", "stack", "web")}))
+    config.write_text(
+        yaml.safe_dump({key: settings.model_dump(mode="json")[key] for key in ("kafka", "topics", "stack", "web")})
+    )
     gridflow = [sys.executable, "-m", "gridflow.cli"]
     log = run_dir / "page-serve.log"
     with log.open("w") as errors:
-        server = subprocess.Popen([*gridflow, "page", "serve", "--config", str(config)], stdout=subprocess.PIPE,
-                                  stderr=errors, text=True)
+        server = subprocess.Popen(
+            [*gridflow, "page", "serve", "--config", str(config)], stdout=subprocess.PIPE, stderr=errors, text=True
+        )
     try:
         first = server.stdout.readline()
         assert first.startswith("gridflow pages on http://127.0.0.1:"), first + log.read_text()
@@ -117,8 +199,10 @@ def site(stack, tmp_path_factory):
             time.sleep(0.3)
 
         def token(*who):
-            return subprocess.run([*gridflow, "page", "token", *who, "--config", str(config)], check=True,
-                                  capture_output=True, text=True).stdout.strip()
+            return subprocess.run(
+                [*gridflow, "page", "token", *who, "--config", str(config)], check=True, capture_output=True, text=True
+            ).stdout.strip()
+
         yield {"url": url, "data": data, "tokens": {A: token(A), B: token(B), "operator": token("--operator")}}
     finally:
         server.terminate()
@@ -138,16 +222,23 @@ def _get(url: str, data: bytes | None = None) -> tuple[int, dict | str, dict]:
 
 def browse(url: str, *args: str, size=(1280, 800)) -> str:
     """The DOM Chromium ends up with after loading ``url``."""
-    done = subprocess.run([CHROMIUM, *HEADLESS, f"--window-size={size[0]},{size[1]}", *args, "--dump-dom", url],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [CHROMIUM, *HEADLESS, f"--window-size={size[0]},{size[1]}", *args, "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
 
 def screenshot(url: str, path: Path, size) -> Image.Image:
-    done = subprocess.run([CHROMIUM, *HEADLESS, "--hide-scrollbars", f"--window-size={size[0]},{size[1]}",
-                           f"--screenshot={path}", url],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [CHROMIUM, *HEADLESS, "--hide-scrollbars", f"--window-size={size[0]},{size[1]}", f"--screenshot={path}", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and path.exists(), done.stderr[-2000:]
     return Image.open(path).convert("RGB")
 
@@ -166,8 +257,15 @@ def page_url(site, household: str, token: str | None) -> str:
 def b_markers(site) -> list[str]:
     """Text only household B's page may show."""
     b_schedule = site["data"]["schedules"][1]
-    return [B, "dishwasher", "Start the dishwasher", "Wi-Fi", "€0.91", fmt.money(b_schedule["savings"], "EUR"),
-            "usage group 1"]
+    return [
+        B,
+        "dishwasher",
+        "Start the dishwasher",
+        "Wi-Fi",
+        "€0.91",
+        fmt.money(b_schedule["savings"], "EUR"),
+        "usage group 1",
+    ]
 
 
 def test_household_sees_its_own_numbers_and_none_of_another_households(site):
@@ -177,17 +275,32 @@ def test_household_sees_its_own_numbers_and_none_of_another_households(site):
     headers = _get(page_url(site, A, site["tokens"][A]))[2]
     assert "default-src 'none'" in headers["Content-Security-Policy"] and headers["Referrer-Policy"] == "no-referrer"
     assert "<script" not in dom and "src=" not in dom and "<link" not in dom  # self-contained: works offline
-    for text in ("Your home · hh-alpha", "Run the washing machine after 00:00", "saves about €0.37 a day",
-                 fmt.money(a_schedule["savings"], "EUR"), "usage group 0", "37 homes", "Unusually high load at night",
-                 "Day-ahead plan and prices", "<svg", "€0.120/kWh", fmt.power(900.0 * max(EVENING) * 1.2)):
+    for text in (
+        "Your home · hh-alpha",
+        "Run the washing machine after 00:00",
+        "saves about €0.37 a day",
+        fmt.money(a_schedule["savings"], "EUR"),
+        "usage group 0",
+        "37 homes",
+        "Unusually high load at night",
+        "Day-ahead plan and prices",
+        "<svg",
+        "€0.120/kWh",
+        fmt.power(900.0 * max(EVENING) * 1.2),
+    ):
         assert text in dom, text
     assert not [m for m in b_markers(site) if m in dom]
 
 
 def test_a_households_token_never_opens_another_household_or_the_operator_view(site):
     a_token = site["tokens"][A]
-    refused = [page_url(site, B, a_token), f"{site['url']}/operator?token={a_token}", page_url(site, B, None),
-               page_url(site, B, "0" * 32), f"{site['url']}/operator"]
+    refused = [
+        page_url(site, B, a_token),
+        f"{site['url']}/operator?token={a_token}",
+        page_url(site, B, None),
+        page_url(site, B, "0" * 32),
+        f"{site['url']}/operator",
+    ]
     for url in refused:
         status, body, headers = _get(url)
         assert status == 403 and "Access code" in body and "no-referrer" in headers["Referrer-Policy"], url
@@ -208,15 +321,16 @@ def test_the_token_cookie_keeps_a_browser_on_its_own_household(site, tmp_path):
     profile = f"--user-data-dir={tmp_path / 'profile'}"
     assert "Your home · hh-alpha" in browse(page_url(site, A, site["tokens"][A]), profile)
     assert "Your home · hh-alpha" in browse(page_url(site, A, None), profile)  # the cookie alone opens A
-    dom = browse(page_url(site, B, None), profile)                             # ... but never B
+    dom = browse(page_url(site, B, None), profile)  # ... but never B
     assert "Sign in" in dom and not [m for m in b_markers(site) if m in dom]
 
 
 def test_the_login_form_sets_the_cookie_only_for_the_right_code(site):
     form = urllib.parse.urlencode({"role": "household", "household_id": A, "token": site["tokens"][A]}).encode()
     request = urllib.request.Request(f"{site['url']}/login", data=form)
-    opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,),
-                                              {"redirect_request": lambda *a, **k: None}))
+    opener = urllib.request.build_opener(
+        type("NoRedirect", (urllib.request.HTTPRedirectHandler,), {"redirect_request": lambda *a, **k: None})
+    )
     with pytest.raises(urllib.error.HTTPError) as redirect:
         opener.open(request, timeout=10)
     assert redirect.value.code == 303 and redirect.value.headers["Location"] == f"/household/{A}"
@@ -230,8 +344,17 @@ def test_the_login_form_sets_the_cookie_only_for_the_right_code(site):
 def test_operator_view_shows_clusters_alerts_and_feeder_load(site):
     dom = browse(f"{site['url']}/operator?token={site['tokens']['operator']}")
     feeder_now_w = 900.0 * EVENING[-1] + 400.0 * MORNING[-1]
-    for text in ("Operator view", "Cluster 0 · 37 households", "Cluster 1 · 21 households", "Feeder load today",
-                 fmt.power(feeder_now_w), "Unusually high load at night", "Wi-Fi", A, B):
+    for text in (
+        "Operator view",
+        "Cluster 0 · 37 households",
+        "Cluster 1 · 21 households",
+        "Feeder load today",
+        fmt.power(feeder_now_w),
+        "Unusually high load at night",
+        "Wi-Fi",
+        A,
+        B,
+    ):
         assert text in dom, text
 
 
@@ -244,8 +367,9 @@ def test_screenshots_are_the_right_size_and_show_the_page(site, size, tmp_path_f
     assert share_of(image, ACCENT) > 0.02, "no accent colour: header or load bars missing"
     if size[0] >= 1000:  # the desktop viewport reaches the charts
         assert share_of(image, TYPICAL, tolerance=40) > 0.0002, "the cluster's typical shape is not drawn"
-    operator = screenshot(f"{site['url']}/operator?token={site['tokens']['operator']}",
-                          folder / f"operator-{size[0]}x{size[1]}.png", size)
+    operator = screenshot(
+        f"{site['url']}/operator?token={site['tokens']['operator']}", folder / f"operator-{size[0]}x{size[1]}.png", size
+    )
     assert operator.size == size and max(ImageStat.Stat(operator).stddev) > 20
     assert share_of(operator, ACCENT) > 0.02
 
@@ -257,9 +381,13 @@ def test_the_store_stays_bounded_and_bad_records_never_break_a_page():
             store.add("features", {"household_id": A, "window_start_ms": day + i * 30_000, "mean_w": 100.0 + i})
     store.add("features", {"household_id": A, "window_start_ms": DAY - 1, "mean_w": 5.0})  # an older day: ignored
     for i in range(10):
-        store.add("alerts", {"household_id": A, "type": "spike", "severity": "high", "message": f"alert {i}", "ts_ms": i})
-        store.add("recommendations", {"household_id": A, "kind": "shift", "appliance": f"a{i}", "text": f"do {i}",
-                                      "created_ms": i})
+        store.add(
+            "alerts", {"household_id": A, "type": "spike", "severity": "high", "message": f"alert {i}", "ts_ms": i}
+        )
+        store.add(
+            "recommendations",
+            {"household_id": A, "kind": "shift", "appliance": f"a{i}", "text": f"do {i}", "created_ms": i},
+        )
     view = store.household(A)
     assert view["today"]["minutes"] == 1440 and view["today"]["latest_w"] == 100.0 + 2879
     assert [a["message"] for a in view["alerts"]] == ["alert 9", "alert 8", "alert 7"]
@@ -273,11 +401,21 @@ def test_the_store_stays_bounded_and_bad_records_never_break_a_page():
     assert not store.add("assignments", {"household_id": B, "cluster": "a"})
     assert not store.add("recommendations", {"household_id": B, "text": 3})
     assert store.rejected == rejected + len(KINDS) * len(junk) + 3
-    odd = [{"household_id": B, "start_ts_ms": "x", "slots": "7", "price_per_kwh": ["a", None, 1e309], "currency": "<b>",
-            "savings": "x", "appliances": [1, {"name": "<b>"}]},
-           {"household_id": B, "kind": "shift", "text": "<b>hi</b>", "saving_per_day": "x", "to_ts_ms": 5},
-           {"household_id": B, "severity": "<b>", "evidence": [1], "ts_ms": "x"},
-           {"cluster": 1, "profile_norm": "<b>", "size": "<b>"}, {"household_id": B, "cluster": 1}]
+    odd = [
+        {
+            "household_id": B,
+            "start_ts_ms": "x",
+            "slots": "7",
+            "price_per_kwh": ["a", None, 1e309],
+            "currency": "<b>",
+            "savings": "x",
+            "appliances": [1, {"name": "<b>"}],
+        },
+        {"household_id": B, "kind": "shift", "text": "<b>hi</b>", "saving_per_day": "x", "to_ts_ms": 5},
+        {"household_id": B, "severity": "<b>", "evidence": [1], "ts_ms": "x"},
+        {"cluster": 1, "profile_norm": "<b>", "size": "<b>"},
+        {"household_id": B, "cluster": 1},
+    ]
     for kind in KINDS:
         for record in odd:
             store.add(kind, record)

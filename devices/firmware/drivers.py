@@ -17,6 +17,7 @@ class DriverError(Exception):
 
 # -- Modbus-RTU ---------------------------------------------------------------------------------------
 
+
 def crc16_modbus(data):
     """CRC-16/MODBUS (reflected polynomial 0xA001, initial value 0xFFFF) of ``data``.
 
@@ -47,8 +48,12 @@ _READ_INPUT_REGISTERS = 0x04
 _PZEM_REGISTERS = 10  # voltage, current (2), power (2), energy (2), frequency, power factor, alarm
 _PZEM_REPLY_LEN = 3 + 2 * _PZEM_REGISTERS + 2  # address, function, byte count, data, CRC
 _PZEM_GENERAL_ADDRESS = 0xF8  # answered by whichever single PZEM is on the bus
-_MODBUS_EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-                      4: "slave device failure"}
+_MODBUS_EXCEPTIONS = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "slave device failure",
+}
 
 
 def pzem_request(address=_PZEM_GENERAL_ADDRESS):
@@ -84,8 +89,9 @@ def decode_pzem_reply(frame, address=_PZEM_GENERAL_ADDRESS):
     if frame[1] == _READ_INPUT_REGISTERS | 0x80:
         _check_crc(frame[:5])
         code = frame[2]
-        raise DriverError("PZEM-004T: exception reply, code 0x%02x (%s)"
-                          % (code, _MODBUS_EXCEPTIONS.get(code, "unknown")))
+        raise DriverError(
+            "PZEM-004T: exception reply, code 0x%02x (%s)" % (code, _MODBUS_EXCEPTIONS.get(code, "unknown"))
+        )
     if len(frame) < _PZEM_REPLY_LEN:
         raise DriverError("PZEM-004T: short reply, %d of %d bytes: %s" % (len(frame), _PZEM_REPLY_LEN, _hex(frame)))
     frame = frame[:_PZEM_REPLY_LEN]
@@ -165,6 +171,7 @@ class PZEM004T:
 
 # -- current transformer ------------------------------------------------------------------------------
 
+
 def rms_current_a(samples, burden_ohms, turns, adc_vref=3.3, adc_max=4095):
     """RMS primary current from raw ADC samples of a CT on a burden resistor.
 
@@ -215,8 +222,18 @@ class CTClamp:
     Energy is left to the caller (``energy_kwh`` None): the meter integrates power over time.
     """
 
-    def __init__(self, adc, samples=200, burden_ohms=33.0, turns=2000, adc_vref=3.3, adc_max=4095,
-                 nominal_voltage_v=230.0, power_factor=1.0, sample_delay=None):
+    def __init__(
+        self,
+        adc,
+        samples=200,
+        burden_ohms=33.0,
+        turns=2000,
+        adc_vref=3.3,
+        adc_max=4095,
+        nominal_voltage_v=230.0,
+        power_factor=1.0,
+        sample_delay=None,
+    ):
         self.adc = adc
         self.samples = samples
         self.burden_ohms = burden_ohms
@@ -235,5 +252,9 @@ class CTClamp:
             if self.sample_delay is not None:
                 self.sample_delay()
         current_a = rms_current_a(counts, self.burden_ohms, self.turns, self.adc_vref, self.adc_max)
-        return {"power_w": self.nominal_voltage_v * current_a * self.power_factor, "voltage_v": None,
-                "current_a": current_a, "energy_kwh": None}
+        return {
+            "power_w": self.nominal_voltage_v * current_a * self.power_factor,
+            "voltage_v": None,
+            "current_a": current_a,
+            "energy_kwh": None,
+        }

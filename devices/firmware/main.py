@@ -9,6 +9,7 @@ after a pause; Ctrl-C in the REPL stops it.
 Thin on purpose: the logic is in ``meter.py`` and ``drivers.py``. Under CPython the tests run
 :func:`run` with fakes of ``machine``, ``network``, ``ntptime`` and ``umqtt.simple``.
 """
+
 import gc
 import json
 import time
@@ -91,8 +92,13 @@ def build_driver(config):
     kind = config.get("driver", "pzem")
     if kind == "pzem":
         pzem = config.get("pzem", {})
-        uart = machine.UART(pzem.get("uart", 2), baudrate=9600, tx=pzem.get("tx_pin", 17),
-                            rx=pzem.get("rx_pin", 16), timeout=pzem.get("timeout_ms", 100))
+        uart = machine.UART(
+            pzem.get("uart", 2),
+            baudrate=9600,
+            tx=pzem.get("tx_pin", 17),
+            rx=pzem.get("rx_pin", 16),
+            timeout=pzem.get("timeout_ms", 100),
+        )
         return PZEM004T(uart, address=pzem.get("address", 0xF8))
     if kind == "ct":
         ct = config.get("ct", {})
@@ -100,19 +106,31 @@ def build_driver(config):
         adc.atten(machine.ADC.ATTN_11DB)  # the widest input range
         period_us = ct.get("sample_period_us", 1000)
         delay = (lambda: sleep_us(period_us)) if period_us else None
-        return CTClamp(adc, samples=ct.get("samples", 200), burden_ohms=ct.get("burden_ohms", 33.0),
-                       turns=ct.get("turns", 2000), adc_vref=ct.get("adc_vref", 3.3), adc_max=ct.get("adc_max", 4095),
-                       nominal_voltage_v=ct.get("nominal_voltage_v", 230.0),
-                       power_factor=ct.get("power_factor", 1.0), sample_delay=delay)
+        return CTClamp(
+            adc,
+            samples=ct.get("samples", 200),
+            burden_ohms=ct.get("burden_ohms", 33.0),
+            turns=ct.get("turns", 2000),
+            adc_vref=ct.get("adc_vref", 3.3),
+            adc_max=ct.get("adc_max", 4095),
+            nominal_voltage_v=ct.get("nominal_voltage_v", 230.0),
+            power_factor=ct.get("power_factor", 1.0),
+            sample_delay=delay,
+        )
     raise ValueError("config: driver must be 'pzem' or 'ct', got %r" % (kind,))
 
 
 def build_mqtt(config):
     """A umqtt.simple client for the broker in ``config["mqtt"]``; the meter id is the client id."""
     mqtt = config["mqtt"]
-    return MQTTClient(config["meter_id"].encode(), mqtt["host"], port=mqtt.get("port", 1883),
-                      user=mqtt.get("user") or None, password=mqtt.get("password") or None,
-                      keepalive=mqtt.get("keepalive", 0))
+    return MQTTClient(
+        config["meter_id"].encode(),
+        mqtt["host"],
+        port=mqtt.get("port", 1883),
+        user=mqtt.get("user") or None,
+        password=mqtt.get("password") or None,
+        keepalive=mqtt.get("keepalive", 0),
+    )
 
 
 def run(config_path=CONFIG_PATH, max_steps=None, config=None, clock=None):

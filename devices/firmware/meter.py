@@ -14,6 +14,7 @@ returned (umqtt.simple waits for the broker's PUBACK); if the connection drops b
 storing it and the PUBACK arriving, the reading is published again after reconnecting. Consumers
 de-duplicate by ``(meter_id, ts_ms)``.
 """
+
 import json
 
 SCHEMA_VERSION = 1
@@ -162,8 +163,15 @@ class Meter:
         self.mqtt = mqtt
         self.on_command = on_command
         self.buffer = RingBuffer(int(settings["buffer_capacity"]))
-        self.stats = {"sampled": 0, "published": 0, "dropped": 0, "buffered": 0, "reconnects": 0,
-                      "driver_errors": 0, "bad_commands": 0}
+        self.stats = {
+            "sampled": 0,
+            "published": 0,
+            "dropped": 0,
+            "buffered": 0,
+            "reconnects": 0,
+            "driver_errors": 0,
+            "bad_commands": 0,
+        }
         self.connected = False
         self.last_command = None
         self.last_error = None
@@ -292,8 +300,13 @@ class Meter:
 
     def reading_dict(self, record):
         """The JSON object of one buffered reading; keys whose value is None are left out."""
-        reading = {"v": SCHEMA_VERSION, "household_id": self.household_id, "meter_id": self.meter_id,
-                   "ts_ms": record[0], "power_w": record[1]}
+        reading = {
+            "v": SCHEMA_VERSION,
+            "household_id": self.household_id,
+            "meter_id": self.meter_id,
+            "ts_ms": record[0],
+            "power_w": record[1],
+        }
         names = ("voltage_v", "current_a", "energy_kwh")
         for i in range(3):
             if record[2 + i] is not None:
@@ -307,8 +320,11 @@ class Meter:
     # -- publishing -------------------------------------------------------------------------------
 
     def _publish_due(self, now_ms):
-        return (self._last_publish_ms is None or now_ms - self._last_publish_ms >= self.publish_interval_ms
-                or len(self.buffer) >= self.batch_max)
+        return (
+            self._last_publish_ms is None
+            or now_ms - self._last_publish_ms >= self.publish_interval_ms
+            or len(self.buffer) >= self.batch_max
+        )
 
     def publish_pending(self, now_ms, max_messages=None):
         """Publish buffered readings with QoS 1, oldest first, at most ``batch_max`` per message.

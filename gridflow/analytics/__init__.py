@@ -4,10 +4,16 @@ load shapes and anomaly detection on per-minute meter features.
 The names are imported on first use: the anomaly detector needs only numpy and the native DBSCAN, while the
 clusterer imports river (and scipy), which thread-mode Python workers cannot import (see flink-conf).
 """
+
 from importlib import import_module
 
-_HOMES = {"ALERT_TYPES": "anomaly", "AnomalyDetector": "anomaly", "HouseholdState": "anomaly",
-          "peer_outliers": "anomaly", "LoadProfileClusterer": "clustering"}
+_HOMES = {
+    "ALERT_TYPES": "anomaly",
+    "AnomalyDetector": "anomaly",
+    "HouseholdState": "anomaly",
+    "peer_outliers": "anomaly",
+    "LoadProfileClusterer": "clustering",
+}
 __all__ = sorted(_HOMES)
 
 

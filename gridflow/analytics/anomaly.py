@@ -30,6 +30,7 @@ and picklable):
 
 :func:`peer_outliers` runs DBSCAN across the households of one load-shape cluster in one minute.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,25 +43,24 @@ from gridflow.contracts.core import SCHEMA_VERSION
 from gridflow.native.dbscan import dbscan
 
 ALERT_TYPES = ("spike", "stuck", "dropout", "sustained_high", "drift", "unusual_load", "unusual_vs_peers")
-LEVEL_OFFSET_W = 50.0        # added to powers in log ratios, so idle minutes do not look extreme
+LEVEL_OFFSET_W = 50.0  # added to powers in log ratios, so idle minutes do not look extreme
 FLOOR_RISE_PER_MIN = 1 / 240  # the usual floor moves this fraction of the way up per minute (~4 h)
-WARMUP_MINUTES = 60           # minutes seen before floor-based rules may fire
-NO_HISTORY_FACTOR = 1.5       # sustained_high needs this times the excess before an hour has history
+WARMUP_MINUTES = 60  # minutes seen before floor-based rules may fire
+NO_HISTORY_FACTOR = 1.5  # sustained_high needs this times the excess before an hour has history
 MINUTE_MS = 60_000
 
 ACTIONS = {
     "spike": "A single implausible reading was ignored. No action needed; if it keeps happening, have the "
-             "meter checked.",
+    "meter checked.",
     "stuck": "The meter keeps reporting the same value. Check its connection or restart it; call support if "
-             "it stays frozen.",
+    "it stays frozen.",
     "dropout": "No readings arrived. Check that the meter has power and network (Wi-Fi/MQTT).",
     "sustained_high": "Consumption has stayed well above your usual base load. Check whether an appliance "
-                      "(heater, oven, iron, pump) was left on.",
+    "(heater, oven, iron, pump) was left on.",
     "drift": "Your base load has been creeping up for a while. Look for a device slowly drawing more power, "
-             "or have the meter's calibration checked.",
+    "or have the meter's calibration checked.",
     "unusual_load": "Consumption this minute is unlike the last hour. No action needed unless it repeats.",
-    "unusual_vs_peers": "Consumption this minute differs from similar households. No action needed unless "
-                        "it repeats.",
+    "unusual_vs_peers": "Consumption this minute differs from similar households. No action needed unless it repeats.",
 }
 
 
@@ -82,22 +82,22 @@ class HouseholdState:
     household_id: str = ""
     minutes_seen: int = 0
     last_end_ms: int | None = None
-    recent_end_ms: list[int] = field(default_factory=list)    # the last micro_window_s of minutes
+    recent_end_ms: list[int] = field(default_factory=list)  # the last micro_window_s of minutes
     recent_mean_w: list[float] = field(default_factory=list)
     recent_spikiness: list[float] = field(default_factory=list)
     recent_missing: list[float] = field(default_factory=list)
-    prev_mean_w: float | None = None       # the previous minute's mean (None after a gap)
+    prev_mean_w: float | None = None  # the previous minute's mean (None after a gap)
     pending_spike: dict[str, Any] | None = None
     frozen_value: float | None = None
     frozen_minutes: int = 0
     frozen_since_ms: int = 0
     missing_minutes: int = 0
     floor_w: float | None = None
-    mean_w: float | None = None            # slow average of minute means (the usual level)
+    mean_w: float | None = None  # slow average of minute means (the usual level)
     high_minutes: int = 0
     high_since_ms: int = 0
     hour_floor: list[float | None] = field(default_factory=lambda: [None] * 24)  # mean floor per hour of day
-    hour_low: float = 0.0                  # sum and number of the current hour's minute floors
+    hour_low: float = 0.0  # sum and number of the current hour's minute floors
     hour_minutes: int = 0
     hour: int | None = None
     drift_minutes: int = 0
@@ -146,8 +146,9 @@ class AnomalyDetector:
         self.cooldown_ms = int(settings.alert_cooldown_s) * 1000
         self.history = max(2, int(settings.micro_window_s) // 60)
 
-    def run(self, records: Iterable[Mapping[str, Any]],
-            states: dict[str, HouseholdState] | None = None) -> list[dict[str, Any]]:
+    def run(
+        self, records: Iterable[Mapping[str, Any]], states: dict[str, HouseholdState] | None = None
+    ) -> list[dict[str, Any]]:
         """Feed records of many meters in time order; alerts in the order they are raised. ``states`` is
         keyed by :func:`meter_key`."""
         states = {} if states is None else states
@@ -165,7 +166,7 @@ class AnomalyDetector:
         state.household_id = household
         start, end = int(record["window_start_ms"]), int(record["window_end_ms"])
         if state.last_end_ms is not None and end <= state.last_end_ms:
-            return []   # late or repeated minute: already judged
+            return []  # late or repeated minute: already judged
         raised: list[dict[str, Any]] = []
         n_readings = int(record.get("n_readings") or 0)
         mean = record.get("mean_w")
@@ -175,12 +176,26 @@ class AnomalyDetector:
         last_end_ms = state.last_end_ms
         gap_min = 0 if last_end_ms is None else (start - last_end_ms) // MINUTE_MS
         if last_end_ms is not None and gap_min >= s.dropout_minutes:  # (no gap before the first record)
-            raised.append(self._alert("dropout", "high" if gap_min >= 30 else "medium", last_end_ms, start,
-                                      {"missing_minutes": int(gap_min), "expected": "readings every minute"}))
+            raised.append(
+                self._alert(
+                    "dropout",
+                    "high" if gap_min >= 30 else "medium",
+                    last_end_ms,
+                    start,
+                    {"missing_minutes": int(gap_min), "expected": "readings every minute"},
+                )
+            )
         state.missing_minutes = state.missing_minutes + 1 if n_readings == 0 or mean is None else 0
         if state.missing_minutes == s.dropout_minutes:
-            raised.append(self._alert("dropout", "medium", start - (s.dropout_minutes - 1) * MINUTE_MS, end,
-                                      {"missing_minutes": state.missing_minutes, "expected": "readings every minute"}))
+            raised.append(
+                self._alert(
+                    "dropout",
+                    "medium",
+                    start - (s.dropout_minutes - 1) * MINUTE_MS,
+                    end,
+                    {"missing_minutes": state.missing_minutes, "expected": "readings every minute"},
+                )
+            )
         if state.pending_spike is not None:
             raised += self._resolve_spike(state, start, mean)
         if state.last_end_ms != start:
@@ -216,9 +231,13 @@ class AnomalyDetector:
         silent_min = (int(now_ms) - state.last_end_ms) // MINUTE_MS
         if silent_min < self.settings.dropout_minutes:
             return []
-        alert = self._alert("dropout", "high" if silent_min >= 30 else "medium", state.last_end_ms, int(now_ms),
-                            {"missing_minutes": int(silent_min), "expected": "readings every minute",
-                             "still_silent": True})
+        alert = self._alert(
+            "dropout",
+            "high" if silent_min >= 30 else "medium",
+            state.last_end_ms,
+            int(now_ms),
+            {"missing_minutes": int(silent_min), "expected": "readings every minute", "still_silent": True},
+        )
         return self._emit(state, household_id, [alert])
 
     # ---- detectors ---------------------------------------------------------------------------------
@@ -242,17 +261,35 @@ class AnomalyDetector:
     def _resolve_spike(self, state, next_start, next_mean) -> list[dict[str, Any]]:
         pending, state.pending_spike = state.pending_spike, None
         if next_start != pending["end"] or next_mean is None:
-            return []   # no next minute to compare with
+            return []  # no next minute to compare with
         if float(next_mean) * self.settings.spike_ratio > pending["value_w"]:
-            return []   # the level stayed up: an appliance switching on, not a spike
-        return [self._spike_alert(pending["value_w"], pending["mean_w"], pending["start"], pending["end"],
-                                  pending["limit"], "next minute fell back")]
+            return []  # the level stayed up: an appliance switching on, not a spike
+        return [
+            self._spike_alert(
+                pending["value_w"],
+                pending["mean_w"],
+                pending["start"],
+                pending["end"],
+                pending["limit"],
+                "next minute fell back",
+            )
+        ]
 
     def _spike_alert(self, value, mean, start, end, limit, how) -> dict[str, Any]:
         factor = value / mean if mean > 0 else math.inf
-        return self._alert("spike", "medium" if factor >= 5 else "low", start, end,
-                           {"value_w": value, "minute_mean_w": mean, "factor": round(factor, 2),
-                            "expected_range_w": [0.0, round(limit, 1)], "confirmed_by": how})
+        return self._alert(
+            "spike",
+            "medium" if factor >= 5 else "low",
+            start,
+            end,
+            {
+                "value_w": value,
+                "minute_mean_w": mean,
+                "factor": round(factor, 2),
+                "expected_range_w": [0.0, round(limit, 1)],
+                "confirmed_by": how,
+            },
+        )
 
     def _stuck(self, state, record, start, end, mean, n_readings) -> list[dict[str, Any]]:
         s = self.settings
@@ -267,9 +304,20 @@ class AnomalyDetector:
         if state.frozen_minutes < s.stuck_minutes:
             return []
         minutes = state.frozen_minutes
-        return [self._alert("stuck", "high" if minutes >= 30 else "medium", state.frozen_since_ms, end,
-                            {"value_w": mean, "frozen_minutes": minutes, "identical_readings": minutes * n_readings,
-                             "expected": "readings that vary"})]
+        return [
+            self._alert(
+                "stuck",
+                "high" if minutes >= 30 else "medium",
+                state.frozen_since_ms,
+                end,
+                {
+                    "value_w": mean,
+                    "frozen_minutes": minutes,
+                    "identical_readings": minutes * n_readings,
+                    "expected": "readings that vary",
+                },
+            )
+        ]
 
     def _floor_rules(self, state, start, end, mean, low) -> list[dict[str, Any]]:
         s = self.settings
@@ -290,11 +338,21 @@ class AnomalyDetector:
                 state.high_since_ms = start
             state.high_minutes += 1
             if state.high_minutes >= s.sustained_minutes:
-                out.append(self._alert("sustained_high", "high" if excess >= 2 * s.sustained_excess_w else "medium",
-                                       state.high_since_ms, end,
-                                       {"floor_w": round(low, 1), "usual_floor_w": round(floor, 1),
-                                        "excess_w": round(excess, 1), "minutes": state.high_minutes,
-                                        "expected_range_w": [0.0, round(floor + needed, 1)]}))
+                out.append(
+                    self._alert(
+                        "sustained_high",
+                        "high" if excess >= 2 * s.sustained_excess_w else "medium",
+                        state.high_since_ms,
+                        end,
+                        {
+                            "floor_w": round(low, 1),
+                            "usual_floor_w": round(floor, 1),
+                            "excess_w": round(excess, 1),
+                            "minutes": state.high_minutes,
+                            "expected_range_w": [0.0, round(floor + needed, 1)],
+                        },
+                    )
+                )
         else:
             state.high_minutes = 0
         # drift: against the same hour's floor on the previous days
@@ -304,11 +362,21 @@ class AnomalyDetector:
                 state.drift_since_ms = start
             state.drift_minutes += 1
             if state.drift_minutes >= s.drift_minutes:
-                out.append(self._alert("drift", "low", state.drift_since_ms, end,
-                                       {"floor_w": round(low, 1), "usual_floor_w": round(usual_hour, 1),
-                                        "rise_w": round(rise, 1), "minutes": state.drift_minutes,
-                                        "expected_range_w": [0.0, round(usual_hour + s.drift_fraction * usual_mean,
-                                                                        1)]}))
+                out.append(
+                    self._alert(
+                        "drift",
+                        "low",
+                        state.drift_since_ms,
+                        end,
+                        {
+                            "floor_w": round(low, 1),
+                            "usual_floor_w": round(usual_hour, 1),
+                            "rise_w": round(rise, 1),
+                            "minutes": state.drift_minutes,
+                            "expected_range_w": [0.0, round(usual_hour + s.drift_fraction * usual_mean, 1)],
+                        },
+                    )
+                )
         else:
             state.drift_minutes = 0
         # learn: hourly floors (per day), the usual floor and mean
@@ -333,8 +401,12 @@ class AnomalyDetector:
             drop += 1
         spikiness = math.log((raw_max + LEVEL_OFFSET_W) / (mean + LEVEL_OFFSET_W))
         missing = n_missing / max(1, n_missing + int(record.get("n_readings") or 0))
-        for column, value in ((state.recent_end_ms, end), (state.recent_mean_w, mean),
-                              (state.recent_spikiness, spikiness), (state.recent_missing, missing)):
+        for column, value in (
+            (state.recent_end_ms, end),
+            (state.recent_mean_w, mean),
+            (state.recent_spikiness, spikiness),
+            (state.recent_missing, missing),
+        ):
             del column[:drop]
             column.append(value)
         n = len(state.recent_end_ms)
@@ -357,16 +429,32 @@ class AnomalyDetector:
             return None
         usual = means[:-1][labels[:-1] != -1]
         low, high = (round(float(usual.min()), 1), round(float(usual.max()), 1)) if usual.size else (None, None)
-        return self._alert("unusual_load", "low", int(record["window_start_ms"]), end,
-                           {"mean_w": round(mean, 1), "raw_max_w": round(raw_max, 1), "expected_range_w": [low, high],
-                            "minutes_compared": n - 1, "clusters": int(labels.max()) + 1})
+        return self._alert(
+            "unusual_load",
+            "low",
+            int(record["window_start_ms"]),
+            end,
+            {
+                "mean_w": round(mean, 1),
+                "raw_max_w": round(raw_max, 1),
+                "expected_range_w": [low, high],
+                "minutes_compared": n - 1,
+                "clusters": int(labels.max()) + 1,
+            },
+        )
 
     # ---- alerts ------------------------------------------------------------------------------------
 
     @staticmethod
     def _alert(kind: str, severity: str, start_ms: int, end_ms: int, evidence: dict[str, Any]) -> dict[str, Any]:
-        return {"type": kind, "severity": severity, "window_start_ms": int(start_ms), "window_end_ms": int(end_ms),
-                "evidence": evidence, "action": ACTIONS[kind]}
+        return {
+            "type": kind,
+            "severity": severity,
+            "window_start_ms": int(start_ms),
+            "window_end_ms": int(end_ms),
+            "evidence": evidence,
+            "action": ACTIONS[kind],
+        }
 
     def _emit(self, state: HouseholdState, household: str, raised: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Flood suppression: one alert per household and type per cooldown."""
@@ -378,8 +466,16 @@ class AnomalyDetector:
                 state.suppressed[kind] = state.suppressed.get(kind, 0) + 1
                 continue
             state.last_alert_ms[kind] = ts
-            out.append({"v": SCHEMA_VERSION, "household_id": household, "meter_id": state.meter_id, "ts_ms": ts, **alert,
-                        "suppressed_since_last": state.suppressed.pop(kind, 0)})
+            out.append(
+                {
+                    "v": SCHEMA_VERSION,
+                    "household_id": household,
+                    "meter_id": state.meter_id,
+                    "ts_ms": ts,
+                    **alert,
+                    "suppressed_since_last": state.suppressed.pop(kind, 0),
+                }
+            )
         return out
 
 
@@ -388,8 +484,9 @@ def meter_key(record: Mapping[str, Any]) -> str:
     return f"{record['household_id']}/{record.get('meter_id', '')}"
 
 
-def peer_outliers(records: Iterable[Mapping[str, Any]], settings,
-                  usual_w: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+def peer_outliers(
+    records: Iterable[Mapping[str, Any]], settings, usual_w: Mapping[str, float] | None = None
+) -> list[dict[str, Any]]:
     """DBSCAN across the households of one load-shape cluster in one minute; noise households get an
     ``unusual_vs_peers`` alert (no cooldown: the caller keeps it per household if needed).
 
@@ -404,16 +501,36 @@ def peer_outliers(records: Iterable[Mapping[str, Any]], settings,
     raw = np.array([float(r.get("raw_max_w") or r["mean_w"]) for r in rows])
     usual = np.array([float((usual_w or {}).get(str(r["household_id"]), np.median(means))) for r in rows])
     factor = np.array([float(r.get("load_factor") or 1.0) for r in rows])
-    X = np.column_stack([np.log((raw + LEVEL_OFFSET_W) / (means + LEVEL_OFFSET_W)),
-                         np.log((means + LEVEL_OFFSET_W) / (usual + LEVEL_OFFSET_W)), factor])
+    X = np.column_stack(
+        [
+            np.log((raw + LEVEL_OFFSET_W) / (means + LEVEL_OFFSET_W)),
+            np.log((means + LEVEL_OFFSET_W) / (usual + LEVEL_OFFSET_W)),
+            factor,
+        ]
+    )
     labels = dbscan(X, settings.dbscan_eps, settings.dbscan_min_samples)
     inliers = means[labels != -1] / np.maximum(usual[labels != -1], 1e-9)
     expected = [float(inliers.min()), float(inliers.max())] if inliers.size else None
-    return [{"v": SCHEMA_VERSION, "household_id": str(r["household_id"]), "meter_id": str(r.get("meter_id", "")),
-             "ts_ms": int(r["window_end_ms"]), "type": "unusual_vs_peers", "severity": "low",
-             "window_start_ms": int(r["window_start_ms"]), "window_end_ms": int(r["window_end_ms"]),
-             "evidence": {"mean_w": float(means[i]), "usual_w": float(usual[i]),
-                          "ratio_to_usual": round(float(means[i] / max(usual[i], 1e-9)), 3),
-                          "peer_ratio_range": expected, "peers": len(rows) - 1},
-             "action": ACTIONS["unusual_vs_peers"], "suppressed_since_last": 0}
-            for i, r in enumerate(rows) if labels[i] == -1]
+    return [
+        {
+            "v": SCHEMA_VERSION,
+            "household_id": str(r["household_id"]),
+            "meter_id": str(r.get("meter_id", "")),
+            "ts_ms": int(r["window_end_ms"]),
+            "type": "unusual_vs_peers",
+            "severity": "low",
+            "window_start_ms": int(r["window_start_ms"]),
+            "window_end_ms": int(r["window_end_ms"]),
+            "evidence": {
+                "mean_w": float(means[i]),
+                "usual_w": float(usual[i]),
+                "ratio_to_usual": round(float(means[i] / max(usual[i], 1e-9)), 3),
+                "peer_ratio_range": expected,
+                "peers": len(rows) - 1,
+            },
+            "action": ACTIONS["unusual_vs_peers"],
+            "suppressed_since_last": 0,
+        }
+        for i, r in enumerate(rows)
+        if labels[i] == -1
+    ]

@@ -19,6 +19,7 @@ same profiles in the same order, same centroids and assignments.
 State for a Flink operator: :meth:`LoadProfileClusterer.snapshot` gives a JSON-serialisable dict and
 :meth:`LoadProfileClusterer.restore` rebuilds an equal model from it; instances also pickle.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,15 @@ class LoadProfileClusterer:
     1.0
     """
 
-    def __init__(self, n_clusters: int = 4, halflife: float = 0.05, seed: int = 42, slots: int = 24,
-                 min_coverage: float = 0.75, warmup_profiles: int = 32):
+    def __init__(
+        self,
+        n_clusters: int = 4,
+        halflife: float = 0.05,
+        seed: int = 42,
+        slots: int = 24,
+        min_coverage: float = 0.75,
+        warmup_profiles: int = 32,
+    ):
         _check_int("n_clusters", n_clusters, 2)
         _check_real("halflife", halflife, 0.0, 1.0)
         _check_int("seed", seed, 0)
@@ -82,11 +90,10 @@ class LoadProfileClusterer:
         self.slots = int(slots)
         self.min_coverage = float(min_coverage)
         self.warmup_profiles = int(warmup_profiles)
-        self._model = KMeans(n_clusters=self.n_clusters, halflife=self.halflife, mu=1.0, sigma=0.0, p=2,
-                             seed=self.seed)
-        self._buffer: list[list[float]] = []   # normalised complete profiles until initialised
+        self._model = KMeans(n_clusters=self.n_clusters, halflife=self.halflife, mu=1.0, sigma=0.0, p=2, seed=self.seed)
+        self._buffer: list[list[float]] = []  # normalised complete profiles until initialised
         self._warm = False
-        self._C = np.empty((0, self.slots))    # river's centroids as an array, kept in step
+        self._C = np.empty((0, self.slots))  # river's centroids as an array, kept in step
         self._counts = [0] * self.n_clusters
         self._last: dict[str, dict[str, Any]] = {}
 
@@ -94,8 +101,9 @@ class LoadProfileClusterer:
     def from_settings(cls, settings) -> "LoadProfileClusterer":
         """A clusterer configured by ``settings.clustering`` and ``settings.preprocess.profile_slots``."""
         c = settings.clustering
-        return cls(c.n_clusters, c.halflife, c.seed, settings.preprocess.profile_slots, c.min_coverage,
-                   c.warmup_profiles)
+        return cls(
+            c.n_clusters, c.halflife, c.seed, settings.preprocess.profile_slots, c.min_coverage, c.warmup_profiles
+        )
 
     # ---- learning and prediction -------------------------------------------------------------------
 
@@ -145,10 +153,17 @@ class LoadProfileClusterer:
         ``shape_mean``, ``peak_slot``, ``peak_to_mean``, ``n_profiles`` (learned since the start)."""
         out = []
         for cluster, shape in enumerate(self.centers()):
-            out.append({"cluster": cluster, "slots": self.slots, "shape": [float(v) for v in shape],
-                        "shape_mean": float(shape.mean()), "peak_slot": int(np.argmax(shape)),
-                        "peak_to_mean": float(shape.max() / shape.mean()) if shape.mean() > 0 else None,
-                        "n_profiles": self._counts[cluster]})
+            out.append(
+                {
+                    "cluster": cluster,
+                    "slots": self.slots,
+                    "shape": [float(v) for v in shape],
+                    "shape_mean": float(shape.mean()),
+                    "peak_slot": int(np.argmax(shape)),
+                    "peak_to_mean": float(shape.max() / shape.mean()) if shape.mean() > 0 else None,
+                    "n_profiles": self._counts[cluster],
+                }
+            )
         return out
 
     def _learn(self, household_id: str, profile, context: dict[str, Any]) -> dict[str, Any] | None:
@@ -165,9 +180,15 @@ class LoadProfileClusterer:
                 return None
             # the profile that completes the warm-up is in the initial centroids: assign it, learn nothing
             cluster, sq = self._nearest(values, known)
-            record = {"household_id": household_id, **context, "cluster": cluster,
-                      "distance": float(np.sqrt(sq / known.sum())), "coverage": float(known.mean()),
-                      "imputed_slots": 0, "slots": self.slots}
+            record = {
+                "household_id": household_id,
+                **context,
+                "cluster": cluster,
+                "distance": float(np.sqrt(sq / known.sum())),
+                "coverage": float(known.mean()),
+                "imputed_slots": 0,
+                "slots": self.slots,
+            }
             self._last[household_id] = record
             return dict(record)
         nearest, _ = self._nearest(values, known)
@@ -179,8 +200,15 @@ class LoadProfileClusterer:
         self._counts[cluster] += 1
         reference = before if cluster == nearest else self._C[cluster]
         distance = float(np.sqrt(np.mean((filled[known] - reference[known]) ** 2)))
-        record = {"household_id": household_id, **context, "cluster": int(cluster), "distance": distance,
-                  "coverage": float(known.mean()), "imputed_slots": int((~known).sum()), "slots": self.slots}
+        record = {
+            "household_id": household_id,
+            **context,
+            "cluster": int(cluster),
+            "distance": distance,
+            "coverage": float(known.mean()),
+            "imputed_slots": int((~known).sum()),
+            "slots": self.slots,
+        }
         self._last[household_id] = record
         return dict(record)
 
@@ -232,13 +260,21 @@ class LoadProfileClusterer:
 
     def snapshot(self) -> dict[str, Any]:
         """The whole model as a JSON-serialisable dict (for Flink state or a checkpoint file)."""
-        return {"version": SNAPSHOT_VERSION,
-                "params": {"n_clusters": self.n_clusters, "halflife": self.halflife, "seed": self.seed,
-                           "slots": self.slots, "min_coverage": self.min_coverage,
-                           "warmup_profiles": self.warmup_profiles},
-                "centers": self.centers().tolist() if self._warm else None,
-                "buffer": [list(row) for row in self._buffer], "counts": list(self._counts),
-                "last": {household: dict(record) for household, record in self._last.items()}}
+        return {
+            "version": SNAPSHOT_VERSION,
+            "params": {
+                "n_clusters": self.n_clusters,
+                "halflife": self.halflife,
+                "seed": self.seed,
+                "slots": self.slots,
+                "min_coverage": self.min_coverage,
+                "warmup_profiles": self.warmup_profiles,
+            },
+            "centers": self.centers().tolist() if self._warm else None,
+            "buffer": [list(row) for row in self._buffer],
+            "counts": list(self._counts),
+            "last": {household: dict(record) for household, record in self._last.items()},
+        }
 
     @classmethod
     def restore(cls, snapshot: dict[str, Any]) -> "LoadProfileClusterer":
@@ -262,6 +298,11 @@ def _check_int(name: str, value, minimum: int) -> None:
 
 def _check_real(name: str, value, low: float, high: float) -> None:
     # value <= low, not low < value: typeshed's numbers.Real declares __le__ and __lt__ only (NaN fails <= high)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= low or not value <= high \
-            or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or value <= low
+        or not value <= high
+        or not math.isfinite(value)
+    ):
         raise ValueError(f"{name} must be a number in ({low}, {high}], got {value!r}")

@@ -9,6 +9,7 @@ consumes (a minute without any reading gives no record, as in the streaming job)
 an alert of the matching type for its household overlaps the fault's window (widened by
 ``tolerance_ms`` on both sides); an alert counts as correct when it overlaps a fault of its kind.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
@@ -19,13 +20,25 @@ from gridflow.devices.faults import FAULT_KINDS, Fault, apply_faults, faults_by_
 from gridflow.devices.load_shapes import LoadShapeLibrary, fleet_series, timestamps_ms
 from gridflow.preprocess.clean import CleaningParams, clean_window
 
-ALERT_TO_FAULT = {"spike": "spike", "stuck": "stuck", "dropout": "dropout", "drift": "drift",
-                  "sustained_high": "appliance_left_on"}
+ALERT_TO_FAULT = {
+    "spike": "spike",
+    "stuck": "stuck",
+    "dropout": "dropout",
+    "drift": "drift",
+    "sustained_high": "appliance_left_on",
+}
 
 
-def simulate_minutes(library: LoadShapeLibrary, n_households: int, start_ms: int, n_days: float,
-                     fault_rate_per_day: float, seed: int = 0, interval_s: float = 10.0,
-                     kinds: Sequence[str] = FAULT_KINDS) -> tuple[list[dict[str, Any]], list[Fault]]:
+def simulate_minutes(
+    library: LoadShapeLibrary,
+    n_households: int,
+    start_ms: int,
+    n_days: float,
+    fault_rate_per_day: float,
+    seed: int = 0,
+    interval_s: float = 10.0,
+    kinds: Sequence[str] = FAULT_KINDS,
+) -> tuple[list[dict[str, Any]], list[Fault]]:
     """Minute feature records of a simulated fleet with injected faults, and the faults (ground truth).
 
     Parameters
@@ -61,8 +74,9 @@ def simulate_minutes(library: LoadShapeLibrary, n_households: int, start_ms: int
     ids = [f"h-{i:05d}" for i in range(n_households)]
     ts = timestamps_ms(start_ms, n, interval_s)
     power = fleet_series(library, np.arange(n_households), start_ms, n, interval_s, seed)
-    faults = plan_faults(ids, start_ms, start_ms + n_minutes * 60_000, fault_rate_per_day, kinds, seed=seed,
-                         interval_s=interval_s)
+    faults = plan_faults(
+        ids, start_ms, start_ms + n_minutes * 60_000, fault_rate_per_day, kinds, seed=seed, interval_s=interval_s
+    )
     by_household = faults_by_household(faults)
     params = CleaningParams(window_ms=60_000, step_ms=int(interval_s * 1000))
     per_household = []
@@ -84,9 +98,13 @@ def simulate_minutes(library: LoadShapeLibrary, n_households: int, start_ms: int
     return records, faults
 
 
-def score_alerts(alerts: Iterable[Mapping[str, Any]], faults: Sequence[Fault], tolerance_ms: int = 120_000,
-                 alert_to_fault: Mapping[str, str] = ALERT_TO_FAULT,
-                 kinds: Sequence[str] = FAULT_KINDS) -> dict[str, dict[str, float]]:
+def score_alerts(
+    alerts: Iterable[Mapping[str, Any]],
+    faults: Sequence[Fault],
+    tolerance_ms: int = 120_000,
+    alert_to_fault: Mapping[str, str] = ALERT_TO_FAULT,
+    kinds: Sequence[str] = FAULT_KINDS,
+) -> dict[str, dict[str, float]]:
     """Precision, recall and F1 per fault kind (see the module docstring).
 
     Returns
@@ -110,8 +128,12 @@ def score_alerts(alerts: Iterable[Mapping[str, Any]], faults: Sequence[Fault], t
     return result
 
 
-def found_faults(alerts: Iterable[Mapping[str, Any]], faults: Sequence[Fault], tolerance_ms: int = 120_000,
-                 alert_to_fault: Mapping[str, str] = ALERT_TO_FAULT) -> set[int]:
+def found_faults(
+    alerts: Iterable[Mapping[str, Any]],
+    faults: Sequence[Fault],
+    tolerance_ms: int = 120_000,
+    alert_to_fault: Mapping[str, str] = ALERT_TO_FAULT,
+) -> set[int]:
     """Indexes into ``faults`` of the faults an alert of the matching type found."""
     return {k for _, hits in _matches(alerts, faults, tolerance_ms, alert_to_fault) for k in hits}
 
@@ -123,13 +145,24 @@ def _matches(alerts, faults, tolerance_ms, alert_to_fault):
         by_household.setdefault(fault.household_id, []).append((k, fault))
     for alert in alerts:
         kind = alert_to_fault.get(alert["type"])
-        yield alert, [k for k, f in by_household.get(alert["household_id"], [])
-                      if f.kind == kind and alert["window_start_ms"] < f.end_ms + tolerance_ms
-                      and alert["window_end_ms"] > f.start_ms - tolerance_ms]
+        yield (
+            alert,
+            [
+                k
+                for k, f in by_household.get(alert["household_id"], [])
+                if f.kind == kind
+                and alert["window_start_ms"] < f.end_ms + tolerance_ms
+                and alert["window_end_ms"] > f.start_ms - tolerance_ms
+            ],
+        )
 
 
-def score_untyped(flags: Iterable[Mapping[str, Any]], faults: Sequence[Fault], tolerance_ms: int = 120_000,
-                  kinds: Sequence[str] = FAULT_KINDS) -> dict[str, dict[str, float]]:
+def score_untyped(
+    flags: Iterable[Mapping[str, Any]],
+    faults: Sequence[Fault],
+    tolerance_ms: int = 120_000,
+    kinds: Sequence[str] = FAULT_KINDS,
+) -> dict[str, dict[str, float]]:
     """Per-kind scores of alerts without a type (e.g. an anomaly score above a threshold).
 
     A flag overlapping a fault of kind K counts as a correct alert of K; a flag overlapping no fault is a
@@ -143,8 +176,10 @@ def score_untyped(flags: Iterable[Mapping[str, Any]], faults: Sequence[Fault], t
     for flag in flags:
         kinds_hit = set()
         for fault in by_household.get(flag["household_id"], []):
-            if flag["window_start_ms"] < fault.end_ms + tolerance_ms \
-                    and flag["window_end_ms"] > fault.start_ms - tolerance_ms:
+            if (
+                flag["window_start_ms"] < fault.end_ms + tolerance_ms
+                and flag["window_end_ms"] > fault.start_ms - tolerance_ms
+            ):
                 detected.add(index[id(fault)])
                 kinds_hit.add(fault.kind)
         for kind in kinds_hit & set(kinds):
@@ -162,5 +197,12 @@ def _prf(n_faults: int, n_detected: int, n_alerts: int, n_correct: int) -> dict[
     precision = n_correct / n_alerts if n_alerts else 0.0
     recall = n_detected / n_faults if n_faults else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"faults": n_faults, "detected": n_detected, "alerts": n_alerts, "correct_alerts": n_correct,
-            "precision": precision, "recall": recall, "f1": f1}
+    return {
+        "faults": n_faults,
+        "detected": n_detected,
+        "alerts": n_alerts,
+        "correct_alerts": n_correct,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }

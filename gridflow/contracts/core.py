@@ -8,6 +8,7 @@ which becomes a dead letter (:func:`dead_letter`). Consumers are tolerant reader
 added within the same version are kept and ignored; producers are strict (:meth:`Contract.check_written`,
 run by the tests over every record a demo run writes).
 """
+
 from __future__ import annotations
 
 import re
@@ -61,7 +62,13 @@ def dead_letter(payload: bytes | str, error: ContractError | str, source: str, t
         field_name, reason = error.field, error.reason
     else:
         field_name, reason = "", str(error)
-    record: dict[str, Any] = {"v": SCHEMA_VERSION, "source": source, "field": field_name, "reason": reason, "payload": payload}
+    record: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "source": source,
+        "field": field_name,
+        "reason": reason,
+        "payload": payload,
+    }
     if ts_ms is not None:
         record["ts_ms"] = ts_ms
     return encode(record)
@@ -141,29 +148,35 @@ class Contract:
         record = decode_object(payload)
         version = record.get("v", self.version)
         if version != self.version:
-            raise ContractError("v", f"unsupported schema version {version!r} of the {self.name} record; "
-                                     f"supported: {self.version}")
+            raise ContractError(
+                "v", f"unsupported schema version {version!r} of the {self.name} record; supported: {self.version}"
+            )
         if self.closed:
             unknown = sorted(set(record) - self.fields)
             if unknown:
                 hints = [h for part, h in self.unknown_field_hints.items() if part in unknown[0].lower()]
-                raise ContractError(unknown[0], f"unknown field{' (' + hints[0] + ')' if hints else ''}; allowed "
-                                                f"fields: {', '.join(sorted(self.fields))}")
+                raise ContractError(
+                    unknown[0],
+                    f"unknown field{' (' + hints[0] + ')' if hints else ''}; allowed "
+                    f"fields: {', '.join(sorted(self.fields))}",
+                )
         try:
             self.adapter.validate_python(record, strict=True)
         except ValidationError as error:
             raise _contract_error(error) from None
         if key and self.key_field is not None and str(record[self.key_field]) != key:
-            raise ContractError(self.key_field, f"{record[self.key_field]!r} does not match the record's Kafka "
-                                                f"key {key!r}")
+            raise ContractError(
+                self.key_field, f"{record[self.key_field]!r} does not match the record's Kafka key {key!r}"
+            )
         return record
 
     def check_written(self, record: Mapping[str, Any]) -> None:
         """A producer's check: the record is valid and carries no field outside the contract."""
         extra = sorted(set(record) - self.fields)
         if extra:
-            raise ContractError(extra[0], f"not a field of the {self.name} record; its fields: "
-                                          f"{', '.join(sorted(self.fields))}")
+            raise ContractError(
+                extra[0], f"not a field of the {self.name} record; its fields: {', '.join(sorted(self.fields))}"
+            )
         self.decode(encode(record))
 
 

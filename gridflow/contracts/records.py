@@ -5,6 +5,7 @@ UTC epoch milliseconds (``*_ms``), powers watts, energies Wh or kWh as named, pr
 record's ``currency``. Producers build these dicts (checked by mypy); consumers validate them with
 :meth:`gridflow.contracts.Contract.decode`.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
@@ -20,10 +21,15 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Count = Annotated[int, Field(ge=0)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
 Day = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="local calendar day, YYYY-MM-DD")]
-PeakShare = Annotated[float | None, Field(description="share of the energy used in the peak hours; None without "
-                                      "energy; may leave [0, 1] when the meter exports (PV)")]
+PeakShare = Annotated[
+    float | None,
+    Field(
+        description="share of the energy used in the peak hours; None without "
+        "energy; may leave [0, 1] when the meter exports (PV)"
+    ),
+]
 SlotMinutes = Annotated[int, Field(ge=1, le=1440)]
-_TOLERANT = ConfigDict(extra="allow")   # consumers keep fields a newer producer added within the version
+_TOLERANT = ConfigDict(extra="allow")  # consumers keep fields a newer producer added within the version
 
 
 class Reading(TypedDict):

@@ -1,8 +1,9 @@
 """JSON Schema files of every topic's contract, generated from the record types (``docs/schemas/``).
 
-    gridflow contracts schemas --out docs/schemas      # write them
-    gridflow contracts schemas --check docs/schemas    # fail when a file and the code disagree (CI)
+gridflow contracts schemas --out docs/schemas      # write them
+gridflow contracts schemas --check docs/schemas    # fail when a file and the code disagree (CI)
 """
+
 from __future__ import annotations
 
 import json
@@ -17,11 +18,18 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 def json_schema(contract: Contract) -> dict[str, Any]:
     """The JSON Schema (2020-12) of one contract's record."""
     schema = contract.adapter.json_schema(mode="validation")
-    schema = {"$schema": DRAFT, "$id": f"gridflow/{contract.name}/v{contract.version}",
-              "title": f"gridflow {contract.name} record, version {contract.version}",
-              "description": contract.description, **{k: v for k, v in schema.items() if k != "title"}}
-    schema["x-gridflow"] = {"topic_setting": f"topics.{contract.topic}", "kafka_key": contract.key_field,
-                            "schema_version": contract.version}
+    schema = {
+        "$schema": DRAFT,
+        "$id": f"gridflow/{contract.name}/v{contract.version}",
+        "title": f"gridflow {contract.name} record, version {contract.version}",
+        "description": contract.description,
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
+    schema["x-gridflow"] = {
+        "topic_setting": f"topics.{contract.topic}",
+        "kafka_key": contract.key_field,
+        "schema_version": contract.version,
+    }
     if contract.example:
         schema["examples"] = [dict(contract.example)]
     return schema
@@ -29,8 +37,10 @@ def json_schema(contract: Contract) -> dict[str, Any]:
 
 def rendered(contracts: dict[str, Contract]) -> dict[str, str]:
     """File name -> text of every schema file."""
-    return {f"{name}.schema.json": json.dumps(json_schema(c), indent=2, sort_keys=True) + "\n"
-            for name, c in sorted(contracts.items())}
+    return {
+        f"{name}.schema.json": json.dumps(json_schema(c), indent=2, sort_keys=True) + "\n"
+        for name, c in sorted(contracts.items())
+    }
 
 
 def write(contracts: dict[str, Contract], folder: Path) -> list[Path]:

@@ -10,10 +10,26 @@ prices the schedules the forecasts lead to.
 >>> round(float(f.forecast_day_ahead(24 * 3_600_000)[3]), 2)
 0.13
 """
-from gridflow.forecasting.evaluation import (Backtest, Split, backtest, error_metrics, expanding_window_splits,
-                                             schedule_costs)
+
+from gridflow.forecasting.evaluation import (
+    Backtest,
+    Split,
+    backtest,
+    error_metrics,
+    expanding_window_splits,
+    schedule_costs,
+)
 from gridflow.forecasting.forecaster import MODELS, PriceForecaster
 from gridflow.forecasting.records import forecast_record
 
-__all__ = ["MODELS", "Backtest", "PriceForecaster", "Split", "backtest", "error_metrics", "expanding_window_splits",
-           "forecast_record", "schedule_costs"]
+__all__ = [
+    "MODELS",
+    "Backtest",
+    "PriceForecaster",
+    "Split",
+    "backtest",
+    "error_metrics",
+    "expanding_window_splits",
+    "forecast_record",
+    "schedule_costs",
+]

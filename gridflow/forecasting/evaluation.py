@@ -13,6 +13,7 @@ scheduler and prices the schedule with the real prices, next to the schedule a p
 >>> [(s.train_stop, s.test_start, s.test_stop) for s in expanding_window_splits(10, 2, 3, min_train_days=4)]
 [(4, 4, 7), (7, 7, 10)]
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,9 @@ class Split:
     test_stop: int
 
 
-def expanding_window_splits(n_days: int, n_splits: int = 5, test_days: int | None = None,
-                            min_train_days: int = 7) -> list[Split]:
+def expanding_window_splits(
+    n_days: int, n_splits: int = 5, test_days: int | None = None, min_train_days: int = 7
+) -> list[Split]:
     """Expanding-window folds over ``n_days`` days.
 
     Parameters
@@ -72,20 +74,23 @@ def expanding_window_splits(n_days: int, n_splits: int = 5, test_days: int | Non
     test_days = _check_int("test_days", test_days, 1)
     first = n_days - n_splits * test_days
     if first < min_train_days:
-        raise ValueError(f"n_splits * test_days = {n_splits * test_days} leaves {first} of n_days={n_days} days to "
-                         f"train, fewer than min_train_days={min_train_days}")
-    return [Split(k, 0, first + k * test_days, first + k * test_days, first + (k + 1) * test_days)
-            for k in range(n_splits)]
+        raise ValueError(
+            f"n_splits * test_days = {n_splits * test_days} leaves {first} of n_days={n_days} days to "
+            f"train, fewer than min_train_days={min_train_days}"
+        )
+    return [
+        Split(k, 0, first + k * test_days, first + k * test_days, first + (k + 1) * test_days) for k in range(n_splits)
+    ]
 
 
 @dataclass(frozen=True, eq=False)
 class Backtest:
     """Forecasts of one model: row ``i`` was issued at ``origins_ms[i]`` in fold ``fold[i]``."""
 
-    origins_ms: np.ndarray   # (n,) int64
-    fold: np.ndarray         # (n,) int64
-    forecast: np.ndarray     # (n, horizon_slots) float64
-    actual: np.ndarray       # (n, horizon_slots) float64, NaN where the price is missing
+    origins_ms: np.ndarray  # (n,) int64
+    fold: np.ndarray  # (n,) int64
+    forecast: np.ndarray  # (n, horizon_slots) float64
+    actual: np.ndarray  # (n, horizon_slots) float64, NaN where the price is missing
 
 
 def backtest(forecaster: PriceForecaster, ts_ms, prices, splits: list[Split], first_origin_ms: int) -> Backtest:
@@ -133,12 +138,15 @@ def backtest(forecaster: PriceForecaster, ts_ms, prices, splits: list[Split], fi
             rows_origin.append(origin)
             rows_fold.append(fold)
             rows_forecast.append(forecaster.forecast_day_ahead(origin))
-            rows_actual.append(prices[i:i + horizon])
+            rows_actual.append(prices[i : i + horizon])
         if math.isfinite(price):
             forecaster.learn_one(ts, price)
-    return Backtest(np.array(rows_origin, dtype=np.int64), np.array(rows_fold, dtype=np.int64),
-                    np.array(rows_forecast, dtype=np.float64).reshape(-1, horizon),
-                    np.array(rows_actual, dtype=np.float64).reshape(-1, horizon))
+    return Backtest(
+        np.array(rows_origin, dtype=np.int64),
+        np.array(rows_fold, dtype=np.int64),
+        np.array(rows_forecast, dtype=np.float64).reshape(-1, horizon),
+        np.array(rows_actual, dtype=np.float64).reshape(-1, horizon),
+    )
 
 
 def error_metrics(actual, forecast) -> dict[str, float]:
@@ -147,13 +155,18 @@ def error_metrics(actual, forecast) -> dict[str, float]:
     if actual.shape != forecast.shape:
         raise ValueError(f"actual and forecast must have the same shape, got {actual.shape} and {forecast.shape}")
     error = (forecast - actual)[np.isfinite(actual)]
-    mse = float(np.mean(error ** 2)) if error.size else math.nan
-    return {"mae": float(np.mean(np.abs(error))) if error.size else math.nan, "mse": mse, "rmse": math.sqrt(mse),
-            "n": int(error.size)}
+    mse = float(np.mean(error**2)) if error.size else math.nan
+    return {
+        "mae": float(np.mean(np.abs(error))) if error.size else math.nan,
+        "mse": mse,
+        "rmse": math.sqrt(mse),
+        "n": int(error.size),
+    }
 
 
-def schedule_costs(forecast, actual, usage: str = "medium", slot_minutes: int = 60,
-                   breaker_w: float | None = DEFAULT_BREAKER_W) -> dict[str, np.ndarray]:
+def schedule_costs(
+    forecast, actual, usage: str = "medium", slot_minutes: int = 60, breaker_w: float | None = DEFAULT_BREAKER_W
+) -> dict[str, np.ndarray]:
     """Cost of scheduling Touhs et al.'s household on each day's forecast, priced with the real prices.
 
     Each row is one day from 12:00 (``1440 / slot_minutes`` slots). The heap scheduler needs prices >= 0, so
@@ -184,8 +197,10 @@ def schedule_costs(forecast, actual, usage: str = "medium", slot_minutes: int = 
         raise ValueError(f"usage must be one of {USAGE_LEVELS}, got {usage!r}")
     forecast, actual = np.asarray(forecast, dtype=np.float64), np.asarray(actual, dtype=np.float64)
     if forecast.shape != actual.shape or forecast.ndim != 2 or forecast.shape[1] != 1440 // slot_minutes:
-        raise ValueError(f"forecast and actual must both have shape (n_days, {1440 // slot_minutes}), got "
-                         f"{forecast.shape} and {actual.shape}")
+        raise ValueError(
+            f"forecast and actual must both have shape (n_days, {1440 // slot_minutes}), got "
+            f"{forecast.shape} and {actual.shape}"
+        )
     slot_h = slot_minutes / 60.0
     out: dict[str, list[float]] = {"forecast": [], "perfect": [], "unscheduled": [], "day": []}
 

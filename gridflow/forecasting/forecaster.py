@@ -23,6 +23,7 @@ need every slot. The state is a few hundred floats plus the river model, and pic
 >>> f.forecast_day_ahead(48 * 3_600_000)[:4].tolist()
 [0.0, 1.0, 2.0, 3.0]
 """
+
 from __future__ import annotations
 
 import math
@@ -88,11 +89,19 @@ class PriceForecaster:
         A parameter is out of range; the message names it and the allowed values.
     """
 
-    def __init__(self, model: str | None = None, slot_minutes: int | None = None, season_slots: int | None = None,
-                 horizon_slots: int | None = None, lag_days: tuple[int, ...] | None = None,
-                 utc_offset_minutes: int | None = None, learning_rate: float | None = None,
-                 order: tuple[int, ...] | None = None, seasonal_order: tuple[int, ...] | None = None,
-                 smoothing: tuple[float, ...] | None = None):
+    def __init__(
+        self,
+        model: str | None = None,
+        slot_minutes: int | None = None,
+        season_slots: int | None = None,
+        horizon_slots: int | None = None,
+        lag_days: tuple[int, ...] | None = None,
+        utc_offset_minutes: int | None = None,
+        learning_rate: float | None = None,
+        order: tuple[int, ...] | None = None,
+        seasonal_order: tuple[int, ...] | None = None,
+        smoothing: tuple[float, ...] | None = None,
+    ):
         # A parameter not given is the default of the ``forecast`` settings (defaults live there only).
         from gridflow.settings import ForecastSettings
 
@@ -109,22 +118,27 @@ class PriceForecaster:
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
         slot_minutes = _check_int("slot_minutes", slot_minutes, 1, 60)
         if 1440 % slot_minutes:
-            raise ValueError(f"slot_minutes must divide 1440 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60), "
-                             f"got {slot_minutes}")
+            raise ValueError(
+                f"slot_minutes must divide 1440 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60), got {slot_minutes}"
+            )
         per_day = 1440 // slot_minutes
         self.model, self.slot_minutes, self.utc_offset_minutes = model, slot_minutes, utc_offset_minutes
-        self.season_slots = _check_int("season_slots", per_day if season_slots is None else season_slots, 1,
-                                       28 * per_day)
-        self.horizon_slots = _check_int("horizon_slots", per_day if horizon_slots is None else horizon_slots, 1,
-                                        7 * per_day)
+        self.season_slots = _check_int(
+            "season_slots", per_day if season_slots is None else season_slots, 1, 28 * per_day
+        )
+        self.horizon_slots = _check_int(
+            "horizon_slots", per_day if horizon_slots is None else horizon_slots, 1, 7 * per_day
+        )
         if isinstance(lag_days, (str, bytes)) or not hasattr(lag_days, "__iter__") or not lag_days:
             raise ValueError(f"lag_days must be a non-empty tuple of integers in [1, 28], got {lag_days!r}")
         self.lag_days = tuple(sorted({_check_int("lag_days", d, 1, 28) for d in lag_days}))
         _check_int("utc_offset_minutes", utc_offset_minutes, -720, 840)
         self.learning_rate = _check_fraction("learning_rate", learning_rate)
         self.order = tuple(_check_int("order", v, 0, 3) for v in self._triple("order", order))
-        self.seasonal_order = tuple(_check_int("seasonal_order", v, 0, high)
-                                    for v, high in zip(self._triple("seasonal_order", seasonal_order), (2, 1, 2)))
+        self.seasonal_order = tuple(
+            _check_int("seasonal_order", v, 0, high)
+            for v, high in zip(self._triple("seasonal_order", seasonal_order), (2, 1, 2))
+        )
         if not hasattr(smoothing, "__len__") or len(smoothing) != 3:
             raise ValueError(f"smoothing must be (alpha, beta, gamma), each in (0, 1], got {smoothing!r}")
         self.smoothing = tuple(_check_fraction("smoothing", v) for v in smoothing)
@@ -139,10 +153,18 @@ class PriceForecaster:
     def from_settings(cls, forecast) -> "PriceForecaster":
         """A forecaster configured by a ``gridflow.settings.ForecastSettings`` section."""
         per_day = 1440 // forecast.slot_minutes
-        return cls(forecast.model, forecast.slot_minutes, forecast.season_days * per_day,
-                   forecast.horizon_days * per_day, tuple(forecast.lag_days), forecast.utc_offset_minutes,
-                   forecast.learning_rate, tuple(forecast.snarimax_order), tuple(forecast.snarimax_seasonal_order),
-                   tuple(forecast.holt_winters_smoothing))
+        return cls(
+            forecast.model,
+            forecast.slot_minutes,
+            forecast.season_days * per_day,
+            forecast.horizon_days * per_day,
+            tuple(forecast.lag_days),
+            forecast.utc_offset_minutes,
+            forecast.learning_rate,
+            tuple(forecast.snarimax_order),
+            tuple(forecast.snarimax_seasonal_order),
+            tuple(forecast.holt_winters_smoothing),
+        )
 
     @staticmethod
     def _triple(name: str, value) -> tuple:
@@ -152,16 +174,18 @@ class PriceForecaster:
 
     def _make_model(self):
         per_day = 1440 // self.slot_minutes
-        regressor = preprocessing.TargetStandardScaler(linear_model.LinearRegression(
-            optimizer=optim.SGD(self.learning_rate), intercept_lr=self.learning_rate))
+        regressor = preprocessing.TargetStandardScaler(
+            linear_model.LinearRegression(optimizer=optim.SGD(self.learning_rate), intercept_lr=self.learning_rate)
+        )
         if self.model == "linear":  # lags standardised; the one-hot calendar columns pass as 0/1
             lags = compose.Select(*(f"lag_{d}d" for d in self.lag_days)) | preprocessing.StandardScaler()
             calendar = compose.Select(*(f"slot_{s}" for s in range(per_day)), *(f"weekday_{d}" for d in range(7)))
             return (lags + calendar) | regressor
         if self.model == "snarimax":
             (p, d, q), (sp, sd, sq) = self.order, self.seasonal_order
-            return time_series.SNARIMAX(p, d, q, m=self.season_slots, sp=sp, sd=sd, sq=sq,
-                                        regressor=preprocessing.StandardScaler() | regressor)
+            return time_series.SNARIMAX(
+                p, d, q, m=self.season_slots, sp=sp, sd=sd, sq=sq, regressor=preprocessing.StandardScaler() | regressor
+            )
         if self.model == "holt_winters":
             alpha, beta, gamma = self.smoothing
             return time_series.HoltWinters(alpha=alpha, beta=beta, gamma=gamma, seasonality=self.season_slots)
@@ -203,8 +227,10 @@ class PriceForecaster:
             raise ValueError(f"price must be a finite number, got {price!r}")
         slot = ts_ms // self.slot_ms
         if self._last_slot is not None and slot <= self._last_slot:
-            raise ValueError(f"ts_ms {ts_ms} is in slot {slot}, at or before the last learned slot "
-                             f"{self._last_slot}; slots must arrive once each, in increasing order")
+            raise ValueError(
+                f"ts_ms {ts_ms} is in slot {slot}, at or before the last learned slot "
+                f"{self._last_slot}; slots must arrive once each, in increasing order"
+            )
         if self._last_slot is not None:
             for missing in range(self._last_slot + 1, min(slot, self._last_slot + 1 + self._capacity)):
                 self._step(missing, math.nan)
@@ -269,18 +295,22 @@ class PriceForecaster:
         """
         _check_int("from_ts_ms", from_ts_ms, 0)
         if self._n_learned < self.season_slots:
-            raise ValueError(f"forecast_day_ahead needs at least season_slots={self.season_slots} learned "
-                             f"prices, has {self._n_learned}")
+            raise ValueError(
+                f"forecast_day_ahead needs at least season_slots={self.season_slots} learned "
+                f"prices, has {self._n_learned}"
+            )
         last = self._last_slot
         if last is None:  # learning sets it, and at least season_slots >= 1 prices were learned
             raise ValueError("forecast_day_ahead needs learned prices, has none")
         start = from_ts_ms // self.slot_ms
         if start <= last:
-            raise ValueError(f"from_ts_ms {from_ts_ms} must be in a slot after the last learned slot "
-                             f"{last} (forecasts only look ahead)")
+            raise ValueError(
+                f"from_ts_ms {from_ts_ms} must be in a slot after the last learned slot "
+                f"{last} (forecasts only look ahead)"
+            )
         total = start - last - 1 + self.horizon_slots
         if self.model in ("snarimax", "holt_winters"):
-            return np.asarray(self._model.forecast(total)[-self.horizon_slots:], dtype=np.float64)
+            return np.asarray(self._model.forecast(total)[-self.horizon_slots :], dtype=np.float64)
         values = list(self._history)
         for i, value in enumerate(values):  # unknown past slots: their seasonal-naive value
             if not math.isfinite(value):
@@ -290,7 +320,7 @@ class PriceForecaster:
             if self.model == "linear" and (x := self._features(last + 1 + k, values, now)) is not None:
                 value = self._model.predict_one(x)
             values.append(value if math.isfinite(value) else self._naive(values, now))
-        return np.asarray(values[-self.horizon_slots:], dtype=np.float64)
+        return np.asarray(values[-self.horizon_slots :], dtype=np.float64)
 
     def __getstate__(self) -> dict:
         # river's Holt-Winters components are deques with their own __init__ and do not unpickle: keep
@@ -298,8 +328,13 @@ class PriceForecaster:
         state = dict(self.__dict__)
         if self.model == "holt_winters":
             hw = self._model
-            state["_model"] = {"level": list(hw.level), "trend": list(hw.trend), "season": list(hw.season),
-                               "first_values": list(hw._first_values), "initialized": hw._initialized}
+            state["_model"] = {
+                "level": list(hw.level),
+                "trend": list(hw.trend),
+                "season": list(hw.season),
+                "first_values": list(hw._first_values),
+                "initialized": hw._initialized,
+            }
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -313,5 +348,7 @@ class PriceForecaster:
             self._model._initialized = saved["initialized"]
 
     def __repr__(self) -> str:
-        return (f"PriceForecaster(model={self.model!r}, slot_minutes={self.slot_minutes}, "
-                f"season_slots={self.season_slots}, n_learned={self._n_learned})")
+        return (
+            f"PriceForecaster(model={self.model!r}, slot_minutes={self.slot_minutes}, "
+            f"season_slots={self.season_slots}, n_learned={self._n_learned})"
+        )

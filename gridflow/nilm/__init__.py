@@ -11,13 +11,33 @@ against sub-meters.
 >>> ApplianceLearner(horizon_start_minute=0).detect(power).power_w.tolist()
 [1000.0]
 """
-from gridflow.nilm.evaluation import (UCI_THRESHOLDS_W, SubmeterScore, evaluate_household, match_events,
-                                      submeter_activations)
+
+from gridflow.nilm.evaluation import (
+    UCI_THRESHOLDS_W,
+    SubmeterScore,
+    evaluate_household,
+    match_events,
+    submeter_activations,
+)
 from gridflow.nilm.events import Activations, Edges, detect_edges, pair_edges, steady_states
 from gridflow.nilm.learner import ApplianceLearner
 from gridflow.nilm.profiles import ApplianceProfile, power_clusters, profile_from_activations
 from gridflow.nilm.signatures import signature_clusters
 
-__all__ = ["UCI_THRESHOLDS_W", "Activations", "ApplianceLearner", "ApplianceProfile", "Edges", "SubmeterScore",
-           "detect_edges", "evaluate_household", "match_events", "pair_edges", "power_clusters",
-           "profile_from_activations", "signature_clusters", "steady_states", "submeter_activations"]
+__all__ = [
+    "UCI_THRESHOLDS_W",
+    "Activations",
+    "ApplianceLearner",
+    "ApplianceProfile",
+    "Edges",
+    "SubmeterScore",
+    "detect_edges",
+    "evaluate_household",
+    "match_events",
+    "pair_edges",
+    "power_clusters",
+    "profile_from_activations",
+    "signature_clusters",
+    "steady_states",
+    "submeter_activations",
+]

@@ -24,6 +24,7 @@ per sub-meter are then counted on the later days.
 >>> submeter_activations(np.r_[0, 600, 2000, 2000, 2000, 60, 0.0], threshold_w=1000, base_minutes=1).power_w.tolist()
 [1400.0]
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,14 +54,15 @@ def submeter_activations(power_w, threshold_w: float, min_minutes: int = 2, base
     keep = stops - starts >= min_minutes
     starts, stops = starts[keep], stops[keep]
     padded = np.r_[np.full(base_minutes, np.inf), np.where(np.isnan(x), np.inf, x)]
-    before = np.array([padded[a:a + base_minutes].min() for a in starts.tolist()])   # padded[a + base] = x[a]
+    before = np.array([padded[a : a + base_minutes].min() for a in starts.tolist()])  # padded[a + base] = x[a]
     before = np.where(np.isfinite(before), before, 0.0)
     power = np.array([np.median(x[a:b]) for a, b in zip(starts.tolist(), stops.tolist())]) - before
     return Activations(starts.astype(np.int64), stops.astype(np.int64), power.reshape(-1).astype(np.float64))
 
 
-def match_events(detected: Activations, true: Activations, time_tolerance_minutes: int = 2,
-                 power_tolerance: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+def match_events(
+    detected: Activations, true: Activations, time_tolerance_minutes: int = 2, power_tolerance: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
     """One-to-one matches of detected to true on-events; returns (detected index, true index) arrays."""
     time_tolerance_minutes = _count("time_tolerance_minutes", time_tolerance_minutes, 0, 1440)
     power_tolerance = _positive("power_tolerance", power_tolerance, 1.0)
@@ -89,19 +91,28 @@ class SubmeterScore:
     """Scores of one sub-meter: event detection on the test days, and windows learned over all days."""
 
     name: str
-    n_true: int                    # true activations on the test days
-    detection_recall: float        # share matched by any detected activation
-    precision: float               # of detected activations in clusters named after this sub-meter
-    recall: float                  # share of true activations matched by those
-    clusters: tuple[int, ...]      # power clusters named after this sub-meter
-    reference: ApplianceProfile | None   # learned from the sub-meter
-    learned: ApplianceProfile | None     # learned from the whole-house activations of its clusters
+    n_true: int  # true activations on the test days
+    detection_recall: float  # share matched by any detected activation
+    precision: float  # of detected activations in clusters named after this sub-meter
+    recall: float  # share of true activations matched by those
+    clusters: tuple[int, ...]  # power clusters named after this sub-meter
+    reference: ApplianceProfile | None  # learned from the sub-meter
+    learned: ApplianceProfile | None  # learned from the whole-house activations of its clusters
 
 
-def evaluate_household(day_start_ms, power_w, submeters: dict[str, np.ndarray], learner: ApplianceLearner,
-                       thresholds_w: dict[str, float], learn_days: int, time_tolerance_minutes: int = 2,
-                       power_tolerance: float = 0.3, reactive_var=None, base_minutes: int = 2,
-                       min_share: float = 0.1) -> list[SubmeterScore]:
+def evaluate_household(
+    day_start_ms,
+    power_w,
+    submeters: dict[str, np.ndarray],
+    learner: ApplianceLearner,
+    thresholds_w: dict[str, float],
+    learn_days: int,
+    time_tolerance_minutes: int = 2,
+    power_tolerance: float = 0.3,
+    reactive_var=None,
+    base_minutes: int = 2,
+    min_share: float = 0.1,
+) -> list[SubmeterScore]:
     """Run ``learner`` over the days and score it against each sub-meter.
 
     Parameters
@@ -141,22 +152,31 @@ def evaluate_household(day_start_ms, power_w, submeters: dict[str, np.ndarray], 
     if reactive_var is None:
         detected_by_day = [learner.learn_day(day, readings) for day, readings in zip(days, power_w)]
     else:
-        detected_by_day = [learner.learn_day(day, readings, reactive)
-                           for day, readings, reactive in zip(days, power_w, np.asarray(reactive_var, np.float64))]
+        detected_by_day = [
+            learner.learn_day(day, readings, reactive)
+            for day, readings, reactive in zip(days, power_w, np.asarray(reactive_var, np.float64))
+        ]
     joined, start = learner.activations()
     labels = learner.cluster_labels()
     day_of = np.repeat(np.arange(len(days)), [d.start.size for d in detected_by_day])
     offsets = [k * 1440 for k in range(len(days))]
-    detected = Activations.concat(detected_by_day, offsets)   # minutes from the first day
+    detected = Activations.concat(detected_by_day, offsets)  # minutes from the first day
     truth, truth_start, truth_day, matched = {}, {}, {}, {}
     for name, readings in submeters.items():
-        parts = [submeter_activations(r, thresholds_w[name], base_minutes=base_minutes)
-                 for r in np.asarray(readings, dtype=np.float64)]
+        parts = [
+            submeter_activations(r, thresholds_w[name], base_minutes=base_minutes)
+            for r in np.asarray(readings, dtype=np.float64)
+        ]
         truth[name] = Activations.concat(parts, offsets)
         truth_day[name] = np.repeat(np.arange(len(days)), [p.start.size for p in parts])
-        truth_start[name] = ((np.repeat(days, [p.start.size for p in parts]) // 60_000 + truth[name].start
-                              - np.repeat(offsets, [p.start.size for p in parts]))
-                             - learner.horizon_start_minute) % 1440
+        truth_start[name] = (
+            (
+                np.repeat(days, [p.start.size for p in parts]) // 60_000
+                + truth[name].start
+                - np.repeat(offsets, [p.start.size for p in parts])
+            )
+            - learner.horizon_start_minute
+        ) % 1440
         matched[name] = match_events(detected, truth[name], time_tolerance_minutes, power_tolerance)
     n_clusters = labels.max() + 1 if labels.size else 0
     owner = {}
@@ -164,8 +184,12 @@ def evaluate_household(day_start_ms, power_w, submeters: dict[str, np.ndarray], 
         in_learning = (labels == k) & (day_of < learn_days)
         counts = {name: int(np.isin(np.flatnonzero(in_learning), i).sum()) for name, (i, _) in matched.items()}
         best = max(counts, key=lambda name: counts[name]) if counts else None
-        if best is not None and counts[best] > 0 and counts[best] >= 0.5 * sum(counts.values()) \
-                and counts[best] >= min_share * in_learning.sum():
+        if (
+            best is not None
+            and counts[best] > 0
+            and counts[best] >= 0.5 * sum(counts.values())
+            and counts[best] >= min_share * in_learning.sum()
+        ):
             owner[k] = best
     scores = []
     for name, (det_i, true_j) in matched.items():
@@ -182,13 +206,23 @@ def evaluate_household(day_start_ms, power_w, submeters: dict[str, np.ndarray], 
         n_true = int(true_test.sum())
         reference = learned = None
         if truth[name].start.size:
-            reference = profile_from_activations(name, truth_start[name], truth[name].duration, truth[name].power_w,
-                                                 len(days), learner.percentiles)
+            reference = profile_from_activations(
+                name, truth_start[name], truth[name].duration, truth[name].power_w, len(days), learner.percentiles
+            )
         if mine.any():
-            learned = profile_from_activations(name, start[mine], joined.duration[mine], joined.power_w[mine],
-                                               len(days), learner.percentiles)
-        scores.append(SubmeterScore(
-            name, n_true, float(hit_true[true_test].mean()) if n_true else float("nan"),
-            float(hit_det[predicted].mean()) if predicted.any() else float("nan"),
-            len(own_matches) / n_true if n_true else float("nan"), clusters, reference, learned))
+            learned = profile_from_activations(
+                name, start[mine], joined.duration[mine], joined.power_w[mine], len(days), learner.percentiles
+            )
+        scores.append(
+            SubmeterScore(
+                name,
+                n_true,
+                float(hit_true[true_test].mean()) if n_true else float("nan"),
+                float(hit_det[predicted].mean()) if predicted.any() else float("nan"),
+                len(own_matches) / n_true if n_true else float("nan"),
+                clusters,
+                reference,
+                learned,
+            )
+        )
     return scores

@@ -21,6 +21,7 @@ and reactive power.
 >>> a.start.tolist(), a.stop.tolist(), a.power_w.tolist()
 ([10], [30], [2000.0])
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -31,8 +32,8 @@ import numpy as np
 class Edges(NamedTuple):
     """Edges in time order (parallel arrays); ``delta_var`` is NaN where no reactive power was given."""
 
-    minute: np.ndarray     # int64, index of the reading the step happens at
-    delta_w: np.ndarray    # float64, real-power step (W), positive = switch-on
+    minute: np.ndarray  # int64, index of the reading the step happens at
+    delta_w: np.ndarray  # float64, real-power step (W), positive = switch-on
     delta_var: np.ndarray  # float64, reactive-power step (var)
 
 
@@ -43,10 +44,10 @@ class Activations(NamedTuple):
     power alone, e.g. ground truth from sub-meters.
     """
 
-    start: np.ndarray    # int64
-    stop: np.ndarray     # int64
+    start: np.ndarray  # int64
+    stop: np.ndarray  # int64
     power_w: np.ndarray  # float64, the step in W
-    reactive_var: np.ndarray | None = None   # float64, the step in var
+    reactive_var: np.ndarray | None = None  # float64, the step in var
 
     @property
     def duration(self) -> np.ndarray:
@@ -65,15 +66,23 @@ class Activations(NamedTuple):
         offsets = offsets or [0] * len(parts)
         reactive = None
         if any(p.reactive_var is not None for p in parts):
-            reactive = np.concatenate([p.reactive_var if p.reactive_var is not None else np.full(p.start.size, np.nan)
-                                       for p in parts]).astype(np.float64)
-        return cls(np.concatenate([p.start + o for p, o in zip(parts, offsets)]).astype(np.int64),
-                   np.concatenate([p.stop + o for p, o in zip(parts, offsets)]).astype(np.int64),
-                   np.concatenate([p.power_w for p in parts]).astype(np.float64), reactive)
+            reactive = np.concatenate(
+                [p.reactive_var if p.reactive_var is not None else np.full(p.start.size, np.nan) for p in parts]
+            ).astype(np.float64)
+        return cls(
+            np.concatenate([p.start + o for p, o in zip(parts, offsets)]).astype(np.int64),
+            np.concatenate([p.stop + o for p, o in zip(parts, offsets)]).astype(np.int64),
+            np.concatenate([p.power_w for p in parts]).astype(np.float64),
+            reactive,
+        )
 
     def select(self, mask) -> "Activations":
-        return Activations(self.start[mask], self.stop[mask], self.power_w[mask],
-                           None if self.reactive_var is None else self.reactive_var[mask])
+        return Activations(
+            self.start[mask],
+            self.stop[mask],
+            self.power_w[mask],
+            None if self.reactive_var is None else self.reactive_var[mask],
+        )
 
     def shift(self, minutes: int) -> "Activations":
         """The same activations with ``minutes`` added to start and stop."""
@@ -104,8 +113,13 @@ def _readings(values, name: str = "power_w", length: int | None = None) -> np.nd
     return x
 
 
-def steady_states(power_w, tolerance_w: float = 30.0, min_steady_minutes: int = 2, reactive_var=None,
-                  tolerance_var: float | None = None) -> np.ndarray:
+def steady_states(
+    power_w,
+    tolerance_w: float = 30.0,
+    min_steady_minutes: int = 2,
+    reactive_var=None,
+    tolerance_var: float | None = None,
+) -> np.ndarray:
     """Steady states of a reading series as an ``(n, 2)`` int64 array of ``[start, stop)`` indices.
 
     With ``reactive_var`` and ``tolerance_var`` given, a state must be steady in both real and reactive
@@ -139,8 +153,16 @@ def _drop_ramps(x: np.ndarray, states: np.ndarray) -> np.ndarray:
     return states[keep]
 
 
-def detect_edges(power_w, reactive_var=None, *, tolerance_w: float = 30.0, min_steady_minutes: int = 2,
-                 edge_threshold_w: float = 800.0, level_minutes: int = 3, tolerance_var: float | None = None) -> Edges:
+def detect_edges(
+    power_w,
+    reactive_var=None,
+    *,
+    tolerance_w: float = 30.0,
+    min_steady_minutes: int = 2,
+    edge_threshold_w: float = 800.0,
+    level_minutes: int = 3,
+    tolerance_var: float | None = None,
+) -> Edges:
     """Edges between steady states of one-minute readings.
 
     Parameters
@@ -179,17 +201,19 @@ def detect_edges(power_w, reactive_var=None, *, tolerance_w: float = 30.0, min_s
         delta = x[after].mean() - x[before].mean()
         if abs(delta) < edge_threshold_w:
             continue
-        steps = np.diff(x[a_stop - 1:b_start + 1]) * np.sign(delta)   # the steps into a_stop .. b_start
+        steps = np.diff(x[a_stop - 1 : b_start + 1]) * np.sign(delta)  # the steps into a_stop .. b_start
         minutes.append(a_stop + int(np.argmax(steps)))
         deltas.append(delta)
         q_before, q_after = q[before][np.isfinite(q[before])], q[after][np.isfinite(q[after])]
         reactive.append(q_after.mean() - q_before.mean() if q_before.size and q_after.size else np.nan)
-    return Edges(np.array(minutes, dtype=np.int64), np.array(deltas, dtype=np.float64),
-                 np.array(reactive, dtype=np.float64))
+    return Edges(
+        np.array(minutes, dtype=np.int64), np.array(deltas, dtype=np.float64), np.array(reactive, dtype=np.float64)
+    )
 
 
-def pair_edges(minute, delta_w, delta_var=None, *, power_tolerance: float = 0.25,
-               max_duration_minutes: int = 240) -> Activations:
+def pair_edges(
+    minute, delta_w, delta_var=None, *, power_tolerance: float = 0.25, max_duration_minutes: int = 240
+) -> Activations:
     """Pair on-edges with later off-edges of similar size (see the module docstring).
 
     Parameters
@@ -229,7 +253,7 @@ def pair_edges(minute, delta_w, delta_var=None, *, power_tolerance: float = 0.25
         for j, (s, p, q) in enumerate(open_):
             gap = abs(p - off)
             if gap <= power_tolerance * max(p, off):
-                distance = gap + (abs(q + dq) if q == q and dq == dq else 0.0)   # NaN != NaN: no Q known
+                distance = gap + (abs(q + dq) if q == q and dq == dq else 0.0)  # NaN != NaN: no Q known
                 if best is None or distance <= best[0]:
                     best = (distance, j)
         if best is not None:
@@ -239,5 +263,6 @@ def pair_edges(minute, delta_w, delta_var=None, *, power_tolerance: float = 0.25
     if not found:
         return Activations.empty()
     start, stop, power, reactive = zip(*found)
-    return Activations(np.array(start, np.int64), np.array(stop, np.int64), np.array(power, np.float64),
-                       np.array(reactive, np.float64))
+    return Activations(
+        np.array(start, np.int64), np.array(stop, np.int64), np.array(power, np.float64), np.array(reactive, np.float64)
+    )

@@ -12,6 +12,7 @@ activation's signature (Hart 1992) and to the grouping (:func:`~gridflow.nilm.si
 >>> [(p.power_w, p.duration_minutes, p.alpha_minute, p.beta_minute) for p in learner.profiles()]
 [(2000.0, 90, 1140, 1230)]
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -66,11 +67,24 @@ class ApplianceLearner:
         A parameter is out of range; the message names it.
     """
 
-    def __init__(self, edge_threshold_w: float = 500.0, tolerance_w: float = 100.0, min_steady_minutes: int = 1,
-                 power_tolerance: float = 0.25, max_duration_minutes: int = 240, cluster_eps: float = 0.08,
-                 min_activations: int = 10, history_days: int = 60, horizon_start_minute: int = 720,
-                 percentiles: tuple[float, float] = (10.0, 90.0), *, tolerance_var: float = 200.0,
-                 reactive_eps_var: float = 60.0, duration_eps: float = 0.4, core_fraction: float = 0.2):
+    def __init__(
+        self,
+        edge_threshold_w: float = 500.0,
+        tolerance_w: float = 100.0,
+        min_steady_minutes: int = 1,
+        power_tolerance: float = 0.25,
+        max_duration_minutes: int = 240,
+        cluster_eps: float = 0.08,
+        min_activations: int = 10,
+        history_days: int = 60,
+        horizon_start_minute: int = 720,
+        percentiles: tuple[float, float] = (10.0, 90.0),
+        *,
+        tolerance_var: float = 200.0,
+        reactive_eps_var: float = 60.0,
+        duration_eps: float = 0.4,
+        core_fraction: float = 0.2,
+    ):
         self.edge_threshold_w = _positive("edge_threshold_w", edge_threshold_w)
         self.tolerance_w = _positive("tolerance_w", tolerance_w)
         self.min_steady_minutes = _count("min_steady_minutes", min_steady_minutes, 1, 60)
@@ -80,36 +94,58 @@ class ApplianceLearner:
         self.min_activations = _count("min_activations", min_activations, 1)
         self.history_days = _count("history_days", history_days, 1, 3650)
         self.horizon_start_minute = _count("horizon_start_minute", horizon_start_minute, 0, 1439)
-        if not hasattr(percentiles, "__len__") or len(percentiles) != 2 \
-                or not 0 <= percentiles[0] < percentiles[1] <= 100:
+        if (
+            not hasattr(percentiles, "__len__")
+            or len(percentiles) != 2
+            or not 0 <= percentiles[0] < percentiles[1] <= 100
+        ):
             raise ValueError(f"percentiles must be (low, high) with 0 <= low < high <= 100, got {percentiles!r}")
         self.percentiles = (float(percentiles[0]), float(percentiles[1]))
         self.tolerance_var = _positive("tolerance_var", tolerance_var)
         self.reactive_eps_var = _positive("reactive_eps_var", reactive_eps_var, 5000.0)
         self.duration_eps = _positive("duration_eps", duration_eps, 5.0)
-        if isinstance(core_fraction, bool) or not isinstance(core_fraction, (int, float, np.number)) \
-                or not 0 <= core_fraction < 1:
+        if (
+            isinstance(core_fraction, bool)
+            or not isinstance(core_fraction, (int, float, np.number))
+            or not 0 <= core_fraction < 1
+        ):
             raise ValueError(f"core_fraction must be a number in [0, 1), got {core_fraction!r}")
         self.core_fraction = float(core_fraction)
         self._days: deque[tuple[int, Activations]] = deque(maxlen=self.history_days)
-        self._tail: np.ndarray = np.zeros(0)   # last readings of the previous day, for loads across midnight
+        self._tail: np.ndarray = np.zeros(0)  # last readings of the previous day, for loads across midnight
         self._tail_var: np.ndarray = np.zeros(0)
         self._last_day_ms: int | None = None
 
     @classmethod
     def from_settings(cls, nilm) -> "ApplianceLearner":
         """A learner configured by a ``gridflow.settings.NilmSettings`` section."""
-        return cls(nilm.edge_threshold_w, nilm.tolerance_w, nilm.min_steady_minutes, nilm.power_tolerance,
-                   nilm.max_duration_minutes, nilm.cluster_eps, nilm.min_activations, nilm.history_days,
-                   nilm.horizon_start_minute, tuple(nilm.window_percentiles), tolerance_var=nilm.tolerance_var,
-                   reactive_eps_var=nilm.cluster_reactive_eps_var, duration_eps=nilm.cluster_duration_eps,
-                   core_fraction=nilm.cluster_core_fraction)
+        return cls(
+            nilm.edge_threshold_w,
+            nilm.tolerance_w,
+            nilm.min_steady_minutes,
+            nilm.power_tolerance,
+            nilm.max_duration_minutes,
+            nilm.cluster_eps,
+            nilm.min_activations,
+            nilm.history_days,
+            nilm.horizon_start_minute,
+            tuple(nilm.window_percentiles),
+            tolerance_var=nilm.tolerance_var,
+            reactive_eps_var=nilm.cluster_reactive_eps_var,
+            duration_eps=nilm.cluster_duration_eps,
+            core_fraction=nilm.cluster_core_fraction,
+        )
 
     def detect(self, power_w, reactive_var=None) -> Activations:
         """Activations in a reading series (no learning); ``reactive_var`` (var, optional) as in :meth:`learn_day`."""
-        edges = detect_edges(power_w, reactive_var, tolerance_w=self.tolerance_w,
-                             min_steady_minutes=self.min_steady_minutes, edge_threshold_w=self.edge_threshold_w,
-                             tolerance_var=self.tolerance_var)
+        edges = detect_edges(
+            power_w,
+            reactive_var,
+            tolerance_w=self.tolerance_w,
+            min_steady_minutes=self.min_steady_minutes,
+            edge_threshold_w=self.edge_threshold_w,
+            tolerance_var=self.tolerance_var,
+        )
         return pair_edges(*edges, power_tolerance=self.power_tolerance, max_duration_minutes=self.max_duration_minutes)
 
     def learn_day(self, day_start_ms: int, power_w, reactive_var=None) -> Activations:
@@ -151,11 +187,11 @@ class ApplianceLearner:
         carried_var = self._tail_var if follows else np.zeros(0)
         found = self.detect(np.r_[carried, power], np.r_[carried_var, reactive])
         offset = carried.size
-        found = found.select(found.stop > offset)   # loads that ended yesterday were learned yesterday
+        found = found.select(found.stop > offset)  # loads that ended yesterday were learned yesterday
         day = found.shift(-offset)
         self._days.append((int(day_start_ms), day))
-        self._tail = power[-self.max_duration_minutes:].copy()
-        self._tail_var = reactive[-self.max_duration_minutes:].copy()
+        self._tail = power[-self.max_duration_minutes :].copy()
+        self._tail_var = reactive[-self.max_duration_minutes :].copy()
         self._last_day_ms = int(day_start_ms)
         return day
 
@@ -175,9 +211,16 @@ class ApplianceLearner:
         Reactive power joins power and duration in the signature when every remembered activation has it.
         """
         joined, _ = self.activations()
-        return signature_clusters(joined.power_w, joined.duration, joined.reactive_var, power_eps=self.cluster_eps,
-                                  reactive_eps_var=self.reactive_eps_var, duration_eps=self.duration_eps,
-                                  min_samples=self.min_activations, core_fraction=self.core_fraction)
+        return signature_clusters(
+            joined.power_w,
+            joined.duration,
+            joined.reactive_var,
+            power_eps=self.cluster_eps,
+            reactive_eps_var=self.reactive_eps_var,
+            duration_eps=self.duration_eps,
+            min_samples=self.min_activations,
+            core_fraction=self.core_fraction,
+        )
 
     def profiles(self) -> list[ApplianceProfile]:
         """One profile per signature cluster with at least ``min_activations`` activations, by rising power."""
@@ -189,8 +232,16 @@ class ApplianceLearner:
             if mask.sum() < self.min_activations:
                 continue
             power = float(np.median(joined.power_w[mask]))
-            found.append(profile_from_activations(f"load_{k}_{power:.0f}w", start[mask], joined.duration[mask],
-                                                  joined.power_w[mask], len(self._days), self.percentiles))
+            found.append(
+                profile_from_activations(
+                    f"load_{k}_{power:.0f}w",
+                    start[mask],
+                    joined.duration[mask],
+                    joined.power_w[mask],
+                    len(self._days),
+                    self.percentiles,
+                )
+            )
         return found
 
     @property

@@ -12,6 +12,7 @@ scheduling horizon (``horizon_start_minute`` of the local day; noon in Touhs et 
 >>> p.to_appliance(slot_minutes=15).alpha_slot, p.to_appliance(slot_minutes=15).beta_slot
 (40, 43)
 """
+
 from __future__ import annotations
 
 import math
@@ -42,30 +43,52 @@ class ApplianceProfile:
 
     def to_appliance(self, slot_minutes: int) -> Appliance:
         """A deferrable :class:`~gridflow.scheduling.model.Appliance` on slots of ``slot_minutes``."""
-        if isinstance(slot_minutes, bool) or not isinstance(slot_minutes, int) or not 1 <= slot_minutes <= 60 \
-                or 1440 % slot_minutes:
+        if (
+            isinstance(slot_minutes, bool)
+            or not isinstance(slot_minutes, int)
+            or not 1 <= slot_minutes <= 60
+            or 1440 % slot_minutes
+        ):
             raise ValueError(f"slot_minutes must be an integer in 1..60 dividing 1440, got {slot_minutes!r}")
         per_day = 1440 // slot_minutes
         duration = min(per_day, max(1, math.ceil(self.duration_minutes / slot_minutes)))
         alpha = min(self.alpha_minute // slot_minutes, per_day - duration)
         beta = min(per_day, max(alpha + duration, math.ceil(self.beta_minute / slot_minutes)))
-        return Appliance(self.name, "deferrable", min(self.power_w, MAX_POWER_W), duration, alpha, beta,
-                         comfort_margin_slots=math.ceil(self.comfort_margin_minutes / slot_minutes))
+        return Appliance(
+            self.name,
+            "deferrable",
+            min(self.power_w, MAX_POWER_W),
+            duration,
+            alpha,
+            beta,
+            comfort_margin_slots=math.ceil(self.comfort_margin_minutes / slot_minutes),
+        )
 
     def to_record(self, household_id: str, slot_minutes: int, horizon_start_minute: int, updated_ts_ms: int) -> dict:
         """The JSON-ready record an operator publishes on the ``appliances`` topic (key ``household_id``)."""
         appliance = self.to_appliance(slot_minutes)
-        return {"v": 1, "household_id": str(household_id), "updated_ts_ms": int(updated_ts_ms),
-                "horizon_start_minute": int(horizon_start_minute), "slot_minutes": slot_minutes,
-                **{k: v for k, v in asdict(self).items()},
-                "appliance": {"name": appliance.name, "kind": appliance.kind, "power_w": appliance.power_w,
-                              "duration_slots": appliance.duration_slots, "alpha_slot": appliance.alpha_slot,
-                              "beta_slot": appliance.beta_slot,
-                              "comfort_margin_slots": appliance.comfort_margin_slots}}
+        return {
+            "v": 1,
+            "household_id": str(household_id),
+            "updated_ts_ms": int(updated_ts_ms),
+            "horizon_start_minute": int(horizon_start_minute),
+            "slot_minutes": slot_minutes,
+            **{k: v for k, v in asdict(self).items()},
+            "appliance": {
+                "name": appliance.name,
+                "kind": appliance.kind,
+                "power_w": appliance.power_w,
+                "duration_slots": appliance.duration_slots,
+                "alpha_slot": appliance.alpha_slot,
+                "beta_slot": appliance.beta_slot,
+                "comfort_margin_slots": appliance.comfort_margin_slots,
+            },
+        }
 
 
-def profile_from_activations(name: str, start_minute, duration_minutes, power_w, n_days: int,
-                             percentiles: tuple[float, float] = (10.0, 90.0)) -> ApplianceProfile:
+def profile_from_activations(
+    name: str, start_minute, duration_minutes, power_w, n_days: int, percentiles: tuple[float, float] = (10.0, 90.0)
+) -> ApplianceProfile:
     """Summarise activations of one appliance (starts in minutes from the horizon start, 0..1439).
 
     Parameters
@@ -93,8 +116,16 @@ def profile_from_activations(name: str, start_minute, duration_minutes, power_w,
     alpha = int(np.floor(np.percentile(start, low)))
     beta = min(1440, max(alpha + typical, int(np.ceil(np.percentile(start + duration, high)))))
     q25, q75 = np.percentile(start, [25, 75])
-    return ApplianceProfile(name, round(float(np.median(power)), 1), typical, alpha, beta,
-                            int(math.ceil((q75 - q25) / 2)), int(start.size), round(start.size / n_days, 3))
+    return ApplianceProfile(
+        name,
+        round(float(np.median(power)), 1),
+        typical,
+        alpha,
+        beta,
+        int(math.ceil((q75 - q25) / 2)),
+        int(start.size),
+        round(start.size / n_days, 3),
+    )
 
 
 def power_clusters(power_w, eps: float = 0.08, min_samples: int = 10) -> np.ndarray:
@@ -129,5 +160,5 @@ def power_clusters(power_w, eps: float = 0.08, min_samples: int = 10) -> np.ndar
     counts = np.bincount(segment, minlength=valleys.size + 1)
     big = np.flatnonzero(counts >= min_samples)
     renumber = np.full(valleys.size + 1, -1)
-    renumber[big] = np.arange(big.size)   # segments are in rising power already
+    renumber[big] = np.arange(big.size)  # segments are in rising power already
     return renumber[segment].astype(np.int64)

@@ -17,12 +17,13 @@ real power (a dishwasher's or washing machine's ~2 kW heater, both near 0 var).
 >>> signature_clusters(power, [30, 32, 29, 31, 10, 11, 10, 12, 3], min_samples=3).tolist()
 [0, 0, 0, 0, 1, 1, 1, 1, -1]
 """
+
 from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-_CELLS_PER_EPS = 3          # grid cells per kernel width
+_CELLS_PER_EPS = 3  # grid cells per kernel width
 _MAX_GRID_CELLS = 20_000_000
 _REACTIVE_CLIP_VAR = 1000.0
 
@@ -37,8 +38,10 @@ def density_peak_clusters(features, min_samples: int, core_fraction: float) -> n
     cell = np.floor(z - z.min(axis=0)).astype(np.int64) + pad
     shape = tuple(int(s) for s in cell.max(axis=0) + pad + 1)
     if np.prod(shape, dtype=np.float64) > _MAX_GRID_CELLS:
-        raise ValueError(f"the signature grid would need {np.prod(shape, dtype=np.float64):.3g} cells: raise the "
-                         f"cluster bandwidths (power_eps, reactive_eps_var, duration_eps)")
+        raise ValueError(
+            f"the signature grid would need {np.prod(shape, dtype=np.float64):.3g} cells: raise the "
+            f"cluster bandwidths (power_eps, reactive_eps_var, duration_eps)"
+        )
     counts = np.zeros(shape)
     np.add.at(counts, tuple(cell.T), 1.0)
     density = gaussian_filter(counts, sigma=_CELLS_PER_EPS, mode="constant", truncate=3.0)
@@ -61,7 +64,7 @@ def density_peak_clusters(features, min_samples: int, core_fraction: float) -> n
     peak = uphill[point_cell]
     core = flat[point_cell] >= core_fraction * flat[peak]
     peaks, sizes = np.unique(peak[core], return_counts=True)
-    kept = peaks[sizes >= min_samples]          # cell indices rise with the first feature: by rising power
+    kept = peaks[sizes >= min_samples]  # cell indices rise with the first feature: by rising power
     labels = np.full(n, -1, np.int64)
     number = np.searchsorted(kept, peak)
     member = core & (number < kept.size)
@@ -70,9 +73,17 @@ def density_peak_clusters(features, min_samples: int, core_fraction: float) -> n
     return labels
 
 
-def signature_clusters(power_w, duration_minutes, reactive_var=None, *, power_eps: float = 0.08,
-                       reactive_eps_var: float = 60.0, duration_eps: float = 0.4, min_samples: int = 10,
-                       core_fraction: float = 0.2) -> np.ndarray:
+def signature_clusters(
+    power_w,
+    duration_minutes,
+    reactive_var=None,
+    *,
+    power_eps: float = 0.08,
+    reactive_eps_var: float = 60.0,
+    duration_eps: float = 0.4,
+    min_samples: int = 10,
+    core_fraction: float = 0.2,
+) -> np.ndarray:
     """Cluster labels (-1 = none) of activations by power, duration and, when known, reactive power.
 
     Parameters
@@ -90,14 +101,20 @@ def signature_clusters(power_w, duration_minutes, reactive_var=None, *, power_ep
     """
     power = np.asarray(power_w, dtype=np.float64).reshape(-1)
     duration = np.asarray(duration_minutes, dtype=np.float64).reshape(-1)
-    for name, value, high in (("power_eps", power_eps, 2.0), ("reactive_eps_var", reactive_eps_var, 5000.0),
-                              ("duration_eps", duration_eps, 5.0)):
+    for name, value, high in (
+        ("power_eps", power_eps, 2.0),
+        ("reactive_eps_var", reactive_eps_var, 5000.0),
+        ("duration_eps", duration_eps, 5.0),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 < value <= high:
             raise ValueError(f"{name} must be a number in (0, {high:g}], got {value!r}")
     if isinstance(min_samples, bool) or not isinstance(min_samples, (int, np.integer)) or min_samples < 1:
         raise ValueError(f"min_samples must be an integer >= 1, got {min_samples!r}")
-    if isinstance(core_fraction, bool) or not isinstance(core_fraction, (int, float, np.number)) \
-            or not 0 <= core_fraction < 1:
+    if (
+        isinstance(core_fraction, bool)
+        or not isinstance(core_fraction, (int, float, np.number))
+        or not 0 <= core_fraction < 1
+    ):
         raise ValueError(f"core_fraction must be a number in [0, 1), got {core_fraction!r}")
     if power.shape != duration.shape:
         raise ValueError("power_w and duration_minutes must be equally long")

@@ -25,6 +25,7 @@ Steps, in order, on the readings of one meter in ``[start_ms, start_ms + window_
 >>> f.n_readings, f.n_duplicates, f.n_outliers, f.outlier_values, f.mean_w
 (6, 1, 1, [5000.0], 108.33333333333333)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -57,9 +58,16 @@ class CleaningParams:
 
     @classmethod
     def from_settings(cls, preprocess) -> "CleaningParams":
-        return cls(preprocess.window_s * 1000, preprocess.resample_s * 1000, preprocess.max_gap_s * 1000,
-                   preprocess.hampel_window, preprocess.hampel_n_sigmas, preprocess.hampel_min_sigma_w,
-                   preprocess.noise_floor_w, frozenset(preprocess.peak_hours))
+        return cls(
+            preprocess.window_s * 1000,
+            preprocess.resample_s * 1000,
+            preprocess.max_gap_s * 1000,
+            preprocess.hampel_window,
+            preprocess.hampel_n_sigmas,
+            preprocess.hampel_min_sigma_w,
+            preprocess.noise_floor_w,
+            frozenset(preprocess.peak_hours),
+        )
 
 
 @dataclass
@@ -94,8 +102,9 @@ def _none(value: float) -> float | None:
     return None if value != value else value
 
 
-def clean_window(ts_ms, power_w, start_ms: int, params: CleaningParams = CleaningParams(),
-                 utc_offset_ms: int = 0) -> WindowFeatures:
+def clean_window(
+    ts_ms, power_w, start_ms: int, params: CleaningParams = CleaningParams(), utc_offset_ms: int = 0
+) -> WindowFeatures:
     """Clean the readings of one meter in one window and compute its features.
 
     Parameters
@@ -127,33 +136,80 @@ def clean_window(ts_ms, power_w, start_ms: int, params: CleaningParams = Cleanin
     measured = np.empty(n_grid, dtype=np.uint8)
     buf = np.empty(params.hampel_window, dtype=np.float64)
     stats = np.empty(N_STATS, dtype=np.float64)
-    m = clean_kernel(ts, power, start_ms, params.step_ms, params.max_gap_ms, params.hampel_window,
-                     params.hampel_n_sigmas, params.hampel_min_sigma_w, params.noise_floor_w,
-                     utc_offset_ms, _peak_mask(params.peak_hours), ts_sorted, work[0], work[1], outlier,
-                     grid, measured, work[2], work[3], buf, stats)
+    m = clean_kernel(
+        ts,
+        power,
+        start_ms,
+        params.step_ms,
+        params.max_gap_ms,
+        params.hampel_window,
+        params.hampel_n_sigmas,
+        params.hampel_min_sigma_w,
+        params.noise_floor_w,
+        utc_offset_ms,
+        _peak_mask(params.peak_hours),
+        ts_sorted,
+        work[0],
+        work[1],
+        outlier,
+        grid,
+        measured,
+        work[2],
+        work[3],
+        buf,
+        stats,
+    )
     raw = work[0, :m]
-    return WindowFeatures(**_fields(int(start_ms), int(end_ms), n, m, n_grid, stats.tolist(), grid.tolist(), raw,
-                                    outlier[:m]))
+    return WindowFeatures(
+        **_fields(int(start_ms), int(end_ms), n, m, n_grid, stats.tolist(), grid.tolist(), raw, outlier[:m])
+    )
 
 
-def _fields(start_ms: int, end_ms: int, n: int, m: int, n_grid: int, stats: list, grid: list, raw: np.ndarray,
-            outlier: np.ndarray) -> dict:
+def _fields(
+    start_ms: int,
+    end_ms: int,
+    n: int,
+    m: int,
+    n_grid: int,
+    stats: list,
+    grid: list,
+    raw: np.ndarray,
+    outlier: np.ndarray,
+) -> dict:
     """The :class:`WindowFeatures` fields of one window from the kernel's outputs (shared by the one-window and
     the batched path, so both give the same record). ``raw``/``outlier`` are the window's ``m`` unique readings."""
     energy, mean, peak, low, std, peak_energy, known, interpolated, raw_max, stuck, n_out = stats
     return {
-        "window_start_ms": start_ms, "window_end_ms": end_ms, "n_readings": m, "n_duplicates": n - m,
-        "n_outliers": int(n_out), "n_interpolated": int(interpolated), "n_missing": n_grid - int(known),
-        "coverage": known / n_grid, "energy_wh": energy, "mean_w": _none(mean), "peak_w": _none(peak),
-        "min_w": _none(low), "std_w": _none(std), "load_factor": (mean / peak if peak else None) if known else None,
-        "peak_share": peak_energy / energy if energy > 0 else None, "raw_max_w": raw_max, "stuck_run": int(stuck),
+        "window_start_ms": start_ms,
+        "window_end_ms": end_ms,
+        "n_readings": m,
+        "n_duplicates": n - m,
+        "n_outliers": int(n_out),
+        "n_interpolated": int(interpolated),
+        "n_missing": n_grid - int(known),
+        "coverage": known / n_grid,
+        "energy_wh": energy,
+        "mean_w": _none(mean),
+        "peak_w": _none(peak),
+        "min_w": _none(low),
+        "std_w": _none(std),
+        "load_factor": (mean / peak if peak else None) if known else None,
+        "peak_share": peak_energy / energy if energy > 0 else None,
+        "raw_max_w": raw_max,
+        "stuck_run": int(stuck),
         "outlier_values": raw[outlier.view(bool)].tolist() if n_out else [],
         "grid_w": [None if v != v else v for v in grid],
     }
 
 
-def clean_windows(ts_ms: np.ndarray, power_w: np.ndarray, offsets: np.ndarray, starts_ms: np.ndarray,
-                  params: CleaningParams = CleaningParams(), utc_offsets_ms: np.ndarray | None = None) -> list[dict]:
+def clean_windows(
+    ts_ms: np.ndarray,
+    power_w: np.ndarray,
+    offsets: np.ndarray,
+    starts_ms: np.ndarray,
+    params: CleaningParams = CleaningParams(),
+    utc_offsets_ms: np.ndarray | None = None,
+) -> list[dict]:
     """:func:`clean_window` of many windows in one call (one Cython pass, ``native._clean.clean_batch``).
 
     Window ``w`` holds the readings ``offsets[w]:offsets[w + 1]`` of the concatenated ``ts_ms``/``power_w``
@@ -171,8 +227,11 @@ def clean_windows(ts_ms: np.ndarray, power_w: np.ndarray, offsets: np.ndarray, s
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     starts = np.ascontiguousarray(starts_ms, dtype=np.int64)
     n_windows = starts.size
-    utc = (np.zeros(n_windows, dtype=np.int64) if utc_offsets_ms is None
-           else np.ascontiguousarray(utc_offsets_ms, dtype=np.int64))
+    utc = (
+        np.zeros(n_windows, dtype=np.int64)
+        if utc_offsets_ms is None
+        else np.ascontiguousarray(utc_offsets_ms, dtype=np.int64)
+    )
     n_grid = params.window_ms // params.step_ms
     m = np.empty(n_windows, dtype=np.int64)
     stats = np.empty((n_windows, N_STATS), dtype=np.float64)
@@ -180,14 +239,34 @@ def clean_windows(ts_ms: np.ndarray, power_w: np.ndarray, offsets: np.ndarray, s
     ts_sorted = np.empty(ts.size, dtype=np.int64)
     raw = np.empty(ts.size, dtype=np.float64)
     outlier = np.empty(ts.size, dtype=np.uint8)
-    clean_batch(ts, power, offsets, starts, utc, params.step_ms, params.max_gap_ms, params.hampel_window,
-                params.hampel_n_sigmas, params.hampel_min_sigma_w, params.noise_floor_w,
-                _peak_mask(params.peak_hours), m, stats, grid, ts_sorted, raw, outlier)
+    clean_batch(
+        ts,
+        power,
+        offsets,
+        starts,
+        utc,
+        params.step_ms,
+        params.max_gap_ms,
+        params.hampel_window,
+        params.hampel_n_sigmas,
+        params.hampel_min_sigma_w,
+        params.noise_floor_w,
+        _peak_mask(params.peak_hours),
+        m,
+        stats,
+        grid,
+        ts_sorted,
+        raw,
+        outlier,
+    )
     window_ms = params.window_ms
     lengths = np.diff(offsets).tolist()
-    return [_fields(start, start + window_ms, n, mw, n_grid, st, gr, raw[a:a + mw], outlier[a:a + mw])
-            for start, n, mw, st, gr, a in zip(starts.tolist(), lengths, m.tolist(), stats.tolist(), grid.tolist(),
-                                               offsets.tolist())]
+    return [
+        _fields(start, start + window_ms, n, mw, n_grid, st, gr, raw[a : a + mw], outlier[a : a + mw])
+        for start, n, mw, st, gr, a in zip(
+            starts.tolist(), lengths, m.tolist(), stats.tolist(), grid.tolist(), offsets.tolist()
+        )
+    ]
 
 
 _PEAK_MASKS: dict[frozenset, np.ndarray] = {}
@@ -200,5 +279,3 @@ def _peak_mask(hours: frozenset) -> np.ndarray:
         mask[list(hours)] = 1
         _PEAK_MASKS[hours] = mask
     return mask
-
-

@@ -19,6 +19,7 @@ Columns use no nulls where Arrow would make them slow: a missing integer is :dat
 >>> out["code"].tolist(), out["household_id"]
 ([10, 15, -1], ['h-1', 'h-1', None])
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,11 +30,20 @@ NULL_INT = np.iinfo(np.int64).min
 NOT_READ, NOT_READ_LATE = -1, -2
 # rule number -> (field, the rule in words); the order is the order of the checks, the first failing one counts
 CODES = {
-    1: ("", "not a JSON object"), 2: ("v", "unsupported schema version"), 3: ("household_id", "bad identifier"),
-    4: ("meter_id", "bad identifier"), 5: ("ts_ms", "not an integer"), 6: ("ts_ms", "before 2000"),
-    7: ("ts_ms", "in the future (clock-dependent: checked in SQL only)"), 8: ("power_w", "required"),
-    9: ("power_w", "not a finite number"), 10: ("power_w", "out of range"), 11: ("voltage_v", "not a finite number"),
-    12: ("voltage_v", "out of range"), 13: ("current_a", "not a finite number"), 14: ("current_a", "out of range"),
+    1: ("", "not a JSON object"),
+    2: ("v", "unsupported schema version"),
+    3: ("household_id", "bad identifier"),
+    4: ("meter_id", "bad identifier"),
+    5: ("ts_ms", "not an integer"),
+    6: ("ts_ms", "before 2000"),
+    7: ("ts_ms", "in the future (clock-dependent: checked in SQL only)"),
+    8: ("power_w", "required"),
+    9: ("power_w", "not a finite number"),
+    10: ("power_w", "out of range"),
+    11: ("voltage_v", "not a finite number"),
+    12: ("voltage_v", "out of range"),
+    13: ("current_a", "not a finite number"),
+    14: ("current_a", "out of range"),
     15: ("ts_ms", "late"),
 }
 
@@ -64,6 +74,13 @@ def decode_batch(payloads, late: np.ndarray, bounds: ReadingBounds) -> dict[str,
     for number, fails in reversed(failing):
         code[fails] = number
     code[~fast] = np.where(late[~fast], NOT_READ_LATE, NOT_READ)
-    return {"code": code, "household_id": s["household_id"], "meter_id": s["meter_id"],
-            "ts_ms": np.where(s["ts_set"], s["ts_ms"], NULL_INT), "power_w": power,
-            "v": np.where(s["v_set"], s["v"], NULL_INT), "voltage_v": voltage, "current_a": current}
+    return {
+        "code": code,
+        "household_id": s["household_id"],
+        "meter_id": s["meter_id"],
+        "ts_ms": np.where(s["ts_set"], s["ts_ms"], NULL_INT),
+        "power_w": power,
+        "v": np.where(s["v_set"], s["v"], NULL_INT),
+        "voltage_v": voltage,
+        "current_a": current,
+    }

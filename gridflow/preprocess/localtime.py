@@ -6,6 +6,7 @@
 >>> clock.time_of_day_ms([1_699_916_400_000, 1_699_920_000_000], day_start_ms=1_699_916_400_000).tolist()
 [0, 3600000]
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone

@@ -11,6 +11,7 @@ per-household scaling that lets households of different size be clustered by sha
 >>> p["profile_w"][17:20], round(p["energy_kwh"], 1), p["coverage"]
 ([1000.0, 3000.0, 1000.0], 26.0, 1.0)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,15 @@ import numpy as np
 DAY_MS = 86_400_000
 
 
-def daily_profile(time_of_day_ms, mean_w, *, slots: int = 24, window_ms: int = 60_000,
-                  min_coverage: float = 0.5, peak_hours=frozenset({17, 18, 19, 20})) -> dict:
+def daily_profile(
+    time_of_day_ms,
+    mean_w,
+    *,
+    slots: int = 24,
+    window_ms: int = 60_000,
+    min_coverage: float = 0.5,
+    peak_hours=frozenset({17, 18, 19, 20}),
+) -> dict:
     """Profile of one day from its window means.
 
     ``time_of_day_ms`` is each window's local wall-clock start since local midnight, in
@@ -54,8 +62,11 @@ def daily_profile(time_of_day_ms, mean_w, *, slots: int = 24, window_ms: int = 6
     norm = profile / mean if mean > 0 else np.full(slots, np.nan)
     return {
         "slots": slots,
-        "profile_w": _listed(profile), "profile_norm": _listed(norm),
-        "energy_kwh": energy_kwh, "peak_w": peak, "mean_w": mean,
+        "profile_w": _listed(profile),
+        "profile_norm": _listed(norm),
+        "energy_kwh": energy_kwh,
+        "peak_w": peak,
+        "mean_w": mean,
         "load_factor": mean / peak if peak > 0 else None,
         "peak_share": float(profile[in_peak].sum() * slot_h / 1000.0 / energy_kwh) if energy_kwh > 0 else None,
         "coverage": float(known.mean()),

@@ -30,6 +30,7 @@ the future than the allowed clock skew), ``power_w`` (required, a finite number 
 bounds) and the optional ``voltage_v`` and ``current_a`` bounds. Unknown extra fields are tolerated (the
 bridge rejects them at the edge; the job only needs the fields it reads).
 """
+
 from __future__ import annotations
 
 from gridflow.preprocess.decode import NOT_READ_LATE, NULL_INT
@@ -61,8 +62,10 @@ def _json_present(field: str, text: str) -> str:
     """SQL: the payload has the key ``field`` (whatever its value), given its ``JSON_VALUE`` text. ``JSON_EXISTS``
     parses the payload again, so it runs only when the value is no scalar and the key's name occurs in the
     payload (or a backslash escape could spell it)."""
-    return (f"({text} IS NOT NULL OR ((POSITION('\"{field}\"' IN `payload`) > 0 "
-            f"OR POSITION('\\' IN `payload`) > 0) AND JSON_EXISTS(`payload`, '$.{field}')))")
+    return (
+        f"({text} IS NOT NULL OR ((POSITION('\"{field}\"' IN `payload`) > 0 "
+        f"OR POSITION('\\' IN `payload`) > 0) AND JSON_EXISTS(`payload`, '$.{field}')))"
+    )
 
 
 class _JsonFields:
@@ -132,15 +135,19 @@ def decoded_view_sql(view: str, source: str, time_column: str, decoder: str = "s
     downstream a late record could look on time. (So ``decode_readings`` takes ``late`` and folds it into its
     code: as an argument of the Python call it is computed before it; the planner would move it otherwise.)"""
     _check_decoder(decoder)
-    checked_time = (f"SELECT `record_key`, `payload`, `{time_column}`, "
-                    f"`{time_column}` <= CURRENT_WATERMARK(`{time_column}`) AS `late` FROM {source}")
+    checked_time = (
+        f"SELECT `record_key`, `payload`, `{time_column}`, "
+        f"`{time_column}` <= CURRENT_WATERMARK(`{time_column}`) AS `late` FROM {source}"
+    )
     if decoder == "json":
         fields = ",\n  ".join(["`late`", *_JsonFields.columns()])
         inner = f"({checked_time})"
     else:
         fields = ",\n  ".join(f"r.scanned.{name} AS `s_{name}`" for name in SCANNED)
-        inner = (f"(SELECT `record_key`, `payload`, `{time_column}`, decode_readings(`payload`, `late`) AS scanned "
-                 f"FROM ({checked_time}))")
+        inner = (
+            f"(SELECT `record_key`, `payload`, `{time_column}`, decode_readings(`payload`, `late`) AS scanned "
+            f"FROM ({checked_time}))"
+        )
     return f"""CREATE TEMPORARY VIEW {view} AS
 SELECT `record_key`, `payload`, `{time_column}`,
   {fields}
@@ -156,42 +163,83 @@ def _rules(f, readings, out_of_orderness_ms: int) -> list[tuple[int, str, str, s
     ts_ms, power_w, version = f.ts(), f.number("power_w"), f.text("v")
     rules = [
         (1, "''", f.not_object() if checks else "", "'expected a JSON object'"),
-        (2, "'v'", f"{version} IS NOT NULL AND {version} <> '{SCHEMA_VERSION}'",
-         f"'unsupported schema version ' || {version} || '; supported: {SCHEMA_VERSION}'"),
+        (
+            2,
+            "'v'",
+            f"{version} IS NOT NULL AND {version} <> '{SCHEMA_VERSION}'",
+            f"'unsupported schema version ' || {version} || '; supported: {SCHEMA_VERSION}'",
+        ),
     ]
     for code, name in ((3, "household_id"), (4, "meter_id")):
-        rules.append((code, f"'{name}'", f"NOT {f.id_ok(name)}" if checks else "",
-                      "'must be 1-64 characters of letters, digits, ''._:-'''"))
+        rules.append(
+            (
+                code,
+                f"'{name}'",
+                f"NOT {f.id_ok(name)}" if checks else "",
+                "'must be 1-64 characters of letters, digits, ''._:-'''",
+            )
+        )
     rules += [
         (5, "'ts_ms'", f"{ts_ms} IS NULL", "'must be an integer of epoch milliseconds'"),
-        (6, "'ts_ms'", f"{ts_ms} < {_MIN_TS_MS}",
-         f"CAST({ts_ms} AS STRING) || ' is before 2000-01-01 (meter clock not set?)'"),
-        (7, "'ts_ms'", f"{ts_ms} > UNIX_TIMESTAMP() * 1000 + {skew_ms}",
-         f"CAST({ts_ms} AS STRING) || ' is more than {skew_ms} ms in the future'"),
+        (
+            6,
+            "'ts_ms'",
+            f"{ts_ms} < {_MIN_TS_MS}",
+            f"CAST({ts_ms} AS STRING) || ' is before 2000-01-01 (meter clock not set?)'",
+        ),
+        (
+            7,
+            "'ts_ms'",
+            f"{ts_ms} > UNIX_TIMESTAMP() * 1000 + {skew_ms}",
+            f"CAST({ts_ms} AS STRING) || ' is more than {skew_ms} ms in the future'",
+        ),
         (8, "'power_w'", f"NOT {f.present('power_w')}" if checks else "", "'is required'"),
         # NaN (the JSON string "NaN" casts to it) is no finite number either, and would fail the cleaning
         (9, "'power_w'", f"{power_w} IS NULL OR {power_w} <> {power_w}", "'must be a finite number'"),
-        (10, "'power_w'", f"{power_w} < {readings.power_w_min} OR {power_w} > {readings.power_w_max}",
-         f"CAST({power_w} AS STRING) || ' is outside the physically possible range "
-         f"[{readings.power_w_min}, {readings.power_w_max}]'"),
+        (
+            10,
+            "'power_w'",
+            f"{power_w} < {readings.power_w_min} OR {power_w} > {readings.power_w_max}",
+            f"CAST({power_w} AS STRING) || ' is outside the physically possible range "
+            f"[{readings.power_w_min}, {readings.power_w_max}]'",
+        ),
     ]
-    for (finite, ranged), name, low, high in (((11, 12), "voltage_v", readings.voltage_v_min, readings.voltage_v_max),
-                                              ((13, 14), "current_a", 0.0, readings.current_a_max)):
+    for (finite, ranged), name, low, high in (
+        ((11, 12), "voltage_v", readings.voltage_v_min, readings.voltage_v_max),
+        ((13, 14), "current_a", 0.0, readings.current_a_max),
+    ):
         value = f.number(name)
         rules += [
-            (finite, f"'{name}'", f"{value} IS NULL AND {f.present(name)}" if checks else "",
-             "'must be a finite number'"),
-            (ranged, f"'{name}'", f"{value} < {low} OR {value} > {high}",
-             f"CAST({value} AS STRING) || ' is outside the physically possible range [{low}, {high}]'"),
+            (
+                finite,
+                f"'{name}'",
+                f"{value} IS NULL AND {f.present(name)}" if checks else "",
+                "'must be a finite number'",
+            ),
+            (
+                ranged,
+                f"'{name}'",
+                f"{value} < {low} OR {value} > {high}",
+                f"CAST({value} AS STRING) || ' is outside the physically possible range [{low}, {high}]'",
+            ),
         ]
-    rules.append((15, "'ts_ms'", f.late() if checks else "",
-                  f"'late: behind the event-time watermark (allowed out-of-orderness {out_of_orderness_ms} ms)'"))
+    rules.append(
+        (
+            15,
+            "'ts_ms'",
+            f.late() if checks else "",
+            f"'late: behind the event-time watermark (allowed out-of-orderness {out_of_orderness_ms} ms)'",
+        )
+    )
     return rules
 
 
 def _problem(rules) -> str:
-    return "CASE\n      " + "\n      ".join(f"WHEN {cond} THEN {field} || '{SEPARATOR}' || {reason}"
-                                           for _, field, cond, reason in rules) + "\n    END"
+    return (
+        "CASE\n      "
+        + "\n      ".join(f"WHEN {cond} THEN {field} || '{SEPARATOR}' || {reason}" for _, field, cond, reason in rules)
+        + "\n    END"
+    )
 
 
 def _scanned_problem(readings, out_of_orderness_ms: int) -> str:
@@ -205,15 +253,24 @@ def _scanned_problem(readings, out_of_orderness_ms: int) -> str:
     def by_code(codes) -> str:
         return "CASE `s_code` " + " ".join(f"WHEN {c} THEN {worded[c]}" for c in codes) + " END"
 
-    return (f"CASE\n      WHEN `s_code` < 0 THEN {fallback}\n"
-            f"      WHEN `s_code` BETWEEN 1 AND 6 THEN {by_code(range(1, 7))}\n"
-            f"      WHEN {future} THEN {worded[7]}\n"
-            f"      WHEN `s_code` BETWEEN 8 AND 15 THEN {by_code(range(8, 16))}\n    END")
+    return (
+        f"CASE\n      WHEN `s_code` < 0 THEN {fallback}\n"
+        f"      WHEN `s_code` BETWEEN 1 AND 6 THEN {by_code(range(1, 7))}\n"
+        f"      WHEN {future} THEN {worded[7]}\n"
+        f"      WHEN `s_code` BETWEEN 8 AND 15 THEN {by_code(range(8, 16))}\n    END"
+    )
 
 
-def checked_view_sql(view: str, decoded: str, readings, time_column: str, out_of_orderness_ms: int,
-                     where: str | None = None, columns: tuple[str, ...] = CHECKED_COLUMNS,
-                     decoder: str = "scan") -> str:
+def checked_view_sql(
+    view: str,
+    decoded: str,
+    readings,
+    time_column: str,
+    out_of_orderness_ms: int,
+    where: str | None = None,
+    columns: tuple[str, ...] = CHECKED_COLUMNS,
+    decoder: str = "scan",
+) -> str:
     """``CREATE TEMPORARY VIEW`` over :func:`decoded_view_sql`'s view (same ``decoder``): the typed fields and
     the first problem of each record (``columns`` of :data:`CHECKED_COLUMNS`, with ``time_column`` for
     ``event_time``), optionally filtered (``where``, e.g. ``"problem IS NULL"``). Two views over one decoded
@@ -225,20 +282,28 @@ def checked_view_sql(view: str, decoded: str, readings, time_column: str, out_of
     if decoder == "json":
         f = _JsonFields()
         problem = _problem(_rules(f, readings, out_of_orderness_ms))
-        typed = {"household_id": f.text("household_id"), "meter_id": f.text("meter_id"), "ts_ms": f.ts(),
-                 "power_w": f.number("power_w")}
+        typed = {
+            "household_id": f.text("household_id"),
+            "meter_id": f.text("meter_id"),
+            "ts_ms": f.ts(),
+            "power_w": f.number("power_w"),
+        }
     else:
         f, read = _JsonFields(inline=True), "`s_code` >= 0"
         problem = _scanned_problem(readings, out_of_orderness_ms)
-        typed = {"household_id": f"IF({read}, `s_household_id`, {f.text('household_id')})",
-                 "meter_id": f"IF({read}, `s_meter_id`, {f.text('meter_id')})",
-                 "ts_ms": f"IF({read}, {_ScannedValues.ts()}, {f.ts()})",
-                 "power_w": f"IF({read}, `s_power_w`, {f.number('power_w')})"}
+        typed = {
+            "household_id": f"IF({read}, `s_household_id`, {f.text('household_id')})",
+            "meter_id": f"IF({read}, `s_meter_id`, {f.text('meter_id')})",
+            "ts_ms": f"IF({read}, {_ScannedValues.ts()}, {f.ts()})",
+            "power_w": f"IF({read}, `s_power_w`, {f.number('power_w')})",
+        }
     # a good reading keyed as another household's (the bridge keys by the publishing meter's household)
     household = typed["household_id"]
-    foreign_key = (f"CASE WHEN `record_key` <> '' AND `record_key` <> {household} "
-                   f"THEN 'household_id{SEPARATOR}' || {_quoted(household)} || "
-                   f"' does not match the record''s Kafka key ' || {_quoted('`record_key`')} END")
+    foreign_key = (
+        f"CASE WHEN `record_key` <> '' AND `record_key` <> {household} "
+        f"THEN 'household_id{SEPARATOR}' || {_quoted(household)} || "
+        f"' does not match the record''s Kafka key ' || {_quoted('`record_key`')} END"
+    )
     problem = f"COALESCE({problem}, {foreign_key})"
     expressions = {"payload": "`payload`", "event_time": f"`{time_column}`", **typed, "problem": problem}
     unknown = set(columns) - set(expressions)

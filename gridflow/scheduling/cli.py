@@ -28,6 +28,7 @@ Price file: ``.csv`` with one price per slot (currency/kWh) per line, the last c
 Weights and PSO parameters come from the ``scheduler`` settings (``--set scheduler.w_comfort=0.001``).
 Exit status: 0 done, 1 no feasible schedule, 2 a bad argument or file (the message names the field).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,17 @@ import yaml
 
 from gridflow.cli_args import add_settings_arguments
 
-APPLIANCE_FIELDS = ("name", "kind", "power_w", "duration_min", "window", "comfort_margin_min", "due",
-                    "interruptible", "energy_wh")
+APPLIANCE_FIELDS = (
+    "name",
+    "kind",
+    "power_w",
+    "duration_min",
+    "window",
+    "comfort_margin_min",
+    "due",
+    "interruptible",
+    "energy_wh",
+)
 HOUSEHOLD_FIELDS = ("appliances", "breaker", "pv")
 PNG_SIZE_PX = (1000, 500)
 
@@ -54,8 +64,12 @@ class InputFileError(ValueError):
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``schedule`` subcommand on ``subparsers`` (of the ``gridflow`` command)."""
-    parser = subparsers.add_parser("schedule", help="schedule a household's appliances against a price file",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "schedule",
+        help="schedule a household's appliances against a price file",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--household", required=True, help="household file (YAML or JSON)")
     parser.add_argument("--prices", required=True, help="price file (CSV or JSON), one price per slot")
     parser.add_argument("--algorithm", choices=["heap", "pso", "milp"], help="default: scheduler.algorithm")
@@ -103,8 +117,10 @@ def read_prices(path: str, slot_minutes: int | None = None):
         if isinstance(data, dict):
             unknown = sorted(set(data) - {"price_per_kwh", "slot_minutes", "ibr_thresholds_kwh", "ibr_multipliers"})
             if unknown:
-                raise InputFileError(f"{path}: unknown field(s) {unknown}; valid: price_per_kwh, slot_minutes, "
-                                     f"ibr_thresholds_kwh, ibr_multipliers")
+                raise InputFileError(
+                    f"{path}: unknown field(s) {unknown}; valid: price_per_kwh, slot_minutes, "
+                    f"ibr_thresholds_kwh, ibr_multipliers"
+                )
             fields = {k: v for k, v in data.items() if k != "price_per_kwh"}
             data = data.get("price_per_kwh")
         values = data
@@ -117,10 +133,17 @@ def read_prices(path: str, slot_minutes: int | None = None):
         raise InputFileError(f"{path}: price_per_kwh must be a non-empty list of numbers >= 0 (one per slot)")
     prices = [float(v) for v in values]
     minutes = slot_minutes if slot_minutes is not None else fields.get("slot_minutes", 1440 // len(prices))
-    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 60 or 1440 % minutes \
-            or len(prices) * minutes != 1440:
-        raise InputFileError(f"{path}: slot_minutes must divide a day (1..60) and len(price_per_kwh) x slot_minutes "
-                             f"must be 1440 minutes; got {len(prices)} prices and slot_minutes={minutes!r}")
+    if (
+        isinstance(minutes, bool)
+        or not isinstance(minutes, int)
+        or not 1 <= minutes <= 60
+        or 1440 % minutes
+        or len(prices) * minutes != 1440
+    ):
+        raise InputFileError(
+            f"{path}: slot_minutes must divide a day (1..60) and len(price_per_kwh) x slot_minutes "
+            f"must be 1440 minutes; got {len(prices)} prices and slot_minutes={minutes!r}"
+        )
     try:
         return Tariff(prices, minutes, fields.get("ibr_thresholds_kwh", ()), fields.get("ibr_multipliers", ()))
     except (TypeError, ValueError) as error:
@@ -153,8 +176,9 @@ def read_household(path: str, tariff):
         except ValueError as error:
             raise InputFileError(f"{where}: {error}") from None
     try:
-        household_tariff = replace(tariff, pv_w=_pv(path, data.get("pv"), slot, tariff.n_slots),
-                                   breaker_w=_breaker(path, data.get("breaker")))
+        household_tariff = replace(
+            tariff, pv_w=_pv(path, data.get("pv"), slot, tariff.n_slots), breaker_w=_breaker(path, data.get("breaker"))
+        )
         return Problem(tuple(appliances), household_tariff)
     except ValueError as error:
         raise InputFileError(f"{path}: {error}") from None
@@ -172,8 +196,14 @@ def _appliance_fields(where: str, entry, slot: int) -> dict:
     if not isinstance(window, list) or len(window) != 2:
         raise InputFileError(f"{where}.window must be [start, end] clock times, got {window!r}")
     start, end = (_clock(f"{where}.window[{k}]", value, slot) for k, value in enumerate(window))
-    fields = {"name": entry["name"], "kind": entry["kind"], "power_w": entry["power_w"], "alpha_slot": start,
-              "beta_slot": end, "interruptible": entry.get("interruptible", False)}
+    fields = {
+        "name": entry["name"],
+        "kind": entry["kind"],
+        "power_w": entry["power_w"],
+        "alpha_slot": start,
+        "beta_slot": end,
+        "interruptible": entry.get("interruptible", False),
+    }
     if "energy_wh" in entry:
         fields["energy_wh"] = entry["energy_wh"]
     duration = entry.get("duration_min")
@@ -181,8 +211,9 @@ def _appliance_fields(where: str, entry, slot: int) -> dict:
         duration = entry["energy_wh"] / entry["power_w"] * 60.0
     fields["duration_slots"] = _minutes(f"{where}.duration_min", duration, slot, up=True)
     if "comfort_margin_min" in entry:
-        fields["comfort_margin_slots"] = _minutes(f"{where}.comfort_margin_min", entry["comfort_margin_min"], slot,
-                                                  up=False)
+        fields["comfort_margin_slots"] = _minutes(
+            f"{where}.comfort_margin_min", entry["comfort_margin_min"], slot, up=False
+        )
     if entry.get("due") is not None:
         fields["due_slot"] = _clock(f"{where}.due", entry["due"], slot)
     return fields
@@ -195,8 +226,10 @@ def _clock(field: str, value, slot: int) -> int:
         hours, sep, mins = value.strip().partition(":")
         minutes = int(hours) * 60 + int(mins) if sep and hours.isdigit() and mins.isdigit() else None
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 <= minutes <= 1440 or minutes % slot:
-        raise InputFileError(f"{field} must be a clock time 00:00..24:00 on a {slot}-minute slot boundary "
-                             f"(\"HH:MM\" or minutes after midnight), got {value!r}")
+        raise InputFileError(
+            f"{field} must be a clock time 00:00..24:00 on a {slot}-minute slot boundary "
+            f'("HH:MM" or minutes after midnight), got {value!r}'
+        )
     return minutes // slot
 
 
@@ -225,16 +258,20 @@ def _pv(path: str, pv, slot: int, n_slots: int):
     if pv is None or isinstance(pv, list):
         return pv
     if not isinstance(pv, dict) or set(pv) != {"peak_w", "sunrise", "sunset"}:
-        raise InputFileError(f"{path}: pv must be a list of W per slot or a mapping {{peak_w, sunrise, sunset}}, "
-                             f"got {pv!r}")
+        raise InputFileError(
+            f"{path}: pv must be a list of W per slot or a mapping {{peak_w, sunrise, sunset}}, got {pv!r}"
+        )
     if not _is_number(pv["peak_w"]) or not 0 <= float(pv["peak_w"]) <= 1e6:
         raise InputFileError(f"{path}: pv.peak_w must be a number in [0, 1e6] W, got {pv['peak_w']!r}")
     rise, set_ = (_clock(f"{path}: pv.{k}", pv[k], 1) for k in ("sunrise", "sunset"))
     if set_ <= rise:
         raise InputFileError(f"{path}: pv.sunset must be after pv.sunrise")
     middle = (np.arange(n_slots) + 0.5) * slot
-    return float(pv["peak_w"]) * np.clip(np.sin(np.pi * (middle - rise) / (set_ - rise)), 0.0, None) \
+    return (
+        float(pv["peak_w"])
+        * np.clip(np.sin(np.pi * (middle - rise) / (set_ - rise)), 0.0, None)
         * ((middle > rise) & (middle < set_))
+    )
 
 
 def _solve(problem, algorithm: str, scheduler):
@@ -247,12 +284,19 @@ def _solve(problem, algorithm: str, scheduler):
         return schedule_heap(problem), {}
     if algorithm == "milp":
         exact = solve_milp(problem, comfort_weight=comfort)
-        return exact.schedule, {"objective": exact.objective, "optimal": exact.optimal,
-                                "solve_time_s": exact.solve_time_s}
+        return exact.schedule, {
+            "objective": exact.objective,
+            "optimal": exact.optimal,
+            "solve_time_s": exact.solve_time_s,
+        }
     swarm = schedule_pso(problem, **pso_options(scheduler))
-    return swarm.schedule, {"objective": swarm.objective, "iterations": swarm.iterations,
-                            "feasible": swarm.feasible, "fallback": swarm.fallback,
-                            "comfort_deviation_slots": swarm.comfort_deviation_slots}
+    return swarm.schedule, {
+        "objective": swarm.objective,
+        "iterations": swarm.iterations,
+        "feasible": swarm.feasible,
+        "fallback": swarm.fallback,
+        "comfort_deviation_slots": swarm.comfort_deviation_slots,
+    }
 
 
 def _report(problem, schedule, algorithm: str, info: dict, currency: str) -> dict:
@@ -263,26 +307,48 @@ def _report(problem, schedule, algorithm: str, info: dict, currency: str) -> dic
     rows = []
     for a in problem.appliances:
         slots = sorted(schedule.power_w.get(a.name, {}))
-        rows.append({"name": a.name, "kind": a.kind, "power_w": a.power_w, "start": _hhmm(slots[0] * slot),
-                     "end": _hhmm((slots[-1] + 1) * slot), "slots": len(slots),
-                     "energy_kwh": sum(schedule.power_w[a.name].values()) * tariff.slot_h / 1000.0})
-    return {"algorithm": algorithm, "slot_minutes": slot, "currency": currency, "cost": cost,
-            "unscheduled_cost": before, "savings": before - cost,
-            "savings_percent": 100.0 * (before - cost) / before if before > 0 else 0.0,
-            "par_before": baseline.peak_to_average_ratio(), "par_after": schedule.peak_to_average_ratio(),
-            "appliances": rows, "info": info,
-            "power_w": {name: {str(s): p for s, p in slots.items()} for name, slots in schedule.power_w.items()}}
+        rows.append(
+            {
+                "name": a.name,
+                "kind": a.kind,
+                "power_w": a.power_w,
+                "start": _hhmm(slots[0] * slot),
+                "end": _hhmm((slots[-1] + 1) * slot),
+                "slots": len(slots),
+                "energy_kwh": sum(schedule.power_w[a.name].values()) * tariff.slot_h / 1000.0,
+            }
+        )
+    return {
+        "algorithm": algorithm,
+        "slot_minutes": slot,
+        "currency": currency,
+        "cost": cost,
+        "unscheduled_cost": before,
+        "savings": before - cost,
+        "savings_percent": 100.0 * (before - cost) / before if before > 0 else 0.0,
+        "par_before": baseline.peak_to_average_ratio(),
+        "par_after": schedule.peak_to_average_ratio(),
+        "appliances": rows,
+        "info": info,
+        "power_w": {name: {str(s): p for s, p in slots.items()} for name, slots in schedule.power_w.items()},
+    }
 
 
 def _table(report: dict) -> str:
     lines = [f"{'appliance':<20}{'kind':<13}{'power W':>9}{'start':>7}{'end':>7}{'slots':>7}{'kWh':>8}"]
-    lines += [f"{r['name']:<20}{r['kind']:<13}{r['power_w']:>9.0f}{r['start']:>7}{r['end']:>7}{r['slots']:>7}"
-              f"{r['energy_kwh']:>8.2f}" for r in report["appliances"]]
+    lines += [
+        f"{r['name']:<20}{r['kind']:<13}{r['power_w']:>9.0f}{r['start']:>7}{r['end']:>7}{r['slots']:>7}"
+        f"{r['energy_kwh']:>8.2f}"
+        for r in report["appliances"]
+    ]
     unit = report["currency"]
-    lines += ["", f"algorithm: {report['algorithm']}, {report['slot_minutes']}-minute slots",
-              f"expected cost: {report['cost']:.3f} {unit} (unscheduled {report['unscheduled_cost']:.3f} {unit}; "
-              f"savings {report['savings']:.3f} {unit} = {report['savings_percent']:.1f}%)",
-              f"peak-to-average ratio: {report['par_before']:.2f} before, {report['par_after']:.2f} after"]
+    lines += [
+        "",
+        f"algorithm: {report['algorithm']}, {report['slot_minutes']}-minute slots",
+        f"expected cost: {report['cost']:.3f} {unit} (unscheduled {report['unscheduled_cost']:.3f} {unit}; "
+        f"savings {report['savings']:.3f} {unit} = {report['savings_percent']:.1f}%)",
+        f"peak-to-average ratio: {report['par_before']:.2f} before, {report['par_after']:.2f} after",
+    ]
     return "\n".join(lines)
 
 
@@ -297,8 +363,7 @@ def draw_png(problem, schedule, path: str, currency: str = "EUR") -> None:
 
     hours = np.arange(problem.horizon_slots + 1) * problem.tariff.slot_h
     figure, load_axis = plt.subplots(figsize=(PNG_SIZE_PX[0] / 100, PNG_SIZE_PX[1] / 100), dpi=100)
-    for label, plan, style in (("before (unscheduled)", unscheduled_baseline(problem), "--"),
-                               ("after", schedule, "-")):
+    for label, plan, style in (("before (unscheduled)", unscheduled_baseline(problem), "--"), ("after", schedule, "-")):
         profile = plan.load_profile_w(problem.horizon_slots) / 1000.0
         load_axis.stairs(profile, hours, linestyle=style, label=f"load {label}")
     if problem.tariff.pv_w is not None:

@@ -29,6 +29,7 @@ Examples
 >>> schedule_heap(Problem((washer,), Tariff([5, 1, 1, 5, 5, 1]))).start_slot("washer")
 1
 """
+
 from __future__ import annotations
 
 import heapq
@@ -162,7 +163,7 @@ def _add_discrete(problem: Problem, appliance: Appliance, load: _Load) -> list[i
     start = _cheapest_window(extra, over, n, preferred)
     if start is None:
         return None
-    load.add(slice(low + start, low + start + n), power_w, after[start:start + n])
+    load.add(slice(low + start, low + start + n), power_w, after[start : start + n])
     return range(low + start, low + start + n)
 
 
@@ -176,8 +177,14 @@ def _marginal_pieces(tariff: Tariff, load_w: np.ndarray, slots: np.ndarray, room
     price_per_kwh, pv_w = cast(np.ndarray, tariff.price_per_kwh), cast("np.ndarray | None", tariff.pv_w)
     gap_w = (0.0 if pv_w is None else pv_w[slots]) - load_w  # extra power before importing
     edges_w = np.array(tariff.ibr_thresholds_kwh) * 1000.0 / tariff.slot_h
-    bounds = np.column_stack([np.zeros(slots.size), np.maximum(gap_w, 0.0),
-                              np.maximum(gap_w[:, None] + edges_w[None, :], 0.0), np.full(slots.size, np.inf)])
+    bounds = np.column_stack(
+        [
+            np.zeros(slots.size),
+            np.maximum(gap_w, 0.0),
+            np.maximum(gap_w[:, None] + edges_w[None, :], 0.0),
+            np.full(slots.size, np.inf),
+        ]
+    )
     widths = np.diff(np.minimum(bounds, room_w[:, None]), axis=1)
     prices = price_per_kwh[slots, None] * np.array(tariff.ibr_multipliers)[None, :] / 1000.0
     return np.column_stack([np.zeros(slots.size), prices]), widths
@@ -324,8 +331,7 @@ def _max_flow(problem: Problem, load_w: np.ndarray, failed: str) -> dict[str, di
             flow[i, back] -= amount
     if np.any(need - sent > eps):
         raise _NoRoom(failed)
-    return {a.name: {t: flow[i, t] / slot_h for t in np.nonzero(flow[i] > 0)[0].tolist()}
-            for i, a in enumerate(apps)}
+    return {a.name: {t: flow[i, t] / slot_h for t in np.nonzero(flow[i] > 0)[0].tolist()} for i, a in enumerate(apps)}
 
 
 def _search(problem: Problem, fixed_load_w: np.ndarray, failed: str, budget: int) -> dict[str, dict[int, float]]:
@@ -341,8 +347,10 @@ def _search(problem: Problem, fixed_load_w: np.ndarray, failed: str, budget: int
             slots = sorted((c, abs(low + i - alpha), low + i) for i, c in enumerate(extra) if np.isfinite(c))
             return itertools.combinations([s for _, _, s in slots], n)
         blocked = np.concatenate(([0], np.cumsum(~np.isfinite(extra))))  # forbidden slots before each offset
-        starts = [(float(np.sum(extra[i:i + n])), abs(low + i - alpha), low + i)
-                  for i in np.flatnonzero(blocked[n:] == blocked[:-n]).tolist()]
+        starts = [
+            (float(np.sum(extra[i : i + n])), abs(low + i - alpha), low + i)
+            for i in np.flatnonzero(blocked[n:] == blocked[:-n]).tolist()
+        ]
         return (tuple(range(s, s + n)) for _, _, s in sorted(starts))
 
     def descend(k: int, load_w: np.ndarray):
@@ -354,8 +362,11 @@ def _search(problem: Problem, fixed_load_w: np.ndarray, failed: str, budget: int
         appliance = order[k]
         for slots in candidates(appliance, load_w):
             if next(tries) > budget:
-                raise ScheduleInfeasible(failed, f"no room under {limit}: none found within the search budget "
-                                                 f"of {budget} placements", proven=False)
+                raise ScheduleInfeasible(
+                    failed,
+                    f"no room under {limit}: none found within the search budget of {budget} placements",
+                    proven=False,
+                )
             load_w[list(slots)] += appliance.power_w
             found = descend(k + 1, load_w)
             load_w[list(slots)] -= appliance.power_w

@@ -34,6 +34,7 @@ The paper reports PAR -13.97 % and cost -0.85 % after scheduling. What this modu
 >>> problem.horizon_slots, [a.name for a in problem.appliances if a.kind == "deferrable"][:2]
 (1440, ['water_boiler', 'steamer_a'])
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -67,16 +68,22 @@ BASE_LOAD = {
 
 def lin_hu_appliances(base_load: bool = True) -> tuple[Appliance, ...]:
     """The five Table 3 runs (deferrable, non-interruptible), then the assumed fixed base load."""
-    runs = tuple(Appliance(name, "deferrable", power_w, duration, alpha, beta, margin)
-                 for name, (power_w, alpha, beta, duration, margin) in TABLE_3.items())
+    runs = tuple(
+        Appliance(name, "deferrable", power_w, duration, alpha, beta, margin)
+        for name, (power_w, alpha, beta, duration, margin) in TABLE_3.items()
+    )
     return runs + (base_load_appliances() if base_load else ())
 
 
 def base_load_appliances(slot_minutes: int = SLOT_MINUTES) -> tuple[Appliance, ...]:
     """The assumed base load as fixed loads on slots of ``slot_minutes`` (a divisor of 30)."""
     per_hour = 60 // slot_minutes
-    return tuple(Appliance(name, "fixed", power_w, round((end - start) * per_hour), round(start * per_hour),
-                           round(end * per_hour)) for name, (power_w, start, end) in BASE_LOAD.items())
+    return tuple(
+        Appliance(
+            name, "fixed", power_w, round((end - start) * per_hour), round(start * per_hour), round(end * per_hour)
+        )
+        for name, (power_w, start, end) in BASE_LOAD.items()
+    )
 
 
 def lin_hu_price(tariff: TariffSettings | None = None, slot_minutes: int = SLOT_MINUTES) -> np.ndarray:
@@ -85,23 +92,30 @@ def lin_hu_price(tariff: TariffSettings | None = None, slot_minutes: int = SLOT_
     of ``tariff`` (default ``TariffSettings()``); slots of more than a minute take the mean of their minutes."""
     tou = [p.price_per_kwh for p in (tariff or TariffSettings()).tou]
     hour = (np.arange(1440) + 0.5) / 60.0
-    shape = 0.45 * np.exp(-0.5 * ((hour - 8.0) / 1.5) ** 2) + 0.35 * np.exp(-0.5 * ((hour - 12.5) / 1.5) ** 2) \
-        + 1.0 * np.exp(-0.5 * ((hour - 19.5) / 2.0) ** 2) + 0.15 * np.exp(-0.5 * ((hour - 15.0) / 3.0) ** 2)
+    shape = (
+        0.45 * np.exp(-0.5 * ((hour - 8.0) / 1.5) ** 2)
+        + 0.35 * np.exp(-0.5 * ((hour - 12.5) / 1.5) ** 2)
+        + 1.0 * np.exp(-0.5 * ((hour - 19.5) / 2.0) ** 2)
+        + 0.15 * np.exp(-0.5 * ((hour - 15.0) / 3.0) ** 2)
+    )
     shape = (shape - shape.min()) / (shape.max() - shape.min())
     return (min(tou) + (max(tou) - min(tou)) * shape).reshape(-1, slot_minutes).mean(axis=1)
 
 
-def lin_hu_tariff(tariff: TariffSettings | None = None, breaker_w: float | None = BREAKER_W,
-                  slot_minutes: int = SLOT_MINUTES) -> Tariff:
+def lin_hu_tariff(
+    tariff: TariffSettings | None = None, breaker_w: float | None = BREAKER_W, slot_minutes: int = SLOT_MINUTES
+) -> Tariff:
     """:func:`lin_hu_price` with the inclining block rate of ``tariff`` (thresholds per hour, scaled to the
     slot) and the breaker limit."""
     settings = tariff or TariffSettings()
     thresholds = [kwh * slot_minutes / 60.0 for kwh in settings.ibr_thresholds_kwh]
-    return Tariff(lin_hu_price(settings, slot_minutes), slot_minutes, thresholds, settings.ibr_multipliers, None,
-                  breaker_w)
+    return Tariff(
+        lin_hu_price(settings, slot_minutes), slot_minutes, thresholds, settings.ibr_multipliers, None, breaker_w
+    )
 
 
-def lin_hu_problem(base_load: bool = True, tariff: TariffSettings | None = None,
-                   breaker_w: float | None = BREAKER_W) -> Problem:
+def lin_hu_problem(
+    base_load: bool = True, tariff: TariffSettings | None = None, breaker_w: float | None = BREAKER_W
+) -> Problem:
     """The case-study household: Table 3 runs, the assumed base load and tariff (see the module docstring)."""
     return Problem(lin_hu_appliances(base_load), lin_hu_tariff(tariff, breaker_w))

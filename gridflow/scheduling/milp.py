@@ -21,6 +21,7 @@ Sized for up to about 10 appliances x 1440 slots: hourly or 15-minute days solve
 1-minute days in about 1-30 s; with PV on 1-minute slots the LP bound is weak and HiGHS may stop at
 ``time_limit_s`` with ``optimal=False``.
 """
+
 from __future__ import annotations
 
 import time
@@ -70,8 +71,9 @@ class _Builder:
         self.row_ub.append(high)
 
 
-def solve_milp(problem: Problem, *, comfort_weight: float = 0.0, time_limit_s: float = 60.0,
-               mip_rel_gap: float = 1e-9) -> MilpResult:
+def solve_milp(
+    problem: Problem, *, comfort_weight: float = 0.0, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-9
+) -> MilpResult:
     """Least-cost schedule of ``problem`` (plus ``comfort_weight`` currency per slot of start deviation).
 
     Parameters
@@ -106,7 +108,7 @@ def solve_milp(problem: Problem, *, comfort_weight: float = 0.0, time_limit_s: f
     decisions: list[tuple[Appliance, np.ndarray, np.ndarray]] = []  # (appliance, columns, slots) to read back
     for a in problem.appliances:
         if a.kind == "fixed":
-            base_kw[a.alpha_slot:a.alpha_slot + a.duration_slots] += a.power_w / 1000.0
+            base_kw[a.alpha_slot : a.alpha_slot + a.duration_slots] += a.power_w / 1000.0
             if breaker_w is not None and np.any(base_kw > breaker_w / 1000.0 * (1 + 1e-9)):
                 raise ScheduleInfeasible(a.name, f"fixed loads exceed breaker_w={breaker_w:g} W")
     for a in problem.appliances:
@@ -153,12 +155,21 @@ def solve_milp(problem: Problem, *, comfort_weight: float = 0.0, time_limit_s: f
     if not model.c:  # only fixed loads: nothing to decide
         return _read_back(problem, _Nothing(), decisions, constant, time.perf_counter() - started)
     scale = float(np.max(np.abs(model.c))) or 1.0  # objective scaled to max |c| = 1: HiGHS tolerances are absolute
-    result = milp(np.array(model.c) / scale, integrality=np.array(model.integer),
-                  bounds=Bounds(np.array(model.lb), np.array(model.ub)),
-                  constraints=[LinearConstraint(
-                      sparse.csr_array((model.vals, (model.rows, model.cols)), shape=(len(model.row_lb), len(model.c))),
-                      np.array(model.row_lb), np.array(model.row_ub))] if model.row_lb else [],
-                  options={"time_limit": time_limit_s, "mip_rel_gap": mip_rel_gap, "disp": False})
+    result = milp(
+        np.array(model.c) / scale,
+        integrality=np.array(model.integer),
+        bounds=Bounds(np.array(model.lb), np.array(model.ub)),
+        constraints=[
+            LinearConstraint(
+                sparse.csr_array((model.vals, (model.rows, model.cols)), shape=(len(model.row_lb), len(model.c))),
+                np.array(model.row_lb),
+                np.array(model.row_ub),
+            )
+        ]
+        if model.row_lb
+        else [],
+        options={"time_limit": time_limit_s, "mip_rel_gap": mip_rel_gap, "disp": False},
+    )
     solve_time_s = time.perf_counter() - started
     if result.x is None:
         if result.status == 2:
@@ -167,8 +178,17 @@ def solve_milp(problem: Problem, *, comfort_weight: float = 0.0, time_limit_s: f
     return _read_back(problem, result, decisions, constant, solve_time_s, scale)
 
 
-def _add_contiguous(model: _Builder, a, low: int, high: int, power_kw: float, comfort_weight: float,
-                    base_kw: np.ndarray, load_terms, decisions) -> None:
+def _add_contiguous(
+    model: _Builder,
+    a,
+    low: int,
+    high: int,
+    power_kw: float,
+    comfort_weight: float,
+    base_kw: np.ndarray,
+    load_terms,
+    decisions,
+) -> None:
     """Binary starts ``z[s]`` and their running sum ``c[s] = z[low] + ... + z[s]`` (continuous; ``c = 0``
     before ``low`` and ``1`` from the last start on): the load is on in ``t`` iff ``c[t] - c[t - l] = 1``,
     two matrix entries per slot instead of ``l``."""
@@ -196,8 +216,9 @@ class _Nothing:
     x, fun, status = np.zeros(0), 0.0, 0
 
 
-def _read_back(problem: Problem, result, decisions, constant: float, solve_time_s: float,
-               scale: float = 1.0) -> MilpResult:
+def _read_back(
+    problem: Problem, result, decisions, constant: float, solve_time_s: float, scale: float = 1.0
+) -> MilpResult:
     power_w, deviation = {}, 0
     for a in problem.appliances:
         if a.kind == "fixed":
@@ -210,11 +231,17 @@ def _read_back(problem: Problem, result, decisions, constant: float, solve_time_
             power_w[a.name] = dict.fromkeys(range(start, start + a.duration_slots), a.power_w)
             deviation += abs(start - a.alpha_slot)
         elif a.kind == "deferrable":
-            chosen = slots[np.argsort(-values, kind="stable")[:a.duration_slots]]
+            chosen = slots[np.argsort(-values, kind="stable")[: a.duration_slots]]
             power_w[a.name] = dict.fromkeys(sorted(chosen.tolist()), a.power_w)
         else:
             clipped = np.clip(values * 1000.0, 0.0, a.power_w)  # kW -> W
             power_w[a.name] = {int(t): float(p) for t, p in zip(slots, clipped) if p > 1e-9 * a.power_w}
     schedule = Schedule(problem.horizon_slots, power_w)
-    return MilpResult(schedule, float(result.fun) * scale + constant, schedule.cost(problem.tariff), deviation,
-                      solve_time_s, result.status == 0)
+    return MilpResult(
+        schedule,
+        float(result.fun) * scale + constant,
+        schedule.cost(problem.tariff),
+        deviation,
+        solve_time_s,
+        result.status == 0,
+    )

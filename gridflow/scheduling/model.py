@@ -4,6 +4,7 @@ Slot ``t`` of ``slot_minutes`` covers ``[t, t+1)``. An appliance's window ``[alp
 stretch by ``comfort_margin_slots`` on both sides (Lin & Hu; ``|start - alpha_slot|`` is the comfort cost)
 and is cut at ``due_slot`` (:meth:`Problem.window`). :meth:`Schedule.violations` checks every constraint.
 """
+
 from __future__ import annotations
 
 import math
@@ -94,8 +95,11 @@ class Appliance:
         set_(self, "power_w", _positive(owner, "power_w", self.power_w, MAX_POWER_W))
         set_(self, "alpha_slot", _int(owner, "alpha_slot", self.alpha_slot, 0))
         set_(self, "beta_slot", _int(owner, "beta_slot", self.beta_slot, self.alpha_slot + 1))
-        set_(self, "duration_slots", _int(owner, "duration_slots", self.duration_slots, 1,
-                                          self.beta_slot - self.alpha_slot))
+        set_(
+            self,
+            "duration_slots",
+            _int(owner, "duration_slots", self.duration_slots, 1, self.beta_slot - self.alpha_slot),
+        )
         margin = _int(owner, "comfort_margin_slots", self.comfort_margin_slots, 0, 0 if fixed else math.inf)
         set_(self, "comfort_margin_slots", margin)
         if self.due_slot is not None:
@@ -154,10 +158,15 @@ class Tariff:
         if not all(0 < x < math.inf for x in edges) or any(x >= y for x, y in zip(edges, edges[1:])):
             raise ValueError(f"{owner}: ibr_thresholds_kwh must be finite, > 0 and increasing, got {edges}")
         factors = tuple(float(x) for x in self.ibr_multipliers) or (1.0,) * (len(edges) + 1)
-        if len(factors) != len(edges) + 1 or not all(0 < x < math.inf for x in factors) \
-                or any(x > y for x, y in zip(factors, factors[1:])):
-            raise ValueError(f"{owner}: ibr_multipliers must be len(ibr_thresholds_kwh) + 1 = {len(edges) + 1} "
-                             f"finite values > 0, non-decreasing, got {factors}")
+        if (
+            len(factors) != len(edges) + 1
+            or not all(0 < x < math.inf for x in factors)
+            or any(x > y for x, y in zip(factors, factors[1:]))
+        ):
+            raise ValueError(
+                f"{owner}: ibr_multipliers must be len(ibr_thresholds_kwh) + 1 = {len(edges) + 1} "
+                f"finite values > 0, non-decreasing, got {factors}"
+            )
         set_(self, "ibr_thresholds_kwh", edges)
         set_(self, "ibr_multipliers", factors)
         if self.pv_w is not None:
@@ -295,15 +304,17 @@ class Schedule:
 
     def __post_init__(self):
         _int("schedule", "horizon_slots", self.horizon_slots, 1)
-        cleaned = {name: {int(s): float(p) for s, p in sorted(slots.items()) if p != 0}
-                   for name, slots in self.power_w.items()}
+        cleaned = {
+            name: {int(s): float(p) for s, p in sorted(slots.items()) if p != 0} for name, slots in self.power_w.items()
+        }
         if any(s < 0 or not 0 < p < math.inf for slots in cleaned.values() for s, p in slots.items()):
             raise ValueError("schedule: power_w must map appliance names to {slot >= 0: finite power >= 0 W}")
         object.__setattr__(self, "power_w", cleaned)
 
     @classmethod
-    def trusted(cls, horizon_slots: int, power_w: Mapping[str, Mapping[int, float]], *,
-                ordered: bool = False) -> "Schedule":
+    def trusted(
+        cls, horizon_slots: int, power_w: Mapping[str, Mapping[int, float]], *, ordered: bool = False
+    ) -> "Schedule":
         """A schedule from a scheduler whose slots are ints in the horizon and powers finite and >= 0
         (zeros are dropped here); skips the per-slot checks of the constructor, which dominate the heap
         scheduler's time on 1-minute slots. ``violations`` still checks everything. ``ordered=True``: the

@@ -39,6 +39,7 @@ Examples
 >>> schedule_pso(Problem((washer,), Tariff([5, 1, 1, 5, 5, 1])), seed=1).schedule.start_slot("washer")
 1
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,16 @@ from typing import cast
 
 import numpy as np
 
-from gridflow.scheduling.heap_scheduler import (_TOL, ScheduleInfeasible, _NoRoom, _ordered, _place_discrete,
-                                               _place_fixed, _place_regulatable, schedule_heap)
+from gridflow.scheduling.heap_scheduler import (
+    _TOL,
+    ScheduleInfeasible,
+    _NoRoom,
+    _ordered,
+    _place_discrete,
+    _place_fixed,
+    _place_regulatable,
+    schedule_heap,
+)
 from gridflow.scheduling.model import Appliance, Problem, Schedule
 
 
@@ -88,17 +97,22 @@ class PsoResult:
 
 def pso_options(scheduler) -> dict:
     """Keyword arguments of :func:`schedule_pso` from a ``SchedulerSettings`` section."""
-    return {"w_cost": scheduler.w_cost, "w_comfort": scheduler.w_comfort, "particles": scheduler.pso_particles,
-            "iterations": scheduler.pso_iterations, "seed": scheduler.seed,
-            "inertia": (scheduler.pso_inertia_start, scheduler.pso_inertia_end),
-            "c1": (scheduler.pso_c1_start, scheduler.pso_c1_end), "c2": (scheduler.pso_c2_start, scheduler.pso_c2_end)}
+    return {
+        "w_cost": scheduler.w_cost,
+        "w_comfort": scheduler.w_comfort,
+        "particles": scheduler.pso_particles,
+        "iterations": scheduler.pso_iterations,
+        "seed": scheduler.seed,
+        "inertia": (scheduler.pso_inertia_start, scheduler.pso_inertia_end),
+        "c1": (scheduler.pso_c1_start, scheduler.pso_c1_end),
+        "c2": (scheduler.pso_c2_start, scheduler.pso_c2_end),
+    }
 
 
 def _check(name: str, value, low: float, high: float, integer: bool = False):
     kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
-        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} in [{low}, {high}], "
-                         f"got {value!r}")
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} in [{low}, {high}], got {value!r}")
     return value
 
 
@@ -109,9 +123,20 @@ def _pair(name: str, value, high: float) -> tuple[float, float]:
     return start, end
 
 
-def schedule_pso(problem: Problem, *, w_cost: float = 1.0, w_comfort: float = 0.0, particles: int = 50,
-                 iterations: int = 200, inertia=(0.9, 0.4), c1=(2.5, 0.5), c2=(0.5, 2.5), polish: bool = True,
-                 greedy_start: bool = True, seed: int | np.random.Generator | None = None) -> PsoResult:
+def schedule_pso(
+    problem: Problem,
+    *,
+    w_cost: float = 1.0,
+    w_comfort: float = 0.0,
+    particles: int = 50,
+    iterations: int = 200,
+    inertia=(0.9, 0.4),
+    c1=(2.5, 0.5),
+    c2=(0.5, 2.5),
+    polish: bool = True,
+    greedy_start: bool = True,
+    seed: int | np.random.Generator | None = None,
+) -> PsoResult:
     """Schedule ``problem`` with the constrained swarm (see the module docstring).
 
     Parameters
@@ -143,8 +168,12 @@ def schedule_pso(problem: Problem, *, w_cost: float = 1.0, w_comfort: float = 0.
     ScheduleInfeasible
         No schedule exists (fixed loads above the breaker, or neither fallback found one).
     """
-    for name, value, low, high in (("w_cost", w_cost, 0.0, math.inf), ("w_comfort", w_comfort, 0.0, math.inf),
-                                   ("particles", particles, 2, 10_000), ("iterations", iterations, 1, 100_000)):
+    for name, value, low, high in (
+        ("w_cost", w_cost, 0.0, math.inf),
+        ("w_comfort", w_comfort, 0.0, math.inf),
+        ("particles", particles, 2, 10_000),
+        ("iterations", iterations, 1, 100_000),
+    ):
         _check(name, value, low, high, integer=name in ("particles", "iterations"))
     if w_cost + w_comfort <= 0:
         raise ValueError("w_cost and w_comfort must not both be 0")
@@ -152,8 +181,11 @@ def schedule_pso(problem: Problem, *, w_cost: float = 1.0, w_comfort: float = 0.
     for name, flag in (("polish", polish), ("greedy_start", greedy_start)):
         if not isinstance(flag, bool):
             raise ValueError(f"{name} must be a bool, got {flag!r}")
-    if not (seed is None or isinstance(seed, np.random.Generator)
-            or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0)):
+    if not (
+        seed is None
+        or isinstance(seed, np.random.Generator)
+        or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0)
+    ):
         raise ValueError(f"seed must be None, an integer >= 0 or a numpy Generator, got {seed!r}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     weights = (float(w_cost), float(w_comfort))
@@ -176,8 +208,9 @@ def schedule_pso(problem: Problem, *, w_cost: float = 1.0, w_comfort: float = 0.
     schedule = _to_schedule(problem, placed, movable, starts)
     cost, deviation = problem.tariff.cost(load_w), _deviation(movable, starts)
     par = float(load_w.max() / load_w.mean()) if load_w.any() else math.nan
-    return PsoResult(schedule, weights[0] * cost + weights[1] * deviation, cost, deviation, par, ran, True, None,
-                     swarm_objective)
+    return PsoResult(
+        schedule, weights[0] * cost + weights[1] * deviation, cost, deviation, par, ran, True, None, swarm_objective
+    )
 
 
 def _base_load(problem: Problem):
@@ -220,13 +253,13 @@ class _Swarm:
         slots, width = np.arange(self.t0, self.t1), self.t1 - self.t0
         reach = np.zeros(width + 1)  # most deferrable power a slot can see, in quanta
         for (low, high), p in zip(windows, self.power_q):
-            reach[low - self.t0:high - self.t0] += p
+            reach[low - self.t0 : high - self.t0] += p
         # Tariff stores its prices and PV forecast as float64 arrays
         price_per_kwh, pv_w = cast(np.ndarray, tariff.price_per_kwh), cast("np.ndarray | None", tariff.pv_w)
         offset = (base_w[slots] - (0.0 if pv_w is None else pv_w[slots])) / quantum_w
         price_q = price_per_kwh[slots] * tariff.slot_h * quantum_w / 1000.0  # currency per quantum-slot
         edges = np.array((0.0, *tariff.ibr_thresholds_kwh)) * 1000.0 / tariff.slot_h / quantum_w
-        outside = np.r_[0:self.t0, self.t1:problem.horizon_slots]  # slots no movable load reaches
+        outside = np.r_[0 : self.t0, self.t1 : problem.horizon_slots]  # slots no movable load reaches
         self.blocks = []
         self.constant = -float(tariff.slot_costs(base_w[outside], outside).sum())
         for edge, step in zip(edges, np.diff(np.array(tariff.ibr_multipliers), prepend=0.0)):
@@ -281,7 +314,7 @@ class _Swarm:
         lo, hi = self.lo.astype(np.float64), self.hi.astype(np.float64)
         v_max = np.maximum((hi - lo) / 2.0, 0.5)
         x = lo + rng.random((particles, lo.size)) * (hi - lo)
-        x[:len(initial)] = initial  # particles >= 2 >= len(initial)
+        x[: len(initial)] = initial  # particles >= 2 >= len(initial)
         v = (rng.random(x.shape) * 2.0 - 1.0) * v_max
         best_x, (best_obj, best_excess) = x.copy(), self.evaluate(np.rint(x).astype(np.int64))
         g, pull, r = self._leader(best_obj, best_excess), np.empty_like(x), np.empty((2, *x.shape))
@@ -312,7 +345,7 @@ class _Swarm:
         """Exact total load (W) with the movable loads at ``starts``."""
         load_w = self.base_w.copy()
         for a, s in zip(self.movable, starts.tolist()):
-            load_w[s:s + a.duration_slots] += a.power_w
+            load_w[s : s + a.duration_slots] += a.power_w
         return load_w
 
 
@@ -329,7 +362,7 @@ def _start_objectives(problem: Problem, load_w: np.ndarray, a: Appliance, weight
     (low, high), n = problem.window(a), a.duration_slots
     without = load_w[low:high]
     both = tariff.slot_costs(np.concatenate((without, without + a.power_w)), np.tile(np.arange(low, high), 2))
-    extra = w_cost * (both[high - low:] - both[:high - low])
+    extra = w_cost * (both[high - low :] - both[: high - low])
     if breaker_w is not None:
         extra[without + a.power_w > breaker_w * (1 + _TOL)] = np.inf
     blocked = np.concatenate(([0], np.cumsum(~np.isfinite(extra))))
@@ -347,12 +380,13 @@ def _greedy(problem: Problem, base_w: np.ndarray, movable: list[Appliance], weig
         a, total = movable[i], _start_objectives(problem, load_w, movable[i], weights)
         best = int(np.argmin(total))
         starts[i] = problem.window(a)[0] + best if np.isfinite(total[best]) else max(a.alpha_slot, starts[i])
-        load_w[starts[i]:starts[i] + a.duration_slots] += a.power_w
+        load_w[starts[i] : starts[i] + a.duration_slots] += a.power_w
     return starts
 
 
-def _polish(problem: Problem, load_w: np.ndarray, movable: list[Appliance], starts: np.ndarray, weights,
-            max_sweeps: int = 20) -> tuple[np.ndarray, np.ndarray]:
+def _polish(
+    problem: Problem, load_w: np.ndarray, movable: list[Appliance], starts: np.ndarray, weights, max_sweeps: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
     """Coordinate descent: move each load to its least-objective start given the others (exact costs;
     slots over the breaker forbidden) until a sweep moves nothing; after the first sweep only loads whose
     window saw a move are revisited. Returns the starts and the total load."""
@@ -365,14 +399,14 @@ def _polish(problem: Problem, load_w: np.ndarray, movable: list[Appliance], star
             (low, high), n, s = windows[i], a.duration_slots, int(starts[i])
             if changed[high] == changed[low]:
                 continue
-            load_w[s:s + n] -= a.power_w
+            load_w[s : s + n] -= a.power_w
             total = _start_objectives(problem, load_w, a, weights)
             best, current = int(np.argmin(total)), total[s - low]
             if np.isfinite(total[best]) and not total[best] >= current - 1e-12 * (1.0 + abs(total[best])):
                 starts[i] = low + best
                 for first in (s, low + best):
-                    moves[first:first + n] = 1
-            load_w[starts[i]:starts[i] + n] += a.power_w
+                    moves[first : first + n] = 1
+            load_w[starts[i] : starts[i] + n] += a.power_w
         if not moves.any():
             break
         changed = np.concatenate(([0], np.cumsum(moves[:-1])))
@@ -404,5 +438,14 @@ def _fallback(problem: Problem, weights, iterations: int = 0) -> PsoResult:
     movable = [a for a in problem.appliances if a.kind == "deferrable" and not a.interruptible]
     deviation = _deviation(movable, [schedule.start_slot(a.name) for a in movable])
     cost = schedule.cost(problem.tariff)
-    return PsoResult(schedule, weights[0] * cost + weights[1] * deviation, cost, deviation,
-                     schedule.peak_to_average_ratio(), iterations, False, used, math.nan)
+    return PsoResult(
+        schedule,
+        weights[0] * cost + weights[1] * deviation,
+        cost,
+        deviation,
+        schedule.peak_to_average_ratio(),
+        iterations,
+        False,
+        used,
+        math.nan,
+    )

@@ -16,6 +16,7 @@ as plausible household behaviour:
 
 Durations are rounded up to whole slots.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,10 @@ APPLIANCES = {
     "tv": ("fixed", 300.0, None, {"light": 2.0, "medium": 4.0, "heavy": 6.0}),
 }
 # fixed loads run from this clock hour (earlier with more usage) for their hours
-FIXED_START_H = {"lights": {"light": 19.0, "medium": 18.0, "heavy": 17.0},
-                 "tv": {"light": 20.0, "medium": 19.0, "heavy": 18.0}}
+FIXED_START_H = {
+    "lights": {"light": 19.0, "medium": 18.0, "heavy": 17.0},
+    "tv": {"light": 20.0, "medium": 19.0, "heavy": 18.0},
+}
 
 
 def _slot(clock_h: float, slot_minutes: int) -> int:
@@ -62,13 +65,30 @@ def touhs_appliances(usage: str, slot_minutes: int = 60) -> tuple[Appliance, ...
             raise ValueError(f"APPLIANCES[{name!r}]: a {kind} load needs an (alpha, beta) window")
         alpha_h, beta_h = window_h
         energy_wh = power_w * hours[usage] if kind == "regulatable" else None
-        appliances.append(Appliance(name, kind, power_w, duration, _slot(alpha_h, slot_minutes),
-                                    _slot(beta_h, slot_minutes), energy_wh=energy_wh))
+        appliances.append(
+            Appliance(
+                name,
+                kind,
+                power_w,
+                duration,
+                _slot(alpha_h, slot_minutes),
+                _slot(beta_h, slot_minutes),
+                energy_wh=energy_wh,
+            )
+        )
     return tuple(appliances)
 
 
-def touhs_problem(usage: str, price_per_kwh, slot_minutes: int = 60, *, breaker_w: float | None = DEFAULT_BREAKER_W,
-                  pv_w=None, ibr_thresholds_kwh=(), ibr_multipliers=()) -> Problem:
+def touhs_problem(
+    usage: str,
+    price_per_kwh,
+    slot_minutes: int = 60,
+    *,
+    breaker_w: float | None = DEFAULT_BREAKER_W,
+    pv_w=None,
+    ibr_thresholds_kwh=(),
+    ibr_multipliers=(),
+) -> Problem:
     """The Touhs household for ``usage`` under a price curve of ``1440 / slot_minutes`` slots from 12:00."""
     tariff = Tariff(price_per_kwh, slot_minutes, ibr_thresholds_kwh, ibr_multipliers, pv_w, breaker_w)
     if tariff.n_slots != 1440 // slot_minutes:
@@ -81,8 +101,11 @@ def synthetic_day_ahead_price(slot_minutes: int = 60) -> np.ndarray:
     (+0.12 at 08:00) and an evening peak (+0.25 at 19:00), Gaussian bumps of 1.5 h and 2 h spread."""
     clock_h = HORIZON_START_HOUR + (np.arange(1440 // slot_minutes) + 0.5) * slot_minutes / 60
     hour_of_day = clock_h % 24
-    return 0.10 + 0.12 * np.exp(-0.5 * ((hour_of_day - 8) / 1.5) ** 2) \
+    return (
+        0.10
+        + 0.12 * np.exp(-0.5 * ((hour_of_day - 8) / 1.5) ** 2)
         + 0.25 * np.exp(-0.5 * ((hour_of_day - 19) / 2.0) ** 2)
+    )
 
 
 def unscheduled_baseline(problem: Problem) -> Schedule:

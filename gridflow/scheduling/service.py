@@ -17,6 +17,7 @@ shift changes no decision), and every cost reported is priced with the real fore
 >>> plan["appliances"][0]["start_ts_ms"] // 3_600_000, round(plan["savings"], 2), round(plan["unscheduled_cost"], 2)
 (24, 0.2, 0.3)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,6 @@ from gridflow.contracts import SCHEMA_VERSION
 from gridflow.scheduling.model import Appliance, Problem, Schedule, Tariff, peak_to_average
 from gridflow.scheduling.scenarios import unscheduled_baseline
 from gridflow.settings import Settings
-
 
 
 def forecast_prices(forecast: dict, slot_minutes: int) -> np.ndarray:
@@ -52,9 +52,15 @@ def appliance_in_horizon(record: dict, horizon_start_minute: int, slot_minutes: 
     duration = max(1, -(-int(record["duration_minutes"]) // slot_minutes))
     if beta_slot - alpha_slot < duration:
         return None
-    return Appliance(name=str(record["name"]), kind="deferrable", power_w=float(record["power_w"]),
-                     duration_slots=duration, alpha_slot=alpha_slot, beta_slot=beta_slot,
-                     comfort_margin_slots=int(record.get("comfort_margin_minutes", 0)) // slot_minutes)
+    return Appliance(
+        name=str(record["name"]),
+        kind="deferrable",
+        power_w=float(record["power_w"]),
+        duration_slots=duration,
+        alpha_slot=alpha_slot,
+        beta_slot=beta_slot,
+        comfort_margin_slots=int(record.get("comfort_margin_minutes", 0)) // slot_minutes,
+    )
 
 
 def plan_day(household_id: str, appliances: list[dict], forecast: dict, settings: Settings) -> dict:
@@ -87,17 +93,31 @@ def plan_day(household_id: str, appliances: list[dict], forecast: dict, settings
             raise ValueError(f"the {settings.scheduler.algorithm} schedule does not run appliance {a.name!r}")
         slots = schedule.power_w.get(a.name, {})
         low, high = problem.window(a)
-        rows.append({"name": a.name, "power_w": a.power_w, "start_ts_ms": start_ms + first * slot_ms,
-                     "end_ts_ms": start_ms + (max(slots) + 1) * slot_ms,
-                     "usual_start_ts_ms": start_ms + a.alpha_slot * slot_ms,
-                     "earliest_start_ts_ms": start_ms + low * slot_ms,
-                     "latest_start_ts_ms": start_ms + (high - a.duration_slots) * slot_ms,
-                     "shift_minutes": (first - a.alpha_slot) * slot_minutes})
+        rows.append(
+            {
+                "name": a.name,
+                "power_w": a.power_w,
+                "start_ts_ms": start_ms + first * slot_ms,
+                "end_ts_ms": start_ms + (max(slots) + 1) * slot_ms,
+                "usual_start_ts_ms": start_ms + a.alpha_slot * slot_ms,
+                "earliest_start_ts_ms": start_ms + low * slot_ms,
+                "latest_start_ts_ms": start_ms + (high - a.duration_slots) * slot_ms,
+                "shift_minutes": (first - a.alpha_slot) * slot_minutes,
+            }
+        )
     return {
-        "v": SCHEMA_VERSION, "household_id": household_id, "start_ts_ms": start_ms, "slot_minutes": slot_minutes,
-        "slots": int(prices.size), "algorithm": sched.algorithm, "forecast_model": forecast.get("model"),
-        "currency": forecast.get("currency", settings.tariff.currency), "appliances": rows,
-        "expected_cost": planned, "unscheduled_cost": unplanned, "savings": unplanned - planned,
+        "v": SCHEMA_VERSION,
+        "household_id": household_id,
+        "start_ts_ms": start_ms,
+        "slot_minutes": slot_minutes,
+        "slots": int(prices.size),
+        "algorithm": sched.algorithm,
+        "forecast_model": forecast.get("model"),
+        "currency": forecast.get("currency", settings.tariff.currency),
+        "appliances": rows,
+        "expected_cost": planned,
+        "unscheduled_cost": unplanned,
+        "savings": unplanned - planned,
         "savings_percent": 100.0 * (unplanned - planned) / unplanned if unplanned > 0 else 0.0,
         "par_before": peak_to_average(baseline.load_profile_w(prices.size), empty=0.0),
         "par_after": peak_to_average(schedule.load_profile_w(prices.size), empty=0.0),

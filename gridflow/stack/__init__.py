@@ -11,6 +11,7 @@ overlay; pass it to any job or tool with ``--config``). Whatever happens, ``down
 the stack started, including processes those processes forked. Kafka keeps its log in
 ``<run_dir>/kafka``: topics survive a broker restart and a ``down``/``up`` on the same run folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,13 +82,19 @@ class EmbeddedStack:
     @property
     def settings(self) -> Settings:
         """The base settings with the stack's addresses applied."""
-        overrides = [f"{section}.{key}={value}" for section, values in self.info.overlay().items() for key, value in values.items()]
+        overrides = [
+            f"{section}.{key}={value}"
+            for section, values in self.info.overlay().items()
+            for key, value in values.items()
+        ]
         return self.base_settings.with_overrides(*overrides)
 
     def up(self) -> StackInfo:
         existing = read_state(self.run_dir)
         if existing and marked_pids(existing.stack_id):
-            raise StackError(f"a stack is already running from {self.run_dir} (id {existing.stack_id}); run 'gridflow stack down' first")
+            raise StackError(
+                f"a stack is already running from {self.run_dir} (id {existing.stack_id}); run 'gridflow stack down' first"
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.want_kafka:
@@ -96,18 +103,22 @@ class EmbeddedStack:
             if self.want_mqtt:
                 self.info.mqtt_accounts = {BRIDGE_USER: new_password(), SIMULATOR_USER: new_password()}
                 self.info.mqtt_host, self.info.mqtt_port = services.start_mosquitto(
-                    self.launcher, self.base_settings, self.run_dir / "mosquitto", self.info.mqtt_accounts)
+                    self.launcher, self.base_settings, self.run_dir / "mosquitto", self.info.mqtt_accounts
+                )
             if self.want_prometheus:
-                self.prometheus_url = services.start_prometheus(self.launcher, self.base_settings,
-                                                                self.run_dir / "prometheus")
+                self.prometheus_url = services.start_prometheus(
+                    self.launcher, self.base_settings, self.run_dir / "prometheus"
+                )
             if self.want_flink:
                 self.info.flink_rest = services.start_flink_cluster(self.launcher, self.base_settings, self.run_dir)
                 self.info.flink_conf_dir = str(self.run_dir / "flink-conf")
         except BaseException:
             self.down()
             raise
-        for name, text in ((STATE_FILE, json.dumps(asdict(self.info), indent=2)),
-                           (OVERLAY_FILE, yaml.safe_dump(self.info.overlay(), sort_keys=True))):
+        for name, text in (
+            (STATE_FILE, json.dumps(asdict(self.info), indent=2)),
+            (OVERLAY_FILE, yaml.safe_dump(self.info.overlay(), sort_keys=True)),
+        ):
             path = self.run_dir / name
             path.touch(mode=0o600)  # holds the service accounts' passwords
             path.write_text(text)
@@ -123,7 +134,8 @@ class EmbeddedStack:
             raise StackError("the stack runs no MQTT broker: create it with mqtt=True and call up() first")
         self._device_accounts.update(accounts)
         services.reload_mosquitto_accounts(
-            self.launcher, self.run_dir / "mosquitto", {**self.info.mqtt_accounts, **self._device_accounts})
+            self.launcher, self.run_dir / "mosquitto", {**self.info.mqtt_accounts, **self._device_accounts}
+        )
 
     def restart_kafka(self) -> None:
         """Stop the broker (a clean shutdown) and start it again on the same address and log folder."""

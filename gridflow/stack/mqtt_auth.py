@@ -5,6 +5,7 @@ readings topic and subscribe only to its own commands topic (mosquitto's ``%u`` 
 read every meter's readings and write every meter's commands, and the fleet simulator speak for any
 meter. Passwords are stored hashed (``mosquitto_passwd -U``); mosquitto reloads both files on SIGHUP.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,18 +23,20 @@ SIMULATOR_USER = "gridflow-simulator"
 def acl_text(readings_template: str, commands_template: str) -> str:
     any_readings = readings_template.replace("{household_id}", "+")
     any_commands = commands_template.replace("{household_id}", "+")
-    return "\n".join([
-        "# written by gridflow: meters publish only their own readings and read only their own commands",
-        f"user {BRIDGE_USER}",
-        f"topic read {any_readings}",
-        f"topic write {any_commands}",
-        f"user {SIMULATOR_USER}",
-        f"topic write {any_readings}",
-        f"topic read {any_commands}",
-        f"pattern write {readings_template.replace('{household_id}', '%u')}",
-        f"pattern read {commands_template.replace('{household_id}', '%u')}",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# written by gridflow: meters publish only their own readings and read only their own commands",
+            f"user {BRIDGE_USER}",
+            f"topic read {any_readings}",
+            f"topic write {any_commands}",
+            f"user {SIMULATOR_USER}",
+            f"topic write {any_readings}",
+            f"topic read {any_commands}",
+            f"pattern write {readings_template.replace('{household_id}', '%u')}",
+            f"pattern read {commands_template.replace('{household_id}', '%u')}",
+            "",
+        ]
+    )
 
 
 def write_password_file(path: Path, accounts: dict[str, str]) -> None:

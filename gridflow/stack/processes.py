@@ -6,6 +6,7 @@ service's children too (a JVM started by a shell script, say), and :meth:`Launch
 nothing behind even when a pid file was lost. Each running process also has a pid file under
 ``<run_dir>/pids`` so that ``gridflow stack down`` in another shell can stop it.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,10 @@ def claim_port(host: str, configured: int, key: str) -> int:
         try:
             sock.bind((host, configured))
         except OSError as exc:
-            raise StackError(f"{key} = {configured}: {host}:{configured} is already in use ({exc.strerror}); "
-                             f"choose another port or 0 for any free port") from None
+            raise StackError(
+                f"{key} = {configured}: {host}:{configured} is already in use ({exc.strerror}); "
+                f"choose another port or 0 for any free port"
+            ) from None
     return configured
 
 
@@ -81,7 +84,9 @@ def wait_until(
     deadline = time.monotonic() + timeout_s
     while True:
         if process is not None and not process.alive():
-            raise StackError(f"{process.name} exited while waiting for {what}; see {process.log_path}:\n{_tail(process.log_path)}")
+            raise StackError(
+                f"{process.name} exited while waiting for {what}; see {process.log_path}:\n{_tail(process.log_path)}"
+            )
         if condition():
             return
         if time.monotonic() > deadline:
@@ -159,8 +164,13 @@ class Launcher:
         with open(log_path, "ab") as log:
             try:
                 popen = subprocess.Popen(
-                    list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=full_env, cwd=cwd, start_new_session=True,
+                    list(argv),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=full_env,
+                    cwd=cwd,
+                    start_new_session=True,
                 )
             except OSError as exc:
                 raise StackError(f"cannot start {name} ({argv[0]}): {exc}") from exc

@@ -5,6 +5,7 @@ returns where to reach it. The broker is Apache Kafka (one KRaft node, broker an
 from the jars ``gridflow jars fetch`` resolved from Maven Central; mosquitto and Prometheus come from
 their Debian packages, Flink is the distribution inside the ``apache-flink`` wheel.
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,7 +24,13 @@ from gridflow.jars import ConnectorJarError, kafka_classpath
 from gridflow.settings import FLINK_FILE, Settings, default_conf_dir
 from gridflow.stack import mqtt_auth
 from gridflow.stack.processes import (
-    Launcher, StackError, claim_port, free_port, path_with_interpreter_first, wait_for_port, wait_until,
+    Launcher,
+    StackError,
+    claim_port,
+    free_port,
+    path_with_interpreter_first,
+    wait_for_port,
+    wait_until,
 )
 
 KAFKA_NODE_ID = 1
@@ -52,10 +59,17 @@ def java_binary() -> str:
 def kafka_properties(settings: Settings, log_dir: Path, port: int, controller_port: int) -> dict[str, str]:
     """``server.properties`` of the embedded single-node broker; ``stack.kafka_properties`` wins."""
     host = settings.stack.host
-    single_node = {key: "1" for key in (
-        "offsets.topic.replication.factor", "transaction.state.log.replication.factor",
-        "transaction.state.log.min.isr", "share.coordinator.state.topic.replication.factor",
-        "share.coordinator.state.topic.min.isr", "default.replication.factor")}
+    single_node = {
+        key: "1"
+        for key in (
+            "offsets.topic.replication.factor",
+            "transaction.state.log.replication.factor",
+            "transaction.state.log.min.isr",
+            "share.coordinator.state.topic.replication.factor",
+            "share.coordinator.state.topic.min.isr",
+            "default.replication.factor",
+        )
+    }
     properties = {
         "process.roles": "broker,controller",
         "node.id": str(KAFKA_NODE_ID),
@@ -130,18 +144,39 @@ def start_kafka(launcher: Launcher, settings: Settings, data_dir: Path, port: in
     java = [java_binary(), f"-Dlog4j2.configurationFile={data_dir / 'log4j2.yaml'}", "-cp", classpath]
     if not (log_dir / "meta.properties").exists():
         formatted = subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "--cluster-id", _cluster_id(), "--config", str(properties_file)],
-            capture_output=True, text=True, timeout=settings.stack.start_timeout_s)
+            [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "--cluster-id",
+                _cluster_id(),
+                "--config",
+                str(properties_file),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=settings.stack.start_timeout_s,
+        )
         if formatted.returncode != 0:
             raise StackError(f"formatting the Kafka log folder {log_dir} failed:\n{formatted.stdout}{formatted.stderr}")
     heap = f"{settings.stack.kafka_heap_mb}m"
-    broker = [*java[:1], f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-              "-Djava.awt.headless=true", *java[1:], "kafka.Kafka", str(properties_file)]
+    broker = [
+        *java[:1],
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        *java[1:],
+        "kafka.Kafka",
+        str(properties_file),
+    ]
     process = launcher.start("kafka", broker)
     wait_for_port(host, port, settings.stack.start_timeout_s, process)
     bootstrap = f"{host}:{port}"
-    wait_until(lambda: _kafka_ready(bootstrap), settings.stack.start_timeout_s, "Kafka to answer metadata requests",
-               process)
+    wait_until(
+        lambda: _kafka_ready(bootstrap), settings.stack.start_timeout_s, "Kafka to answer metadata requests", process
+    )
     return bootstrap
 
 
@@ -187,7 +222,9 @@ def mosquitto_config(port: int, host: str, data_dir: Path, password_file: Path, 
     return "\n".join(lines) + "\n"
 
 
-def start_mosquitto(launcher: Launcher, settings: Settings, data_dir: Path, accounts: dict[str, str]) -> tuple[str, int]:
+def start_mosquitto(
+    launcher: Launcher, settings: Settings, data_dir: Path, accounts: dict[str, str]
+) -> tuple[str, int]:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
         raise StackError("mosquitto is not installed; run scripts/setup.sh (apt-get install mosquitto)")
@@ -220,13 +257,18 @@ def write_flink_conf_dir(settings: Settings, target: Path, rest_port: int, rpc_p
     for properties in source.glob("log4j*.properties"):
         shutil.copy(properties, target / properties.name)
     options = settings.flink.options()
-    options.update({
-        "rest.port": str(rest_port), "rest.address": settings.stack.host, "rest.bind-address": settings.stack.host,
-        "jobmanager.rpc.port": str(rpc_port), "jobmanager.rpc.address": settings.stack.host,
-        "python.executable": options.get("python.executable", sys.executable),
-        "execution.checkpointing.dir": (target.parent / "checkpoints").as_uri(),
-        "execution.checkpointing.savepoint-dir": (target.parent / "savepoints").as_uri(),
-    })
+    options.update(
+        {
+            "rest.port": str(rest_port),
+            "rest.address": settings.stack.host,
+            "rest.bind-address": settings.stack.host,
+            "jobmanager.rpc.port": str(rpc_port),
+            "jobmanager.rpc.address": settings.stack.host,
+            "python.executable": options.get("python.executable", sys.executable),
+            "execution.checkpointing.dir": (target.parent / "checkpoints").as_uri(),
+            "execution.checkpointing.savepoint-dir": (target.parent / "savepoints").as_uri(),
+        }
+    )
     (target / FLINK_FILE).write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in sorted(options.items())))
     return target
 
@@ -238,9 +280,16 @@ def start_flink_cluster(launcher: Launcher, settings: Settings, run_dir: Path) -
     conf_dir = write_flink_conf_dir(settings, run_dir / "flink-conf", rest_port, free_port(host))
     env = flink_env(conf_dir, run_dir)
     bin_dir = flink_home() / "bin"
-    jobmanager = launcher.start("flink-jobmanager", ["bash", str(bin_dir / "jobmanager.sh"), "start-foreground"], env=env)
+    jobmanager = launcher.start(
+        "flink-jobmanager", ["bash", str(bin_dir / "jobmanager.sh"), "start-foreground"], env=env
+    )
     rest = f"http://{host}:{rest_port}"
-    wait_until(lambda: _rest_json(f"{rest}/overview") is not None, settings.stack.start_timeout_s, "the Flink REST API", jobmanager)
+    wait_until(
+        lambda: _rest_json(f"{rest}/overview") is not None,
+        settings.stack.start_timeout_s,
+        "the Flink REST API",
+        jobmanager,
+    )
     start_taskmanager(launcher, settings, run_dir, rest)
     return rest
 
@@ -292,8 +341,10 @@ def _rest_json(url: str) -> dict | None:
 
 def prometheus_config(targets_file: Path, scrape_interval_s: float) -> str:
     interval = f"{int(scrape_interval_s * 1000)}ms"
-    return (f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
-            f"scrape_configs:\n  - job_name: gridflow\n    file_sd_configs:\n      - files: ['{targets_file}']\n")
+    return (
+        f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+        f"scrape_configs:\n  - job_name: gridflow\n    file_sd_configs:\n      - files: ['{targets_file}']\n"
+    )
 
 
 def write_prometheus_targets(targets_file: Path, targets: list[str]) -> None:
@@ -315,7 +366,14 @@ def start_prometheus(launcher: Launcher, settings: Settings, data_dir: Path, scr
     write_prometheus_targets(targets, [])
     config = data_dir / "prometheus.yml"
     config.write_text(prometheus_config(targets, scrape_interval_s))
-    process = launcher.start("prometheus", [binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir / 'tsdb'}",
-                                            f"--web.listen-address={host}:{port}"])
+    process = launcher.start(
+        "prometheus",
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data_dir / 'tsdb'}",
+            f"--web.listen-address={host}:{port}",
+        ],
+    )
     wait_for_port(host, port, settings.stack.start_timeout_s, process)
     return f"http://{host}:{port}"

@@ -13,6 +13,7 @@ True
 >>> tokens.opens_operator(tokens.household("operator"))
 False
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -7,6 +7,7 @@ axis and optionally a right one (e.g. load in W on the left, price on the right)
 >>> svg.startswith("<svg") and svg.count("<rect class=") == 2 and "<title>t</title>" in svg
 True
 """
+
 from __future__ import annotations
 
 import math
@@ -49,17 +50,28 @@ def nice_range(values: list[float]) -> tuple[float, float, float]:
     return math.floor(low / step) * step, math.ceil(high / step) * step, step
 
 
-def chart(n: int, series: list[Series], x_ticks: list[tuple[int, str]], left_format: Callable[[float], str],
-          right_format: Callable[[float], str] | None = None, *, title: str, width: int = WIDTH,
-          height: int = HEIGHT, css_class: str = "chart") -> str:
+def chart(
+    n: int,
+    series: list[Series],
+    x_ticks: list[tuple[int, str]],
+    left_format: Callable[[float], str],
+    right_format: Callable[[float], str] | None = None,
+    *,
+    title: str,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    css_class: str = "chart",
+) -> str:
     """An SVG of ``n`` slots; ``x_ticks`` are ``(slot index, label)`` pairs."""
     left_pad = 8 + FONT * 0.62 * max([len(left_format(v)) for v in _ticks(series, "left")] or [3])
     right_ticks = _ticks(series, "right") if right_format else []
     right_pad = 8 + FONT * 0.62 * max([len(right_format(v)) for v in right_ticks] or [0]) if right_format else 8
     x0, x1, y0, y1 = left_pad, width - right_pad, TOP, height - BOTTOM
     slot_w = (x1 - x0) / max(n, 1)
-    parts = [f'<svg class="{css_class}" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
-             f'xmlns="http://www.w3.org/2000/svg" font-size="{FONT}"><title>{escape(title)}</title>']
+    parts = [
+        f'<svg class="{css_class}" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
+        f'xmlns="http://www.w3.org/2000/svg" font-size="{FONT}"><title>{escape(title)}</title>'
+    ]
     scales = {}
     for axis in ("left", "right"):
         values = [v for s in series if s.axis == axis for v in _finite(s.values)]
@@ -92,18 +104,26 @@ def chart(n: int, series: list[Series], x_ticks: list[tuple[int, str]], left_for
 
         def y_of(v, low=low, scale=scale):
             return y1 - (v - low) * scale
+
         parts.extend(_draw(s, n, x0, slot_w, y_of, y_of(max(low, 0.0))))
     parts.append("</svg>")
     return "".join(parts)
 
 
-def wide_chart(n: int, series: list[Series], x_ticks: list[tuple[int, str]], left_format: Callable[[float], str],
-               right_format: Callable[[float], str] | None = None, *, title: str) -> str:
+def wide_chart(
+    n: int,
+    series: list[Series],
+    x_ticks: list[tuple[int, str]],
+    left_format: Callable[[float], str],
+    right_format: Callable[[float], str] | None = None,
+    *,
+    title: str,
+) -> str:
     """A full-width chart: a card-sized picture for phones and a wide one for larger screens (CSS picks
     one), so the labels stay readable on both."""
-    return (chart(n, series, x_ticks, left_format, right_format, title=title, css_class="chart only-narrow")
-            + chart(n, series, x_ticks, left_format, right_format, title=title, width=WIDE, height=240,
-                    css_class="chart only-wide"))
+    return chart(n, series, x_ticks, left_format, right_format, title=title, css_class="chart only-narrow") + chart(
+        n, series, x_ticks, left_format, right_format, title=title, width=WIDE, height=240, css_class="chart only-wide"
+    )
 
 
 def _ticks(series: list[Series], axis: str) -> list[float]:
@@ -120,8 +140,11 @@ def _draw(s: Series, n: int, x0: float, slot_w: float, y_of, base: float) -> lis
     if s.kind in ("bars", "outline"):
         gap = min(2.0, slot_w * 0.2)
         fill = f'fill="{colour}"' if s.kind == "bars" else f'fill="none" stroke="{colour}" stroke-width="1.2"'
-        return [f'<rect class="{s.kind}" x="{x0 + i * slot_w + gap / 2:.1f}" y="{min(y_of(v), base):.1f}" '
-                f'width="{max(slot_w - gap, 0.5):.1f}" height="{abs(base - y_of(v)):.1f}" {fill}/>' for i, v in points]
+        return [
+            f'<rect class="{s.kind}" x="{x0 + i * slot_w + gap / 2:.1f}" y="{min(y_of(v), base):.1f}" '
+            f'width="{max(slot_w - gap, 0.5):.1f}" height="{abs(base - y_of(v)):.1f}" {fill}/>'
+            for i, v in points
+        ]
     out, run = [], []
     for i, v in enumerate(s.values[:n]):
         if _is_number(v):
@@ -156,8 +179,12 @@ def legend(series: list[Series]) -> str:
     """HTML legend (outside the SVG, so it wraps and scales like text)."""
     items = []
     for s in series:
-        style = (f"border:2px solid {escape(s.colour)};background:transparent" if s.kind == "outline"
-                 else f"background:{escape(s.colour)}" if s.kind == "bars"
-                 else f"border-top:3px {'dashed' if s.dashed else 'solid'} {escape(s.colour)};height:0")
+        style = (
+            f"border:2px solid {escape(s.colour)};background:transparent"
+            if s.kind == "outline"
+            else f"background:{escape(s.colour)}"
+            if s.kind == "bars"
+            else f"border-top:3px {'dashed' if s.dashed else 'solid'} {escape(s.colour)};height:0"
+        )
         items.append(f'<li><span class="key" style="{style}"></span>{escape(s.label)}</li>')
     return f'<ul class="legend">{"".join(items)}</ul>'

@@ -1,9 +1,10 @@
 """``gridflow page``: serve the household and operator pages, or print a page token.
 
-    gridflow page serve [--set web.port=0]        # blocks; prints the URL
-    gridflow page token HOUSEHOLD_ID              # the household's access code
-    gridflow page token --operator                # the operator's access code
+gridflow page serve [--set web.port=0]        # blocks; prints the URL
+gridflow page token HOUSEHOLD_ID              # the household's access code
+gridflow page token --operator                # the operator's access code
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,12 @@ from gridflow.cli_args import add_settings_arguments
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``page`` subcommand on ``subparsers`` (of the ``gridflow`` command)."""
-    parser = subparsers.add_parser("page", help="serve the household and operator pages, or print a page token",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "page",
+        help="serve the household and operator pages, or print a page token",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     actions = parser.add_subparsers(dest="page_action", required=True)
     serve = actions.add_parser("serve", help="serve the pages until interrupted (prints the URL)")
     add_settings_arguments(serve)
@@ -44,7 +49,10 @@ def run(args: argparse.Namespace, settings) -> None:
     from gridflow.web.server import serve
 
     def ready(url: str) -> None:
-        print(f"gridflow pages on {url}\n  household: {url}/household/<household_id>?token=<gridflow page token "
-              f"<household_id>>\n  operator:  {url}/operator?token=<gridflow page token --operator>", flush=True)
+        print(
+            f"gridflow pages on {url}\n  household: {url}/household/<household_id>?token=<gridflow page token "
+            f"<household_id>>\n  operator:  {url}/operator?token=<gridflow page token --operator>",
+            flush=True,
+        )
 
     asyncio.run(serve(settings, tokens, ready))

@@ -5,6 +5,7 @@ committed): the store is rebuilt from the topics on each start and several serve
 Records that are not JSON objects are counted and skipped; broker errors are logged and retried by the
 client. ``consumed`` and ``last_record_ms`` are reported by ``/healthz``.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,12 +36,17 @@ class TopicFeed(threading.Thread):
         self.undecodable = 0
         self.last_record_ms: int | None = None
         self._stopping = threading.Event()
-        self._consumer = Consumer({
-            "bootstrap.servers": settings.kafka.bootstrap_servers, **settings.kafka.client,
-            "group.id": f"{settings.kafka.group_id_prefix}.web.{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False, "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-            "topic.metadata.refresh.interval.ms": 5000,
-        })
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka.bootstrap_servers,
+                **settings.kafka.client,
+                "group.id": f"{settings.kafka.group_id_prefix}.web.{uuid.uuid4().hex[:12]}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+                "topic.metadata.refresh.interval.ms": 5000,
+            }
+        )
 
     def run(self) -> None:
         self._consumer.subscribe(list(self.kinds))

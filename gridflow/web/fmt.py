@@ -7,6 +7,7 @@
 >>> LocalTime("Europe/Paris").clock(1_700_000_000_000)
 '23:13'
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone

@@ -1,5 +1,6 @@
 """The household page: today's load against its cluster's typical shape, the day-ahead plan on the price
 curve, what to do (and what it saves) and alerts. Input is :meth:`PageStore.household`'s snapshot."""
+
 from __future__ import annotations
 
 import math
@@ -15,26 +16,46 @@ def render_household(view: dict, *, timezone: str, currency: str, refresh_s: int
     schedule = view.get("schedule") or {}
     currency = schedule.get("currency") or currency
     today = view.get("today") or {}
-    body = (_stats(view, today, schedule, clock, currency)
-            + '<div class="grid">'
-            + _actions(view, schedule, clock, currency)
-            + _today_card(view, today)
-            + _plan_card(schedule, clock, currency)
-            + _alerts_card(view.get("alerts") or [], clock)
-            + "</div>")
-    updated = f"Data up to {clock.day_clock(today['latest_ms'])}" if today.get("latest_ms") else "Waiting for meter data"
-    return page(f"Household {view['household_id']} - gridflow", f"Your home · {view['household_id']}",
-                updated, body, refresh_s=refresh_s)
+    body = (
+        _stats(view, today, schedule, clock, currency)
+        + '<div class="grid">'
+        + _actions(view, schedule, clock, currency)
+        + _today_card(view, today)
+        + _plan_card(schedule, clock, currency)
+        + _alerts_card(view.get("alerts") or [], clock)
+        + "</div>"
+    )
+    updated = (
+        f"Data up to {clock.day_clock(today['latest_ms'])}" if today.get("latest_ms") else "Waiting for meter data"
+    )
+    return page(
+        f"Household {view['household_id']} - gridflow",
+        f"Your home · {view['household_id']}",
+        updated,
+        body,
+        refresh_s=refresh_s,
+    )
 
 
 def _stats(view, today, schedule, clock, currency) -> str:
-    cards = [stat("Using right now", fmt.power(today.get("latest_w")),
-                  f"at {clock.clock(today['latest_ms'])}" if today.get("latest_ms") else ""),
-             stat("Used today so far", fmt.energy(today.get("energy_kwh")), today.get("day") or ""),
-             stat("Highest load today", fmt.power(today.get("peak_w")))]
+    cards = [
+        stat(
+            "Using right now",
+            fmt.power(today.get("latest_w")),
+            f"at {clock.clock(today['latest_ms'])}" if today.get("latest_ms") else "",
+        ),
+        stat("Used today so far", fmt.energy(today.get("energy_kwh")), today.get("day") or ""),
+        stat("Highest load today", fmt.power(today.get("peak_w"))),
+    ]
     if schedule:
-        cards.append(stat("Plan saves", fmt.money(schedule.get("savings"), currency),
-                          f"{fmt.percent(schedule.get('savings_percent'))} of the day's cost", good=True))
+        cards.append(
+            stat(
+                "Plan saves",
+                fmt.money(schedule.get("savings"), currency),
+                f"{fmt.percent(schedule.get('savings_percent'))} of the day's cost",
+                good=True,
+            )
+        )
     else:
         cards.append(stat("Plan saves", fmt.MISSING, "no plan yet"))
     return f'<section class="stats">{"".join(cards)}</section>'
@@ -44,8 +65,12 @@ def _actions(view, schedule, clock, currency) -> str:
     items = []
     for rec in view.get("recommendations") or []:
         saving = rec.get("saving_per_day")
-        badge = (f'<br><span class="save">saves about {escape(fmt.money(saving, rec.get("currency") or currency))}'
-                 f' a day</span>' if isinstance(saving, (int, float)) and saving > 0 else "")
+        badge = (
+            f'<br><span class="save">saves about {escape(fmt.money(saving, rec.get("currency") or currency))}'
+            f" a day</span>"
+            if isinstance(saving, (int, float)) and saving > 0
+            else ""
+        )
         when = ""
         if rec.get("from_ts_ms") and rec.get("to_ts_ms"):
             when = f' <span class="muted">({clock.clock(rec["from_ts_ms"])}–{clock.clock(rec["to_ts_ms"])})</span>'
@@ -57,13 +82,20 @@ def _actions(view, schedule, clock, currency) -> str:
                 continue
             name = str(row.get("name", "appliance")).replace("_", " ")
             direction = "later" if shift > 0 else "earlier"
-            items.append(f"<li>Start the <strong>{escape(name)}</strong> at {clock.clock(row.get('start_ts_ms'))} "
-                         f"instead of {clock.clock(row.get('usual_start_ts_ms'))} ({fmt.minutes(shift)} {direction}).</li>")
+            items.append(
+                f"<li>Start the <strong>{escape(name)}</strong> at {clock.clock(row.get('start_ts_ms'))} "
+                f"instead of {clock.clock(row.get('usual_start_ts_ms'))} ({fmt.minutes(shift)} {direction}).</li>"
+            )
         if items and isinstance(schedule.get("savings"), (int, float)) and schedule["savings"] > 0:
-            items.append(f'<li>Following the plan <span class="save">saves '
-                         f'{escape(fmt.money(schedule["savings"], currency))} tomorrow</span></li>')
-    content = f'<ol class="actions">{"".join(items)}</ol>' if items else \
-        '<p class="muted">Nothing to change right now: your usage already fits the prices.</p>'
+            items.append(
+                f'<li>Following the plan <span class="save">saves '
+                f"{escape(fmt.money(schedule['savings'], currency))} tomorrow</span></li>"
+            )
+    content = (
+        f'<ol class="actions">{"".join(items)}</ol>'
+        if items
+        else '<p class="muted">Nothing to change right now: your usage already fits the prices.</p>'
+    )
     return f'<section class="card"><h2>What to do</h2>{content}</section>'
 
 
@@ -83,60 +115,88 @@ def _today_card(view, today) -> str:
         series.append(Series(typical, "line", TYPICAL, "Typical for homes like yours", dashed=True))
     if cluster:
         size = cluster.get("size") or cluster.get("members_here")
-        group = (f"Your home is in usage group {cluster['cluster']}"
-                 + (f", with {size} homes of a similar daily pattern." if size else "."))
+        group = f"Your home is in usage group {cluster['cluster']}" + (
+            f", with {size} homes of a similar daily pattern." if size else "."
+        )
     else:
         group = "Your usage group is not known yet (it needs a full day of readings)."
     if not today:
         content = '<p class="muted">No readings today yet.</p>'
     else:
-        content = chart(n, series, hour_ticks(n, 0), fmt.power, title="Your load today against your group's "
-                        "typical shape") + legend(series)
+        content = chart(
+            n, series, hour_ticks(n, 0), fmt.power, title="Your load today against your group's typical shape"
+        ) + legend(series)
     return f'<section class="card"><h2>Today vs homes like yours</h2>{content}<p>{escape(group)}</p></section>'
 
 
 def _plan_card(schedule, clock, currency) -> str:
     if not schedule:
-        return ('<section class="card"><h2>Day-ahead plan and prices</h2><p class="muted">No plan yet: it appears '
-                'once the price forecast and your appliances are known.</p></section>')
+        return (
+            '<section class="card"><h2>Day-ahead plan and prices</h2><p class="muted">No plan yet: it appears '
+            "once the price forecast and your appliances are known.</p></section>"
+        )
     prices = _numbers(schedule.get("price_per_kwh"))
     n = _whole(schedule.get("slots"), len(prices) or 24)
     hours = n * _whole(schedule.get("slot_minutes"), 60) / 60
-    series = [Series(_numbers(schedule.get("load_before_w")), "outline", BEFORE, "Your usual timing"),
-              Series(_numbers(schedule.get("load_after_w")), "bars", ACCENT, "Planned appliance use"),
-              Series(prices, "step", PRICE, "Price", axis="right")]
+    series = [
+        Series(_numbers(schedule.get("load_before_w")), "outline", BEFORE, "Your usual timing"),
+        Series(_numbers(schedule.get("load_after_w")), "bars", ACCENT, "Planned appliance use"),
+        Series(prices, "step", PRICE, "Price", axis="right"),
+    ]
     ticks = hour_ticks(n, clock.hour(schedule.get("start_ts_ms")), hours=hours)
-    svg = wide_chart(n, series, ticks, fmt.power, lambda p: fmt.price(p, currency),
-                     title="Planned appliance load on the day-ahead price curve")
+    svg = wide_chart(
+        n,
+        series,
+        ticks,
+        fmt.power,
+        lambda p: fmt.price(p, currency),
+        title="Planned appliance load on the day-ahead price curve",
+    )
     rows = "".join(
         f"<tr><td>{escape(str(r.get('name', '')).replace('_', ' '))}</td>"
         f"<td class=num>{clock.clock(r.get('start_ts_ms'))}–{clock.clock(r.get('end_ts_ms'))}</td>"
         f"<td class=num>{clock.clock(r.get('usual_start_ts_ms'))}</td><td class=num>{fmt.power(r.get('power_w'))}</td></tr>"
-        for r in schedule.get("appliances") or [] if isinstance(r, dict))
-    table = (f'<div class="tablewrap"><table><thead><tr><th>Appliance</th><th class=num>Planned</th>'
-             f'<th class=num>Usually</th><th class=num>Power</th></tr></thead><tbody>{rows}</tbody></table></div>'
-             if rows else "")
+        for r in schedule.get("appliances") or []
+        if isinstance(r, dict)
+    )
+    table = (
+        f'<div class="tablewrap"><table><thead><tr><th>Appliance</th><th class=num>Planned</th>'
+        f"<th class=num>Usually</th><th class=num>Power</th></tr></thead><tbody>{rows}</tbody></table></div>"
+        if rows
+        else ""
+    )
     cheapest = min((p for p in prices if p is not None), default=None)
-    summary = escape(f"Planned cost {fmt.money(schedule.get('expected_cost'), currency)} instead of "
-                     f"{fmt.money(schedule.get('unscheduled_cost'), currency)}: you save ")
-    summary += (f"<strong>{escape(fmt.money(schedule.get('savings'), currency))}</strong> "
-                + escape(f"({fmt.percent(schedule.get('savings_percent'))}). Cheapest price "
-                         f"{fmt.price(cheapest, currency)}."))
+    summary = escape(
+        f"Planned cost {fmt.money(schedule.get('expected_cost'), currency)} instead of "
+        f"{fmt.money(schedule.get('unscheduled_cost'), currency)}: you save "
+    )
+    summary += f"<strong>{escape(fmt.money(schedule.get('savings'), currency))}</strong> " + escape(
+        f"({fmt.percent(schedule.get('savings_percent'))}). Cheapest price {fmt.price(cheapest, currency)}."
+    )
     start = clock.day_clock(schedule.get("start_ts_ms"))
-    return (f'<section class="card wide"><h2>Day-ahead plan and prices</h2><p class="muted">From {start}, '
-            f'{fmt.minutes(hours * 60)}</p>{svg}{legend(series)}<p>{summary}</p>{table}</section>')
+    return (
+        f'<section class="card wide"><h2>Day-ahead plan and prices</h2><p class="muted">From {start}, '
+        f"{fmt.minutes(hours * 60)}</p>{svg}{legend(series)}<p>{summary}</p>{table}</section>"
+    )
 
 
 def _numbers(value) -> list:
     """A list field of a record as numbers (anything else becomes a gap)."""
     if not isinstance(value, list):
         return []
-    return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
-            for v in value]
+    return [
+        float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+        for v in value
+    ]
 
 
 def _whole(value, default: int) -> int:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 1 <= value <= 10_000
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 1 <= value <= 10_000
+    )
     return int(value) if ok else default
 
 
@@ -153,12 +213,18 @@ def alert_html(alert: dict, clock, *, household: bool = False) -> str:
     text = "".join(f"<p>{escape(str(t))}</p>" for t in (message, action and f"What to do: {action}") if t)
     raw_evidence = alert.get("evidence")
     evidence = raw_evidence if isinstance(raw_evidence, dict) else {}
-    facts = ", ".join(f"{escape(_label(k))}: {escape(_fact(k, v))}" for k, v in list(evidence.items())[:4]
-                      if not str(k).endswith("_ms"))
+    facts = ", ".join(
+        f"{escape(_label(k))}: {escape(_fact(k, v))}"
+        for k, v in list(evidence.items())[:4]
+        if not str(k).endswith("_ms")
+    )
     who = f"{escape(str(alert.get('household_id')))} · " if household else ""
-    return (f'<div class="alert {escape(severity)}"><div class="meta">{who}{escape(kind)} · {escape(severity)} · '
-            f'{clock.day_clock(alert.get("ts_ms"))}</div>{text}'
-            + (f'<div class="meta">{facts}</div>' if facts else "") + "</div>")
+    return (
+        f'<div class="alert {escape(severity)}"><div class="meta">{who}{escape(kind)} · {escape(severity)} · '
+        f"{clock.day_clock(alert.get('ts_ms'))}</div>{text}"
+        + (f'<div class="meta">{facts}</div>' if facts else "")
+        + "</div>"
+    )
 
 
 def _fact(key, value) -> str:

@@ -1,12 +1,13 @@
 """The HTML shell shared by every page: one inline stylesheet (mobile first), no scripts, no external files."""
+
 from __future__ import annotations
 
 from html import escape
 
-ACCENT = "#0f766e"        # header, today's load, planned load
-TYPICAL = "#d97706"       # the cluster's typical shape
-PRICE = "#7c3aed"         # the price curve
-BEFORE = "#94a3b8"        # load without the plan
+ACCENT = "#0f766e"  # header, today's load, planned load
+TYPICAL = "#d97706"  # the cluster's typical shape
+PRICE = "#7c3aed"  # the price curve
+BEFORE = "#94a3b8"  # load without the plan
 
 CSS = f"""
 *{{box-sizing:border-box}}
@@ -70,7 +71,7 @@ def page(title: str, heading: str, subtitle: str, body: str, *, refresh_s: int =
     """A complete HTML document; ``body`` is trusted HTML built with escaped values."""
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s > 0 else ""
     return (
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f'<meta name="theme-color" content="{ACCENT}">{refresh}<title>{escape(title)}</title>'
         f"<style>{CSS}</style></head><body>"
@@ -82,18 +83,26 @@ def page(title: str, heading: str, subtitle: str, body: str, *, refresh_s: int =
 
 def stat(label: str, value: str, note: str = "", good: bool = False) -> str:
     note_html = f'<div class="note">{escape(note)}</div>' if note else ""
-    return (f'<div class="stat{" good" if good else ""}"><div class="label">{escape(label)}</div>'
-            f'<div class="value">{escape(value)}</div>{note_html}</div>')
+    return (
+        f'<div class="stat{" good" if good else ""}"><div class="label">{escape(label)}</div>'
+        f'<div class="value">{escape(value)}</div>{note_html}</div>'
+    )
 
 
 def login_page(message: str, *, operator: bool = False) -> str:
     """The 403 page: a login form and nothing about any household."""
-    who = ("" if operator else
-           '<label>Household number<br><input name="household_id" autocomplete="username" required></label>')
+    who = (
+        ""
+        if operator
+        else '<label>Household number<br><input name="household_id" autocomplete="username" required></label>'
+    )
     role = "operator" if operator else "household"
-    body = (f'<section class="card"><h2>Sign in</h2><p>{escape(message)}</p>'
-            f'<form class="login" method="post" action="/login"><input type="hidden" name="role" value="{role}">'
-            f'{who}<label>Access code<br><input name="token" type="password" autocomplete="current-password" '
-            f'required></label><button type="submit">Open my page</button></form></section>')
-    return page("Sign in - gridflow", "Operator view" if operator else "Your home energy page",
-                "Access code needed", body)
+    body = (
+        f'<section class="card"><h2>Sign in</h2><p>{escape(message)}</p>'
+        f'<form class="login" method="post" action="/login"><input type="hidden" name="role" value="{role}">'
+        f'{who}<label>Access code<br><input name="token" type="password" autocomplete="current-password" '
+        f'required></label><button type="submit">Open my page</button></form></section>'
+    )
+    return page(
+        "Sign in - gridflow", "Operator view" if operator else "Your home energy page", "Access code needed", body
+    )

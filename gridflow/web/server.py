@@ -15,6 +15,7 @@ A token comes from the ``token`` query parameter, an ``Authorization: Bearer`` h
 by a successful sign-in or token link. A missing or wrong token gets 403 and the sign-in form, never
 data: a household token opens neither another household nor the operator view.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,7 @@ from gridflow.web.store import HOUSEHOLD_ID, PageStore
 HOUSEHOLD_COOKIE, OPERATOR_COOKIE = "gridflow_household", "gridflow_operator"
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",  # token links must not leak to other sites
     "Cache-Control": "no-store",
@@ -56,26 +57,39 @@ async def _headers(request: web.Request, handler):
     return response
 
 
-def build_app(settings: Settings, store: PageStore, tokens: PageTokens, feed: TopicFeed | None = None) -> web.Application:
+def build_app(
+    settings: Settings, store: PageStore, tokens: PageTokens, feed: TopicFeed | None = None
+) -> web.Application:
     app = web.Application(middlewares=[_headers], client_max_size=16 * 1024)
     app[STORE], app[TOKENS], app[SETTINGS], app[FEED] = store, tokens, settings, feed
-    app.add_routes([
-        web.get("/", _index), web.post("/login", _login), web.get("/logout", _logout),
-        web.get("/household/{household_id}", _household_page), web.get("/api/household/{household_id}", _household_json),
-        web.get("/operator", _operator_page), web.get("/api/operator", _operator_json), web.get("/healthz", _health),
-    ])
+    app.add_routes(
+        [
+            web.get("/", _index),
+            web.post("/login", _login),
+            web.get("/logout", _logout),
+            web.get("/household/{household_id}", _household_page),
+            web.get("/api/household/{household_id}", _household_json),
+            web.get("/operator", _operator_page),
+            web.get("/api/operator", _operator_json),
+            web.get("/healthz", _health),
+        ]
+    )
     return app
 
 
 def _presented(request: web.Request, cookie: str) -> str | None:
     bearer = request.headers.get("Authorization", "")
-    return (request.query.get("token") or (bearer[7:] if bearer.startswith("Bearer ") else None)
-            or request.cookies.get(cookie))
+    return (
+        request.query.get("token")
+        or (bearer[7:] if bearer.startswith("Bearer ") else None)
+        or request.cookies.get(cookie)
+    )
 
 
 def _forbidden(operator: bool = False) -> web.Response:
-    text = login_page("Enter the access code for this page." if not operator else "Enter the operator access code.",
-                      operator=operator)
+    text = login_page(
+        "Enter the access code for this page." if not operator else "Enter the operator access code.", operator=operator
+    )
     return web.Response(status=403, text=text, content_type="text/html")
 
 
@@ -84,8 +98,15 @@ def _redirect(location: str) -> web.Response:
 
 
 def _remember(request: web.Request, response: web.StreamResponse, cookie: str, token: str) -> None:
-    response.set_cookie(cookie, token, httponly=True, samesite="Strict", path="/",
-                        secure=request.app[SETTINGS].web.cookie_secure, max_age=180 * 86_400)
+    response.set_cookie(
+        cookie,
+        token,
+        httponly=True,
+        samesite="Strict",
+        path="/",
+        secure=request.app[SETTINGS].web.cookie_secure,
+        max_age=180 * 86_400,
+    )
 
 
 def _household_allowed(request: web.Request) -> str | None:
@@ -97,7 +118,9 @@ def _household_allowed(request: web.Request) -> str | None:
 
 
 async def _index(request: web.Request) -> web.Response:
-    return web.Response(text=login_page("Sign in with your household number and access code."), content_type="text/html")
+    return web.Response(
+        text=login_page("Sign in with your household number and access code."), content_type="text/html"
+    )
 
 
 async def _household_page(request: web.Request) -> web.Response:
@@ -107,8 +130,9 @@ async def _household_page(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     household_id = request.match_info["household_id"]
     view = request.app[STORE].household(household_id) or {"household_id": household_id}
-    html = render_household(view, timezone=settings.preprocess.timezone, currency=settings.tariff.currency,
-                            refresh_s=settings.web.refresh_s)
+    html = render_household(
+        view, timezone=settings.preprocess.timezone, currency=settings.tariff.currency, refresh_s=settings.web.refresh_s
+    )
     response = web.Response(text=html, content_type="text/html")
     _remember(request, response, HOUSEHOLD_COOKIE, token)
     return response
@@ -131,8 +155,9 @@ async def _operator_page(request: web.Request) -> web.Response:
     if token is None:
         return _forbidden(operator=True)
     settings = request.app[SETTINGS]
-    html = render_operator(request.app[STORE].overview(), timezone=settings.preprocess.timezone,
-                           refresh_s=settings.web.refresh_s)
+    html = render_operator(
+        request.app[STORE].overview(), timezone=settings.preprocess.timezone, refresh_s=settings.web.refresh_s
+    )
     response = web.Response(text=html, content_type="text/html")
     _remember(request, response, OPERATOR_COOKIE, token)
     return response
@@ -171,18 +196,27 @@ async def _logout(request: web.Request) -> web.Response:
 
 async def _health(request: web.Request) -> web.Response:
     store, feed = request.app[STORE], request.app[FEED]
-    return web.json_response({
-        "status": "ok", "accepted": store.accepted, "rejected": store.rejected,
-        "consumed": getattr(feed, "consumed", None), "feed_alive": feed.is_alive() if feed is not None else None,
-        "last_record_ms": getattr(feed, "last_record_ms", None),
-    })
+    return web.json_response(
+        {
+            "status": "ok",
+            "accepted": store.accepted,
+            "rejected": store.rejected,
+            "consumed": getattr(feed, "consumed", None),
+            "feed_alive": feed.is_alive() if feed is not None else None,
+            "last_record_ms": getattr(feed, "last_record_ms", None),
+        }
+    )
 
 
-async def serve(settings: Settings, tokens: PageTokens, ready: Callable[[str], None] = print,
-                stop: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings, tokens: PageTokens, ready: Callable[[str], None] = print, stop: asyncio.Event | None = None
+) -> None:
     """Feed a store from Kafka and serve the pages until ``stop`` is set (or SIGINT/SIGTERM)."""
-    store = PageStore(settings.preprocess.timezone, alerts_per_household=settings.web.alerts_per_household,
-                      recent_alerts=settings.web.recent_alerts)
+    store = PageStore(
+        settings.preprocess.timezone,
+        alerts_per_household=settings.web.alerts_per_household,
+        recent_alerts=settings.web.recent_alerts,
+    )
     feed = TopicFeed(settings, store)
     feed.start()
     runner = web.AppRunner(build_app(settings, store, tokens, feed), access_log=None)

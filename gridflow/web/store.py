@@ -18,6 +18,7 @@ True
 >>> view["today"]["day"], view["today"]["latest_w"], view["today"]["load_w"][1]
 ('1970-01-01', 500.0, 500.0)
 """
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,7 @@ def _int(value) -> int | None:
 
 @dataclass
 class _Household:
-    day: int | None = None                                   # local day number of ``minutes``
+    day: int | None = None  # local day number of ``minutes``
     minutes: dict[int, tuple] = field(default_factory=dict)  # minute of day -> (start_ms, mean_w, peak_w, energy_wh)
     feeder: str | None = None
     profile: dict | None = None
@@ -63,8 +64,14 @@ class _Household:
 class PageStore:
     """Thread-safe: the Kafka feed thread calls :meth:`add`, web handlers read snapshots."""
 
-    def __init__(self, timezone: str = "UTC", *, alerts_per_household: int = 20, recent_alerts: int = 200,
-                 recommendations_per_household: int = 20):
+    def __init__(
+        self,
+        timezone: str = "UTC",
+        *,
+        alerts_per_household: int = 20,
+        recent_alerts: int = 200,
+        recommendations_per_household: int = 20,
+    ):
         self.timezone = timezone
         self.alerts_per_household = alerts_per_household
         self.recommendations_per_household = recommendations_per_household
@@ -153,7 +160,9 @@ class PageStore:
         if current is None or (_number(record.get("created_ms")) or 0) >= (_number(current.get("created_ms")) or 0):
             household.recommendations[key] = record
         if len(household.recommendations) > self.recommendations_per_household:
-            oldest = min(household.recommendations, key=lambda k: _number(household.recommendations[k].get("created_ms")) or 0)
+            oldest = min(
+                household.recommendations, key=lambda k: _number(household.recommendations[k].get("created_ms")) or 0
+            )
             del household.recommendations[oldest]
         return True
 
@@ -187,11 +196,15 @@ class PageStore:
                 "household_id": household_id,
                 "today": self._today(household, slots),
                 "profile": household.profile,
-                "cluster": None if cluster is None else {
-                    "cluster": cluster, "distance": _number((household.assignment or {}).get("distance")),
+                "cluster": None
+                if cluster is None
+                else {
+                    "cluster": cluster,
+                    "distance": _number((household.assignment or {}).get("distance")),
                     "size": _int(centroid.get("size")) if centroid else None,
-                    "members_here": sum(1 for h in self._households.values()
-                                        if _int((h.assignment or {}).get("cluster")) == cluster),
+                    "members_here": sum(
+                        1 for h in self._households.values() if _int((h.assignment or {}).get("cluster")) == cluster
+                    ),
                     "profile_norm": list(norm) if isinstance(norm, list) else None,
                 },
                 "schedule": household.schedule,
@@ -212,10 +225,13 @@ class PageStore:
         peaks = [p if p is not None else m for _, m, p, _ in household.minutes.values()]
         return {
             "day": date.fromordinal(date(1970, 1, 1).toordinal() + household.day).isoformat(),
-            "minutes": len(household.minutes), "latest_ms": latest_start, "latest_w": latest_w,
+            "minutes": len(household.minutes),
+            "latest_ms": latest_start,
+            "latest_w": latest_w,
             "load_w": [s / c if c else None for s, c in zip(sums, counts)],
             "energy_kwh": sum(energies) / 1000.0 if energies else None,
-            "peak_w": max(peaks), "feeder": household.feeder,
+            "peak_w": max(peaks),
+            "feeder": household.feeder,
         }
 
     def overview(self) -> dict:
@@ -226,13 +242,26 @@ class PageStore:
                 cluster = _int((household.assignment or {}).get("cluster"))
                 if cluster is not None:
                     members[cluster] = members.get(cluster, 0) + 1
-            clusters = [{"cluster": c, "size": _int(r.get("size")), "members_here": members.get(c, 0),
-                         "profile_norm": r.get("profile_norm") if isinstance(r.get("profile_norm"), list) else None}
-                        for c, r in sorted(self._centroids.items())]
-            clusters += [{"cluster": c, "size": None, "members_here": n, "profile_norm": None}
-                         for c, n in sorted(members.items()) if c not in self._centroids]
-            return {"households": len(self._households), "clusters": clusters,
-                    "alerts": list(reversed(self._recent_alerts)), **self._feeders()}
+            clusters = [
+                {
+                    "cluster": c,
+                    "size": _int(r.get("size")),
+                    "members_here": members.get(c, 0),
+                    "profile_norm": r.get("profile_norm") if isinstance(r.get("profile_norm"), list) else None,
+                }
+                for c, r in sorted(self._centroids.items())
+            ]
+            clusters += [
+                {"cluster": c, "size": None, "members_here": n, "profile_norm": None}
+                for c, n in sorted(members.items())
+                if c not in self._centroids
+            ]
+            return {
+                "households": len(self._households),
+                "clusters": clusters,
+                "alerts": list(reversed(self._recent_alerts)),
+                **self._feeders(),
+            }
 
     def _feeders(self) -> dict:
         days = [h.day for h in self._households.values() if h.day is not None and h.minutes]
@@ -256,5 +285,9 @@ class PageStore:
                     if c:
                         curve[i] = (curve[i] or 0.0) + s / c
                 now[name] = now.get(name, 0.0) + latest_w
-        return {"day": date.fromordinal(date(1970, 1, 1).toordinal() + day).isoformat(), "feeders": curves,
-                "now_w": now, "bin_minutes": bin_minutes}
+        return {
+            "day": date.fromordinal(date(1970, 1, 1).toordinal() + day).isoformat(),
+            "feeders": curves,
+            "now_w": now,
+            "bin_minutes": bin_minutes,
+        }

@@ -8,6 +8,7 @@
 
 The Modbus CRC here is written independently of the firmware's, so the tests cross-check them.
 """
+
 import math
 
 resets = []  # one entry per reset() call
@@ -59,8 +60,18 @@ def pzem_registers(voltage_v, current_a, power_w, energy_kwh, frequency_hz=50.0,
     current = int(round(current_a * 1000))
     power = int(round(power_w * 10))
     energy = int(round(energy_kwh * 1000))
-    return [int(round(voltage_v * 10)), current & 0xFFFF, current >> 16, power & 0xFFFF, power >> 16,
-            energy & 0xFFFF, energy >> 16, int(round(frequency_hz * 10)), int(round(power_factor * 100)), alarm]
+    return [
+        int(round(voltage_v * 10)),
+        current & 0xFFFF,
+        current >> 16,
+        power & 0xFFFF,
+        power >> 16,
+        energy & 0xFFFF,
+        energy >> 16,
+        int(round(frequency_hz * 10)),
+        int(round(power_factor * 100)),
+        alarm,
+    ]
 
 
 class UART:
@@ -118,7 +129,7 @@ class UART:
                 frame = bytes([self.address, 0x84, 0x02])
             else:
                 regs = pzem_registers(self.voltage_v, self.current_a, self.power_w, self.energy_kwh)
-                regs = regs[start:start + count]
+                regs = regs[start : start + count]
                 frame = bytes([self.address, 0x04, 2 * count]) + b"".join(bytes([r >> 8, r & 0xFF]) for r in regs)
         crc = modbus_crc(frame)
         if self.corrupt_crc:

@@ -13,8 +13,7 @@ class MQTTException(Exception):
 class MQTTClient:
     instances = []
 
-    def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None,
-                 ssl_params=None):
+    def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None, ssl_params=None):
         self.client_id = client_id
         self.server = server
         self.port = port
