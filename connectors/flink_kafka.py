@@ -25,19 +25,13 @@ def consumer_properties(settings: Settings) -> dict[str, str]:
     return {**properties, **settings.kafka.client}
 
 
-def event_time(stream, assigner):
-    """Watermark strategy from the ``stream`` settings: bounded out-of-orderness, idle partitions released
-    after ``idle_timeout_ms`` (0: never), timestamps from ``assigner``."""
-    from pyflink.common import Duration, WatermarkStrategy
-
-    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(stream.out_of_orderness_ms))
-    if stream.idle_timeout_ms:  # before the assigner: PyFlink's with_idleness drops a Python assigner
-        watermarks = watermarks.with_idleness(Duration.of_millis(stream.idle_timeout_ms))
-    return watermarks.with_timestamp_assigner(assigner)
-
-
 def read_contract(
-    env, settings: Settings, contract, job_name: str, stop_offsets: dict[str, dict[int, int]] | None = None
+    env,
+    settings: Settings,
+    contract,
+    job_name: str,
+    stop_offsets: dict[str, dict[int, int]] | None = None,
+    event_time: tuple[str, int] | None = None,
 ):
     """The records of ``contract``'s topic that keep the contract, as JSON strings, and the ones that break
     it as dead letters naming the field and the reason: a ``(records, dead_letters)`` pair of DataStreams.
@@ -45,15 +39,43 @@ def read_contract(
     Records are read with their Kafka key (through a Flink SQL Kafka table: PyFlink's DataStream source
     reads values only), so a record keyed as another household's is caught here too. ``stop_offsets`` maps
     topics to partition offsets (exclusive): a listed topic is read up to them (bounded), an unlisted one
-    (or ``None``) without end."""
-    from gridflow.connectors.kafka_tables import keyed_source_ddl
+    (or ``None``) without end.
+
+    ``event_time = (field, offset_ms)``: each record's timestamp is its ``field`` plus ``offset_ms`` and
+    the source emits watermarks (``stream.out_of_orderness_ms``; idle partitions released after
+    ``stream.idle_timeout_ms``), generated per Kafka partition after every record: records of a partition the job reads behind
+    the others are never late for that reason, so event-time results do not depend on how fast each
+    partition happens to be read."""
+    from gridflow.connectors.kafka_tables import keyed_source_ddl, raw_source_ddl
     from gridflow.operators.contracts import REJECTED, AcceptRecords
 
     topic = getattr(settings.topics, contract.topic)
     tables = _tables(env)
     table = f"gridflow_source_{contract.name}"
     stops = None if stop_offsets is None else stop_offsets.get(topic)
-    tables.execute_sql(keyed_source_ddl(settings, table, topic, job_name, stops))
+    if event_time is None:
+        tables.execute_sql(keyed_source_ddl(settings, table, topic, job_name, stops))
+    else:
+        stream = settings.stream
+        if stream.idle_timeout_ms:
+            tables.get_config().set("table.exec.source.idle-timeout", f"{stream.idle_timeout_ms} ms")
+        field, offset_ms = event_time
+        ddl = raw_source_ddl(
+            settings,
+            table,
+            topic,
+            job_name,
+            time_column="event_time",
+            out_of_orderness_ms=stream.out_of_orderness_ms,
+            max_future_ms=settings.readings.max_clock_skew_s * 1000,
+            stop_offsets=stops,
+            # after every record: the timers of these jobs (a silent meter, a day's end) see each watermark the
+            # input reaches, also when a bounded input ends within one periodic interval (a replay, a restart)
+            watermark_emit="on-event",
+            time_field=field,
+            time_offset_ms=offset_ms,
+        )
+        tables.execute_sql(ddl)
     rows = tables.to_data_stream(tables.from_path(table))
     accepted = (
         rows.process(AcceptRecords(contract.name, f"kafka:{topic}"), output_type=Types.STRING())

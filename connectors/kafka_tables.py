@@ -52,11 +52,15 @@ def raw_source_ddl(
     max_future_ms: int,
     stop_offsets: dict[int, int] | None = None,
     watermark_emit: str = "on-periodic",
+    time_field: str = "ts_ms",
+    time_offset_ms: int = 0,
 ) -> str:
     """``CREATE TABLE`` of a topic as ``payload STRING`` (the record value, unparsed) and ``record_key``
-    (the record's Kafka key, NULL when it has none) plus the computed event-time column ``time_column`` (from ``ts_ms`` in the JSON; 0 when unreadable or more than
-    ``max_future_ms`` ahead of the clock, so a malformed record never moves the watermark) with a bounded
-    out-of-orderness watermark.
+    (the record's Kafka key, NULL when it has none) plus the computed event-time column ``time_column``
+    (``time_field`` of the JSON plus ``time_offset_ms``; 0 when unreadable or more than ``max_future_ms``
+    ahead of the clock, so a malformed record never moves the watermark) with a bounded out-of-orderness
+    watermark. The source generates it per Kafka partition and takes the minimum: a partition read ahead of
+    the others never makes their records late.
     """
     options = {
         **_source_options(settings, topic, job_name, stop_offsets),
@@ -65,7 +69,9 @@ def raw_source_ddl(
         "scan.watermark.emit.strategy": watermark_emit,
     }
     seconds = f"{out_of_orderness_ms // 1000}.{out_of_orderness_ms % 1000:03d}"
-    ts_ms = "TRY_CAST(JSON_VALUE(`payload`, '$.ts_ms') AS BIGINT)"
+    ts_ms = f"TRY_CAST(JSON_VALUE(`payload`, '$.{time_field}') AS BIGINT)"
+    if time_offset_ms:
+        ts_ms = f"({ts_ms} + {time_offset_ms})"
     return f"""CREATE TABLE {table} (
   `record_key` STRING,
   `payload` STRING,

@@ -273,6 +273,21 @@ def simulate_feeder(
     return balance(base, runs, capacity), capacity
 
 
+def schedule_problem(record: dict) -> tuple[str, str] | None:
+    """``(field, reason)`` when a schedule that keeps its contract still cannot be used: a run that starts
+    before or ends after the schedule's horizon, or ends before it starts; None when it is usable."""
+    start = record["start_ts_ms"]
+    end = start + record["slots"] * record["slot_minutes"] * 60_000
+    for i, run in enumerate(record["appliances"]):
+        if not start <= run["start_ts_ms"] < run["end_ts_ms"] <= end:
+            return (
+                f"appliances[{i}].start_ts_ms",
+                f"the run of {run['name']!r} ({run['start_ts_ms']}..{run['end_ts_ms']}) does not lie within the "
+                f"schedule's horizon {start}..{end} (start <= run start < run end <= end)",
+            )
+    return None
+
+
 class FeederState:
     """What a feeder operator keeps: each household's latest schedule and daily profile; it rebalances the
     current horizon and returns the grid requests not sent before. Small and picklable (Flink state).
@@ -292,14 +307,11 @@ class FeederState:
         self.profiles[record["household_id"]] = record.get("profile_w") or []
 
     def update_schedule(self, record: dict) -> None:
-        """Keep a household's schedule; raises ValueError naming a missing field (the record is skipped)."""
-        for name in ("start_ts_ms", "slot_minutes", "slots", "appliances"):
-            if name not in record:
-                raise ValueError(f"schedule of {record.get('household_id')!r}: missing field {name!r}")
-        for a in record["appliances"]:
-            missing = {"name", "power_w", "start_ts_ms", "end_ts_ms"} - set(a)
-            if missing:
-                raise ValueError(f"schedule of {record['household_id']!r}: appliance without {sorted(missing)}")
+        """Keep a household's schedule; raises ValueError (see :func:`schedule_problem`) for one whose runs
+        lie outside its horizon (the record is skipped; the household stream dead-letters it)."""
+        problem = schedule_problem(record)
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
         self.schedules[record["household_id"]] = record
 
     def _base(self, household: str, start_ms: int, slot_minutes: int, n_slots: int) -> np.ndarray:

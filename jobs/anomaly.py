@@ -23,9 +23,9 @@ import sys
 
 from pyflink.common import Types
 
-from gridflow.connectors.flink_kafka import event_time, read_contract, sink_json
+from gridflow.connectors.flink_kafka import read_contract, sink_json
 from gridflow.contracts import CONTRACTS
-from gridflow.operators.anomaly import DEAD_LETTER, DetectAnomalies, FeatureEndTime, meter_key_of
+from gridflow.operators.anomaly import DEAD_LETTER, DetectAnomalies, meter_key_of
 from gridflow.runtime import configure_job, run_datastream_job
 from gridflow.settings import Settings
 
@@ -35,10 +35,12 @@ NAME = "anomaly"
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
     topics = settings.topics
     configure_job(env, settings.jobs.anomaly)
-    features, rejected = read_contract(env, settings, CONTRACTS["feature"], NAME, stop_offsets)
+    # event time: a window's last millisecond; watermarks from the source, per partition
+    features, rejected = read_contract(
+        env, settings, CONTRACTS["feature"], NAME, stop_offsets, event_time=("window_end_ms", -1)
+    )
     alerts = (
-        features.assign_timestamps_and_watermarks(event_time(settings.stream, FeatureEndTime()))
-        .key_by(meter_key_of, key_type=Types.STRING())
+        features.key_by(meter_key_of, key_type=Types.STRING())
         .process(DetectAnomalies(settings, f"kafka:{topics.features}"), output_type=Types.STRING())
         .name("anomaly detection")
         .uid("anomaly-detection")

@@ -25,9 +25,9 @@ import sys
 
 from pyflink.common import Types
 
-from gridflow.connectors.flink_kafka import event_time, read_contract, sink_json
+from gridflow.connectors.flink_kafka import read_contract, sink_json
 from gridflow.contracts import CONTRACTS
-from gridflow.operators.learning import DEAD_LETTER, FeatureTimestamp, LearnAppliances, ParseFeatures, feature_type
+from gridflow.operators.learning import DEAD_LETTER, LearnAppliances, ParseFeatures, feature_type
 from gridflow.runtime import configure_job, run_datastream_job
 from gridflow.settings import Settings
 
@@ -37,14 +37,16 @@ NAME = "appliance-learning"
 
 
 def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | None = None) -> None:
-    topics, stream = settings.topics, settings.stream
+    topics = settings.topics
     configure_job(env, settings.jobs.appliance_learning)
     source_name = f"kafka:{topics.features}"
-    raw, rejected = read_contract(env, settings, CONTRACTS["feature"], NAME, stop_offsets)
+    # event time: a window's last millisecond; watermarks from the source, per partition
+    raw, rejected = read_contract(
+        env, settings, CONTRACTS["feature"], NAME, stop_offsets, event_time=("window_end_ms", -1)
+    )
     features = raw.process(ParseFeatures(source_name), output_type=feature_type()).name("parse features")
     appliances = (
-        features.assign_timestamps_and_watermarks(event_time(stream, FeatureTimestamp()))
-        .key_by(lambda row: row[0], key_type=Types.STRING())
+        features.key_by(lambda row: row[0], key_type=Types.STRING())
         .process(LearnAppliances(settings, source_name), output_type=Types.STRING())
         .name("learn appliances")
         .uid("appliance-learner")

@@ -15,14 +15,13 @@ from pyflink.common import Time, Types
 from pyflink.datastream.window import TumblingEventTimeWindows
 
 from gridflow.cli_args import job_argument_parser, settings_from_args
-from gridflow.connectors.flink_kafka import event_time, read_contract, sink_json
+from gridflow.connectors.flink_kafka import read_contract, sink_json
 from gridflow.contracts import CONTRACTS
 from gridflow.operators.readings import (
     ACCUMULATOR_TYPE,
     DEAD_LETTER,
     EmitSummary,
     ParseReadings,
-    ReadingTimestamp,
     SummaryAggregate,
     late_dead_letter,
     late_readings_tag,
@@ -45,15 +44,14 @@ def build(env, settings: Settings, stop_offsets: dict[int, int] | None = None) -
         CONTRACTS["reading"],
         NAME,
         None if stop_offsets is None else {settings.topics.readings: stop_offsets},
+        event_time=("ts_ms", 0),  # watermarks from the source, per partition
     )
     readings = raw.process(
         ParseReadings(ReadingBounds.from_settings(settings.readings), source_name), output_type=reading_type()
     ).name("parse readings")
-    watermarks = event_time(stream, ReadingTimestamp())
     late = late_readings_tag()
     summaries = (
-        readings.assign_timestamps_and_watermarks(watermarks)
-        .key_by(lambda row: row[0], key_type=Types.STRING())
+        readings.key_by(lambda row: row[0], key_type=Types.STRING())
         .window(TumblingEventTimeWindows.of(Time.seconds(stream.window_s)))
         .allowed_lateness(stream.allowed_lateness_s * 1000)
         .side_output_late_data(late)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import orjson
 
 from pyflink.common import Types
-from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
@@ -31,17 +30,6 @@ def meter_key_of(payload: str) -> str:
         return meter_key(orjson.loads(payload))
     except (ValueError, KeyError, TypeError, AttributeError):
         return ""
-
-
-class FeatureEndTime(TimestampAssigner):
-    """Event time of a feature record: its window's last millisecond (0 when unreadable: never moves the
-    watermark)."""
-
-    def extract_timestamp(self, value, record_timestamp) -> int:
-        try:
-            return int(orjson.loads(value)["window_end_ms"]) - 1
-        except (ValueError, KeyError, TypeError):
-            return 0
 
 
 class DetectAnomalies(KeyedProcessFunction):

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 
 import numpy as np
 from pyflink.common import Row, Types
-from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
@@ -174,13 +173,6 @@ class ParseFeatures(ProcessFunction):
             yield parse_feature(value)
         except ContractError as error:
             yield DEAD_LETTER, dead_letter(value, error, self.source)
-
-
-class FeatureTimestamp(TimestampAssigner):
-    """Event time of a feature window: its last millisecond (as Flink stamps a window's result)."""
-
-    def extract_timestamp(self, value, record_timestamp) -> int:
-        return value[3] - 1
 
 
 def _epoch_ms(data: dict, name: str) -> int:

@@ -9,7 +9,6 @@ import json
 import time
 
 from pyflink.common import Row, Types
-from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import OutputTag, ProcessFunction
 from pyflink.datastream.functions import AggregateFunction, ProcessWindowFunction
 
@@ -48,11 +47,6 @@ class ParseReadings(ProcessFunction):
             yield DEAD_LETTER, dead_letter(value, error, self.source)
             return
         yield Row(reading.household_id, reading.meter_id, reading.ts_ms, reading.power_w)
-
-
-class ReadingTimestamp(TimestampAssigner):
-    def extract_timestamp(self, value, record_timestamp) -> int:
-        return value[2]
 
 
 class SummaryAggregate(AggregateFunction):

@@ -14,8 +14,8 @@ from pyflink.datastream import KeyedProcessFunction, MapFunction, OutputTag, Run
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from gridflow import recommendations
-from gridflow.balancing import FeederState, load_feeders
-from gridflow.contracts import dead_letter, household_id_of
+from gridflow.balancing import FeederState, load_feeders, schedule_problem
+from gridflow.contracts import ContractError, dead_letter, household_id_of
 from gridflow.settings import Settings
 
 SCHEDULE, PROFILE, ALERT = "schedule", "profile", "alert"
@@ -48,6 +48,10 @@ class Recommend(KeyedProcessFunction):
     def process_element(self, value, ctx):
         household, kind, payload = value  # the contract was checked at the source (read_contract)
         record, now_ms, s = json.loads(payload), int(time.time() * 1000), self.settings
+        problem = schedule_problem(record) if kind == SCHEDULE else None
+        if problem is not None:
+            yield DEAD_LETTER, dead_letter(payload, ContractError(*problem), f"{kind} topic")
+            return
         try:
             if kind == SCHEDULE:
                 made = (
@@ -108,7 +112,7 @@ class FeederBalancer(KeyedProcessFunction):
         try:
             feeder.update_schedule(record)
         except ValueError:
-            return  # malformed: the household stream dead-letters it with the reason
+            return  # unusable: the household stream (Recommend) dead-letters it with the reason
         now_ms = int(time.time() * 1000)
         for request in feeder.rebalance():
             self.requests.inc()

@@ -40,8 +40,12 @@ def stack(base_settings, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def flink_stack(base_settings, tmp_path_factory):
-    """Kafka-protocol broker and a standalone Flink cluster (JobManager + TaskManager)."""
-    running = start_stack(base_settings, tmp_path_factory.mktemp("flink-stack"), mqtt=False, flink=True)
+    """Kafka-protocol broker and a standalone Flink cluster (JobManager + TaskManager with a slot for each of
+    the six DataStream jobs the fail-over test runs at once)."""
+    settings = base_settings.with_overrides(
+        "flink.taskmanager.numberOfTaskSlots=6", "flink.taskmanager.memory.process.size=2560m"
+    )
+    running = start_stack(settings, tmp_path_factory.mktemp("flink-stack"), mqtt=False, flink=True)
     try:
         yield running
     finally:

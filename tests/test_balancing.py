@@ -80,3 +80,24 @@ def test_real_load_shapes_feeder_par_drops_and_limit_holds(library):
     assert plan.par_after < 0.85 * plan.par_before  # measured: about 20 % lower at 80 % capacity
     asked = Counter(r.household_id for r in plan.requests)
     assert max(asked.values()) == 1
+
+
+def test_a_schedule_whose_run_lies_outside_its_horizon_is_unusable_and_says_which_run():
+    from gridflow.balancing import FeederState, schedule_problem
+    from gridflow.contracts import CONTRACTS
+
+    schedule = CONTRACTS["schedule"].example  # horizon: two 60-minute slots from start_ts_ms
+    assert schedule_problem(schedule) is None
+    run = schedule["appliances"][0]
+    for start, end in [
+        (run["start_ts_ms"] - 60_000, run["end_ts_ms"]),
+        (run["start_ts_ms"], run["start_ts_ms"]),
+        (run["start_ts_ms"] + 3_600_000, run["end_ts_ms"] + 3_600_000 + 60_000),
+    ]:
+        late = {**schedule, "appliances": [{**run, "start_ts_ms": start, "end_ts_ms": end}]}
+        field, reason = schedule_problem(late)
+        assert field == "appliances[0].start_ts_ms" and "'washer'" in reason and "horizon" in reason
+        feeder = FeederState(1000.0)
+        with pytest.raises(ValueError, match="horizon"):
+            feeder.update_schedule(late)
+        assert feeder.schedules == {}

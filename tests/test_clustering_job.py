@@ -6,7 +6,6 @@ dead letters naming the field."""
 import json
 import time
 
-import numpy as np
 import pytest
 
 from gridflow import kafka_io
@@ -15,38 +14,10 @@ from gridflow.jobs import anomaly, clustering
 from gridflow.runtime import create_env
 
 from contract_cases import breaking, check_dead_letters
+from datastream_cases import profiles
 
 pytestmark = pytest.mark.integration
 DAY_MS = 86_400_000
-
-
-def profiles(n_days: int, households: int = 8, seed: int = 5) -> list[dict]:
-    """Evening-peak and daytime households: two load shapes plus noise, normalised to mean 1."""
-    rng, hours, out = np.random.default_rng(seed), np.arange(24), []
-    shapes = [1 + 0.9 * np.exp(-0.5 * ((hours - 19) / 2) ** 2), 1 + 0.9 * np.exp(-0.5 * ((hours - 12) / 3) ** 2)]
-    for day in range(n_days):
-        for h in range(households):
-            values = shapes[h % 2] * (400 + 50 * h) * rng.normal(1, 0.03, 24)
-            out.append(
-                {
-                    "v": 1,
-                    "household_id": f"h-{h:02d}",
-                    "meter_id": f"m-{h:02d}",
-                    "day": f"2026-01-{day + 1:02d}",
-                    "day_start_ms": 1_767_225_600_000 + day * DAY_MS,
-                    "slots": 24,
-                    "coverage": 1.0,
-                    "energy_kwh": values.sum() / 1000,
-                    "mean_w": values.mean(),
-                    "peak_w": values.max(),
-                    "load_factor": values.mean() / values.max(),
-                    "peak_share": values[17:21].sum() / values.sum(),
-                    "profile_w": values.tolist(),
-                    "profile_norm": (values / values.mean()).tolist(),
-                    "emitted_ms": 1_767_225_600_000 + (day + 1) * DAY_MS,
-                }
-            )
-    return out
 
 
 def _wait_for(settings, topic: str, n: int, timeout_s: float = 180.0) -> list[dict]:

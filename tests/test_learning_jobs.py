@@ -16,6 +16,7 @@ from gridflow.runtime import create_env
 from gridflow.scheduling.service import plan_day
 
 from contract_cases import breaking, check_dead_letters, feature
+from datastream_cases import household_power
 
 pytestmark = pytest.mark.integration
 
@@ -110,19 +111,6 @@ def test_periodic_prices_are_forecast_exactly_and_bad_prices_are_dead_lettered(k
     assert dead["ts_ms"]["payload"] == records[101]
     assert "increasing order" in dead["ts_ms"]["reason"]
     assert {d["source"] for d in dead.values()} == {f"kafka:{topics.prices}"}
-
-
-def household_power(days: int, seed: int = 11) -> np.ndarray:
-    """Minute power of ``days`` local days: 300 W base load with noise, a 120 W fridge, a 2 kW appliance daily
-    from about 19:00 (+-15 min) for 60 minutes, and some minutes unknown (NaN)."""
-    rng = np.random.default_rng(seed)
-    minutes = np.arange(days * 1440)
-    power = 300.0 + np.where((minutes // 20) % 3 == 0, 120.0, 0.0) + rng.normal(0.0, 10.0, minutes.size)
-    for day in range(days):
-        start = day * 1440 + 19 * 60 + int(rng.integers(-15, 16))
-        power[start : start + 60] += 2000.0
-    power[rng.choice(minutes.size, 40, replace=False)] = np.nan
-    return power
 
 
 def test_minute_features_become_the_learned_appliance_profiles(kafka_settings):
