@@ -51,7 +51,7 @@ def read_contract(
 
     topic = getattr(settings.topics, contract.topic)
     tables = _tables(env)
-    table = f"gridflow_source_{contract.name}"
+    table = f"gridflow_source_{contract.name}_{len(tables.list_tables())}"
     stops = None if stop_offsets is None else stop_offsets.get(topic)
     if event_time is None:
         tables.execute_sql(keyed_source_ddl(settings, table, topic, job_name, stops))
@@ -80,7 +80,7 @@ def read_contract(
     accepted = (
         rows.process(AcceptRecords(contract.name, f"kafka:{topic}"), output_type=Types.STRING())
         .name(f"accept {contract.name} records")
-        .uid(f"accept-{contract.name}")
+        .uid(f"{job_name}-accept-{contract.name}")  # unique also where jobs share one environment
     )
     return accepted, accepted.get_side_output(REJECTED)
 

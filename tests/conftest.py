@@ -61,6 +61,14 @@ def unique_topics(settings: Settings) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def uninterrupted_outputs(stack):
+    """The DataStream jobs' outputs over the fault tests' inputs, uninterrupted (``datastream_cases``)."""
+    from datastream_cases import uninterrupted_outputs
+
+    return uninterrupted_outputs(stack.settings)
+
+
 @pytest.fixture
 def kafka_settings(stack) -> Settings:
     return unique_topics(stack.settings)

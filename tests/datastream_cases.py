@@ -8,20 +8,36 @@ half of each input, stops or crashes the job once it has written output, and sen
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from gridflow import kafka_io
+from gridflow.cli_args import format_topic_offsets
+from gridflow.connectors.flink_kafka import group_id
 from gridflow.contracts import CONTRACTS
 from gridflow.prices_replay import price_record
+from gridflow.runtime import create_env
 
+from cluster_data import partition
+from conftest import unique_topics
 from contract_cases import feature
 
 H, DAY = 3_600_000, 86_400_000
 START_MS = 1_767_571_200_000  # 2026-01-05 00:00 UTC, a Monday; no clock change in the next weeks
 WALL_CLOCK = ("emitted_ms", "created_ms", "issued_at_ms")  # stamps of when a record was written, not of its data
+# Every run of the fault tests: the event-time settings of the cluster tests (``cluster_data.job_overlay``);
+# all six jobs side by side in one Flink job share one Python execution mode, process (the anomaly job's
+# thread mode runs in its own tests and the cluster tests).
+RUN_SETTINGS = (
+    "stream.out_of_orderness_ms=30000",
+    "stream.idle_timeout_ms=0",
+    "jobs.anomaly.python_execution_mode=process",
+    "flink.execution.checkpointing.interval=1 s",
+)
 
 Records = list[tuple[str, str]]
 
@@ -140,15 +156,20 @@ def forecasting_case() -> JobCase:
 
 def appliance_learning_case() -> JobCase:
     first_ms = START_MS - H  # local midnight in Amsterdam (UTC+1 in January)
-    power = household_power(6)
+    # two households whose keys land on different partitions of a two-partition topic: with idleness off
+    # (RUN_SETTINGS), a partition without records would hold the watermark back until the end of the input
     minutes = [
-        feature("h-01", "m-01-1", first_ms + i * 60_000, float(p)) for i, p in enumerate(power) if not np.isnan(p)
+        (i, feature(household, f"m-{household[2:]}-1", first_ms + i * 60_000, float(p)))
+        for household, seed in (("h-01", 11), ("h-03", 12))
+        for i, p in enumerate(household_power(4, seed))
+        if not np.isnan(p)
     ]
+    minutes.sort(key=lambda pair: pair[0])  # in time order, the households interleaved as meters send
     return JobCase(
         "appliance_learning",
-        {"features": keyed(minutes)},
+        {"features": keyed([m for _, m in minutes])},
         ("appliances",),
-        ("preprocess.timezone=Europe/Amsterdam", "nilm.min_activations=2"),  # a profile from the second day on
+        ("preprocess.timezone=Europe/Amsterdam", "nilm.min_activations=1"),  # a profile from the first day on
     )
 
 
@@ -252,3 +273,84 @@ def comparable(case: JobCase, records: list[tuple[bytes | None, bytes]]) -> dict
         for key, values in keyed_records.items()
         for value in values
     }
+
+
+def dead_letters(outputs: dict[str, list]) -> list[tuple]:
+    letters = [without_wall_clock(value) for _, value in outputs["dead_letter"]]
+    return sorted((d["payload"], d["field"], d["reason"]) for d in letters)
+
+
+class CaseTopics:
+    """One case's job on topics of its own: its inputs in halves, the offsets they reach, its outputs."""
+
+    def __init__(self, case: JobCase, base):
+        self.case, self.module = case, importlib.import_module(f"gridflow.jobs.{case.job}")
+        self.settings = unique_topics(base).with_overrides(*RUN_SETTINGS, *case.overrides)
+        self.partitions = {}
+        for name in [*case.inputs, *case.outputs, "dead_letter"]:
+            self.partitions[name] = 1 if name in case.one_partition else self.settings.kafka.partitions
+            kafka_io.create_topics(self.settings, [self.topic(name)], partitions=self.partitions[name])
+        self.halves = {n: (r[: case.split(r)], r[case.split(r) :]) for n, r in case.inputs.items()}
+        self.ends = {}  # input -> partition -> offset its whole input reaches (counted from the keys)
+        for name, records in case.inputs.items():
+            ends = dict.fromkeys(range(self.partitions[name]), 0)
+            for key, _ in records:
+                ends[partition(key.encode(), self.partitions[name])] += 1
+            self.ends[name] = ends
+
+    def topic(self, name: str) -> str:
+        return getattr(self.settings.topics, name)
+
+    def produce(self, half: int | None = None) -> None:
+        """Both halves of every input (``half`` None), or the first (0) or second (1)."""
+        for name, records in self.case.inputs.items():
+            chosen = records if half is None else self.halves[name][half]
+            kafka_io.produce(self.settings, self.topic(name), chosen)
+
+    def build(self, env, bounded: bool) -> None:
+        stops = {self.topic(n): (self.ends[n] if bounded else None) for n in self.case.inputs}
+        self.module.build(env, self.settings, stop_offsets=stops)
+
+    def stop_args(self) -> list[str]:
+        """``--stop-at`` arguments of a job submitted with ``flink run``: the ends of the whole inputs."""
+        return [a for n, ends in self.ends.items() for a in ("--stop-at", format_topic_offsets(self.topic(n), ends))]
+
+    def outputs(self, idle_timeout_s: float = 2.0) -> dict[str, list]:
+        return {
+            name: kafka_io.read_records(self.settings, self.topic(name), idle_timeout_s=idle_timeout_s)
+            for name in [*self.case.outputs, "dead_letter"]
+        }
+
+    def has_output(self) -> bool:
+        first = self.topic(self.case.outputs[0])
+        return bool(kafka_io.read_records(self.settings, first, expected=1, idle_timeout_s=0.5))
+
+    def consumed_everything(self) -> bool:
+        """The job's consumer group committed (with a checkpoint) the ends of all its inputs."""
+        group = group_id(self.settings, self.module.NAME)
+        for name, ends in self.ends.items():
+            committed = kafka_io.committed_offsets(self.settings, self.topic(name), group)
+            if any(committed.get(p, 0) < offset for p, offset in ends.items() if offset):
+                return False
+        return True
+
+
+def run_side_by_side(parts: dict[str, CaseTopics], settings, bounded: bool, name: str):
+    """All the parts' jobs built into one Flink job on the mini-cluster; bounded: run to the inputs' ends
+    (returns when done), else start it (returns the job client)."""
+    env = create_env(settings)
+    for part in parts.values():
+        part.build(env, bounded)
+    return env.execute(name) if bounded else env.execute_async(name)
+
+
+def uninterrupted_outputs(base) -> dict[str, dict[str, list]]:
+    """Every case's outputs from one uninterrupted bounded run over its whole input (parallelism 2)."""
+    parts = {name: CaseTopics(make(), base) for name, make in CASES.items()}
+    for part in parts.values():
+        part.produce()
+    run_side_by_side(parts, base.with_overrides(*RUN_SETTINGS, "flink.parallelism.default=2"), True, "uninterrupted")
+    outputs = {name: part.outputs() for name, part in parts.items()}
+    for name, got in outputs.items():
+        assert all(got[o] for o in parts[name].case.outputs), f"{name}: the uninterrupted run wrote nothing"
+    return outputs
