@@ -58,6 +58,10 @@ def create_env(settings: Settings):
         # through python.executable: without this a job started by a venv's interpreter from a shell
         # that did not activate the venv fails with "No module named 'pemja'".
         os.environ["PATH"] = path_with_interpreter_first()
+        # A local job's Python workers run in this process (loopback mode) and copy their environment into
+        # it, JAVA_HOME="" among it; PyFlink would then start its gateway as "bin/java". Empty means unset.
+        if os.environ.get("JAVA_HOME") == "":
+            del os.environ["JAVA_HOME"]
         # The local mini-cluster finds no plugins, so the Prometheus reporter goes on its class path.
         # With FLINK_HOME unset PyFlink overwrites FLINK_LIB_DIR with the wheel's lib/, so set both.
         if "FLINK_LIB_DIR" not in os.environ:

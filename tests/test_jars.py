@@ -124,3 +124,21 @@ def test_a_job_given_a_jar_that_is_not_the_sql_connector_stops_at_once_and_says_
     )
     assert result.returncode != 0
     assert "is not Flink's SQL connector jar (flink-sql-connector-kafka" in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.integration
+def test_a_job_starts_from_a_process_whose_java_home_is_empty(tmp_path):
+    """A process that ran a local job carries JAVA_HOME="" (PyFlink's loopback workers copy their environment
+    into it), and so does everything it starts: a job started from there still finds Java."""
+    script = (
+        "from gridflow.settings import load_settings\n"
+        "from gridflow.runtime import create_env\n"
+        "print(create_env(load_settings()).get_parallelism())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK")}
+    env["JAVA_HOME"] = ""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1].isdigit()
