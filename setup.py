@@ -63,6 +63,8 @@ setup(
         "prometheus-client>=0.20",
         "tqdm>=4.66",
         "paho-mqtt>=2.0",
+        # the bridge's uplink reads MQTT with gmqtt and acknowledges through its packet handler: exact pin
+        "gmqtt==0.8.0",
         "pydantic>=2.6,<3",
         "PyYAML>=6",
         "scipy>=1.11",  # MILP references (HiGHS), BLAS for the native DBSCAN, NILM density peaks

@@ -4,9 +4,10 @@ Method: the bridge process connects once (so the broker holds its persistent ses
 publisher processes fill the broker with N readings; then the bridge process starts again and we time
 how long it takes until Kafka acknowledged every reading (the bridge's own forwarded counter). This
 measures the bridge alone, not the publishers. Run for one-reading messages (a meter publishing in
-real time) and for batches (a meter publishing every 10 s with 1 s sampling, or catching up).
+real time) and for batches (a meter publishing every 10 s with 1 s sampling, or catching up), for each
+MQTT client of the bridge (``bridge.mqtt_client``) in the same run.
 
-    python benchmarks/bridge_throughput.py [--readings 200000] [--batch 1 10]
+    python benchmarks/bridge_throughput.py [--readings 200000] [--batch 1 10] [--clients gmqtt paho]
 """
 
 from __future__ import annotations
@@ -77,11 +78,12 @@ def forwarded(url: str) -> float:
     )
 
 
-def run_case(stack, readings: int, batch: int, publishers: int) -> dict:
+def run_case(stack, readings: int, batch: int, publishers: int, client: str) -> dict:
     settings = stack.settings.with_overrides(
-        f"topics.readings=bench.readings.b{batch}",
-        f"topics.dead_letter=bench.dead.b{batch}",
-        f"bridge.client_id=bench-bridge-b{batch}",
+        f"topics.readings=bench.readings.b{batch}.{client}",
+        f"topics.dead_letter=bench.dead.b{batch}.{client}",
+        f"bridge.client_id=bench-bridge-b{batch}-{client}",
+        f"bridge.mqtt_client={client}",
         "bridge.metrics_port=0",
     )
     kafka_io.create_topics(settings, [settings.topics.readings, settings.topics.dead_letter])
@@ -125,6 +127,7 @@ def run_case(stack, readings: int, batch: int, publishers: int) -> dict:
     bridge.wait(60)
     os.unlink(config.name)
     return {
+        "client": client,
         "batch": batch,
         "readings": total,
         "messages": total // batch,
@@ -146,11 +149,13 @@ def main() -> None:
     parser.add_argument("--readings", type=int, default=200_000)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--publishers", type=int, default=4)
+    parser.add_argument("--clients", nargs="+", choices=["gmqtt", "paho"], default=["gmqtt", "paho"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as run_dir:
         with EmbeddedStack(load_settings(), run_dir) as stack:
             for batch in args.batch:
-                print(json.dumps(run_case(stack, args.readings, batch, args.publishers)), flush=True)
+                for client in args.clients:
+                    print(json.dumps(run_case(stack, args.readings, batch, args.publishers, client)), flush=True)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,9 @@ class BridgeSettings(_Section):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     subscription: str = Field("meters/+/readings", description="e.g. $share/bridges/meters/+/readings to share load")
+    mqtt_client: Literal["gmqtt", "paho"] = Field(
+        "gmqtt", description="MQTT library of the uplink: gmqtt (~4x less CPU per message) or paho-mqtt"
+    )
     max_inflight: int = Field(
         20_000, ge=1, le=1_000_000, description="MQTT messages received but not yet acknowledged (Kafka not done)"
     )

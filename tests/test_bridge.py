@@ -32,9 +32,9 @@ pytestmark = pytest.mark.integration
 START_MS = 1_768_435_200_000
 
 
-def bridge_settings(stack):
+def bridge_settings(stack, mqtt_client: str = "gmqtt"):
     settings = unique_topics(stack.settings).with_overrides(
-        f"bridge.client_id=bridge-{uuid.uuid4().hex[:8]}", "bridge.metrics_port=0"
+        f"bridge.client_id=bridge-{uuid.uuid4().hex[:8]}", "bridge.metrics_port=0", f"bridge.mqtt_client={mqtt_client}"
     )
     topics = settings.topics
     kafka_io.create_topics(settings, [topics.readings, topics.dead_letter, topics.recommendations, topics.schedules])
@@ -82,8 +82,12 @@ def metric(bridge, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in samples)
 
 
-def test_every_valid_reading_arrives_exactly_as_sent_and_bad_ones_are_dead_lettered(stack):
-    settings = bridge_settings(stack)
+CLIENTS = pytest.mark.parametrize("mqtt_client", ["gmqtt", "paho"])
+
+
+@CLIENTS
+def test_every_valid_reading_arrives_exactly_as_sent_and_bad_ones_are_dead_lettered(stack, mqtt_client):
+    settings = bridge_settings(stack, mqtt_client)
     sent_single, sent_batched, malformed = [], [], []
     client = publisher(stack)
     with running_bridge(settings) as (bridge, _):
@@ -138,8 +142,9 @@ def test_every_valid_reading_arrives_exactly_as_sent_and_bad_ones_are_dead_lette
     assert reasons == ["", "household_id", "oops", "power_w"]  # not JSON; foreign household; unknown field; range
 
 
-def test_no_reading_is_lost_when_the_bridge_is_killed_mid_stream(stack, tmp_path):
-    settings = bridge_settings(stack)
+@CLIENTS
+def test_no_reading_is_lost_when_the_bridge_is_killed_mid_stream(stack, tmp_path, mqtt_client):
+    settings = bridge_settings(stack, mqtt_client)
     config = tmp_path / "bridge.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json", by_alias=True)))
     command = [sys.executable, "-m", "gridflow.cli", "bridge", "--no-downlink", "--config", str(config)]
@@ -187,6 +192,15 @@ def test_no_reading_is_lost_when_the_bridge_is_killed_mid_stream(stack, tmp_path
     duplicates = len(got) - len(set(got))
     assert duplicates <= settings.bridge.max_inflight
     assert bridge.returncode == 0
+
+
+@CLIENTS
+def test_a_bridge_with_a_wrong_password_says_so_at_start(stack, mqtt_client):
+    settings = bridge_settings(stack, mqtt_client).with_overrides("bridge.mqtt_password=not-the-password")
+    bridge = MqttKafkaBridge(settings)
+    with pytest.raises(ConnectionError, match=rf"no MQTT session with {settings.mqtt.host}:{settings.mqtt.port}"):
+        bridge.start(timeout_s=20)
+    bridge.close()
 
 
 def test_downlink_delivers_only_contract_keeping_commands_to_the_households_meter(stack):
