@@ -113,7 +113,11 @@ def from_profile(profile: dict, tariff, peak_hours: list[int], now_ms: int, off_
 
 def from_alert(alert: dict, currency: str, now_ms: int) -> list[dict]:
     """An ``alert`` recommendation: what was seen and what to do."""
-    text = f"Alert ({alert['severity']}): {alert['type'].replace('_', ' ')} detected. {alert['action']}"
+    if alert["type"] == "back_online":
+        minutes = alert.get("evidence", {}).get("silent_minutes")
+        text = f"Your meter is sending readings again{f' after {minutes} minutes without any' if minutes else ''}."
+    else:
+        text = f"Alert ({alert['severity']}): {alert['type'].replace('_', ' ')} detected. {alert['action']}"
     return [
         _record(
             alert["household_id"],

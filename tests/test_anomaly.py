@@ -150,7 +150,32 @@ def test_dropout_from_a_gap_and_from_the_silence_timer(detector):
     (alert,) = detector.check_silence(timer, "h-1", T0 + 50 * MIN)
     assert alert["severity"] == "high"
     assert alert["evidence"] == {"missing_minutes": 40, "expected": "readings every minute", "still_silent": True}
-    assert detector.check_silence(timer, "h-1", T0 + 51 * MIN) == []  # suppressed
+    assert detector.check_silence(timer, "h-1", T0 + 51 * MIN) == []  # alerted already
+
+
+def test_a_meter_back_after_an_alerted_silence_is_back_online_not_a_second_dropout(detector):
+    state = HouseholdState()
+    feed(detector, state, [minute(k, 400.0) for k in range(10)])
+    (dropout,) = detector.check_silence(state, "h-1", T0 + 15 * MIN)
+    assert dropout["type"] == "dropout" and dropout["window_start_ms"] == T0 + 10 * MIN
+    # a state restored from a checkpoint keeps the silence
+    state = HouseholdState.from_dict(json.loads(json.dumps(state.to_dict())))
+    assert detector.check_silence(state, "h-1", T0 + 40 * MIN) == []
+    (back,) = detector.update(state, minute(42, 400.0))
+    assert back["type"] == "back_online" and back["severity"] == "low"
+    assert (back["window_start_ms"], back["window_end_ms"]) == (T0 + 10 * MIN, T0 + 42 * MIN)
+    assert back["evidence"] == {"silent_minutes": 32}
+    assert feed(detector, state, [minute(k, 400.0) for k in range(43, 50)]) == []
+    # the next silence is alerted again (the dropout cooldown counts from the first alert's end)
+    later = detector.check_silence(state, "h-1", T0 + 50 * MIN + detector.cooldown_ms)
+    assert [a["type"] for a in later] == ["dropout"]
+
+
+def test_a_silence_no_timer_saw_is_a_dropout_when_the_meter_returns(detector):
+    state = HouseholdState()
+    feed(detector, state, [minute(k, 400.0) for k in range(10)])
+    alerts = detector.update(state, minute(30, 400.0))
+    assert [a["type"] for a in alerts] == ["dropout"] and alerts[0]["evidence"]["missing_minutes"] == 20
 
 
 def test_sustained_high_when_the_floor_stays_far_above_usual(detector):

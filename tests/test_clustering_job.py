@@ -151,10 +151,10 @@ def test_a_spike_becomes_one_alert_and_an_unusable_feature_record_a_dead_letter(
 
 
 def test_each_meter_of_a_household_is_judged_and_a_silent_meter_raises_a_dropout(kafka_settings):
-    """h-77 has two meters. m-1 reports every minute and spikes at minute 25; m-2 stops after minute 9.
-    Both meters' minutes count (before, the second meter's minutes were dropped as 'already judged'); m-2's
-    silence is an alert while it lasts (from the watermark the other meter moves), and the end of the
-    input is no silence for m-1."""
+    """h-77 has two meters. m-1 reports every minute and spikes at minute 25; m-2 stops after minute 9 and
+    is back at minute 32. Both meters' minutes count (before, the second meter's minutes were dropped as
+    'already judged'); m-2's silence is one alert while it lasts (from the watermark the other meter moves)
+    and its return a back-online record; the end of the input is no silence for m-1."""
     settings = kafka_settings.with_overrides("stream.out_of_orderness_ms=0")
     t = settings.topics
     kafka_io.create_topics(settings, [t.features], partitions=1)  # one partition: the watermark follows m-1
@@ -162,7 +162,7 @@ def test_each_meter_of_a_household_is_judged_and_a_silent_meter_raises_a_dropout
     minutes = []
     for k in range(40):
         minutes.append(_minute(k, 400.0, raw_max=5000.0 if k == 25 else None, meter="m-1"))
-        if k < 10:
+        if k < 10 or k >= 32:
             minutes.append(_minute(k, 250.0, meter="m-2"))
     ends = kafka_io.produce(settings, t.features, [("h-77", json.dumps(m)) for m in minutes])
     env = create_env(settings)
@@ -172,7 +172,9 @@ def test_each_meter_of_a_household_is_judged_and_a_silent_meter_raises_a_dropout
     env.execute("anomaly-two-meters")
     alerts = [json.loads(v) for v in kafka_io.read_topic(settings, t.alerts)]
     by_meter = sorted((a["meter_id"], a["type"]) for a in alerts)
-    assert by_meter == [("m-1", "spike"), ("m-2", "dropout")], alerts
+    assert by_meter == [("m-1", "spike"), ("m-2", "back_online"), ("m-2", "dropout")], alerts
+    (back,) = [a for a in alerts if a["type"] == "back_online"]
+    assert (back["window_start_ms"], back["window_end_ms"]) == (10 * 60_000, 32 * 60_000)
     (dropout,) = [a for a in alerts if a["type"] == "dropout"]
     dropout_minutes = settings.anomaly.dropout_minutes
     assert dropout["household_id"] == "h-77" and dropout["evidence"]["still_silent"] is True

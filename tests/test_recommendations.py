@@ -70,6 +70,16 @@ def test_off_peak_advice_only_above_the_share_and_priced_by_the_tariff():
     assert recommendations.from_profile({**busy, "peak_share": 0.2}, tariff, [17, 18, 19, 20], now_ms=1) == []
 
 
+def test_an_alert_says_what_was_seen_and_a_meter_back_online_says_so_plainly():
+    dropout = {**CONTRACTS["alert"].example, "type": "dropout", "severity": "high", "action": "Check the meter."}
+    (rec,) = recommendations.from_alert(dropout, "EUR", now_ms=1)
+    assert rec["kind"] == "alert" and rec["text"] == "Alert (high): dropout detected. Check the meter."
+    back = {**dropout, "type": "back_online", "severity": "low", "evidence": {"silent_minutes": 32}}
+    (rec,) = recommendations.from_alert(back, "EUR", now_ms=1)
+    assert rec["text"] == "Your meter is sending readings again after 32 minutes without any."
+    assert rec["alert_type"] == "back_online" and rec["saving_per_day"] == 0.0
+
+
 @pytest.mark.integration
 def test_job_turns_schedules_profiles_and_alerts_into_recommendations_once(kafka_settings):
     settings = kafka_settings.with_overrides("balancing.feeder_capacity_kw=1.5")  # two 1 kW runs overload it

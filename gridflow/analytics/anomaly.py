@@ -42,7 +42,16 @@ import numpy as np
 from gridflow.contracts.core import SCHEMA_VERSION
 from gridflow.native.dbscan import dbscan
 
-ALERT_TYPES = ("spike", "stuck", "dropout", "sustained_high", "drift", "unusual_load", "unusual_vs_peers")
+ALERT_TYPES = (
+    "spike",
+    "stuck",
+    "dropout",
+    "back_online",
+    "sustained_high",
+    "drift",
+    "unusual_load",
+    "unusual_vs_peers",
+)
 LEVEL_OFFSET_W = 50.0  # added to powers in log ratios, so idle minutes do not look extreme
 FLOOR_RISE_PER_MIN = 1 / 240  # the usual floor moves this fraction of the way up per minute (~4 h)
 WARMUP_MINUTES = 60  # minutes seen before floor-based rules may fire
@@ -55,6 +64,7 @@ ACTIONS = {
     "stuck": "The meter keeps reporting the same value. Check its connection or restart it; call support if "
     "it stays frozen.",
     "dropout": "No readings arrived. Check that the meter has power and network (Wi-Fi/MQTT).",
+    "back_online": "The meter is sending readings again. No action needed.",
     "sustained_high": "Consumption has stayed well above your usual base load. Check whether an appliance "
     "(heater, oven, iron, pump) was left on.",
     "drift": "Your base load has been creeping up for a while. Look for a device slowly drawing more power, "
@@ -92,6 +102,7 @@ class HouseholdState:
     frozen_minutes: int = 0
     frozen_since_ms: int = 0
     missing_minutes: int = 0
+    silent_since_ms: int | None = None  # end of the last minute before a silence already alerted from a timer
     floor_w: float | None = None
     mean_w: float | None = None  # slow average of minute means (the usual level)
     high_minutes: int = 0
@@ -175,7 +186,19 @@ class AnomalyDetector:
         # ---- dropout: a gap since the last record, or minutes with no readings
         last_end_ms = state.last_end_ms
         gap_min = 0 if last_end_ms is None else (start - last_end_ms) // MINUTE_MS
-        if last_end_ms is not None and gap_min >= s.dropout_minutes:  # (no gap before the first record)
+        if state.silent_since_ms is not None:
+            # the silence was alerted while it lasted: its end is news, not a second dropout
+            raised.append(
+                self._alert(
+                    "back_online",
+                    "low",
+                    state.silent_since_ms,
+                    start,
+                    {"silent_minutes": int((start - state.silent_since_ms) // MINUTE_MS)},
+                )
+            )
+            state.silent_since_ms = None
+        elif last_end_ms is not None and gap_min >= s.dropout_minutes:  # (no gap before the first record)
             raised.append(
                 self._alert(
                     "dropout",
@@ -229,8 +252,9 @@ class AnomalyDetector:
         if state.last_end_ms is None:
             return []
         silent_min = (int(now_ms) - state.last_end_ms) // MINUTE_MS
-        if silent_min < self.settings.dropout_minutes:
-            return []
+        if silent_min < self.settings.dropout_minutes or state.silent_since_ms is not None:
+            return []  # not silent long enough, or alerted already
+        state.silent_since_ms = state.last_end_ms
         alert = self._alert(
             "dropout",
             "high" if silent_min >= 30 else "medium",

@@ -156,7 +156,9 @@ class Centroid(TypedDict):
     ts_ms: EpochMs
 
 
-AlertType = Literal["spike", "stuck", "dropout", "sustained_high", "drift", "unusual_load", "unusual_vs_peers"]
+AlertType = Literal[
+    "spike", "stuck", "dropout", "back_online", "sustained_high", "drift", "unusual_load", "unusual_vs_peers"
+]
 
 
 class Alert(TypedDict):

@@ -1,7 +1,7 @@
 """JSON Schema files of every topic's contract, generated from the record types (``docs/schemas/``).
 
-gridflow contracts schemas --out docs/schemas      # write them
-gridflow contracts schemas --check docs/schemas    # fail when a file and the code disagree (CI)
+gridflow contracts schemas docs/schemas    # write them
+gridflow contracts check docs/schemas      # fail when a file and the code disagree (CI)
 """
 
 from __future__ import annotations
