@@ -152,7 +152,10 @@ def test_no_reading_is_lost_when_the_bridge_is_killed_mid_stream(stack, tmp_path
     def start_bridge():
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = process.stdout.readline()
-        assert line.startswith("bridge:"), line
+        if not line.startswith("bridge:"):
+            process.kill()  # no bridge left behind by a failed start
+            process.wait(10)
+            pytest.fail(f"the bridge did not start: {line}")
         return process
 
     total, published = 6000, []
