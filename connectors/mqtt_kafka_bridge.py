@@ -13,10 +13,10 @@ One thread runs both clients, the MQTT session (MQTT 3.1.1) and librdkafka's del
 acknowledgement needs no locking. The MQTT side is ``bridge.mqtt_client``:
 
 * ``gmqtt`` (default): gmqtt's asyncio protocol reads the socket in large chunks; the bridge takes each
-  QoS 1 PUBLISH from gmqtt's packet handler and sends its PUBACK itself once Kafka has the records
-  (gmqtt's own "ack after the callback" path costs a task per message, as much as paho). About 8 us of
-  CPU per message against paho's 35 (BENCHMARKS.md). It relies on two methods of gmqtt's handler, so gmqtt
-  is pinned and the bridge checks for them at start.
+  QoS 1 PUBLISH from gmqtt's packet handler and sends the PUBACKs itself once Kafka has the records, those
+  of one poll in one write (gmqtt's own "ack after the callback" path costs a task per message, as much as
+  paho). About 8-10 us of CPU per message received against paho's 35-41 (BENCHMARKS.md). It relies on
+  gmqtt's packet handler and connection internals, so gmqtt is pinned and the bridge checks for them.
 * ``paho``: paho-mqtt's network loop with manual acknowledgement (a few syscalls per message).
 
 C-backed clients on libmosquitto (pymosquitto, ctypes-mosquitto) are not an option: libmosquitto 2.0
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import logging
 import threading
 import time
@@ -36,7 +37,9 @@ from typing import Any, Callable
 import gmqtt
 import paho.mqtt.client as mqtt
 from confluent_kafka import KafkaException, Producer
-from gmqtt.mqtt.constants import MQTTv311
+from gmqtt.mqtt.connection import MQTTConnection
+from gmqtt.mqtt.constants import MQTTCommands, MQTTv311
+from gmqtt.mqtt.package import CommandWithMidPacket
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
@@ -312,9 +315,12 @@ class _PahoSession:
 class _GmqttSession:
     """gmqtt's asyncio protocol on an event loop of the bridge's own, run by the bridge's thread.
 
-    QoS 1 PUBLISH packets are taken from gmqtt's packet handler (``_handle_qos_1_publish_packet``) and
-    acknowledged with its ``_send_puback`` once Kafka has the records; QoS 0 ones come through
-    ``on_message``. librdkafka's delivery callbacks run from a poll between socket reads.
+    QoS 1 PUBLISH packets are taken from gmqtt's packet handler (``_handle_qos_1_publish_packet``); once
+    Kafka has a message's records its packet id joins the acknowledgements due, and after each poll of
+    librdkafka's delivery callbacks (between socket reads) the PUBACKs due go out in one write (gmqtt's
+    packet builder, its connection's ``send_package``): one write per message cost ~3 us. QoS 0 messages
+    come through ``on_message``. PUBACKs due when the connection drops are not sent; the broker redelivers
+    those messages (at-least-once).
     """
 
     POLL_S = 0.002  # how often Kafka's delivery callbacks (and so the PUBACKs) run
@@ -329,17 +335,15 @@ class _GmqttSession:
         self._paused = False
         self.client = gmqtt.Client(settings.client_id, clean_session=False, optimistic_acknowledgement=False)
         handler = self.client._package_handler
-        missing = [
-            name
-            for name in ("_handle_qos_1_publish_packet", "_send_puback")
-            if not callable(getattr(handler, name, None))
+        missing = [name for name in ("_handle_qos_1_publish_packet",) if not callable(getattr(handler, name, None))] + [
+            name for name in ("send_package",) if not callable(getattr(MQTTConnection, name, None))
         ]
         if missing:
             raise BridgeError(
                 f"gmqtt {getattr(gmqtt, '__version__', '?')} has no {', '.join(missing)} (the bridge needs gmqtt "
                 "0.8); install the pinned version or set bridge.mqtt_client=paho"
             )
-        self._puback = handler._send_puback
+        self._acks_due: list[int] = []
         handler._handle_qos_1_publish_packet = self._on_qos1
         self.client.on_message = self._on_qos0
         self.client.on_connect = self._on_connect
@@ -372,6 +376,7 @@ class _GmqttSession:
         limit = bridge.settings.bridge.max_inflight
         while not stop.is_set():
             bridge.producer.poll(0)
+            self._send_acks()
             full = bridge.metrics.inflight >= limit
             if full != self._paused:
                 self._pause_reading(full)
@@ -392,7 +397,10 @@ class _GmqttSession:
             deadline = time.monotonic() + deadline_s
             while self.bridge.metrics.inflight and time.monotonic() < deadline:
                 self.bridge.producer.poll(0)
+                self._send_acks()
                 await asyncio.sleep(0.01)
+            self.bridge.producer.poll(0)
+            self._send_acks()
             self.client.reconnect_retries = 0
             try:
                 await asyncio.wait_for(self.client.disconnect(), 5)
@@ -403,7 +411,19 @@ class _GmqttSession:
         self.loop.close()
 
     def _on_qos1(self, mid, payload, topic, properties) -> None:
-        self.bridge.received(topic, payload, lambda: self._puback(mid))
+        self.bridge.received(topic, payload, functools.partial(self._acks_due.append, mid))
+
+    def _send_acks(self) -> None:
+        due = self._acks_due
+        if not due:
+            return
+        connection = self.client._connection
+        if connection is not None and not connection.is_closing():
+            build = CommandWithMidPacket.build_package
+            connection.send_package(
+                b"".join([build(MQTTCommands.PUBACK, mid, False, proto_ver=MQTTv311) for mid in due])
+            )
+        due.clear()
 
     def _on_qos0(self, client, topic, payload, qos, properties) -> int:
         self.bridge.received(topic, payload, None)
