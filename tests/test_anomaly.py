@@ -171,6 +171,29 @@ def test_a_meter_back_after_an_alerted_silence_is_back_online_not_a_second_dropo
     assert [a["type"] for a in later] == ["dropout"]
 
 
+def test_each_of_three_meters_of_a_household_is_judged_on_its_own(detector):
+    """One household, three meters interleaved minute by minute: a spike on m-b, a frozen m-c, a steady m-a.
+    Each meter's minutes count (none is dropped as another meter's repeated minute)."""
+
+    def of(meter, record):
+        return {**record, "meter_id": meter}
+
+    records = []
+    for k in range(40):
+        records.append(of("m-a", minute(k, 400.0)))
+        records.append(of("m-b", minute(k, 300.0, raw_max=4000.0, outliers=[4000.0]) if k == 20 else minute(k, 300.0)))
+        frozen = k >= 10
+        records.append(of("m-c", minute(k, 250.0, std=0.0, stuck_run=6) if frozen else minute(k, 250.0 + k)))
+    states: dict = {}
+    alerts = detector.run(records, states)
+    assert sorted(states) == ["h-1/m-a", "h-1/m-b", "h-1/m-c"]
+    assert all(state.minutes_seen == 40 for state in states.values())
+    by_meter = {(a["meter_id"], a["type"]) for a in alerts}
+    assert ("m-b", "spike") in by_meter and ("m-c", "stuck") in by_meter
+    assert not {kind for meter, kind in by_meter if meter == "m-a"}, alerts
+    assert all(a["household_id"] == "h-1" for a in alerts)
+
+
 def test_a_silence_no_timer_saw_is_a_dropout_when_the_meter_returns(detector):
     state = HouseholdState()
     feed(detector, state, [minute(k, 400.0) for k in range(10)])
