@@ -4,7 +4,8 @@ A private mosquitto (anonymous, loopback) holds a persistent session filled with
 four paho publishers; each client then drains it and acknowledges every message:
 
 * ``paho``: paho-mqtt's loop with manual acknowledgement (the bridge's ``bridge.mqtt_client=paho``);
-* ``gmqtt``: gmqtt with the PUBACK sent from its packet handler (the bridge's default path);
+* ``gmqtt``: gmqtt with each PUBACK sent from its packet handler at once, one write per message (the
+  bridge's path, which also writes the PUBACKs of one Kafka delivery poll together);
 * ``gmqtt-async``: gmqtt's own acknowledge-after-an-async-callback path (a task per message).
 
     python benchmarks/mqtt_receive.py [N] [paho gmqtt gmqtt-async]
@@ -20,8 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from gridflow.stack.processes import free_port
+
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-PORT = 18830 + os.getpid() % 100
+PORT = free_port()  # inherited by the forked publishers
 
 
 def cpu(pid="self"):
@@ -95,9 +98,20 @@ def drain_paho(cid):
     return dt, dc
 
 
+async def timed_drain(client, fin):
+    """(wall s, CPU s) from connecting ``client`` until ``fin`` is set."""
+    from gmqtt.mqtt.constants import MQTTv311
+
+    t0, c0 = time.monotonic(), cpu()
+    await client.connect("127.0.0.1", PORT, version=MQTTv311, keepalive=60)
+    await fin.wait()
+    dt, dc = time.monotonic() - t0, cpu() - c0
+    await client.disconnect()
+    return dt, dc
+
+
 def drain_gmqtt(cid):
     import gmqtt
-    from gmqtt.mqtt.constants import MQTTv311
 
     got = [0]
 
@@ -114,19 +128,13 @@ def drain_gmqtt(cid):
 
         handler._handle_qos_1_publish_packet = on_qos1
         c.on_message = lambda *a: 0
-        t0, c0 = time.monotonic(), cpu()
-        await c.connect("127.0.0.1", PORT, version=MQTTv311, keepalive=60)
-        await fin.wait()
-        dt, dc = time.monotonic() - t0, cpu() - c0
-        await c.disconnect()
-        return dt, dc
+        return await timed_drain(c, fin)
 
     return asyncio.run(main())
 
 
 def drain_gmqtt_async(cid):
     import gmqtt
-    from gmqtt.mqtt.constants import MQTTv311
 
     got = [0]
 
@@ -145,12 +153,7 @@ def drain_gmqtt_async(cid):
             return r
 
         c.on_message = on_message
-        t0, c0 = time.monotonic(), cpu()
-        await c.connect("127.0.0.1", PORT, version=MQTTv311, keepalive=60)
-        await fin.wait()
-        dt, dc = time.monotonic() - t0, cpu() - c0
-        await c.disconnect()
-        return dt, dc
+        return await timed_drain(c, fin)
 
     return asyncio.run(main())
 
