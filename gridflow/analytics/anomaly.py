@@ -102,7 +102,7 @@ class HouseholdState:
     frozen_minutes: int = 0
     frozen_since_ms: int = 0
     missing_minutes: int = 0
-    silent_since_ms: int | None = None  # end of the last minute before a silence already alerted from a timer
+    silence_alerted: bool = False  # the silence since last_end_ms was alerted from a timer
     floor_w: float | None = None
     mean_w: float | None = None  # slow average of minute means (the usual level)
     high_minutes: int = 0
@@ -186,18 +186,10 @@ class AnomalyDetector:
         # ---- dropout: a gap since the last record, or minutes with no readings
         last_end_ms = state.last_end_ms
         gap_min = 0 if last_end_ms is None else (start - last_end_ms) // MINUTE_MS
-        if state.silent_since_ms is not None:
+        if state.silence_alerted and last_end_ms is not None:  # (set only after a minute was seen)
             # the silence was alerted while it lasted: its end is news, not a second dropout
-            raised.append(
-                self._alert(
-                    "back_online",
-                    "low",
-                    state.silent_since_ms,
-                    start,
-                    {"silent_minutes": int((start - state.silent_since_ms) // MINUTE_MS)},
-                )
-            )
-            state.silent_since_ms = None
+            raised.append(self._alert("back_online", "low", last_end_ms, start, {"silent_minutes": int(gap_min)}))
+            state.silence_alerted = False
         elif last_end_ms is not None and gap_min >= s.dropout_minutes:  # (no gap before the first record)
             raised.append(
                 self._alert(
@@ -252,9 +244,9 @@ class AnomalyDetector:
         if state.last_end_ms is None:
             return []
         silent_min = (int(now_ms) - state.last_end_ms) // MINUTE_MS
-        if silent_min < self.settings.dropout_minutes or state.silent_since_ms is not None:
+        if silent_min < self.settings.dropout_minutes or state.silence_alerted:
             return []  # not silent long enough, or alerted already
-        state.silent_since_ms = state.last_end_ms
+        state.silence_alerted = True
         alert = self._alert(
             "dropout",
             "high" if silent_min >= 30 else "medium",
