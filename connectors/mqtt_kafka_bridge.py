@@ -228,7 +228,6 @@ class _PahoSession:
     """paho-mqtt's network loop, driven by the bridge's thread, with manual acknowledgement."""
 
     def __init__(self, bridge: MqttKafkaBridge):
-
         self.bridge = bridge
         settings = bridge.settings.bridge
         self._connected = threading.Event()
@@ -260,7 +259,6 @@ class _PahoSession:
             self.client.loop(timeout=0.1)
 
     def run(self, stop: threading.Event) -> None:
-
         bridge, backoff_s = self.bridge, 0.5
         while not stop.is_set():
             if bridge.metrics.inflight < bridge.settings.bridge.max_inflight:
