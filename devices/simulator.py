@@ -8,6 +8,12 @@ household); labelled faults are injected and their ground truth written as JSON 
 
 Simulated time runs ``simulator.speed`` times faster than the wall clock. A run that would put
 readings in the future (speed > 1) starts far enough in the past that its last reading is "now".
+
+In real time (speed 1, no start given) each meter keeps a phase of its own within the sample interval,
+as real meters do (each one's clock started when it was powered on): meter ``i`` samples at
+``phase(i) + k * interval`` (:func:`phase_offsets_ms`, ``simulator.spread_publish``), so a fleet
+publishes a steady stream instead of one burst per interval. Replays (speed > 1) stay on the common
+grid: their time stamps are the replayed series' own.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from gridflow.devices.umqtt_paho import SharedConnection
 from gridflow.settings import Settings
 
 NOMINAL_VOLTAGE_V = 230.0
+PHASE_SLOTS = 100  # phases a real-time fleet spreads over within its interval (0.1 s apart at 10 s)
 
 
 class SimulatedDropout(Exception):
@@ -70,6 +77,13 @@ class FleetSummary:
         )
 
 
+def phase_offsets_ms(meters: int, interval_ms: int, slots: int) -> np.ndarray:
+    """Each meter's phase in the interval: ``slots`` evenly spaced phases, meters dealt round-robin
+    (meter ``i`` in slot ``i % slots``), so every slot holds the same number of meters (+-1)."""
+    slots = max(1, min(int(slots), meters, interval_ms))
+    return (np.arange(meters) % slots) * interval_ms // slots
+
+
 def household_ids(meters: int, prefix: str = "h-") -> list[str]:
     width = max(5, len(str(meters - 1)))
     return [f"{prefix}{i:0{width}d}" for i in range(meters)]
@@ -104,6 +118,9 @@ class FleetSimulator:
                 start_ms = now_ms + (-now_ms) % step_ms
         self.start_ms = start_ms
         self.ts_ms = timestamps_ms(start_ms, self.n, self.interval_s)
+        step_ms = int(self.interval_s * 1000)
+        # the slots of the interval the meters' phases fall in (one slot, phase 0, when not spread)
+        self.phase_ms = phase_offsets_ms(meters, step_ms, PHASE_SLOTS if self.realtime and sim.spread_publish else 1)
         self.household_ids = household_ids(meters, prefix)
         power = fleet_series(library, np.arange(meters), start_ms, self.n, self.interval_s, sim.seed)
         end_ms = int(self.ts_ms[-1]) + int(self.interval_s * 1000)
@@ -164,13 +181,17 @@ class FleetSimulator:
         started = time.monotonic()
         if self.realtime:  # the monotonic moment of the first sample's wall-clock time stamp
             started += max(0.0, int(self.ts_ms[0]) / 1000 - time.time())
+        # meters grouped by phase: each group steps at its own moment of every interval
+        phases = np.unique(self.phase_ms)
+        groups = [np.flatnonzero(self.phase_ms == phase) for phase in phases]
         ticks = tqdm(range(self.n), desc="simulating", unit="tick", disable=not progress, mininterval=1.0)
         for k in ticks:
-            wall_due = started + k * self.interval_s / speed
-            while time.monotonic() < wall_due:  # keep the connections alive while waiting
-                for connection in self.connections:
-                    connection.service(min(0.05, max(0.0, wall_due - time.monotonic())))
-            self.step_all(int(self.ts_ms[k]), k)
+            for phase, group in zip(phases.tolist(), groups):
+                wall_due = started + (k * self.interval_s + phase / 1000) / speed
+                while time.monotonic() < wall_due:  # keep the connections alive while waiting
+                    for connection in self.connections:
+                        connection.service(min(0.05, max(0.0, wall_due - time.monotonic())))
+                self.step_all(int(self.ts_ms[k]) + phase, k, group if len(groups) > 1 else None)
         flush_ms = int(self.ts_ms[-1]) + int(self.settings.simulator.publish_interval_s * 1000)
         for i, meter in enumerate(self.meters):
             meter.publish_pending(flush_ms)
@@ -181,16 +202,20 @@ class FleetSimulator:
             connection.wait_until_sent()
         return self.summary(time.monotonic() - started)
 
-    def step_all(self, now_ms: int, sample_index: int | None = None, service_every: int = 200) -> None:
-        """One firmware step of every meter at ``now_ms`` (replaying sample ``sample_index``)."""
+    def step_all(
+        self, now_ms: int, sample_index: int | None = None, meters=None, service_every: int = 200
+    ) -> None:
+        """One firmware step at ``now_ms`` of every meter (or of the meters at the indices ``meters``),
+        replaying sample ``sample_index``."""
         connections = self.connections
-        for i, (meter, driver) in enumerate(zip(self.meters, self.drivers)):
+        indices = range(len(self.meters)) if meters is None else meters
+        for n, i in enumerate(indices):
             if sample_index is not None:
-                driver.index = sample_index
-            if i % service_every == 0:
+                self.drivers[i].index = sample_index
+            if n % service_every == 0:
                 for connection in connections:
                     connection.service()
-            meter.step(now_ms)
+            self.meters[i].step(now_ms)
         for connection in connections:
             connection.service()
 

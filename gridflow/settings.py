@@ -126,6 +126,9 @@ class SimulatorSettings(_Section):
     publish_interval_s: float = Field(10.0, gt=0.0, le=3600.0)
     batch_max: int = Field(20, ge=1, le=1000)
     speed: float = Field(1.0, gt=0.0, le=100_000.0, description="simulated seconds per wall-clock second")
+    spread_publish: bool = Field(
+        True, description="real time: each meter samples and publishes at a phase of its own within the interval"
+    )
     fault_rate_per_day: float = Field(0.5, ge=0.0, le=100.0, description="labelled faults per household and day")
     seed: int = Field(2024, ge=0)
 

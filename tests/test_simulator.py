@@ -5,12 +5,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from gridflow import kafka_io
 from gridflow.devices.faults import read_ground_truth
 from gridflow.devices.load_shapes import LoadShapeLibrary
-from gridflow.devices.simulator import FleetSimulator
+from gridflow.devices.simulator import FleetSimulator, phase_offsets_ms
 from gridflow.readings import parse_reading
 from gridflow.stack.mqtt_auth import BRIDGE_USER
 
@@ -63,6 +64,45 @@ def test_simulated_meters_replay_their_series_through_mqtt_and_the_bridge_into_k
     assert faults == simulator.faults and len(faults) >= 5
     kinds = {fault.kind for fault in faults}
     assert {"spike", "stuck"} & kinds
+
+
+def test_phases_deal_meters_evenly_over_the_interval():
+    phases = phase_offsets_ms(1003, 10_000, 100)
+    counts = np.bincount(phases // 100)
+    assert len(counts) == 100 and counts.min() == 10 and counts.max() == 11
+    assert phases.min() == 0 and phases.max() == 9_900
+    assert phase_offsets_ms(3, 10_000, 100).tolist() == [0, 3_333, 6_666], "fewer meters than slots"
+    assert phase_offsets_ms(5, 10_000, 1).tolist() == [0] * 5
+
+
+@pytest.mark.parametrize("spread", [True, False])
+def test_real_time_meters_publish_at_their_own_phase(stack, library, spread):
+    # real time (no start given, speed 1): 1 s samples, so the run takes ~3 s of wall clock
+    settings = bridge_settings(stack).with_overrides(
+        "simulator.sample_interval_s=1",
+        "simulator.publish_interval_s=1",
+        "simulator.fault_rate_per_day=0",
+        f"simulator.spread_publish={str(spread).lower()}",
+        f"simulator.client_id_prefix=sim-phase-{spread}",
+    )
+    simulator = FleetSimulator(settings, meters=7, duration_s=3, library=library, prefix=f"ph{int(spread)}-")
+    assert simulator.realtime
+    with running_bridge(settings):
+        try:
+            summary = simulator.run(progress=False)
+            records = kafka_io.read_records(settings, settings.topics.readings, expected=summary.published)
+        finally:
+            simulator.close()
+    prefix = f"ph{int(spread)}-"
+    stamps = {}
+    for _, value in records:
+        reading = parse_reading(value)
+        if reading.household_id.startswith(prefix):
+            stamps.setdefault(reading.household_id, []).append(reading.ts_ms - simulator.start_ms)
+    assert len(stamps) == 7 and all(len(v) == 3 for v in stamps.values())
+    for i, household in enumerate(simulator.household_ids):
+        phase = (i * 1000 // 7) if spread else 0
+        assert sorted(stamps[household]) == [phase, 1000 + phase, 2000 + phase], household
 
 
 def test_meters_in_the_simulator_receive_their_commands(stack, library):
