@@ -202,9 +202,7 @@ class FleetSimulator:
             connection.wait_until_sent()
         return self.summary(time.monotonic() - started)
 
-    def step_all(
-        self, now_ms: int, sample_index: int | None = None, meters=None, service_every: int = 200
-    ) -> None:
+    def step_all(self, now_ms: int, sample_index: int | None = None, meters=None, service_every: int = 200) -> None:
         """One firmware step at ``now_ms`` of every meter (or of the meters at the indices ``meters``),
         replaying sample ``sample_index``."""
         connections = self.connections
