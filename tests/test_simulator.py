@@ -27,6 +27,16 @@ def library(base_settings):
     return LoadShapeLibrary.load(base_settings, ["citylearn"])
 
 
+def run_through_bridge(settings, simulator):
+    """Run ``simulator`` with a bridge running; its summary and the readings it put into Kafka."""
+    with running_bridge(settings):
+        try:
+            summary = simulator.run(progress=False)
+            return summary, kafka_io.read_records(settings, settings.topics.readings, expected=summary.published)
+        finally:
+            simulator.close()
+
+
 def test_simulated_meters_replay_their_series_through_mqtt_and_the_bridge_into_kafka(stack, library, tmp_path):
     settings = bridge_settings(stack).with_overrides(
         "simulator.speed=100000", "simulator.fault_rate_per_day=40", "simulator.connections=3"
@@ -35,12 +45,7 @@ def test_simulated_meters_replay_their_series_through_mqtt_and_the_bridge_into_k
     simulator = FleetSimulator(
         settings, meters=24, duration_s=1800, library=library, start_ms=START_MS, faults_path=faults_path
     )
-    with running_bridge(settings):
-        try:
-            summary = simulator.run(progress=False)
-            records = kafka_io.read_records(settings, settings.topics.readings, expected=summary.published)
-        finally:
-            simulator.close()
+    summary, records = run_through_bridge(settings, simulator)
 
     assert summary.meters == 24 and summary.samples_per_meter == 180
     assert summary.published == summary.sampled == int(simulator.keep.sum()), "every non-dropout sample published"
@@ -87,12 +92,7 @@ def test_real_time_meters_publish_at_their_own_phase(stack, library, spread):
     )
     simulator = FleetSimulator(settings, meters=7, duration_s=3, library=library, prefix=f"ph{int(spread)}-")
     assert simulator.realtime
-    with running_bridge(settings):
-        try:
-            summary = simulator.run(progress=False)
-            records = kafka_io.read_records(settings, settings.topics.readings, expected=summary.published)
-        finally:
-            simulator.close()
+    summary, records = run_through_bridge(settings, simulator)
     prefix = f"ph{int(spread)}-"
     stamps = {}
     for _, value in records:
