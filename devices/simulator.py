@@ -9,7 +9,7 @@ household); labelled faults are injected and their ground truth written as JSON 
 Simulated time runs ``simulator.speed`` times faster than the wall clock. A run that would put
 readings in the future (speed > 1) starts far enough in the past that its last reading is "now".
 
-In real time (speed 1, no start given) each meter keeps a phase of its own within the sample interval,
+In real time (no start given, speed 1 or slower) each meter keeps a phase of its own within the sample interval,
 as real meters do (each one's clock started when it was powered on): meter ``i`` samples at
 ``phase(i) + k * interval`` (:func:`phase_offsets_ms`, ``simulator.spread_publish``), so a fleet
 publishes a steady stream instead of one burst per interval. Replays (speed > 1) stay on the common
@@ -106,11 +106,12 @@ class FleetSimulator:
         self.settings = settings
         self.interval_s = sim.sample_interval_s
         self.n = int(duration_s // self.interval_s)
+        step_ms = int(self.interval_s * 1000)
         # Real time (no start given, speed 1 or slower): the first sample is stamped at the next multiple of
         # the interval and published at that moment, so a reading's time stamp is when its meter sent it.
         self.realtime = start_ms is None and sim.speed <= 1
         if start_ms is None:
-            now_ms, step_ms = int(time.time() * 1000), int(self.interval_s * 1000)
+            now_ms = int(time.time() * 1000)
             if sim.speed > 1:  # replay the past up to now
                 start_ms = now_ms - int(duration_s * 1000)
                 start_ms -= start_ms % step_ms
@@ -118,12 +119,11 @@ class FleetSimulator:
                 start_ms = now_ms + (-now_ms) % step_ms
         self.start_ms = start_ms
         self.ts_ms = timestamps_ms(start_ms, self.n, self.interval_s)
-        step_ms = int(self.interval_s * 1000)
         # the slots of the interval the meters' phases fall in (one slot, phase 0, when not spread)
         self.phase_ms = phase_offsets_ms(meters, step_ms, PHASE_SLOTS if self.realtime and sim.spread_publish else 1)
         self.household_ids = household_ids(meters, prefix)
         power = fleet_series(library, np.arange(meters), start_ms, self.n, self.interval_s, sim.seed)
-        end_ms = int(self.ts_ms[-1]) + int(self.interval_s * 1000)
+        end_ms = int(self.ts_ms[-1]) + step_ms
         self.faults = (
             plan_faults(
                 self.household_ids, start_ms, end_ms, sim.fault_rate_per_day, seed=sim.seed, interval_s=self.interval_s

@@ -90,10 +90,10 @@ def test_real_time_meters_publish_at_their_own_phase(stack, library, spread):
         f"simulator.spread_publish={str(spread).lower()}",
         f"simulator.client_id_prefix=sim-phase-{spread}",
     )
-    simulator = FleetSimulator(settings, meters=7, duration_s=3, library=library, prefix=f"ph{int(spread)}-")
+    prefix = f"ph{int(spread)}-"
+    simulator = FleetSimulator(settings, meters=7, duration_s=3, library=library, prefix=prefix)
     assert simulator.realtime
     summary, records = run_through_bridge(settings, simulator)
-    prefix = f"ph{int(spread)}-"
     stamps = {}
     for _, value in records:
         reading = parse_reading(value)
