@@ -7,7 +7,7 @@ in increasing time order::
 
     {"v": 1, "market": "NL", "ts_ms": 1704668400000, "slot_minutes": 60, "price_per_kwh": 0.0921}
 
-* ``market`` -- price area, 1-64 characters of letters, digits and ``._:-``;
+* ``market`` -- price area, 1-64 characters of letters, digits and ``._:-``, starting with a letter or digit;
 * ``ts_ms`` -- start of the slot, UTC epoch milliseconds, a whole number of slots since the epoch;
 * ``slot_minutes`` -- slot length; the forecasting job takes ``forecast.slot_minutes`` only (average finer
   prices upstream);
@@ -39,7 +39,7 @@ from datetime import date, datetime, timezone
 
 import numpy as np
 
-from gridflow.contracts import CONTRACTS, ID, SCHEMA_VERSION, ContractError, encode
+from gridflow.contracts import CONTRACTS, ID, ID_RULE, SCHEMA_VERSION, ContractError, encode
 
 MAX_ABS_PRICE_PER_KWH = 10.0
 DAY_MS = 86_400_000
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_from_args(args)
     slot_minutes = args.slot_minutes or settings.forecast.slot_minutes
     if not ID.match(args.market):
-        parser.error(f"--market must be 1-64 characters of letters, digits, '._:-', got {args.market!r}")
+        parser.error(f"--market must be {ID_RULE}, got {args.market!r}")
     try:
         records = replay_records(load_prices(settings), args.start, args.days, args.market, slot_minutes)
     except (ValueError, DatasetError) as error:

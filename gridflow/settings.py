@@ -446,12 +446,39 @@ class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
     secret: str = Field(
-        "", description="HMAC key of the page tokens; empty = generated once and kept in <stack.run_dir>/web-secret"
+        "",
+        description="key of the stored access-code and session digests; empty = generated once and kept in "
+        "<stack.run_dir>/web-secret",
+    )
+    credentials_file: str = Field(
+        "", description="SQLite file of access codes and sessions; empty = <stack.run_dir>/web-credentials.db"
     )
     refresh_s: int = Field(60, ge=0, le=86_400, description="pages reload themselves this often; 0 = never")
     recent_alerts: int = Field(200, ge=1, le=100_000, description="alerts across households the operator view keeps")
     alerts_per_household: int = Field(20, ge=1, le=1_000)
-    cookie_secure: bool = Field(False, description="mark the login cookie Secure (set when served over HTTPS)")
+    cookie_secure: bool = Field(
+        False, description="mark the session cookie Secure and send HSTS (set when served over HTTPS)"
+    )
+    session_idle_s: int = Field(
+        30 * 86_400, ge=60, le=366 * 86_400, description="a household session ends after this long unused"
+    )
+    session_max_s: int = Field(180 * 86_400, ge=60, le=366 * 86_400, description="... and this long after sign-in")
+    operator_session_idle_s: int = Field(8 * 3_600, ge=60, le=30 * 86_400)
+    operator_session_max_s: int = Field(86_400, ge=60, le=30 * 86_400)
+    login_max_failures: int = Field(
+        5, ge=1, le=1_000, description="failed sign-ins per account in login_window_s before its lock-out"
+    )
+    login_ip_max_failures: int = Field(
+        20, ge=1, le=100_000, description="failed sign-ins per client address in login_window_s before its lock-out"
+    )
+    login_window_s: int = Field(900, ge=1, le=86_400)
+    lockout_s: int = Field(900, ge=1, le=86_400, description="how long a locked-out account or address is refused")
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0.0,
+        le=300.0,
+        description="a connection that has not sent a whole request this long after connecting or its last answer is closed",
+    )
 
     @field_validator("secret")
     @classmethod
@@ -459,6 +486,18 @@ class WebSettings(_Section):
         if value and len(value) < 16:
             raise ValueError("must be empty (generated) or at least 16 characters")
         return value
+
+    @model_validator(mode="after")
+    def _idle_within_max(self) -> "WebSettings":
+        for idle, longest in (
+            ("session_idle_s", "session_max_s"),
+            ("operator_session_idle_s", "operator_session_max_s"),
+        ):
+            if getattr(self, idle) > getattr(self, longest):
+                raise ValueError(
+                    f"web.{idle} ({getattr(self, idle)}) must not exceed web.{longest} ({getattr(self, longest)})"
+                )
+        return self
 
 
 # Python-runtime keys of Flink that are set per job, in the ``jobs`` section, never in ``config.yaml``.

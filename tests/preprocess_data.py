@@ -46,12 +46,12 @@ MALFORMED = [
     (
         b'{"household_id": "h 03", "meter_id": "m-03", "ts_ms": 1768435200000, "power_w": 5}',
         "household_id",
-        "must be 1-64 characters of letters, digits, '._:-'",
+        "must be 1-64 characters of letters, digits, '._:-', starting with a letter or digit",
     ),
     (
         b'{"household_id": "h-03", "ts_ms": 1768435200000, "power_w": 5}',
         "meter_id",
-        "must be 1-64 characters of letters, digits, '._:-'",
+        "must be 1-64 characters of letters, digits, '._:-', starting with a letter or digit",
     ),
     (
         b'{"household_id": "h-04", "meter_id": "m-04", "ts_ms": -5, "power_w": 5}',

@@ -3,7 +3,9 @@ headless Chromium (Debian ``chromium``), with screenshots checked at phone and d
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -198,20 +200,25 @@ def site(stack, tmp_path_factory):
             assert time.monotonic() < deadline and server.poll() is None, log.read_text()
             time.sleep(0.3)
 
-        def token(*who):
+        def issue(*who):
             return subprocess.run(
-                [*gridflow, "page", "token", *who, "--config", str(config)], check=True, capture_output=True, text=True
+                [*gridflow, "page", "token", "issue", *who, "--config", str(config)],
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout.strip()
 
-        yield {"url": url, "data": data, "tokens": {A: token(A), B: token(B), "operator": token("--operator")}}
+        yield {"url": url, "data": data, "tokens": {A: issue(A), B: issue(B), "operator": issue("--operator", "ops")}}
     finally:
         server.terminate()
         assert server.wait(timeout=20) == 0
 
 
-def _get(url: str, data: bytes | None = None) -> tuple[int, dict | str, dict]:
+def _get(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict | str, dict]:
+    """One request as a fresh browser would make it: redirects followed, with the cookies they set."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as response:
+        with opener.open(urllib.request.Request(url, data=data, headers=headers or {}), timeout=10) as response:
             status, body, headers = response.status, response.read().decode(), dict(response.headers)
     except urllib.error.HTTPError as error:
         status, body, headers = error.code, error.read().decode(), dict(error.headers)
@@ -249,8 +256,8 @@ def share_of(image: Image.Image, colour: str, tolerance: int = 12) -> float:
     return float((np.abs(pixels - np.array(_rgb(colour))) <= tolerance).all(axis=2).mean())
 
 
-def page_url(site, household: str, token: str | None) -> str:
-    query = f"?{urllib.parse.urlencode({'token': token})}" if token else ""
+def page_url(site, household: str, code: str | None) -> str:
+    query = f"?{urllib.parse.urlencode({'code': code})}" if code else ""
     return f"{site['url']}/household/{household}{query}"
 
 
@@ -296,7 +303,7 @@ def test_a_households_token_never_opens_another_household_or_the_operator_view(s
     a_token = site["tokens"][A]
     refused = [
         page_url(site, B, a_token),
-        f"{site['url']}/operator?token={a_token}",
+        f"{site['url']}/operator?code={a_token}",
         page_url(site, B, None),
         page_url(site, B, "0" * 32),
         f"{site['url']}/operator",
@@ -310,10 +317,15 @@ def test_a_households_token_never_opens_another_household_or_the_operator_view(s
     for url, dom in zip(refused, doms):
         assert "Sign in" in dom and "<svg" not in dom, url
         assert not [m for m in b_markers(site) if m in dom], url
-    assert _get(f"{site['url']}/api/household/{B}?token={a_token}")[:2] == (403, {"error": "forbidden"})
-    assert _get(f"{site['url']}/api/operator?token={a_token}")[:2] == (403, {"error": "forbidden"})
+    bearer = {"Authorization": f"Bearer {a_token}"}
+    assert _get(f"{site['url']}/api/household/{B}", headers=bearer)[:2] == (403, {"error": "forbidden"})
+    assert _get(f"{site['url']}/api/operator", headers=bearer)[:2] == (403, {"error": "forbidden"})
+    assert _get(f"{site['url']}/api/household/{A}?code={a_token}")[:2] == (
+        403,
+        {"error": "forbidden"},
+    )  # no codes in API URLs
     assert set(_get(f"{site['url']}/healthz")[1]) >= {"status", "accepted", "rejected"}  # counters, no data
-    status, data, _ = _get(f"{site['url']}/api/household/{A}?token={a_token}")
+    status, data, _ = _get(f"{site['url']}/api/household/{A}", headers=bearer)
     assert status == 200 and data["cluster"]["cluster"] == 0 and data["schedule"]["household_id"] == A
 
 
@@ -325,24 +337,45 @@ def test_the_token_cookie_keeps_a_browser_on_its_own_household(site, tmp_path):
     assert "Sign in" in dom and not [m for m in b_markers(site) if m in dom]
 
 
-def test_the_login_form_sets_the_cookie_only_for_the_right_code(site):
-    form = urllib.parse.urlencode({"role": "household", "household_id": A, "token": site["tokens"][A]}).encode()
-    request = urllib.request.Request(f"{site['url']}/login", data=form)
-    opener = urllib.request.build_opener(
-        type("NoRedirect", (urllib.request.HTTPRedirectHandler,), {"redirect_request": lambda *a, **k: None})
+def sign_in_form(url: str) -> tuple[urllib.request.OpenerDirector, str]:
+    """A browser-like client holding the sign-in page's pre-session cookie, and the form's CSRF token."""
+    no_redirect = type("NoRedirect", (urllib.request.HTTPRedirectHandler,), {"redirect_request": lambda *a, **k: None})
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), no_redirect)
+    with opener.open(f"{url}/", timeout=10) as response:
+        html = response.read().decode()
+    return opener, re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+
+
+def post(opener, url: str, form: dict) -> tuple[int, dict, str]:
+    try:
+        with opener.open(urllib.request.Request(url, data=urllib.parse.urlencode(form).encode()), timeout=10) as answer:
+            return answer.status, dict(answer.headers), answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+def test_the_login_form_opens_a_session_only_for_the_right_code(site):
+    opener, csrf = sign_in_form(site["url"])
+    code = site["tokens"][A]
+    status, headers, _ = post(
+        opener, f"{site['url']}/login", {"role": "household", "household_id": A, "code": code, "csrf": csrf}
     )
-    with pytest.raises(urllib.error.HTTPError) as redirect:
-        opener.open(request, timeout=10)
-    assert redirect.value.code == 303 and redirect.value.headers["Location"] == f"/household/{A}"
-    assert site["tokens"][A] in redirect.value.headers["Set-Cookie"]
-    assert "HttpOnly" in redirect.value.headers["Set-Cookie"]
-    wrong = urllib.parse.urlencode({"role": "household", "household_id": B, "token": site["tokens"][A]}).encode()
-    status, body, headers = _get(f"{site['url']}/login", wrong)
-    assert status == 403 and "Set-Cookie" not in headers and "dishwasher" not in body
+    assert status == 303 and headers["Location"] == f"/household/{A}"
+    cookie = headers["Set-Cookie"]
+    assert "gridflow_session=" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert code not in cookie and code.replace("-", "") not in cookie, (
+        "the cookie must name a session, not carry the code"
+    )
+    with opener.open(f"{site['url']}/household/{A}", timeout=10) as page:  # the session alone opens A
+        assert "Your home · hh-alpha" in page.read().decode()
+    opener, csrf = sign_in_form(site["url"])
+    wrong = {"role": "household", "household_id": B, "code": code, "csrf": csrf}
+    status, headers, body = post(opener, f"{site['url']}/login", wrong)
+    assert status == 403 and "gridflow_session" not in headers.get("Set-Cookie", "") and "dishwasher" not in body
 
 
 def test_operator_view_shows_clusters_alerts_and_feeder_load(site):
-    dom = browse(f"{site['url']}/operator?token={site['tokens']['operator']}")
+    dom = browse(f"{site['url']}/operator?code={site['tokens']['operator']}")
     feeder_now_w = 900.0 * EVENING[-1] + 400.0 * MORNING[-1]
     for text in (
         "Operator view",
@@ -368,7 +401,7 @@ def test_screenshots_are_the_right_size_and_show_the_page(site, size, tmp_path_f
     if size[0] >= 1000:  # the desktop viewport reaches the charts
         assert share_of(image, TYPICAL, tolerance=40) > 0.0002, "the cluster's typical shape is not drawn"
     operator = screenshot(
-        f"{site['url']}/operator?token={site['tokens']['operator']}", folder / f"operator-{size[0]}x{size[1]}.png", size
+        f"{site['url']}/operator?code={site['tokens']['operator']}", folder / f"operator-{size[0]}x{size[1]}.png", size
     )
     assert operator.size == size and max(ImageStat.Stat(operator).stddev) > 20
     assert share_of(operator, ACCENT) > 0.02

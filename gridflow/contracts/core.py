@@ -20,9 +20,9 @@ import orjson
 from pydantic import Field, TypeAdapter, ValidationError
 
 SCHEMA_VERSION = 1
-ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 ID = re.compile(ID_PATTERN)
-ID_RULE = "1-64 characters of letters, digits, '._:-'"
+ID_RULE = "1-64 characters of letters, digits, '._:-', starting with a letter or digit"
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, description=f"an identifier: {ID_RULE}")]
 EpochMs = Annotated[int, Field(ge=0, description="epoch milliseconds (UTC)")]
 

@@ -34,7 +34,7 @@ bridge rejects them at the edge; the job only needs the fields it reads).
 from __future__ import annotations
 
 from gridflow.preprocess.decode import NOT_READ_LATE, NULL_INT
-from gridflow.readings import _ID, _MIN_TS_MS, SCHEMA_VERSION
+from gridflow.readings import _ID, _MIN_TS_MS, ID_RULE, SCHEMA_VERSION
 
 ID_PATTERN = _ID.pattern
 SEPARATOR = "|"  # between the field and the reason in ``problem``; field names never contain it
@@ -176,7 +176,7 @@ def _rules(f, readings, out_of_orderness_ms: int) -> list[tuple[int, str, str, s
                 code,
                 f"'{name}'",
                 f"NOT {f.id_ok(name)}" if checks else "",
-                "'must be 1-64 characters of letters, digits, ''._:-'''",
+                "'must be " + ID_RULE.replace("'", "''") + "'",
             )
         )
     rules += [

@@ -11,7 +11,8 @@ from gridflow.web.charts import Series, chart, hour_ticks, legend, wide_chart
 from gridflow.web.layout import ACCENT, BEFORE, PRICE, TYPICAL, page, stat
 
 
-def render_household(view: dict, *, timezone: str, currency: str, refresh_s: int) -> str:
+def render_household(view: dict, *, timezone: str, currency: str, refresh_s: int, controls: str = "") -> str:
+    """The household page; ``controls`` is the session's trusted header HTML (the sign-out form)."""
     clock = fmt.LocalTime(timezone)
     schedule = view.get("schedule") or {}
     currency = schedule.get("currency") or currency
@@ -34,6 +35,7 @@ def render_household(view: dict, *, timezone: str, currency: str, refresh_s: int
         updated,
         body,
         refresh_s=refresh_s,
+        controls=controls,
     )
 
 

@@ -56,6 +56,8 @@ td.num,th.num{{text-align:right;white-space:nowrap}}
 form.login{{display:grid;gap:10px;max-width:360px}}
 form.login input{{font:inherit;padding:10px;border:1px solid #cbd5e1;border-radius:8px}}
 form.login button{{font:inherit;padding:10px;border:0;border-radius:8px;background:{ACCENT};color:#fff;font-weight:600}}
+form.signout{{float:right;font-size:14px;margin-top:2px}}
+form.signout button{{font:inherit;font-size:14px;padding:4px 10px;border:1px solid #fff;border-radius:6px;background:transparent;color:#fff}}
 @media (min-width:760px){{
   .stats{{grid-template-columns:repeat(4,1fr)}}
   .grid{{grid-template-columns:1fr 1fr}}
@@ -67,15 +69,15 @@ form.login button{{font:inherit;padding:10px;border:0;border-radius:8px;backgrou
 """
 
 
-def page(title: str, heading: str, subtitle: str, body: str, *, refresh_s: int = 0) -> str:
-    """A complete HTML document; ``body`` is trusted HTML built with escaped values."""
+def page(title: str, heading: str, subtitle: str, body: str, *, refresh_s: int = 0, controls: str = "") -> str:
+    """A complete HTML document; ``body`` and ``controls`` (top right) are trusted HTML built with escaped values."""
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s > 0 else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f'<meta name="theme-color" content="{ACCENT}">{refresh}<title>{escape(title)}</title>'
         f"<style>{CSS}</style></head><body>"
-        f'<header class="top"><div class="wrap"><div class="brand">gridflow</div><h1>{escape(heading)}</h1>'
+        f'<header class="top"><div class="wrap">{controls}<div class="brand">gridflow</div><h1>{escape(heading)}</h1>'
         f"<p>{escape(subtitle)}</p></div></header>"
         f'<main class="wrap">{body}</main></body></html>'
     )
@@ -89,8 +91,12 @@ def stat(label: str, value: str, note: str = "", good: bool = False) -> str:
     )
 
 
-def login_page(message: str, *, operator: bool = False) -> str:
-    """The 403 page: a login form and nothing about any household."""
+def _csrf_field(csrf: str) -> str:
+    return f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+
+
+def login_page(message: str, *, csrf: str, operator: bool = False) -> str:
+    """The sign-in page (also every 403): a form and nothing about any household."""
     who = (
         ""
         if operator
@@ -100,9 +106,34 @@ def login_page(message: str, *, operator: bool = False) -> str:
     body = (
         f'<section class="card"><h2>Sign in</h2><p>{escape(message)}</p>'
         f'<form class="login" method="post" action="/login"><input type="hidden" name="role" value="{role}">'
-        f'{who}<label>Access code<br><input name="token" type="password" autocomplete="current-password" '
-        f'required></label><button type="submit">Open my page</button></form></section>'
+        f'{_csrf_field(csrf)}{who}<label>Access code<br><input name="code" type="password" '
+        'autocomplete="current-password" required></label><button type="submit">Open my page</button></form></section>'
     )
     return page(
         "Sign in - gridflow", "Operator view" if operator else "Your home energy page", "Access code needed", body
     )
+
+
+def signout_form(csrf: str, who: str) -> str:
+    """The header's sign-out button for a signed-in page."""
+    return (
+        f'<form class="signout" method="post" action="/logout">{_csrf_field(csrf)}'
+        f'<span>{escape(who)}</span> <button type="submit">Sign out</button></form>'
+    )
+
+
+def revoke_card(csrf: str) -> str:
+    """The operator-role card that revokes every access code and session of one household."""
+    return (
+        '<section class="card"><h2>Household access</h2><p class="muted">Revoke every access code and session '
+        "of a household, e.g. when a code was lost. Issue a new one with <code>gridflow page token issue</code>.</p>"
+        f'<form class="login" method="post" action="/operator/revoke">{_csrf_field(csrf)}'
+        '<label>Household number<br><input name="household_id" required></label>'
+        '<button type="submit">Revoke access</button></form></section>'
+    )
+
+
+def notice_page(heading: str, message: str, *, back: str, status_line: str = "") -> str:
+    """A plain result page with one link back."""
+    body = f'<section class="card"><p>{escape(message)}</p><p><a href="{escape(back)}">Back</a></p></section>'
+    return page(f"{heading} - gridflow", heading, status_line, body)

@@ -15,7 +15,8 @@ FEEDER_COLOURS = (TYPICAL, PRICE, "#2563eb", "#db2777", "#65a30d", "#0891b2")
 ALERTS_SHOWN = 50
 
 
-def render_operator(view: dict, *, timezone: str, refresh_s: int) -> str:
+def render_operator(view: dict, *, timezone: str, refresh_s: int, controls: str = "", tools: str = "") -> str:
+    """The operator view; ``controls`` (header) and ``tools`` (a card, e.g. revoking access) are trusted HTML."""
     clock = fmt.LocalTime(timezone)
     now_w = view.get("now_w") or {}
     stats = (
@@ -29,10 +30,11 @@ def render_operator(view: dict, *, timezone: str, refresh_s: int) -> str:
         + _feeder_card(view)
         + _clusters_card(view.get("clusters") or [])
         + _alerts_card(view, clock)
+        + tools
         + "</div>"
     )
     subtitle = f"Feeder day {view['day']}" if view.get("day") else "Waiting for meter data"
-    return page("Operator - gridflow", "Operator view", subtitle, body, refresh_s=refresh_s)
+    return page("Operator - gridflow", "Operator view", subtitle, body, refresh_s=refresh_s, controls=controls)
 
 
 def _feeder_card(view) -> str:

@@ -3,195 +3,360 @@
 Routes::
 
     GET  /                                  sign-in form
-    POST /login                             form (role, household_id, token) -> cookie, redirect
-    GET  /logout                            forget the cookies
-    GET  /household/<id>[?token=...]        the household page      (household token)
-    GET  /api/household/<id>[?token=...]    the same data as JSON   (household token)
-    GET  /operator[?token=...]              the operator view       (operator token)
-    GET  /api/operator[?token=...]          the same data as JSON   (operator token)
+    POST /login                             form (role, household_id, code, csrf) -> session cookie, redirect
+    POST /logout                            form (csrf): end the session
+    GET  /household/<id>[?code=...]         the household page      (its household's session or code)
+    GET  /api/household/<id>                the same data as JSON   (session, or Authorization: Bearer <code>)
+    GET  /operator[?code=...]               the operator view       (a viewer's or operator's session or code)
+    GET  /api/operator                      the same data as JSON
+    POST /operator/revoke                   form (household_id, csrf): revoke a household's access (operator role)
     GET  /healthz                           liveness and feed counters (no data)
 
-A token comes from the ``token`` query parameter, an ``Authorization: Bearer`` header or the cookie set
-by a successful sign-in or token link. A missing or wrong token gets 403 and the sign-in form, never
-data: a household token opens neither another household nor the operator view.
+An access code is exchanged once for a session cookie (HttpOnly, SameSite=Strict, Secure with
+``web.cookie_secure``); a link that carries one (``?code=``) signs in and redirects to the same URL
+without it, so the code never stays in the address bar, history or a bookmark. A missing, wrong,
+expired or revoked code or session gets 403 and the sign-in form, never data. Failed sign-ins are
+counted per client address and per account and lock the key out for ``web.lockout_s`` (429 with
+``Retry-After``). Every form carries a CSRF token bound to the session (or, for sign-in, to a
+pre-session cookie) and cross-site posts are refused. Unexpected errors answer with an incident
+number only; the details go to the server's log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 import signal
 from typing import Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from gridflow.settings import Settings
-from gridflow.web.auth import PageTokens
+from gridflow.web.auth import Credentials, Principal, Session, SignInThrottle
 from gridflow.web.feed import TopicFeed
 from gridflow.web.household import render_household
-from gridflow.web.layout import login_page
+from gridflow.web.layout import login_page, notice_page, revoke_card, signout_form
 from gridflow.web.operator import render_operator
 from gridflow.web.store import HOUSEHOLD_ID, PageStore
 
-HOUSEHOLD_COOKIE, OPERATOR_COOKIE = "gridflow_household", "gridflow_operator"
+log = logging.getLogger("gridflow.web")
+
+SESSION_COOKIE, LOGIN_COOKIE = "gridflow_session", "gridflow_login"
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # token links must not leak to other sites
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
     "Cache-Control": "no-store",
 }
+HSTS = "max-age=31536000"
 STORE = web.AppKey("store", PageStore)
-TOKENS = web.AppKey("tokens", PageTokens)
+CREDENTIALS = web.AppKey("credentials", Credentials)
+ACCOUNTS = web.AppKey("accounts", SignInThrottle)  # failed sign-ins per account
+ADDRESSES = web.AppKey("addresses", SignInThrottle)  # ... and per client address
 SETTINGS = web.AppKey("settings", Settings)
 FEED: web.AppKey[TopicFeed | None] = web.AppKey("feed")  # None when the app serves without a Kafka feed
 
 
 @web.middleware
-async def _headers(request: web.Request, handler):
+async def _guard(request: web.Request, handler):
+    """Security headers on every answer; cross-site posts refused; no internals in error pages."""
+    headers = dict(SECURITY_HEADERS)
+    if request.app[SETTINGS].web.cookie_secure:
+        headers["Strict-Transport-Security"] = HSTS
     try:
-        response = await handler(request)
-    except web.HTTPException as exc:  # aiohttp's own 404/405 answers
-        exc.headers.update(SECURITY_HEADERS)
+        if request.method == "POST" and _cross_site(request):
+            response = _html(notice_page("Refused", "This form was sent from another site.", back="/"), 403)
+        else:
+            response = await handler(request)
+    except web.HTTPException as exc:  # aiohttp's own 404/405/413 answers: short texts, no data
+        exc.headers.update(headers)
         raise
-    response.headers.update(SECURITY_HEADERS)
+    except Exception:
+        incident = secrets.token_hex(4)
+        log.exception("incident %s: %s %s failed", incident, request.method, request.path)
+        response = _html(
+            notice_page("Something went wrong", f"Please try again later (incident {incident}).", back="/"), 500
+        )
+    response.headers.update(headers)
     return response
 
 
+def _cross_site(request: web.Request) -> bool:
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("Origin")
+    return origin is not None and (origin == "null" or urlsplit(origin).netloc != request.host)
+
+
 def build_app(
-    settings: Settings, store: PageStore, tokens: PageTokens, feed: TopicFeed | None = None
+    settings: Settings, store: PageStore, credentials: Credentials, feed: TopicFeed | None = None
 ) -> web.Application:
-    app = web.Application(middlewares=[_headers], client_max_size=16 * 1024)
-    app[STORE], app[TOKENS], app[SETTINGS], app[FEED] = store, tokens, settings, feed
+    app = web.Application(middlewares=[_guard], client_max_size=16 * 1024)
+    app[STORE], app[CREDENTIALS], app[SETTINGS], app[FEED] = store, credentials, settings, feed
+    limits = settings.web
+    app[ACCOUNTS] = SignInThrottle(limits.login_max_failures, limits.login_window_s, limits.lockout_s)
+    app[ADDRESSES] = SignInThrottle(limits.login_ip_max_failures, limits.login_window_s, limits.lockout_s)
     app.add_routes(
         [
             web.get("/", _index),
             web.post("/login", _login),
-            web.get("/logout", _logout),
+            web.post("/logout", _logout),
             web.get("/household/{household_id}", _household_page),
             web.get("/api/household/{household_id}", _household_json),
             web.get("/operator", _operator_page),
             web.get("/api/operator", _operator_json),
+            web.post("/operator/revoke", _revoke),
             web.get("/healthz", _health),
         ]
     )
     return app
 
 
-def _presented(request: web.Request, cookie: str) -> str | None:
-    bearer = request.headers.get("Authorization", "")
-    return (
-        request.query.get("token")
-        or (bearer[7:] if bearer.startswith("Bearer ") else None)
-        or request.cookies.get(cookie)
-    )
+# --- answers -------------------------------------------------------------------------------------
 
 
-def _forbidden(operator: bool = False) -> web.Response:
-    text = login_page(
-        "Enter the access code for this page." if not operator else "Enter the operator access code.", operator=operator
-    )
-    return web.Response(status=403, text=text, content_type="text/html")
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html")
 
 
 def _redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-def _remember(request: web.Request, response: web.StreamResponse, cookie: str, token: str) -> None:
+def _sign_in(request: web.Request, message: str, *, operator: bool = False, status: int = 403) -> web.Response:
+    """The sign-in form, with a CSRF token bound to a pre-session cookie (set here when missing)."""
+    nonce = request.cookies.get(LOGIN_COOKIE)
+    fresh = not nonce or len(nonce) > 64
+    if fresh:
+        nonce = secrets.token_urlsafe(16)
+    response = _html(login_page(message, csrf=request.app[CREDENTIALS].mac("login", nonce), operator=operator), status)
+    if fresh:
+        _set_cookie(request, response, LOGIN_COOKIE, nonce, max_age=None)
+    return response
+
+
+def _locked_out(seconds: float, api: bool = False) -> web.Response:
+    retry = {"Retry-After": str(max(1, int(seconds + 0.999)))}
+    if api:
+        return web.json_response({"error": "too many failed sign-ins; try later"}, status=429, headers=retry)
+    text = notice_page("Too many attempts", "Too many wrong access codes. Please try again later.", back="/")
+    return web.Response(text=text, status=429, content_type="text/html", headers=retry)
+
+
+def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str, max_age: int | None) -> None:
     response.set_cookie(
-        cookie,
-        token,
+        name,
+        value,
         httponly=True,
         samesite="Strict",
         path="/",
         secure=request.app[SETTINGS].web.cookie_secure,
-        max_age=180 * 86_400,
+        max_age=max_age,
     )
 
 
-def _household_allowed(request: web.Request) -> str | None:
-    household_id = request.match_info["household_id"]
-    token = _presented(request, HOUSEHOLD_COOKIE)
-    if HOUSEHOLD_ID.match(household_id) and request.app[TOKENS].opens_household(household_id, token):
-        return token
-    return None
+# --- who is asking -------------------------------------------------------------------------------
+
+
+def _check_code(request: web.Request, code: str, account: str) -> Principal | None | float:
+    """The principal of ``code``; None when wrong (the failure is counted); seconds to wait when locked out.
+
+    Failures count against the account (a household, or the operator accounts together) and, with a
+    looser limit since many homes may share one address, against the client address."""
+    accounts, addresses, address = request.app[ACCOUNTS], request.app[ADDRESSES], f"ip:{request.remote}"
+    wait = max(accounts.locked([account]), addresses.locked([address]))
+    if wait > 0:
+        return wait
+    principal = request.app[CREDENTIALS].verify(code)
+    if principal is None:
+        accounts.fail([account])
+        addresses.fail([address])
+        return None
+    accounts.succeed(account)
+    return principal
+
+
+def _session(request: web.Request) -> Session | None:
+    return request.app[CREDENTIALS].session(request.cookies.get(SESSION_COOKIE))
+
+
+def _start_session(request: web.Request, response: web.StreamResponse, principal: Principal) -> None:
+    credentials = request.app[CREDENTIALS]
+    old = _session(request)
+    if old is not None:
+        credentials.close_session(old.digest)  # never keep a session id across a sign-in
+    value, _ = credentials.open_session(principal)
+    max_age = credentials.limits(principal.role).max_ms // 1000 if principal.role == "household" else None
+    _set_cookie(request, response, SESSION_COOKIE, value, max_age)
+    response.del_cookie(LOGIN_COOKIE, path="/")
+
+
+def _csrf(request: web.Request, session: Session) -> str:
+    return request.app[CREDENTIALS].mac("session", session.digest)
+
+
+async def _form_with_csrf(request: web.Request, expected: str) -> dict | None:
+    form = await request.post()
+    presented = str(form.get("csrf", ""))
+    if not expected or not secrets.compare_digest(presented.encode(), expected.encode()):
+        return None
+    return {key: str(value) for key, value in form.items()}
+
+
+def _link_code(request: web.Request) -> str | None:
+    return request.query.get("code") or request.query.get("token")
+
+
+def _clean_url(request: web.Request) -> str:
+    query = {k: v for k, v in request.query.items() if k not in ("code", "token")}
+    return str(request.rel_url.with_query(query))
+
+
+# --- pages ---------------------------------------------------------------------------------------
 
 
 async def _index(request: web.Request) -> web.Response:
-    return web.Response(
-        text=login_page("Sign in with your household number and access code."), content_type="text/html"
-    )
+    return _sign_in(request, "Sign in with your household number and access code.", status=200)
 
 
 async def _household_page(request: web.Request) -> web.Response:
-    token = _household_allowed(request)
-    if token is None:
-        return _forbidden()
-    settings = request.app[SETTINGS]
     household_id = request.match_info["household_id"]
+    if not HOUSEHOLD_ID.match(household_id):
+        return _sign_in(request, "Enter the access code for this page.")
+    code = _link_code(request)
+    if code is not None:  # a link with a code: sign in, then show the clean URL
+        principal = _check_code(request, code, f"household:{household_id}")
+        if isinstance(principal, float):
+            return _locked_out(principal)
+        if principal is None or not principal.opens_household(household_id):
+            return _sign_in(request, "Enter the access code for this page.")
+        response = _redirect(_clean_url(request))
+        _start_session(request, response, principal)
+        return response
+    session = _session(request)
+    if session is None or not session.principal.opens_household(household_id):
+        return _sign_in(request, "Enter the access code for this page.")
+    settings = request.app[SETTINGS]
     view = request.app[STORE].household(household_id) or {"household_id": household_id}
     html = render_household(
-        view, timezone=settings.preprocess.timezone, currency=settings.tariff.currency, refresh_s=settings.web.refresh_s
+        view,
+        timezone=settings.preprocess.timezone,
+        currency=settings.tariff.currency,
+        refresh_s=settings.web.refresh_s,
+        controls=signout_form(_csrf(request, session), household_id),
     )
-    response = web.Response(text=html, content_type="text/html")
-    _remember(request, response, HOUSEHOLD_COOKIE, token)
-    return response
+    return _html(html)
+
+
+def _api_principal(request: web.Request, account: str) -> Principal | None | float:
+    bearer = request.headers.get("Authorization", "")
+    if bearer.startswith("Bearer "):
+        return _check_code(request, bearer[7:], account)
+    session = _session(request)
+    return session.principal if session is not None else None
 
 
 async def _household_json(request: web.Request) -> web.Response:
-    if _household_allowed(request) is None:
-        return web.json_response({"error": "forbidden"}, status=403)
     household_id = request.match_info["household_id"]
+    principal = _api_principal(request, f"household:{household_id}") if HOUSEHOLD_ID.match(household_id) else None
+    if isinstance(principal, float):
+        return _locked_out(principal, api=True)
+    if principal is None or not principal.opens_household(household_id):
+        return web.json_response({"error": "forbidden"}, status=403)
     return web.json_response(request.app[STORE].household(household_id) or {"household_id": household_id})
 
 
-def _operator_allowed(request: web.Request) -> str | None:
-    token = _presented(request, OPERATOR_COOKIE)
-    return token if request.app[TOKENS].opens_operator(token) else None
-
-
 async def _operator_page(request: web.Request) -> web.Response:
-    token = _operator_allowed(request)
-    if token is None:
-        return _forbidden(operator=True)
-    settings = request.app[SETTINGS]
+    code = _link_code(request)
+    if code is not None:
+        principal = _check_code(request, code, "operator")
+        if isinstance(principal, float):
+            return _locked_out(principal)
+        if principal is None or not principal.opens_operator_view:
+            return _sign_in(request, "Enter the operator access code.", operator=True)
+        response = _redirect(_clean_url(request))
+        _start_session(request, response, principal)
+        return response
+    session = _session(request)
+    if session is None or not session.principal.opens_operator_view:
+        return _sign_in(request, "Enter the operator access code.", operator=True)
+    settings, csrf = request.app[SETTINGS], _csrf(request, session)
+    who = f"{session.principal.subject} ({session.principal.role})"
     html = render_operator(
-        request.app[STORE].overview(), timezone=settings.preprocess.timezone, refresh_s=settings.web.refresh_s
+        request.app[STORE].overview(),
+        timezone=settings.preprocess.timezone,
+        refresh_s=settings.web.refresh_s,
+        controls=signout_form(csrf, who),
+        tools=revoke_card(csrf) if session.principal.may_revoke else "",
     )
-    response = web.Response(text=html, content_type="text/html")
-    _remember(request, response, OPERATOR_COOKIE, token)
-    return response
+    return _html(html)
 
 
 async def _operator_json(request: web.Request) -> web.Response:
-    if _operator_allowed(request) is None:
+    principal = _api_principal(request, "operator")
+    if isinstance(principal, float):
+        return _locked_out(principal, api=True)
+    if principal is None or not principal.opens_operator_view:
         return web.json_response({"error": "forbidden"}, status=403)
     return web.json_response(request.app[STORE].overview())
 
 
 async def _login(request: web.Request) -> web.Response:
-    form = await request.post()
-    token, role = str(form.get("token", "")).strip(), form.get("role")
-    tokens = request.app[TOKENS]
-    if role == "operator":
-        if not tokens.opens_operator(token):
-            return _forbidden(operator=True)
-        response = _redirect("/operator")
-        _remember(request, response, OPERATOR_COOKIE, token)
-        return response
-    household_id = str(form.get("household_id", "")).strip()
-    if not HOUSEHOLD_ID.match(household_id) or not tokens.opens_household(household_id, token):
-        return _forbidden()
-    response = _redirect(f"/household/{household_id}")
-    _remember(request, response, HOUSEHOLD_COOKIE, token)
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    form = await _form_with_csrf(request, request.app[CREDENTIALS].mac("login", nonce) if nonce else "")
+    if form is None:
+        return _sign_in(request, "The sign-in form expired; please enter your code again.")
+    operator = form.get("role") == "operator"
+    household_id = form.get("household_id", "").strip()
+    if not operator and not HOUSEHOLD_ID.match(household_id):
+        return _sign_in(request, "Enter your household number and access code.")
+    principal = _check_code(request, form.get("code", ""), "operator" if operator else f"household:{household_id}")
+    if isinstance(principal, float):
+        return _locked_out(principal)
+    if principal is None or not (
+        principal.opens_operator_view if operator else principal.opens_household(household_id)
+    ):
+        return _sign_in(request, "That access code does not open this page.", operator=operator)
+    response = _redirect("/operator" if operator else f"/household/{household_id}")
+    _start_session(request, response, principal)
     return response
 
 
 async def _logout(request: web.Request) -> web.Response:
+    session = _session(request)
+    if session is not None:
+        if await _form_with_csrf(request, _csrf(request, session)) is None:
+            return _html(notice_page("Refused", "This sign-out form is not from your page.", back="/"), 403)
+        request.app[CREDENTIALS].close_session(session.digest)
     response = _redirect("/")
-    for cookie in (HOUSEHOLD_COOKIE, OPERATOR_COOKIE):
-        response.del_cookie(cookie, path="/")
+    response.del_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+async def _revoke(request: web.Request) -> web.Response:
+    session = _session(request)
+    if session is None or not session.principal.may_revoke:
+        return _html(notice_page("Refused", "Revoking access needs an operator account.", back="/operator"), 403)
+    form = await _form_with_csrf(request, _csrf(request, session))
+    if form is None:
+        return _html(notice_page("Refused", "This form is not from your operator view.", back="/operator"), 403)
+    household_id = form.get("household_id", "").strip()
+    if not HOUSEHOLD_ID.match(household_id):
+        return _html(notice_page("Not revoked", "That is not a household number.", back="/operator"), 400)
+    revoked = request.app[CREDENTIALS].revoke(household=household_id)
+    log.info("operator %s revoked %d access code(s) of household %s", session.principal.subject, revoked, household_id)
+    return _html(
+        notice_page(
+            "Access revoked", f"Revoked {revoked} access code(s) of household {household_id}.", back="/operator"
+        )
+    )
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -209,7 +374,10 @@ async def _health(request: web.Request) -> web.Response:
 
 
 async def serve(
-    settings: Settings, tokens: PageTokens, ready: Callable[[str], None] = print, stop: asyncio.Event | None = None
+    settings: Settings,
+    credentials: Credentials,
+    ready: Callable[[str], None] = print,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Feed a store from Kafka and serve the pages until ``stop`` is set (or SIGINT/SIGTERM)."""
     store = PageStore(
@@ -219,7 +387,11 @@ async def serve(
     )
     feed = TopicFeed(settings, store)
     feed.start()
-    runner = web.AppRunner(build_app(settings, store, tokens, feed), access_log=None)
+    # keepalive_timeout also bounds how long a connection may take to send a whole request (aiohttp closes a
+    # connection still waiting for one then): a slow-loris client dripping header bytes is cut off
+    runner = web.AppRunner(
+        build_app(settings, store, credentials, feed), access_log=None, keepalive_timeout=settings.web.header_timeout_s
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.web.host, settings.web.port).start()
@@ -233,3 +405,4 @@ async def serve(
     finally:
         await runner.cleanup()
         await asyncio.get_running_loop().run_in_executor(None, feed.stop)
+        credentials.close()
