@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -18,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image, ImageStat
 
-from gridflow import kafka_io
 from gridflow.scheduling.service import plan_day
 from gridflow.web import fmt
 from gridflow.web.household import render_household
@@ -30,6 +27,7 @@ from gridflow.web.operator import render_operator
 from gridflow.web.store import KINDS, PageStore
 
 from conftest import unique_topics
+from page_server import page_server
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or "chromium"  # Debian chromium; scripts/setup.sh installs it
@@ -175,43 +173,10 @@ def site(stack, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("web-run")
     settings = unique_topics(stack.settings).with_overrides(f"stack.run_dir={run_dir}", "web.port=0", "web.refresh_s=0")
     data = records(settings)
-    kafka_io.create_topics(settings, [getattr(settings.topics, kind) for kind in data])
-    for kind, values in data.items():
-        kafka_io.produce(
-            settings, getattr(settings.topics, kind), [(v.get("household_id"), json.dumps(v)) for v in values]
-        )
-    config = run_dir / "web.yaml"
-    config.write_text(
-        yaml.safe_dump({key: settings.model_dump(mode="json")[key] for key in ("kafka", "topics", "stack", "web")})
-    )
-    gridflow = [sys.executable, "-m", "gridflow.cli"]
-    log = run_dir / "page-serve.log"
-    with log.open("w") as errors:
-        server = subprocess.Popen(
-            [*gridflow, "page", "serve", "--config", str(config)], stdout=subprocess.PIPE, stderr=errors, text=True
-        )
-    try:
-        first = server.stdout.readline()
-        assert first.startswith("gridflow pages on http://127.0.0.1:"), first + log.read_text()
-        url = first.split()[-1]
-        expected = sum(len(v) for v in data.values())
-        deadline = time.monotonic() + 30
-        while _get(f"{url}/healthz")[1].get("accepted", 0) < expected:
-            assert time.monotonic() < deadline and server.poll() is None, log.read_text()
-            time.sleep(0.3)
-
-        def issue(*who):
-            return subprocess.run(
-                [*gridflow, "page", "token", "issue", *who, "--config", str(config)],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-
-        yield {"url": url, "data": data, "tokens": {A: issue(A), B: issue(B), "operator": issue("--operator", "ops")}}
-    finally:
-        server.terminate()
-        assert server.wait(timeout=20) == 0
+    with page_server(settings, run_dir, data) as server:
+        assert server.health()["accepted"] == sum(len(v) for v in data.values())
+        tokens = {A: server.issue(A), B: server.issue(B), "operator": server.issue("--operator", "ops")}
+        yield {"url": server.url, "data": data, "tokens": tokens}
 
 
 def _get(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict | str, dict]:

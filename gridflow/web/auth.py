@@ -167,7 +167,7 @@ class Credentials:
         code_id = f"c-{secrets.token_hex(4)}"
         self._db.execute(
             "INSERT INTO codes (id, digest, subject, role, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            (code_id, self._digest("code", normalise_code(code)), subject, role, now, expires_ms),
+            (code_id, self._digest("code", code.replace("-", "")), subject, role, now, expires_ms),
         )
         return code_id, code
 
@@ -177,14 +177,15 @@ class Credentials:
         if [code_id, household, operator].count(None) != 2:
             raise ValueError("revoke takes exactly one of a code id, a household id or an operator name")
         if code_id is not None:
-            where, args = "id = ?", (code_id,)
+            where, value = "id = ?", code_id
         elif household is not None:
-            where, args = "role = 'household' AND subject = ?", (household,)
+            where, value = "role = 'household' AND subject = ?", household
         else:
-            where, args = "role IN ('viewer', 'operator') AND subject = ?", (operator,)
+            where, value = "role IN ('viewer', 'operator') AND subject = ?", str(operator)
         with self._transaction():
             ids = [
-                row[0] for row in self._db.execute(f"SELECT id FROM codes WHERE {where} AND revoked_ms IS NULL", args)
+                row[0]
+                for row in self._db.execute(f"SELECT id FROM codes WHERE {where} AND revoked_ms IS NULL", (value,))
             ]
             now = self._clock()
             self._db.executemany("UPDATE codes SET revoked_ms = ? WHERE id = ?", [(now, i) for i in ids])

@@ -2,18 +2,20 @@
 
 Every page server reads every record (a consumer group of its own, from the earliest offset, nothing
 committed): the store is rebuilt from the topics on each start and several servers can run side by side.
-Records that are not JSON objects are counted and skipped; broker errors are logged and retried by the
-client. ``consumed`` and ``last_record_ms`` are reported by ``/healthz``.
+Records that are not JSON (or nest deeper than orjson's 1,024 levels) are counted as ``undecodable`` and
+skipped; a record whose Kafka key names another household than its ``household_id`` is counted as
+``misaddressed`` and never shown on either page. Broker errors are logged and retried by the client.
+``consumed``, the two counters and ``last_record_ms`` are reported by ``/healthz``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 import uuid
 
+import orjson
 from confluent_kafka import Consumer, KafkaError
 
 from gridflow.settings import Settings
@@ -34,6 +36,7 @@ class TopicFeed(threading.Thread):
         self.kinds = topic_kinds(settings)
         self.consumed = 0
         self.undecodable = 0
+        self.misaddressed = 0
         self.last_record_ms: int | None = None
         self._stopping = threading.Event()
         self._consumer = Consumer(
@@ -66,9 +69,13 @@ class TopicFeed(threading.Thread):
         self.consumed += 1
         self.last_record_ms = int(time.time() * 1000)
         try:
-            value = json.loads(record.value() or b"")
-        except ValueError:
+            value = orjson.loads(record.value() or b"")
+        except orjson.JSONDecodeError:
             self.undecodable += 1
+            return
+        key, household_id = record.key(), value.get("household_id") if isinstance(value, dict) else None
+        if key and household_id is not None and key != str(household_id).encode():
+            self.misaddressed += 1
             return
         self.store.add(self.kinds[record.topic()], value)
 

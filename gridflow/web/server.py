@@ -132,7 +132,7 @@ def _redirect(location: str) -> web.Response:
 
 def _sign_in(request: web.Request, message: str, *, operator: bool = False, status: int = 403) -> web.Response:
     """The sign-in form, with a CSRF token bound to a pre-session cookie (set here when missing)."""
-    nonce = request.cookies.get(LOGIN_COOKIE)
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
     fresh = not nonce or len(nonce) > 64
     if fresh:
         nonce = secrets.token_urlsafe(16)
@@ -195,7 +195,8 @@ def _start_session(request: web.Request, response: web.StreamResponse, principal
     value, _ = credentials.open_session(principal)
     max_age = credentials.limits(principal.role).max_ms // 1000 if principal.role == "household" else None
     _set_cookie(request, response, SESSION_COOKIE, value, max_age)
-    response.del_cookie(LOGIN_COOKIE, path="/")
+    if LOGIN_COOKIE in request.cookies:
+        response.del_cookie(LOGIN_COOKIE, path="/")
 
 
 def _csrf(request: web.Request, session: Session) -> str:
@@ -367,6 +368,8 @@ async def _health(request: web.Request) -> web.Response:
             "accepted": store.accepted,
             "rejected": store.rejected,
             "consumed": getattr(feed, "consumed", None),
+            "undecodable": getattr(feed, "undecodable", None),
+            "misaddressed": getattr(feed, "misaddressed", None),
             "feed_alive": feed.is_alive() if feed is not None else None,
             "last_record_ms": getattr(feed, "last_record_ms", None),
         }
