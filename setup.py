@@ -70,6 +70,7 @@ setup(
         "scipy>=1.11",  # MILP references (HiGHS), BLAS for the native DBSCAN, NILM density peaks
         "matplotlib>=3.8",  # gridflow schedule --png (Agg backend)
         "aiohttp>=3.9",  # gridflow page serve: the household and operator pages
+        "cryptography>=42",  # the embedded stack's MQTT TLS: its CA and server certificate
     ],
     extras_require={
         # ruff and mypy exact: CI checks the code with them, and a newer one may judge it differently

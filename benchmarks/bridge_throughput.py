@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from gridflow import kafka_io
+from gridflow.mqtt_tls import client_context
 from gridflow.settings import load_settings
 from gridflow.stack import EmbeddedStack
 from gridflow.stack.mqtt_auth import SIMULATOR_USER
@@ -35,14 +36,17 @@ START_MS = 1_768_435_200_000
 
 
 def publish(args) -> None:
-    host, port, password, worker, messages, batch = args
+    mqtt_settings, password, worker, messages, batch = args
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{worker}", protocol=mqtt.MQTTv311)
     client.username_pw_set(SIMULATOR_USER, password)
+    context = client_context(mqtt_settings)
+    if context is not None:
+        client.tls_set_context(context)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
-    client.connect(host, port)
+    client.connect(mqtt_settings.host, mqtt_settings.port)
     client.loop_start()
     last = None
     for m in range(messages):
@@ -105,10 +109,7 @@ def run_case(stack, readings: int, batch: int, publishers: int, client: str) -> 
     with multiprocessing.Pool(publishers) as pool:
         pool.map(
             publish,
-            [
-                (settings.mqtt.host, settings.mqtt.port, settings.simulator.mqtt_password, w, per_worker, batch)
-                for w in range(publishers)
-            ],
+            [(settings.mqtt, settings.simulator.mqtt_password, w, per_worker, batch) for w in range(publishers)],
         )
     fill_s = time.monotonic() - started
     total = per_worker * publishers * batch

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry, Counter
 
 from gridflow.contracts import CONTRACTS, Contract, ContractError, dead_letter
+from gridflow.mqtt_tls import client_context
 from gridflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ class KafkaMqttDownlink:
         )
         if settings.bridge.mqtt_username:
             self.client.username_pw_set(settings.bridge.mqtt_username, settings.bridge.mqtt_password)
+        context = client_context(settings.mqtt)
+        if context is not None:
+            self.client.tls_set_context(context)
         self.client.max_inflight_messages_set(1000)
 
     def start(self) -> None:

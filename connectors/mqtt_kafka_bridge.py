@@ -44,6 +44,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from gridflow.connectors.routing import Routed, route
+from gridflow.mqtt_tls import client_context
 from gridflow.readings import KNOWN_FIELDS, ReadingBounds
 from gridflow.settings import Settings
 
@@ -241,6 +242,9 @@ class _PahoSession:
         )
         if settings.mqtt_username:
             self.client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        context = client_context(bridge.settings.mqtt)
+        if context is not None:
+            self.client.tls_set_context(context)
         self.client.max_inflight_messages_set(1000)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *args: self._connected.clear()
@@ -354,7 +358,13 @@ class _GmqttSession:
         mqtt_settings = self.bridge.settings.mqtt
 
         async def connect() -> None:
-            await self.client.connect(mqtt_settings.host, mqtt_settings.port, keepalive=30, version=MQTTv311)
+            await self.client.connect(
+                mqtt_settings.host,
+                mqtt_settings.port,
+                ssl=client_context(mqtt_settings) or False,
+                keepalive=30,
+                version=MQTTv311,
+            )
             await self._subscribed.wait()
 
         try:

@@ -28,6 +28,7 @@ from gridflow.devices.faults import apply_faults, faults_by_household, plan_faul
 from gridflow.devices.firmware.meter import Meter
 from gridflow.devices.load_shapes import LoadShapeLibrary, fleet_series, timestamps_ms
 from gridflow.devices.umqtt_paho import SharedConnection
+from gridflow.mqtt_tls import client_context
 from gridflow.settings import Settings
 
 NOMINAL_VOLTAGE_V = 230.0
@@ -153,6 +154,7 @@ class FleetSimulator:
                 sim.mqtt_username,
                 sim.mqtt_password,
                 commands_filter=mqtt.commands_topic.replace("{household_id}", "+"),
+                ssl_context=client_context(mqtt),
             ).start()
             for k in range(min(sim.connections, len(self.household_ids)))
         ]

@@ -18,6 +18,7 @@ the GIL, which cost several times the publish itself.
 from __future__ import annotations
 
 import collections
+import ssl
 import threading
 import time
 
@@ -35,12 +36,15 @@ class SharedConnection:
         username: str | None = None,
         password: str | None = None,
         commands_filter: str = "meters/+/commands",
+        ssl_context: ssl.SSLContext | None = None,
     ):
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=False
         )
         if username:
             self.client.username_pw_set(username, password)
+        if ssl_context is not None:
+            self.client.tls_set_context(ssl_context)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.on_connect = self._on_connect
@@ -151,3 +155,115 @@ class MeterClient:
 
     def wait_msg(self) -> None:
         self.check_msg()
+
+
+class MQTTException(Exception):
+    """umqtt.simple's error for a refused login (the CONNACK code is its argument)."""
+
+
+class MQTTClient:
+    """umqtt.simple's ``MQTTClient`` on its own paho connection, for running one real meter under CPython
+    (with its own account, over TLS when given an ``ssl`` context). Like umqtt.simple it is synchronous:
+    ``connect`` waits for the CONNACK, a QoS 1 ``publish`` for the PUBACK, and a dropped connection
+    surfaces as ``OSError`` from the next call. ``user`` and ``pswd`` are read at each ``connect``."""
+
+    def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None, timeout_s=10.0):
+        self.client_id = client_id.decode() if isinstance(client_id, bytes) else client_id
+        self.server, self.port = server, port or (8883 if ssl else 1883)
+        self.user, self.pswd, self.keepalive, self.ssl = user, password, keepalive, ssl
+        self.timeout_s = timeout_s
+        self.cb = None
+        self.sock = None  # not None while connected, like umqtt.simple
+        self._client: mqtt.Client | None = None
+        self._connack = None
+        self._incoming: collections.deque = collections.deque()
+
+    def set_callback(self, callback) -> None:
+        self.cb = callback
+
+    def connect(self, clean_session: bool = True) -> bool:
+        self._drop()
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=clean_session,
+        )
+        if self.user:
+            client.username_pw_set(self.user, self.pswd)
+        if self.ssl is not None:
+            client.tls_set_context(self.ssl)
+        client.on_connect = lambda c, u, flags, reason_code, p: setattr(self, "_connack", reason_code)
+        client.on_message = lambda c, u, message: self._incoming.append((message.topic.encode(), message.payload))
+        client.reconnect_delay_set(3600, 3600)  # umqtt.simple never reconnects by itself: the firmware does
+        self._connack = None
+        client.connect(self.server, self.port, keepalive=self.keepalive or 60)
+        self._wait(client, lambda: self._connack is not None, "CONNACK")
+        if self._connack.is_failure:
+            self._drop(client)
+            raise MQTTException(self._connack.value)
+        self._client, self.sock = client, True
+        return False
+
+    def disconnect(self) -> None:
+        if self._client is None:
+            raise AttributeError("'NoneType' object has no attribute 'write'")  # as umqtt.simple does
+        self._client.disconnect()
+        self._drop()
+
+    def ping(self) -> None:
+        self._loop()
+
+    def subscribe(self, topic, qos: int = 0) -> None:
+        client = self._require()
+        done: list = []
+        client.on_subscribe = lambda *args: done.append(True)
+        client.subscribe(topic.decode() if isinstance(topic, bytes) else topic, qos=qos)
+        self._wait(client, lambda: done, "SUBACK")
+
+    def publish(self, topic, msg, retain: bool = False, qos: int = 0) -> None:
+        client = self._require()
+        info = client.publish(topic.decode() if isinstance(topic, bytes) else topic, bytes(msg), qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._drop()
+            raise OSError(f"publish failed: {mqtt.error_string(info.rc)}")
+        if qos:
+            self._wait(client, info.is_published, "PUBACK")
+
+    def check_msg(self):
+        self._loop()
+        if not self._incoming:
+            return None
+        topic, payload = self._incoming.popleft()
+        if self.cb is not None:
+            self.cb(topic, payload)
+        return True
+
+    def wait_msg(self):
+        return self.check_msg()
+
+    def _require(self) -> mqtt.Client:
+        if self._client is None:
+            raise OSError("MQTT connection down")
+        return self._client
+
+    def _loop(self, timeout_s: float = 0.0) -> None:
+        client = self._require()
+        if client.loop(timeout=timeout_s) != mqtt.MQTT_ERR_SUCCESS or not client.is_connected():
+            self._drop()
+            raise OSError("MQTT connection lost")
+
+    def _wait(self, client: mqtt.Client, done, what: str) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        while not done():
+            if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS or time.monotonic() > deadline:
+                self._drop(client)
+                raise OSError(f"MQTT connection lost waiting for {what}")
+
+    def _drop(self, client: mqtt.Client | None = None) -> None:
+        for each in {id(c): c for c in (client, self._client) if c is not None}.values():
+            try:
+                each.socket() and each.socket().close()
+            except OSError:
+                pass
+        self._client, self.sock = None, None

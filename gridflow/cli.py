@@ -74,6 +74,19 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--keep-stack", action="store_true", help="leave the stack running to inspect the topics")
     add_settings_arguments(demo)
 
+    meter = commands.add_parser(
+        "meter",
+        help="meters' own MQTT accounts on the embedded broker: add, list, remove, rotate",
+        description="add prints the new meter's password once (for its config.json); remove disconnects "
+        "the meter at once; rotate hands the meter a new password and switches the broker only after "
+        "the meter confirmed it, so the meter is never locked out.",
+    )
+    meter.add_argument("action", choices=["add", "list", "remove", "rotate"])
+    meter.add_argument("household_id", nargs="*", help="the meter's household id (its MQTT user name)")
+    meter.add_argument("--run-dir", help="the stack's folder (default: stack.run_dir)")
+    meter.add_argument("--timeout-s", type=float, default=60.0, help="rotate: how long to wait for the meter")
+    add_settings_arguments(meter)
+
     add_schedule_parser(commands)
     add_page_parser(commands)
     add_cluster_parser(commands)
@@ -82,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_from_args(args)
     handler = {
         "stack": _stack,
+        "meter": _meter,
         "jars": _jars,
         "data": _data,
         "config": _config,
@@ -130,6 +144,45 @@ def _cluster(args, settings) -> None:
     from gridflow.cluster import command
 
     command(args, settings)
+
+
+def _meter(args, settings) -> None:
+    from pathlib import Path
+
+    from gridflow.stack import StackError, read_state
+    from gridflow.stack.meters import MeterAccounts
+    from gridflow.stack.processes import Launcher
+
+    run_dir = Path(args.run_dir or settings.stack.run_dir).expanduser()
+    info = read_state(run_dir)
+    if info is None or info.mqtt_port is None:
+        sys.exit(f"gridflow meter: no stack with mosquitto runs from {run_dir} ('gridflow stack up' first)")
+    accounts = MeterAccounts(Path(info.run_dir), Launcher(Path(info.run_dir), info.stack_id))
+    if args.action != "list" and not args.household_id:
+        sys.exit(f"gridflow meter {args.action}: name the meter's household id")
+    try:
+        if args.action == "list":
+            for household in accounts.list():
+                print(household)
+        elif args.action == "add":
+            for household in args.household_id:
+                print(f"{household} {accounts.add(household)}")
+        elif args.action == "remove":
+            accounts.remove(args.household_id)
+            print(f"removed {len(args.household_id)} meter account(s); connected meters were disconnected")
+        else:
+            live = settings.with_overrides(
+                *(
+                    f"{section}.{key}={value}"
+                    for section, values in info.overlay().items()
+                    for key, value in values.items()
+                )
+            )
+            for household in args.household_id:
+                accounts.rotate(live, household, args.timeout_s)
+                print(f"{household}: the meter confirmed its new password; the old one no longer works")
+    except StackError as error:
+        sys.exit(f"gridflow meter {args.action}: {error}")
 
 
 def _stack(args, settings) -> None:

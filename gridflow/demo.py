@@ -236,10 +236,14 @@ def _downlink(live: Settings, expected: int, timeout_s: float = 60.0) -> dict[st
     import paho.mqtt.client as mqtt
 
     from gridflow.connectors.kafka_mqtt_downlink import KafkaMqttDownlink
+    from gridflow.mqtt_tls import client_context
 
     received: dict[str, list[dict]] = {}
     meters = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-meters", protocol=mqtt.MQTTv311)
     meters.username_pw_set(live.simulator.mqtt_username, live.simulator.mqtt_password)
+    context = client_context(live.mqtt)
+    if context is not None:
+        meters.tls_set_context(context)
 
     def on_message(client, userdata, message):
         household = message.topic.split("/")[1]

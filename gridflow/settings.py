@@ -81,6 +81,13 @@ class MqttSettings(_Section):
     qos: Literal[0, 1, 2] = 1
     readings_topic: str = Field("meters/{household_id}/readings", pattern=r"\{household_id\}")
     commands_topic: str = Field("meters/{household_id}/commands", pattern=r"\{household_id\}")
+    status_topic: str = Field(
+        "meters/{household_id}/status",
+        pattern=r"\{household_id\}",
+        description="meters' answers to commands (e.g. confirming a new password)",
+    )
+    tls: bool = Field(False, description="connect over TLS, checking the broker's certificate and name")
+    ca_file: str = Field("", description="PEM CA certificate that signed the broker's; empty = the system's CAs")
 
 
 class BridgeSettings(_Section):
@@ -431,6 +438,13 @@ class StackSettings(_Section):
     host: str = "127.0.0.1"
     kafka_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     mqtt_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    mqtt_tls: bool = Field(True, description="the embedded mosquitto listens with TLS only (a CA of its own)")
+    mqtt_max_packet_bytes: int = Field(
+        262_144,
+        ge=4_096,
+        le=268_435_455,
+        description="mosquitto disconnects a client that sends a bigger MQTT packet (a batch of 1,000 readings fits)",
+    )
     flink_rest_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     kafka_heap_mb: int = Field(512, ge=128, le=16_384, description="the embedded broker's Java heap (-Xms = -Xmx)")
     kafka_properties: dict[str, str] = Field(

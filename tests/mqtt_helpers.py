@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 
@@ -9,12 +10,21 @@ import paho.mqtt.client as mqtt
 
 
 def connect(
-    host: str, port: int, username: str | None, password: str | None, client_id: str = "", timeout_s: float = 10.0
+    host: str,
+    port: int,
+    username: str | None,
+    password: str | None,
+    client_id: str = "",
+    timeout_s: float = 10.0,
+    ca_file: str | None = None,
 ) -> mqtt.Client:
-    """A connected client with its network loop running; raises ConnectionRefusedError if refused."""
+    """A connected client with its network loop running (over TLS, checking the broker's certificate
+    against ``ca_file``, when one is given); raises ConnectionRefusedError if refused."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     if username:
         client.username_pw_set(username, password)
+    if ca_file:
+        client.tls_set_context(ssl.create_default_context(cafile=ca_file))
     client.max_inflight_messages_set(1000)
     result: dict = {}
     done = threading.Event()
@@ -33,6 +43,12 @@ def connect(
         client.loop_stop()
         raise ConnectionRefusedError(str(result["rc"]))
     return client
+
+
+def stack_connect(stack, username: str | None, password: str | None, client_id: str = "") -> mqtt.Client:
+    """:func:`connect` to the embedded stack's mosquitto, over TLS when the stack has it."""
+    info = stack.info
+    return connect(info.mqtt_host, info.mqtt_port, username, password, client_id, ca_file=info.mqtt_ca_file)
 
 
 class Collector:

@@ -26,7 +26,7 @@ from gridflow.contracts import CONTRACTS
 
 from conftest import unique_topics
 from contract_cases import breaking, check_dead_letters
-from mqtt_helpers import Collector, connect
+from mqtt_helpers import Collector, stack_connect
 
 pytestmark = pytest.mark.integration
 START_MS = 1_768_435_200_000
@@ -56,7 +56,7 @@ def running_bridge(settings):
 
 
 def publisher(stack):
-    return connect(stack.info.mqtt_host, stack.info.mqtt_port, SIMULATOR_USER, stack.info.mqtt_accounts[SIMULATOR_USER])
+    return stack_connect(stack, SIMULATOR_USER, stack.info.mqtt_accounts[SIMULATOR_USER])
 
 
 def reading(h: int, i: int) -> dict:
@@ -209,8 +209,7 @@ def test_a_bridge_with_a_wrong_password_says_so_at_start(stack, mqtt_client):
 def test_downlink_delivers_only_contract_keeping_commands_to_the_households_meter(stack):
     settings = bridge_settings(stack).with_overrides(f"bridge.downlink_client_id=down-{uuid.uuid4().hex[:6]}")
     stack.add_meter_accounts({"h-dl-1": "pw-1", "h-dl-2": "pw-2"})
-    host, port = stack.info.mqtt_host, stack.info.mqtt_port
-    meter_1, meter_2 = connect(host, port, "h-dl-1", "pw-1"), connect(host, port, "h-dl-2", "pw-2")
+    meter_1, meter_2 = stack_connect(stack, "h-dl-1", "pw-1"), stack_connect(stack, "h-dl-2", "pw-2")
     inbox_1, inbox_2 = Collector(meter_1, "meters/h-dl-1/commands"), Collector(meter_2, "meters/h-dl-2/commands")
     from gridflow.connectors.kafka_mqtt_downlink import KafkaMqttDownlink
 

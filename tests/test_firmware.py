@@ -236,6 +236,7 @@ def test_first_step_connects_subscribes_and_publishes_a_valid_reading(hw):
         "reconnects": 0,
         "driver_errors": 0,
         "bad_commands": 0,
+        "password_changes": 0,
     }
     assert m.last_error is None
 
@@ -565,7 +566,7 @@ def test_main_runs_the_meter_on_fake_hardware(hw, tmp_path):
     assert (uart.id, uart.baudrate, uart.tx, uart.rx) == (2, 9600, 17, 16)
     assert uart.requests[0] == bytes.fromhex("f8 04 00 00 00 0a 64 64")
     client = hw.umqtt_simple.MQTTClient.instances[-1]
-    assert (client.client_id, client.server, client.port, client.user, client.password) == (
+    assert (client.client_id, client.server, client.port, client.user, client.pswd) == (
         METER_ID.encode(),
         "broker.test",
         1884,
@@ -643,7 +644,10 @@ def test_clock_gives_unix_epoch_ms_on_a_2000_epoch_port(hw):
     [
         ("meter.py", {"json"}),
         ("drivers.py", set()),
-        ("main.py", {"gc", "json", "time", "machine", "network", "ntptime", "umqtt.simple", "drivers", "meter"}),
+        (
+            "main.py",
+            {"gc", "json", "os", "ssl", "time", "machine", "network", "ntptime", "umqtt.simple", "drivers", "meter"},
+        ),
     ],
 )
 def test_firmware_sources_use_only_what_micropython_has(name, allowed_imports):
@@ -682,3 +686,116 @@ def test_config_example_is_complete():
     ):
         assert key in config
     assert config["driver"] in ("pzem", "ct") and {"pzem", "ct"} <= set(config)
+
+
+# -- password rotation and TLS ------------------------------------------------------------------------
+
+STATUS = b"meters/h-0042/status"
+NEW_PASSWORD = "n3w-password-0123456789"
+
+
+def credentials(request_id="r-1", password=NEW_PASSWORD):
+    return json.dumps({"type": "credentials", "id": request_id, "password": password}).encode()
+
+
+def test_a_new_password_is_kept_confirmed_and_used_once_the_broker_takes_it(hw):
+    saved = []
+    m, client = make_meter(hw)
+    m.save_password = lambda password, pending: saved.append((password, pending))
+    client.pswd = "old-password"
+    m._password = "old-password"
+    client.accepted_passwords = {"old-password"}
+    m.step(T0)
+    assert m.connected and client.connect_passwords == ["old-password"]
+    client.inject(COMMANDS, credentials())
+    m.step(T0 + 1000)
+    assert saved == [(NEW_PASSWORD, True)], "the pending password must be stored before it is confirmed"
+    ack = json.loads(client.payloads(STATUS)[0])
+    assert ack == {"type": "credentials_ack", "id": "r-1", "household_id": HH, "meter_id": METER_ID}
+    assert m.last_command is None, "a password must never be kept as the last command"
+    client.sock = None  # the broker switched: it ends the old session
+    client.accepted_passwords = {NEW_PASSWORD}
+    run_steps(m, T0 + 2000, T0 + 5000)
+    assert m.connected and client.connect_passwords[-1] == NEW_PASSWORD
+    assert saved[-1] == (NEW_PASSWORD, False) and m.stats["password_changes"] == 1
+    client.sock = None  # later reconnects use the new password directly
+    run_steps(m, T0 + 6000, T0 + 9000)
+    assert client.connect_passwords[-1] == NEW_PASSWORD and "old-password" not in client.connect_passwords[2:]
+
+
+def test_a_pending_password_the_broker_never_took_falls_back_to_the_current_one(hw):
+    m, client = make_meter(hw)
+    client.pswd = m._password = "old-password"
+    client.accepted_passwords = {"old-password"}
+    m.save_password = lambda password, pending: None
+    m.step(T0)
+    client.inject(COMMANDS, credentials())
+    m.step(T0 + 1000)
+    client.sock = None  # a network drop, not a switch: the broker still wants the old password
+    run_steps(m, T0 + 2000, T0 + 5000)
+    assert m.connected and client.connect_passwords[-2:] == [NEW_PASSWORD, "old-password"]
+    assert m.stats["password_changes"] == 0 and m._next_password == NEW_PASSWORD
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "credentials", "id": "r-2", "password": "short"},
+        {"type": "credentials", "id": 7, "password": NEW_PASSWORD},
+        {"type": "credentials", "password": NEW_PASSWORD},
+        {"type": "credentials", "id": "r-3", "password": "x" * 500},
+    ],
+)
+def test_a_malformed_credentials_command_changes_nothing(hw, payload):
+    saved = []
+    m, client = make_meter(hw)
+    m.save_password = lambda password, pending: saved.append(password)
+    m.step(T0)
+    client.inject(COMMANDS, json.dumps(payload).encode())
+    m.step(T0 + 1000)
+    assert saved == [] and client.payloads(STATUS) == [] and m.stats["bad_commands"] == 1
+
+
+def test_a_password_that_cannot_be_stored_is_not_confirmed(hw):
+    def broken_flash(password, pending):
+        raise OSError(28, "ENOSPC")
+
+    m, client = make_meter(hw)
+    m.save_password = broken_flash
+    m.step(T0)
+    client.inject(COMMANDS, credentials())
+    m.step(T0 + 1000)
+    assert client.payloads(STATUS) == [] and m._next_password is None and "ENOSPC" in m.last_error
+
+
+def test_main_keeps_a_new_password_in_config_json_across_a_reboot(hw, tmp_path):
+    main = importlib.import_module(MAIN)
+    path = write_config(tmp_path)
+    config = json.loads(path.read_text())
+    save = main.password_saver(config, str(path))
+    save(NEW_PASSWORD, True)
+    on_flash = json.loads(path.read_text())["mqtt"]
+    assert on_flash["next_password"] == NEW_PASSWORD and on_flash["password"] == "pw"
+    meter_ = main.run(str(path), max_steps=1, clock=StepClock())  # after a reboot: the pending one first
+    client = hw.umqtt_simple.MQTTClient.instances[-1]
+    assert client.connect_passwords == [NEW_PASSWORD] and meter_.stats["password_changes"] == 1
+    on_flash = json.loads(path.read_text())["mqtt"]
+    assert on_flash["password"] == NEW_PASSWORD and "next_password" not in on_flash
+    assert not (tmp_path / "config.json.new").exists()
+
+
+def test_main_builds_a_certificate_checking_tls_client_when_configured(hw, tmp_path):
+    import ssl
+
+    from gridflow.stack.tls import ensure_tls
+
+    main = importlib.import_module(MAIN)
+    ca = ensure_tls(tmp_path / "tls", "127.0.0.1").ca_cert
+    config = json.loads(write_config(tmp_path).read_text())
+    config["mqtt"] = {"host": "broker.test", "user": HH, "password": "pw", "tls": True, "ca_file": str(ca)}
+    client = main.build_mqtt(config)
+    assert client.port == 8883 and isinstance(client.ssl, ssl.SSLContext)
+    assert client.ssl.verify_mode == ssl.CERT_REQUIRED and client.ssl.check_hostname
+    assert len(client.ssl.get_ca_certs()) == 1
+    del config["mqtt"]["tls"]
+    assert main.build_mqtt(config).ssl is None

@@ -15,7 +15,7 @@ from gridflow.devices.simulator import FleetSimulator, phase_offsets_ms
 from gridflow.readings import parse_reading
 from gridflow.stack.mqtt_auth import BRIDGE_USER
 
-from mqtt_helpers import connect
+from mqtt_helpers import stack_connect
 from test_bridge import bridge_settings, running_bridge
 
 pytestmark = pytest.mark.integration
@@ -113,7 +113,7 @@ def test_meters_in_the_simulator_receive_their_commands(stack, library):
     simulator.connect()
     try:
         simulator.run(progress=False)  # meters connect and subscribe to their command topics
-        bridge = connect(stack.info.mqtt_host, stack.info.mqtt_port, BRIDGE_USER, stack.info.mqtt_accounts[BRIDGE_USER])
+        bridge = stack_connect(stack, BRIDGE_USER, stack.info.mqtt_accounts[BRIDGE_USER])
         command = {"household_id": "cmd-00001", "text": "shift the washing machine to 02:00"}
         bridge.publish("meters/cmd-00001/commands", json.dumps(command).encode(), qos=1).wait_for_publish(5)
         deadline = time.monotonic() + 10

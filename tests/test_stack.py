@@ -14,7 +14,7 @@ from gridflow.stack import EmbeddedStack, StackError, read_state
 from gridflow.stack.mqtt_auth import BRIDGE_USER
 from gridflow.stack.processes import marked_pids
 
-from mqtt_helpers import Collector, connect
+from mqtt_helpers import Collector, stack_connect
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parent.parent
@@ -62,9 +62,9 @@ def test_services_answer_like_the_real_thing(stack, kafka_settings):
     # MQTT: a QoS 1 message published by a meter reaches the bridge account's subscription.
     accounts = stack.info.mqtt_accounts
     stack.add_meter_accounts({"h-svc": "pw-svc"})
-    bridge = connect(stack.info.mqtt_host, stack.info.mqtt_port, BRIDGE_USER, accounts[BRIDGE_USER])
+    bridge = stack_connect(stack, BRIDGE_USER, accounts[BRIDGE_USER])
     received = Collector(bridge, "meters/+/readings")
-    meter = connect(stack.info.mqtt_host, stack.info.mqtt_port, "h-svc", "pw-svc")
+    meter = stack_connect(stack, "h-svc", "pw-svc")
     meter.publish("meters/h-svc/readings", b"hello", qos=1).wait_for_publish(5)
     assert received.wait_for(1) == [("meters/h-svc/readings", b"hello")]
     for client in (bridge, meter):
@@ -73,19 +73,18 @@ def test_services_answer_like_the_real_thing(stack, kafka_settings):
 
 
 def test_a_meter_can_only_speak_for_its_own_household(stack):
-    host, port = stack.info.mqtt_host, stack.info.mqtt_port
     stack.add_meter_accounts({"h-acl-1": "secret-1", "h-acl-2": "secret-2"})
     with pytest.raises(ConnectionRefusedError):
-        connect(host, port, "h-acl-1", "wrong password")
+        stack_connect(stack, "h-acl-1", "wrong password")
     with pytest.raises(ConnectionRefusedError):
-        connect(host, port, None, None)  # no anonymous access
+        stack_connect(stack, None, None)  # no anonymous access
 
-    bridge = connect(host, port, BRIDGE_USER, stack.info.mqtt_accounts[BRIDGE_USER])
+    bridge = stack_connect(stack, BRIDGE_USER, stack.info.mqtt_accounts[BRIDGE_USER])
     readings = Collector(bridge, "meters/+/readings")
-    meter_1 = connect(host, port, "h-acl-1", "secret-1")
+    meter_1 = stack_connect(stack, "h-acl-1", "secret-1")
     spy = Collector(meter_1, "meters/h-acl-2/commands")  # another household's commands: not allowed
     meter_1.subscribe("meters/h-acl-1/commands", qos=1)  # its own: the barrier below arrives through it
-    meter_2 = connect(host, port, "h-acl-2", "secret-2")
+    meter_2 = stack_connect(stack, "h-acl-2", "secret-2")
     own = Collector(meter_2, "meters/h-acl-2/commands")
 
     meter_1.publish("meters/h-acl-2/readings", b"forged", qos=1).wait_for_publish(5)  # dropped by the ACL

@@ -12,6 +12,7 @@ Thin on purpose: the logic is in ``meter.py`` and ``drivers.py``. Under CPython 
 
 import gc
 import json
+import os
 import time
 
 import machine
@@ -56,6 +57,37 @@ def load_config(path=CONFIG_PATH):
     """The board's configuration (a JSON object, see ``config.example.json``)."""
     with open(path) as f:
         return json.load(f)
+
+
+def password_saver(config, path=CONFIG_PATH):
+    """The meter's ``save_password``: keeps a pending or a confirmed new MQTT password in ``config.json``
+    (written aside and renamed into place, so a reset mid-write leaves the old file)."""
+
+    def save(password, pending):
+        mqtt = config["mqtt"]
+        if pending:
+            mqtt["next_password"] = password
+        else:
+            mqtt["password"] = password
+            mqtt.pop("next_password", None)
+        draft = path + ".new"
+        with open(draft, "w") as f:
+            json.dump(config, f)
+        os.rename(draft, path)
+
+    return save
+
+
+def tls_context(mqtt):
+    """An SSL context that checks the broker's certificate against ``mqtt["ca_file"]`` (PEM), or None."""
+    if not mqtt.get("tls"):
+        return None
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cafile=mqtt.get("ca_file", "ca.crt"))
+    return context
 
 
 def connect_wifi(wifi, timeout_ms=20000):
@@ -123,13 +155,16 @@ def build_driver(config):
 def build_mqtt(config):
     """A umqtt.simple client for the broker in ``config["mqtt"]``; the meter id is the client id."""
     mqtt = config["mqtt"]
+    context = tls_context(mqtt)
+    options = {"ssl": context} if context is not None else {}  # umqtt.simple >= 1.4 takes an SSLContext
     return MQTTClient(
         config["meter_id"].encode(),
         mqtt["host"],
-        port=mqtt.get("port", 1883),
+        port=mqtt.get("port", 8883 if context is not None else 1883),
         user=mqtt.get("user") or None,
         password=mqtt.get("password") or None,
         keepalive=mqtt.get("keepalive", 0),
+        **options,
     )
 
 
@@ -148,7 +183,14 @@ def run(config_path=CONFIG_PATH, max_steps=None, config=None, clock=None):
     if not sync_time(ntp_host):
         raise OSError("NTP: clock not set, readings would carry wrong timestamps")
     clock = clock or Clock()
-    meter = Meter(config, build_driver(config), build_mqtt(config), clock=clock)
+    meter = Meter(
+        config,
+        build_driver(config),
+        build_mqtt(config),
+        clock=clock,
+        save_password=password_saver(config, config_path),
+        next_password=config["mqtt"].get("next_password"),
+    )
 
     watchdog_ms = config.get("watchdog_ms", 0)  # resets the board if a step hangs (a lost PUBACK)
     wdt = machine.WDT(timeout=watchdog_ms) if watchdog_ms else None

@@ -9,6 +9,13 @@ MicroPython constraints kept here: no dataclasses, no typing, no walrus, no f-st
 the only import. Floats are single precision on most ESP32 builds, so the energy integrator keeps
 its running total as an integer (millijoules) and converts only when reporting.
 
+Password rotation: a ``{"type": "credentials", "id", "password"}`` command (from the broker's service
+account only: the ACL lets nobody else write a meter's commands) is stored through ``save_password``
+as the pending password and confirmed on the status topic; it is never kept in ``last_command`` or
+passed to ``on_command``. The next login tries the pending password first and the current one after
+it, so the meter gets in whether or not the broker has switched yet; a login with the pending one
+makes it the current one.
+
 Delivery is at least once: a reading leaves the buffer only after the QoS 1 publish that carried it
 returned (umqtt.simple waits for the broker's PUBACK); if the connection drops between the broker
 storing it and the PUBACK arriving, the reading is published again after reconnecting. Consumers
@@ -31,6 +38,7 @@ DEFAULTS = {
     "backoff_jitter": 0.2,  # a reconnect delay is shortened by up to this fraction, at random
     "readings_topic": "meters/{household_id}/readings",
     "commands_topic": "meters/{household_id}/commands",
+    "status_topic": "meters/{household_id}/status",
     "clean_session": False,  # keep the broker session, so commands sent while offline still arrive
     "max_messages_per_step": 10,  # catch-up after an outage is spread over steps, sampling goes on
     "max_commands_per_step": 5,
@@ -138,7 +146,7 @@ class Meter:
         The latest driver, MQTT or command-hook error, for diagnostics.
     """
 
-    def __init__(self, config, driver, mqtt, clock=None, on_command=None):
+    def __init__(self, config, driver, mqtt, clock=None, on_command=None, save_password=None, next_password=None):
         for key in ("household_id", "meter_id"):
             if not config.get(key):
                 raise ValueError("meter config needs %r" % key)
@@ -158,10 +166,14 @@ class Meter:
         self.max_commands_per_step = max(1, int(settings["max_commands_per_step"]))
         self.readings_topic = settings["readings_topic"].format(household_id=self.household_id).encode()
         self.commands_topic = settings["commands_topic"].format(household_id=self.household_id).encode()
+        self.status_topic = settings["status_topic"].format(household_id=self.household_id).encode()
 
         self.driver = driver
         self.mqtt = mqtt
         self.on_command = on_command
+        self.save_password = save_password  # (password, pending) -> None: keeps it across reboots
+        self._password = getattr(mqtt, "pswd", None)  # umqtt.simple's attribute
+        self._next_password = next_password
         self.buffer = RingBuffer(int(settings["buffer_capacity"]))
         self.stats = {
             "sampled": 0,
@@ -171,6 +183,7 @@ class Meter:
             "reconnects": 0,
             "driver_errors": 0,
             "bad_commands": 0,
+            "password_changes": 0,
         }
         self.connected = False
         self.last_command = None
@@ -374,12 +387,24 @@ class Meter:
     # -- connection -------------------------------------------------------------------------------
 
     def _connect(self, now_ms):
-        try:
-            self.mqtt.connect(clean_session=self.clean_session)
-            self.mqtt.subscribe(self.commands_topic, qos=1)
-        except Exception as exc:
-            self._lost(now_ms, "connect", exc)
-            return False
+        passwords = [self._password]
+        if self._next_password is not None:
+            passwords.insert(0, self._next_password)  # the broker may have switched already
+        for n, password in enumerate(passwords):
+            if password is not None:
+                self.mqtt.pswd = password
+            try:
+                self.mqtt.connect(clean_session=self.clean_session)
+                self.mqtt.subscribe(self.commands_topic, qos=1)
+            except Exception as exc:
+                if n + 1 < len(passwords):
+                    self._close_quietly()
+                    continue
+                self._lost(now_ms, "connect", exc)
+                return False
+            if password is not None and password == self._next_password:
+                self._promote(password)
+            break
         self.connected = True
         if self._ever_connected:
             self.stats["reconnects"] += 1
@@ -388,6 +413,37 @@ class Meter:
         self._next_connect_ms = None
         self._last_publish_ms = None  # flush what piled up while offline right away
         return True
+
+    def _promote(self, password):
+        """The broker took the pending password: it is the meter's password from now on."""
+        self._password, self._next_password = password, None
+        self.stats["password_changes"] += 1
+        self._save(password, False)
+
+    def _save(self, password, pending):
+        if self.save_password is not None:
+            try:
+                self.save_password(password, pending)
+            except Exception as exc:
+                self.last_error = "save_password: %r" % (exc,)
+                return False
+        return True
+
+    def _on_credentials(self, command):
+        """Store a new password as pending and confirm it; the broker switches only after this."""
+        request_id, password = command.get("id"), command.get("password")
+        if not isinstance(request_id, str) or not isinstance(password, str) or not 16 <= len(password) <= 128:
+            self.stats["bad_commands"] += 1
+            return
+        if not self._save(password, True):
+            return  # not kept: confirming would lock the meter out after its next reboot
+        self._next_password = password
+        answer = {"type": "credentials_ack", "id": request_id, "household_id": self.household_id}
+        answer["meter_id"] = self.meter_id
+        try:
+            self.mqtt.publish(self.status_topic, _dumps(answer).encode(), qos=1)
+        except Exception as exc:
+            self._lost(self._last_now_ms or 0, "publish", exc)
 
     def _lost(self, now_ms, what, exc):
         """Mark the meter disconnected and schedule the next connect attempt (exponential backoff)."""
@@ -437,6 +493,9 @@ class Meter:
             command = None
         if not isinstance(command, dict):
             self.stats["bad_commands"] += 1
+            return
+        if command.get("type") == "credentials":
+            self._on_credentials(command)
             return
         self.last_command = command
         if self.on_command is not None:

@@ -23,6 +23,7 @@ import yaml
 
 from gridflow.settings import Settings
 from gridflow.stack import services
+from gridflow.stack.meters import MeterAccounts
 from gridflow.stack.mqtt_auth import BRIDGE_USER, SIMULATOR_USER, new_password
 from gridflow.stack.processes import Launcher, StackError, marked_pids
 
@@ -45,6 +46,7 @@ class StackInfo:
     flink_rest: str | None = None
     flink_conf_dir: str | None = None
     mqtt_accounts: dict[str, str] | None = None  # service accounts: user -> password
+    mqtt_ca_file: str | None = None  # the CA certificate of the broker's TLS listener (None: plain TCP)
 
     def overlay(self) -> dict:
         """Settings that point jobs and tools at this stack."""
@@ -52,7 +54,12 @@ class StackInfo:
         if self.kafka_bootstrap:
             data["kafka"] = {"bootstrap_servers": self.kafka_bootstrap}
         if self.mqtt_port:
-            data["mqtt"] = {"host": self.mqtt_host, "port": self.mqtt_port}
+            data["mqtt"] = {
+                "host": self.mqtt_host,
+                "port": self.mqtt_port,
+                "tls": self.mqtt_ca_file is not None,
+                "ca_file": self.mqtt_ca_file or "",
+            }
             accounts = self.mqtt_accounts or {}
             data["bridge"] = {"mqtt_username": BRIDGE_USER, "mqtt_password": accounts.get(BRIDGE_USER)}
             data["simulator"] = {"mqtt_username": SIMULATOR_USER, "mqtt_password": accounts.get(SIMULATOR_USER)}
@@ -77,7 +84,6 @@ class EmbeddedStack:
         self.info = StackInfo(stack_id=uuid.uuid4().hex[:12], run_dir=str(self.run_dir))
         self.launcher = Launcher(self.run_dir, self.info.stack_id)
         CREATED_STACK_IDS.append(self.info.stack_id)
-        self._device_accounts: dict[str, str] = {}
 
     @property
     def settings(self) -> Settings:
@@ -102,9 +108,10 @@ class EmbeddedStack:
                 self.info.kafka_log_dir = str(self._kafka_dir / "log")
             if self.want_mqtt:
                 self.info.mqtt_accounts = {BRIDGE_USER: new_password(), SIMULATOR_USER: new_password()}
-                self.info.mqtt_host, self.info.mqtt_port = services.start_mosquitto(
+                self.info.mqtt_host, self.info.mqtt_port, ca_file = services.start_mosquitto(
                     self.launcher, self.base_settings, self.run_dir / "mosquitto", self.info.mqtt_accounts
                 )
+                self.info.mqtt_ca_file = str(ca_file) if ca_file else None
             if self.want_prometheus:
                 self.prometheus_url = services.start_prometheus(
                     self.launcher, self.base_settings, self.run_dir / "prometheus"
@@ -129,13 +136,18 @@ class EmbeddedStack:
         services.write_prometheus_targets(self.run_dir / "prometheus" / "targets.json", targets)
 
     def add_meter_accounts(self, accounts: dict[str, str]) -> None:
-        """Give meters (user name = household id) their own MQTT credentials, effective at once."""
+        """Give meters (user name = household id) their own MQTT credentials, effective at once; a meter
+        connected with an old password is disconnected."""
+        self._meter_accounts().set(accounts)
+
+    def remove_meter_accounts(self, households) -> None:
+        """Remove meters' accounts; a connected meter is disconnected at once and cannot come back."""
+        self._meter_accounts().remove(households)
+
+    def _meter_accounts(self) -> "MeterAccounts":
         if self.info.mqtt_accounts is None:
             raise StackError("the stack runs no MQTT broker: create it with mqtt=True and call up() first")
-        self._device_accounts.update(accounts)
-        services.reload_mosquitto_accounts(
-            self.launcher, self.run_dir / "mosquitto", {**self.info.mqtt_accounts, **self._device_accounts}
-        )
+        return MeterAccounts(self.run_dir, self.launcher)
 
     def restart_kafka(self) -> None:
         """Stop the broker (a clean shutdown) and start it again on the same address and log folder."""

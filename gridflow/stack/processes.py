@@ -179,6 +179,19 @@ class Launcher:
         (self.pid_dir / f"{name}.pid").write_text(json.dumps({"pid": popen.pid, "argv": list(argv)}))
         return process
 
+    def pid_of(self, name: str) -> int | None:
+        """The live pid of ``name``: started by this launcher, or by another process for the same stack
+        (its pid file, checked against the stack's mark so a reused pid is never signalled)."""
+        process = self.processes.get(name)
+        if process is not None:
+            return process.pid if _pid_alive(process.pid) else None
+        try:
+            pid = int(json.loads((self.pid_dir / f"{name}.pid").read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        marked = f"{STACK_ID_ENV}={self.stack_id}".encode() in _environ(pid).split(b"\0")
+        return pid if marked and _pid_alive(pid) else None
+
     def stop(self, name: str, timeout_s: float = 15.0) -> None:
         process = self.processes.pop(name, None)
         if process is not None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from gridflow.jars import ConnectorJarError, kafka_classpath
 from gridflow.settings import FLINK_FILE, Settings, default_conf_dir
 from gridflow.stack import mqtt_auth
+from gridflow.stack.tls import TlsFiles, ensure_tls
 from gridflow.stack.processes import (
     Launcher,
     StackError,
@@ -198,9 +199,24 @@ def _kafka_ready(bootstrap: str) -> bool:
         admin.close()
 
 
-def mosquitto_config(port: int, host: str, data_dir: Path, password_file: Path, acl_file: Path) -> str:
-    lines = [
-        f"listener {port} {host}",
+def mosquitto_config(
+    port: int,
+    host: str,
+    data_dir: Path,
+    password_file: Path,
+    acl_file: Path,
+    tls: TlsFiles | None = None,
+    max_packet_bytes: int = 262_144,
+) -> str:
+    lines = [f"listener {port} {host}"]
+    if tls is not None:  # TLS only on this listener: a plain-TCP client gets no MQTT session
+        lines += [
+            f"cafile {tls.ca_cert}",
+            f"certfile {tls.server_cert}",
+            f"keyfile {tls.server_key}",
+            "tls_version tlsv1.2",
+        ]
+    lines += [
         "allow_anonymous false",
         f"password_file {password_file}",
         f"acl_file {acl_file}",
@@ -216,6 +232,7 @@ def mosquitto_config(port: int, host: str, data_dir: Path, password_file: Path, 
         "max_inflight_messages 1000",
         # readings held for an offline persistent session (the bridge during a restart)
         "max_queued_messages 2000000",
+        f"max_packet_size {max_packet_bytes}",
     ]
     if os.geteuid() == 0:
         lines.append("user root")  # otherwise mosquitto switches to a 'mosquitto' user that cannot write data_dir
@@ -224,7 +241,8 @@ def mosquitto_config(port: int, host: str, data_dir: Path, password_file: Path, 
 
 def start_mosquitto(
     launcher: Launcher, settings: Settings, data_dir: Path, accounts: dict[str, str]
-) -> tuple[str, int]:
+) -> tuple[str, int, Path | None]:
+    """Start mosquitto; returns its host, port and (with ``stack.mqtt_tls``) the CA certificate clients trust."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
         raise StackError("mosquitto is not installed; run scripts/setup.sh (apt-get install mosquitto)")
@@ -232,22 +250,29 @@ def start_mosquitto(
     port = claim_port(host, settings.stack.mqtt_port, "stack.mqtt_port")
     data_dir.mkdir(parents=True, exist_ok=True)
     password_file, acl_file = data_dir / "passwords", data_dir / "acl"
-    mqtt_auth.write_password_file(password_file, accounts)
-    acl_file.write_text(mqtt_auth.acl_text(settings.mqtt.readings_topic, settings.mqtt.commands_topic))
+    mqtt_auth.update_password_file(password_file, accounts)  # meters' accounts from an earlier run are kept
+    mqtt = settings.mqtt
+    acl_file.write_text(mqtt_auth.acl_text(mqtt.readings_topic, mqtt.commands_topic, mqtt.status_topic))
     config = data_dir / "mosquitto.conf"
-    config.write_text(mosquitto_config(port, host, data_dir, password_file, acl_file))
+    tls = ensure_tls(data_dir / "tls", host) if settings.stack.mqtt_tls else None
+    config.write_text(
+        mosquitto_config(port, host, data_dir, password_file, acl_file, tls, settings.stack.mqtt_max_packet_bytes)
+    )
     process = launcher.start("mqtt", [binary, "-c", str(config)])
     wait_for_port(host, port, settings.stack.start_timeout_s, process)
-    return host, port
+    return host, port, tls.ca_cert if tls else None
 
 
-def reload_mosquitto_accounts(launcher: Launcher, data_dir: Path, accounts: dict[str, str]) -> None:
-    """Replace the password file and make the running mosquitto reload it."""
-    mqtt_auth.write_password_file(data_dir / "passwords", accounts)
-    process = launcher.processes.get("mqtt")
-    if process is None:
-        raise StackError("mosquitto is not running in this stack")
-    os.kill(process.pid, signal.SIGHUP)
+def reload_mosquitto_accounts(
+    launcher: Launcher, data_dir: Path, accounts: dict[str, str] | None = None, remove=()
+) -> None:
+    """Change accounts in the password file and make the running mosquitto reload it: new passwords
+    hold at once, and a client whose account was removed or whose password changed is disconnected."""
+    pid = launcher.pid_of("mqtt")
+    if pid is None:
+        raise StackError(f"mosquitto of the stack in {launcher.run_dir} is not running ('gridflow stack up' first)")
+    mqtt_auth.update_password_file(data_dir / "passwords", accounts, remove)
+    os.kill(pid, signal.SIGHUP)
 
 
 def write_flink_conf_dir(settings: Settings, target: Path, rest_port: int, rpc_port: int) -> Path:

@@ -18,8 +18,11 @@ class MQTTClient:
         self.server = server
         self.port = port
         self.user = user
-        self.password = password
+        self.pswd = password  # umqtt.simple's name for it
+        self.accepted_passwords = None  # when set, connect() refuses any other password (CONNACK 5)
+        self.connect_passwords = []  # the password of every connect attempt
         self.keepalive = keepalive
+        self.ssl = ssl
         self.cb = None
         self.sock = None  # not None while connected, like umqtt.simple
         self.broker_down = False
@@ -43,9 +46,13 @@ class MQTTClient:
 
     def connect(self, clean_session=True):
         self.connect_calls += 1
+        self.connect_passwords.append(self.pswd)
         if self.broker_down:
             self.sock = None
             raise OSError(113, "EHOSTUNREACH")
+        if self.accepted_passwords is not None and self.pswd not in self.accepted_passwords:
+            self.sock = None
+            raise MQTTException(5)  # not authorised, as umqtt.simple raises it
         self.sock = _FakeSocket()
         self.clean_sessions.append(clean_session)
         return False  # session_present
