@@ -7,7 +7,8 @@ measures the bridge alone, not the publishers. Run for one-reading messages (a m
 real time) and for batches (a meter publishing every 10 s with 1 s sampling, or catching up), for each
 MQTT client of the bridge (``bridge.mqtt_client``) in the same run.
 
-    python benchmarks/bridge_throughput.py [--readings 200000] [--batch 1 10] [--clients gmqtt paho]
+    python benchmarks/bridge_throughput.py [--readings 200000] [--batch 1 10] [--clients gmqtt paho] \
+        [--transport tls tcp]
 """
 
 from __future__ import annotations
@@ -151,12 +152,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--publishers", type=int, default=4)
     parser.add_argument("--clients", nargs="+", choices=["gmqtt", "paho"], default=["gmqtt", "paho"])
+    parser.add_argument(
+        "--transport", nargs="+", choices=["tls", "tcp"], default=["tls"], help="tls: the stack's default; tcp: plain"
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as run_dir:
-        with EmbeddedStack(load_settings(), run_dir) as stack:
-            for batch in args.batch:
-                for client in args.clients:
-                    print(json.dumps(run_case(stack, args.readings, batch, args.publishers, client)), flush=True)
+    for transport in args.transport:
+        settings = load_settings().with_overrides(f"stack.mqtt_tls={str(transport == 'tls').lower()}")
+        with tempfile.TemporaryDirectory() as run_dir:
+            with EmbeddedStack(settings, run_dir) as stack:
+                for batch in args.batch:
+                    for client in args.clients:
+                        case = run_case(stack, args.readings, batch, args.publishers, client)
+                        print(json.dumps({"transport": transport, **case}), flush=True)
 
 
 if __name__ == "__main__":

@@ -340,7 +340,8 @@ def _report(result, outputs, settings, out_dir, keep_stack, stack, elapsed_s) ->
         print(
             f"  the stack is still running: Kafka at {settings.kafka.bootstrap_servers}, MQTT at "
             f"{settings.mqtt.host}:{settings.mqtt.port}; settings overlay {stack.run_dir / 'settings.yaml'}; "
-            "see the pages with 'gridflow page serve --config <that overlay>'; stop it with 'gridflow stack down'"
+            "see the pages with 'gridflow page serve --config <that overlay>' and a household's access code from "
+            "'gridflow page token issue <household id> --config <that overlay>'; stop it with 'gridflow stack down'"
         )
     if not ok:
         raise SystemExit("the demo lost readings or delivered nothing: see the files above")

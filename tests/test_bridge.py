@@ -106,6 +106,7 @@ def test_every_valid_reading_arrives_exactly_as_sent_and_bad_ones_are_dead_lette
             ("meters/h-001/readings", json.dumps(reading(2, 99)).encode()),  # another household's reading
             ("meters/h-003/readings", json.dumps({**reading(3, 98), "power_w": 9e9}).encode()),
             ("meters/h-004/readings", json.dumps([reading(4, 97), {"oops": 1}]).encode()),  # 1 good, 1 bad
+            ("meters/h-005/readings", b"[" * 3000 + b"]" * 3000),  # nested deeper than any reading
         ]
         for topic, payload in malformed:
             infos.append(client.publish(topic, payload, qos=1))
@@ -113,7 +114,7 @@ def test_every_valid_reading_arrives_exactly_as_sent_and_bad_ones_are_dead_lette
             info.wait_for_publish(10)
         expected_good = len(sent_single) + len(sent_batched) + 1
         records = kafka_io.read_records(settings, settings.topics.readings, expected=expected_good)
-        dead = kafka_io.read_records(settings, settings.topics.dead_letter, expected=4)
+        dead = kafka_io.read_records(settings, settings.topics.dead_letter, expected=5)
         deadline = time.monotonic() + 10
         # the counters move after the records are handed on: wait until they settle (or the deadline)
         while (
@@ -123,7 +124,7 @@ def test_every_valid_reading_arrives_exactly_as_sent_and_bad_ones_are_dead_lette
             time.sleep(0.1)
         assert metric(bridge, "gridflow_bridge_received_total") == len(infos)
         assert metric(bridge, "gridflow_bridge_forwarded_total") == expected_good
-        assert metric(bridge, "gridflow_bridge_dead_lettered_total") == 4
+        assert metric(bridge, "gridflow_bridge_dead_lettered_total") == 5
         assert metric(bridge, "gridflow_bridge_inflight_messages") == 0
         assert metric(bridge, "gridflow_bridge_batch_latency_seconds_count") == len(infos)
     client.loop_stop()
@@ -138,8 +139,9 @@ def test_every_valid_reading_arrives_exactly_as_sent_and_bad_ones_are_dead_lette
     )
     assert sorted(canonical(v) for v in values) == expected
     assert all(key.decode() == json.loads(value)["household_id"] for key, value in records), "keyed by household"
-    reasons = sorted(json.loads(value)["field"] for _, value in dead)
-    assert reasons == ["", "household_id", "oops", "power_w"]  # not JSON; foreign household; unknown field; range
+    fields = sorted(json.loads(value)["field"] for _, value in dead)
+    assert fields == ["", "", "household_id", "oops", "power_w"]  # not JSON (twice); foreign household; unknown; range
+    assert any("depth" in json.loads(value)["reason"] for _, value in dead), "the nesting must be named as the reason"
 
 
 @CLIENTS

@@ -103,12 +103,22 @@ def _recommendation_on_the_page(run_dir, recommendations) -> None:
             time.sleep(0.5)
         household = next(r["household_id"] for r in recommendations if r["kind"] == "shift")
         token = subprocess.run(
-            [*gridflow, "page", "token", household, "--config", str(config), "--set", f"stack.run_dir={run_dir}"],
+            [
+                *gridflow,
+                "page",
+                "token",
+                "issue",
+                household,
+                "--config",
+                str(config),
+                "--set",
+                f"stack.run_dir={run_dir}",
+            ],
             check=True,
             capture_output=True,
             text=True,
         ).stdout.strip()
-        dom = html.unescape(browse(f"{url}/household/{household}?token={token}"))
+        dom = html.unescape(browse(f"{url}/household/{household}?code={token}"))
         shift = next(r for r in recommendations if r["household_id"] == household and r["kind"] == "shift")
         assert shift["text"].split(":")[0] in dom, "the household's recommendation is on its page"
     finally:
