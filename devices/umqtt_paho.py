@@ -262,8 +262,10 @@ class MQTTClient:
 
     def _drop(self, client: mqtt.Client | None = None) -> None:
         for each in {id(c): c for c in (client, self._client) if c is not None}.values():
-            try:
-                each.socket() and each.socket().close()
-            except OSError:
-                pass
+            sock = each.socket()
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
         self._client, self.sock = None, None

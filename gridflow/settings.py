@@ -470,8 +470,10 @@ class WebSettings(_Section):
     refresh_s: int = Field(60, ge=0, le=86_400, description="pages reload themselves this often; 0 = never")
     recent_alerts: int = Field(200, ge=1, le=100_000, description="alerts across households the operator view keeps")
     alerts_per_household: int = Field(20, ge=1, le=1_000)
+    tls_certfile: str = Field("", description="serve HTTPS with this PEM certificate (chain); empty = plain HTTP")
+    tls_keyfile: str = Field("", description="the certificate's PEM private key")
     cookie_secure: bool = Field(
-        False, description="mark the session cookie Secure and send HSTS (set when served over HTTPS)"
+        False, description="mark the session cookie Secure and send HSTS behind a TLS proxy (implied by tls_certfile)"
     )
     session_idle_s: int = Field(
         30 * 86_400, ge=60, le=366 * 86_400, description="a household session ends after this long unused"
@@ -501,8 +503,14 @@ class WebSettings(_Section):
             raise ValueError("must be empty (generated) or at least 16 characters")
         return value
 
+    @property
+    def https(self) -> bool:
+        return bool(self.tls_certfile)
+
     @model_validator(mode="after")
     def _idle_within_max(self) -> "WebSettings":
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ValueError("web.tls_certfile and web.tls_keyfile go together (both set for HTTPS, or neither)")
         for idle, longest in (
             ("session_idle_s", "session_max_s"),
             ("operator_session_idle_s", "operator_session_max_s"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ class PageServer:
     url: str
     config: Path
     log: Path
+    tls: ssl.SSLContext | None = None  # trusts the server's certificate when it serves HTTPS
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -34,14 +36,17 @@ class PageServer:
         return self.cli("page", "token", "issue", *who).stdout.strip()
 
     def health(self) -> dict:
-        with urllib.request.urlopen(f"{self.url}/healthz", timeout=10) as answer:
+        with urllib.request.urlopen(f"{self.url}/healthz", timeout=10, context=self.tls) as answer:
             return json.loads(answer.read())
 
 
 @contextlib.contextmanager
-def page_server(settings, run_dir: Path, records: dict[str, list[dict]], keys: dict[str, list] | None = None):
+def page_server(
+    settings, run_dir: Path, records: dict[str, list[dict]], keys: dict[str, list] | None = None, ca_file=None
+):
     """Produce ``records`` (kind -> records, keyed by household unless ``keys`` says otherwise) to the
-    settings' topics, start ``gridflow page serve`` and wait until it has consumed all of them."""
+    settings' topics, start ``gridflow page serve`` and wait until it has consumed all of them. With
+    HTTPS (``web.tls_certfile``), ``ca_file`` is the CA that signed the server's certificate."""
     kafka_io.create_topics(settings, [getattr(settings.topics, kind) for kind in records])
     for kind, values in records.items():
         kind_keys = (keys or {}).get(kind) or [v.get("household_id") for v in values]
@@ -61,8 +66,10 @@ def page_server(settings, run_dir: Path, records: dict[str, list[dict]], keys: d
         )
     try:
         first = server.stdout.readline()
-        assert first.startswith("gridflow pages on http://127.0.0.1:"), first + log.read_text()
-        site = PageServer(first.split()[-1], config, log)
+        scheme = "https" if settings.web.https else "http"
+        assert first.startswith(f"gridflow pages on {scheme}://127.0.0.1:"), first + log.read_text()
+        tls = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+        site = PageServer(first.split()[-1], config, log, tls)
         expected = sum(len(v) for v in records.values())
         deadline = time.monotonic() + 30
         while site.health().get("consumed", 0) < expected:

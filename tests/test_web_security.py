@@ -376,3 +376,33 @@ def test_healthz_reports_counters_only(site):
         "feed_alive",
         "last_record_ms",
     }
+
+
+def test_pages_served_over_https_send_secure_cookies_and_hsts_and_refuse_plain_http(stack, tmp_path):
+    from gridflow.stack.tls import ensure_tls
+
+    tls = ensure_tls(tmp_path / "tls", "127.0.0.1")
+    settings = unique_topics(stack.settings).with_overrides(
+        f"stack.run_dir={tmp_path}",
+        "web.port=0",
+        "web.refresh_s=0",
+        f"web.tls_certfile={tls.server_cert}",
+        f"web.tls_keyfile={tls.server_key}",
+    )
+    records = {"recommendations": [advice(A, "A: over HTTPS")]}
+    with page_server(settings, tmp_path, records, ca_file=tls.ca_cert) as server:
+        assert server.url.startswith("https://")
+        parts = urllib.parse.urlsplit(server.url)
+        code = server.issue(A)
+        secure = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=10, context=server.tls)
+        secure.request("GET", f"/household/{A}?code={urllib.parse.quote(code)}")
+        answer = secure.getresponse()
+        answer.read()
+        cookie = answer.getheader("Set-Cookie")
+        assert answer.status == 303 and "Secure" in cookie and "gridflow_session=" in cookie
+        assert answer.getheader("Strict-Transport-Security") == "max-age=31536000"
+        secure.close()
+        plain = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            plain.request("GET", f"/household/{A}?code={urllib.parse.quote(code)}")
+            plain.getresponse().read()

@@ -13,7 +13,7 @@ Routes::
     GET  /healthz                           liveness and feed counters (no data)
 
 An access code is exchanged once for a session cookie (HttpOnly, SameSite=Strict, Secure with
-``web.cookie_secure``); a link that carries one (``?code=``) signs in and redirects to the same URL
+HTTPS, i.e. ``web.tls_certfile``, or ``web.cookie_secure`` behind a TLS proxy); a link that carries one (``?code=``) signs in and redirects to the same URL
 without it, so the code never stays in the address bar, history or a bookmark. A missing, wrong,
 expired or revoked code or session gets 403 and the sign-in form, never data. Failed sign-ins are
 counted per client address and per account and lock the key out for ``web.lockout_s`` (429 with
@@ -28,6 +28,7 @@ import asyncio
 import logging
 import secrets
 import signal
+import ssl
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -68,7 +69,7 @@ FEED: web.AppKey[TopicFeed | None] = web.AppKey("feed")  # None when the app ser
 async def _guard(request: web.Request, handler):
     """Security headers on every answer; cross-site posts refused; no internals in error pages."""
     headers = dict(SECURITY_HEADERS)
-    if request.app[SETTINGS].web.cookie_secure:
+    if _secure(request):
         headers["Strict-Transport-Security"] = HSTS
     try:
         if request.method == "POST" and _cross_site(request):
@@ -86,6 +87,12 @@ async def _guard(request: web.Request, handler):
         )
     response.headers.update(headers)
     return response
+
+
+def _secure(request: web.Request) -> bool:
+    """Served over TLS, here or by a proxy in front: cookies are Secure and HSTS is sent."""
+    web_settings = request.app[SETTINGS].web
+    return web_settings.https or web_settings.cookie_secure
 
 
 def _cross_site(request: web.Request) -> bool:
@@ -157,7 +164,7 @@ def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, v
         httponly=True,
         samesite="Strict",
         path="/",
-        secure=request.app[SETTINGS].web.cookie_secure,
+        secure=_secure(request),
         max_age=max_age,
     )
 
@@ -376,6 +383,15 @@ async def _health(request: web.Request) -> web.Response:
     )
 
 
+def _tls(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.web.https:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.web.tls_certfile, settings.web.tls_keyfile)
+    return context
+
+
 async def serve(
     settings: Settings,
     credentials: Credentials,
@@ -397,9 +413,10 @@ async def serve(
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, settings.web.host, settings.web.port).start()
+        await web.TCPSite(runner, settings.web.host, settings.web.port, ssl_context=_tls(settings)).start()
         host, port = runner.addresses[0][:2]
-        ready(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+        scheme = "https" if settings.web.https else "http"
+        ready(f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}")
         if stop is None:
             stop = asyncio.Event()
             for signum in (signal.SIGINT, signal.SIGTERM):
