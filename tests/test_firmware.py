@@ -646,7 +646,8 @@ def test_clock_gives_unix_epoch_ms_on_a_2000_epoch_port(hw):
         ("drivers.py", set()),
         (
             "main.py",
-            {"gc", "json", "os", "ssl", "time", "machine", "network", "ntptime", "umqtt.simple", "drivers", "meter"},
+            {"gc", "json", "os", "ssl", "sys", "time", "machine", "network", "ntptime", "umqtt.simple", "drivers"}
+            | {"meter"},
         ),
     ],
 )
@@ -790,7 +791,7 @@ def test_main_builds_a_certificate_checking_tls_client_when_configured(hw, tmp_p
     from gridflow.stack.tls import ensure_tls
 
     main = importlib.import_module(MAIN)
-    ca = ensure_tls(tmp_path / "tls", "127.0.0.1").ca_cert
+    ca = ensure_tls(tmp_path / "tls", "127.0.0.1").ca_der
     config = json.loads(write_config(tmp_path).read_text())
     config["mqtt"] = {"host": "broker.test", "user": HH, "password": "pw", "tls": True, "ca_file": str(ca)}
     client = main.build_mqtt(config)

@@ -13,6 +13,7 @@ Thin on purpose: the logic is in ``meter.py`` and ``drivers.py``. Under CPython 
 import gc
 import json
 import os
+import sys
 import time
 
 import machine
@@ -78,15 +79,22 @@ def password_saver(config, path=CONFIG_PATH):
     return save
 
 
+def read_ca(mqtt):
+    """The CA certificate the broker's must be signed by, DER-encoded (``mqtt["ca_file"]``, default
+    ``ca.der``; MicroPython's mbedTLS reads DER only)."""
+    with open(mqtt.get("ca_file", "ca.der"), "rb") as f:
+        return f.read()
+
+
 def tls_context(mqtt):
-    """An SSL context that checks the broker's certificate against ``mqtt["ca_file"]`` (PEM), or None."""
+    """An SSL context that checks the broker's certificate and name, or None without ``mqtt["tls"]``."""
     if not mqtt.get("tls"):
         return None
     import ssl
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cafile=mqtt.get("ca_file", "ca.crt"))
+    context.load_verify_locations(cadata=read_ca(mqtt))
     return context
 
 
@@ -157,7 +165,7 @@ def build_mqtt(config):
     mqtt = config["mqtt"]
     context = tls_context(mqtt)
     options = {"ssl": context} if context is not None else {}  # umqtt.simple >= 1.4 takes an SSLContext
-    return MQTTClient(
+    client = MQTTClient(
         config["meter_id"].encode(),
         mqtt["host"],
         port=mqtt.get("port", 8883 if context is not None else 1883),
@@ -166,9 +174,18 @@ def build_mqtt(config):
         keepalive=mqtt.get("keepalive", 0),
         **options,
     )
+    if context is not None and hasattr(client, "ssl_params"):
+        # umqtt.simple before 1.4: ``ssl`` is a flag and ``ussl.wrap_socket`` gets the checks as parameters
+        # (given none, it would check nothing); MicroPython 1.21+ names that module ``ssl``.
+        import ssl
+
+        sys.modules.setdefault("ussl", ssl)
+        client.ssl = True
+        client.ssl_params = {"server_hostname": mqtt["host"], "cert_reqs": ssl.CERT_REQUIRED, "cadata": read_ca(mqtt)}
+    return client
 
 
-def run(config_path=CONFIG_PATH, max_steps=None, config=None, clock=None):
+def run(config_path=CONFIG_PATH, max_steps=None, config=None, clock=None, on_command=None):
     """Set the board up and step the meter; forever, or ``max_steps`` times (tests).
 
     Returns
@@ -188,6 +205,7 @@ def run(config_path=CONFIG_PATH, max_steps=None, config=None, clock=None):
         build_driver(config),
         build_mqtt(config),
         clock=clock,
+        on_command=on_command,
         save_password=password_saver(config, config_path),
         next_password=config["mqtt"].get("next_password"),
     )

@@ -1,8 +1,8 @@
 """The embedded stack's MQTT TLS: a private CA and a server certificate signed by it (``cryptography``).
 
 ``stack up`` writes them once into ``<run_dir>/mosquitto/tls/`` (keys readable by their owner only) and
-keeps them across restarts, so meters provisioned with ``ca.crt`` stay valid. Clients check the broker's
-certificate against ``ca.crt`` and its name against ``stack.host`` (a DNS name and, when it is an IP
+keeps them across restarts, so meters provisioned with the CA stay valid. Clients check the broker's
+certificate against ``ca.crt`` (PEM; meters get ``ca.der``, the same certificate in DER) and its name against ``stack.host`` (a DNS name and, when it is an IP
 address, that address are in the certificate).
 """
 
@@ -24,7 +24,8 @@ CA_DAYS, SERVER_DAYS = 3650, 825
 
 @dataclass(frozen=True)
 class TlsFiles:
-    ca_cert: Path
+    ca_cert: Path  # PEM, for gridflow's clients
+    ca_der: Path  # the same certificate DER-encoded, for meters (MicroPython's mbedTLS reads DER only)
     server_cert: Path
     server_key: Path
 
@@ -50,11 +51,13 @@ def ensure_tls(folder: Path, host: str) -> TlsFiles:
     """The CA and server certificate in ``folder``, created when missing (or when ``host`` is not covered)."""
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
-    files = TlsFiles(folder / "ca.crt", folder / "server.crt", folder / "server.key")
+    files = TlsFiles(folder / "ca.crt", folder / "ca.der", folder / "server.crt", folder / "server.key")
     ca_key_path = folder / "ca.key"
     if files.ca_cert.exists() and ca_key_path.exists():
         ca_cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
         ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+        if not files.ca_der.exists():
+            _write(files.ca_der, ca_cert.public_bytes(serialization.Encoding.DER), 0o644)
     else:
         ca_key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gridflow embedded stack CA")])
@@ -80,6 +83,7 @@ def ensure_tls(folder: Path, host: str) -> TlsFiles:
             0o600,
         )
         _write(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        _write(files.ca_der, ca_cert.public_bytes(serialization.Encoding.DER), 0o644)
         files.server_cert.unlink(missing_ok=True)
     if files.server_cert.exists() and files.server_key.exists() and _covers(files.server_cert, host):
         return files
