@@ -144,6 +144,11 @@ def wait_for_readings(collector: Collector, count: int, timeout_s: float = 30) -
 
 
 def test_micropython_runs_the_firmware_over_tls_with_its_own_account_and_takes_a_command(stack, board):
+    from gridflow import kafka_io
+    from gridflow.connectors.kafka_mqtt_downlink import KafkaMqttDownlink
+
+    from conftest import unique_topics
+
     meter = board("h-mpy-1", "pw-mpy-1-0123456789")
     bridge = stack_connect(stack, BRIDGE_USER, stack.info.mqtt_accounts[BRIDGE_USER])
     readings = Collector(bridge, "meters/h-mpy-1/readings")
@@ -151,11 +156,22 @@ def test_micropython_runs_the_firmware_over_tls_with_its_own_account_and_takes_a
     got = wait_for_readings(readings, 3)
     assert len(got) >= 3, "\n".join(meter.lines)
     assert {r["household_id"] for r in got} == {"h-mpy-1"} and all(r["power_w"] > 0 for r in got)
-    command = {"household_id": "h-mpy-1", "text": "run the dishwasher at 13:00"}
-    bridge.publish("meters/h-mpy-1/commands", json.dumps(command), qos=1).wait_for_publish(5)
-    assert json.loads(meter.wait_for_line("COMMAND ")) == command
-    meter.stop()
-    bridge.loop_stop()
+    settings = unique_topics(stack.settings).with_overrides("bridge.downlink_client_id=downlink-mpy")
+    kafka_io.create_topics(settings, [settings.topics.recommendations, settings.topics.schedules])
+    advice = {**CONTRACTS["recommendation"].example, "household_id": "h-mpy-1"}
+    kafka_io.produce(settings, settings.topics.recommendations, [("h-mpy-1", json.dumps(advice))])
+    downlink = KafkaMqttDownlink(settings)
+    downlink.start()
+    stop = threading.Event()
+    thread = threading.Thread(target=downlink.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert json.loads(meter.wait_for_line("COMMAND ")) == advice, "the downlink's advice reaches the meter"
+    finally:
+        stop.set()
+        thread.join(30)
+        meter.stop()
+        bridge.loop_stop()
 
 
 def test_micropython_firmware_refuses_a_broker_it_cannot_verify(stack, board, tmp_path):
@@ -202,3 +218,56 @@ def test_micropython_firmware_takes_a_rotated_password_without_a_gap_in_its_read
         stack_connect(stack, "h-mpy-3", old)
     assert stack_connect(stack, "h-mpy-3", saved["password"]).is_connected()
     bridge.loop_stop()
+
+
+@pytest.fixture
+def own_broker(base_settings, tmp_path):
+    """A stack of its own (mosquitto only) that the test may take down."""
+    from gridflow.stack import EmbeddedStack
+
+    with EmbeddedStack(base_settings, tmp_path / "own-stack", kafka=False, mqtt=True) as stack:
+        yield stack
+
+
+def test_micropython_firmware_buffers_through_a_broker_outage_and_drains_after(own_broker, tmp_path):
+    import paho.mqtt.client as mqtt
+
+    from gridflow.mqtt_tls import client_context
+
+    stack = own_broker
+    stack.add_meter_accounts({"h-mpy-4": "pw-mpy-4-0123456789"})
+    meter = Board(
+        tmp_path / "board", stack, "h-mpy-4", "pw-mpy-4-0123456789", Path(stack.info.mqtt_ca_file).with_name("ca.der")
+    )
+    received: list[tuple[str, bytes]] = []
+    # a persistent session (fixed id, no clean start): the broker keeps the subscription and queues for it
+    bridge = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="outage-view", clean_session=False)
+    bridge.username_pw_set(BRIDGE_USER, stack.info.mqtt_accounts[BRIDGE_USER])
+    bridge.tls_set_context(client_context(stack.settings.mqtt))
+    bridge.reconnect_delay_set(0.2, 1)
+    bridge.on_message = lambda c, u, message: received.append((message.topic, message.payload))
+    bridge.on_connect = lambda c, u, f, rc, p: c.subscribe("meters/h-mpy-4/readings", qos=1)
+    bridge.connect(stack.info.mqtt_host, stack.info.mqtt_port)
+    bridge.loop_start()
+    collector = type("Received", (), {"messages": received})()
+    try:
+        meter.start()
+        assert len(wait_for_readings(collector, 3)) >= 3, "\n".join(meter.lines)
+        stack.stop_mqtt()
+        outage_start = int(time.time() * 1000)
+        time.sleep(4)
+        outage_end = int(time.time() * 1000)
+        stack.start_mqtt()
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            stamps = sorted({r["ts_ms"] for r in readings_of(collector)})
+            if stamps and stamps[-1] > outage_end + 2000:
+                break
+            time.sleep(0.2)
+        during = [s for s in stamps if outage_start < s < outage_end]
+        assert len(during) >= 6, f"the readings taken while the broker was down must arrive after: {during}"
+        gaps = [b - a for a, b in zip(stamps, stamps[1:]) if b - a > 1500]
+        assert not gaps and stamps[-1] > outage_end + 2000, (gaps, meter.lines[-20:])
+    finally:
+        meter.stop()
+        bridge.loop_stop()

@@ -6,8 +6,10 @@ MicroPython runs ``main.py`` after boot; :func:`main` joins Wi-Fi, sets the cloc
 metering-chip driver and the :class:`Meter`, and steps it forever. A fatal error resets the board
 after a pause; Ctrl-C in the REPL stops it.
 
-Thin on purpose: the logic is in ``meter.py`` and ``drivers.py``. Under CPython the tests run
-:func:`run` with fakes of ``machine``, ``network``, ``ntptime`` and ``umqtt.simple``.
+Thin on purpose: the logic is in ``meter.py`` and ``drivers.py``. The tests run :func:`run` under
+CPython with fakes of ``machine``, ``network``, ``ntptime`` and ``umqtt.simple``, and unmodified under
+MicroPython's unix port with the real ``umqtt.simple`` against the embedded mosquitto (TLS, its own
+account), with shims of ``machine``, ``network`` and ``ntptime`` only.
 """
 
 import gc

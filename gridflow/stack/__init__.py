@@ -149,6 +149,19 @@ class EmbeddedStack:
             raise StackError("the stack runs no MQTT broker: create it with mqtt=True and call up() first")
         return MeterAccounts(self.run_dir, self.launcher)
 
+    def stop_mqtt(self) -> None:
+        """Stop mosquitto (a clean shutdown: it saves its sessions), as a broker outage."""
+        if self.info.mqtt_port is None:
+            raise StackError("the stack runs no MQTT broker: create it with mqtt=True and call up() first")
+        self.launcher.stop("mqtt")
+
+    def start_mqtt(self) -> None:
+        """Start mosquitto again after :meth:`stop_mqtt`, on the same port, accounts, sessions and CA."""
+        if self.info.mqtt_port is None or self.info.mqtt_accounts is None:
+            raise StackError("the stack runs no MQTT broker: create it with mqtt=True and call up() first")
+        settings = self.base_settings.with_overrides(f"stack.mqtt_port={self.info.mqtt_port}")
+        services.start_mosquitto(self.launcher, settings, self.run_dir / "mosquitto", self.info.mqtt_accounts)
+
     def restart_kafka(self) -> None:
         """Stop the broker (a clean shutdown) and start it again on the same address and log folder."""
         if self.info.kafka_bootstrap is None:
