@@ -71,6 +71,8 @@ setup(
         "matplotlib>=3.8",  # gridflow schedule --png (Agg backend)
         "aiohttp>=3.9",  # gridflow page serve: the household and operator pages
         "cryptography>=42",  # the embedded stack's MQTT TLS: its CA and server certificate
+        "dsmr-parser>=1.4,<2",  # the bridge's P1 adapter: DSMR telegrams, CRC checked
+        "smllib>=1.5,<2",  # the bridge's SML adapter
     ],
     extras_require={
         # ruff and mypy exact: CI checks the code with them, and a newer one may judge it differently

@@ -131,6 +131,8 @@ class MqttKafkaBridge:
         self._metrics_server: Any = None
         self._topics = (settings.topics.readings, settings.topics.dead_letter)
         self._template = settings.mqtt.readings_topic
+        self._adapters = dict(settings.bridge.adapters)
+        self.subscriptions = settings.bridge.subscriptions()
         bridge = settings.bridge
         self.producer = Producer(
             {
@@ -181,7 +183,9 @@ class MqttKafkaBridge:
         """Route one MQTT message to Kafka; ``ack`` (None for QoS 0) runs once Kafka has all its records."""
         metrics = self.metrics
         metrics.received += 1
-        routed = route(topic, payload, self._template, self.bounds, now_ms=int(time.time() * 1000))
+        routed = route(
+            topic, payload, self._template, self.bounds, now_ms=int(time.time() * 1000), adapters=self._adapters
+        )
         token = _InFlight(ack, len(routed))
         metrics.inflight += 1
         for record in routed:
@@ -296,15 +300,15 @@ class _PahoSession:
             log.error("MQTT broker refused the bridge: %s", reason_code)
             self._refused = f"the broker refused the connection: {reason_code}"
             return
-        client.subscribe(self.bridge.settings.bridge.subscription, qos=1)
+        client.subscribe([(topic, 1) for topic in self.bridge.subscriptions])
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        # Ready only once the broker has the subscription: a reading published between CONNACK and SUBACK
+        # Ready only once the broker has the subscriptions: a reading published between CONNACK and SUBACK
         # would not be routed to this session (its very first one) and so never reach the bridge.
-        if any(code.is_failure for code in reason_codes):
-            subscription = self.bridge.settings.bridge.subscription
-            log.error("MQTT broker refused the subscription %r: %s", subscription, reason_codes)
-            self._refused = f"the broker refused the subscription {subscription!r}"
+        refused = [t for t, code in zip(self.bridge.subscriptions, reason_codes) if code.is_failure]
+        if refused:
+            log.error("MQTT broker refused the subscriptions %r: %s", refused, reason_codes)
+            self._refused = f"the broker refused the subscriptions {refused!r}"
             return
         self._connected.set()
 
@@ -438,13 +442,14 @@ class _GmqttSession:
         return 0
 
     def _on_connect(self, client, flags, rc, properties) -> None:
-        client.subscribe(self.bridge.settings.bridge.subscription, qos=1)
+        client.subscribe([gmqtt.Subscription(topic, qos=1) for topic in self.bridge.subscriptions])
 
     def _on_subscribe(self, client, mid, qos, properties) -> None:
-        # Ready only once the broker has the subscription (see _PahoSession._on_subscribe).
-        if any(code >= 0x80 for code in qos):
-            self._refused = f"the broker refused the subscription {self.bridge.settings.bridge.subscription!r}"
-            log.error("MQTT broker refused the subscription %r", self.bridge.settings.bridge.subscription)
+        # Ready only once the broker has the subscriptions (see _PahoSession._on_subscribe).
+        refused = [t for t, code in zip(self.bridge.subscriptions, qos) if code >= 0x80]
+        if refused:
+            self._refused = f"the broker refused the subscriptions {refused!r}"
+            log.error("MQTT broker refused the subscriptions %r", refused)
         self._subscribed.set()
 
     def _on_disconnect(self, client, packet, exc=None) -> None:

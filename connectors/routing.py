@@ -10,8 +10,12 @@ the topic it was published on (meters may only speak for themselves).
 
 from __future__ import annotations
 
+import time
+from typing import Mapping
+
 import orjson
 
+from gridflow.connectors.adapters import PARSERS, match_topic
 from gridflow.readings import InvalidReading, ReadingBounds, dead_letter, validate_reading
 
 MAX_BATCH = 1000
@@ -40,14 +44,27 @@ def household_from_topic(topic: str, template: str) -> str | None:
 
 
 def route(
-    topic: str, payload: bytes, template: str, bounds: ReadingBounds, now_ms: int | None = None, source: str = "mqtt"
+    topic: str,
+    payload: bytes,
+    template: str,
+    bounds: ReadingBounds,
+    now_ms: int | None = None,
+    source: str = "mqtt",
+    adapters: Mapping[str, str] = {},
 ) -> list[Routed]:
-    """Kafka records for one MQTT message: forwarded readings and dead letters, never an exception."""
+    """Kafka records for one MQTT message: forwarded readings and dead letters, never an exception.
+    ``adapters`` maps payload formats to their topics (``bridge.adapters``): a message on one of those
+    is read by :mod:`gridflow.connectors.adapters` and forwarded as gridflow readings."""
     household = household_from_topic(topic, template)
     key = household.encode() if household else None
     where = f"{source}:{topic}"
     if household is None:
-        return [_dead(payload, InvalidReading("topic", f"topic {topic!r} does not match {template!r}"), where, key)]
+        for kind, adapter_template in adapters.items():
+            matched = match_topic(topic, adapter_template)
+            if matched is not None:
+                return _adapted(kind, payload, *matched, bounds, now_ms, where)
+        expected = ", ".join([template, *adapters.values()])
+        return [_dead(payload, InvalidReading("topic", f"topic {topic!r} matches none of {expected}"), where, key)]
     try:
         data = orjson.loads(payload)  # strict JSON (no NaN/Infinity), UTF-8 only, bounded nesting
     except orjson.JSONDecodeError as exc:
@@ -80,6 +97,25 @@ def _one(raw: bytes, data, household: str, template: str, bounds, now_ms, where:
             key,
         )
     return Routed(key, raw, dead=False)
+
+
+def _adapted(
+    kind: str, payload: bytes, household: str, rest: str, bounds: ReadingBounds, now_ms: int | None, where: str
+) -> list[Routed]:
+    key = household.encode()
+    try:
+        readings = PARSERS[kind](payload, household, rest, now_ms if now_ms is not None else int(time.time() * 1000))
+    except InvalidReading as error:
+        return [_dead(payload, InvalidReading(error.field, f"{kind}: {error.reason}"), where, key)]
+    routed = []
+    for data in readings:
+        try:
+            validate_reading(data, bounds, now_ms)
+        except InvalidReading as error:
+            routed.append(_dead(payload, InvalidReading(error.field, f"{kind}: {error.reason}"), where, key))
+            continue
+        routed.append(Routed(key, orjson.dumps(data), dead=False))
+    return routed
 
 
 def _dead(raw: bytes, error: InvalidReading, where: str, key: bytes | None) -> Routed:

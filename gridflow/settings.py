@@ -90,6 +90,9 @@ class MqttSettings(_Section):
     ca_file: str = Field("", description="PEM CA certificate that signed the broker's; empty = the system's CAs")
 
 
+ADAPTER_FORMATS = ("dsmr", "sml", "tasmota", "shelly")
+
+
 class BridgeSettings(_Section):
     """The MQTT <-> Kafka bridge: readings up from meters, commands down to them."""
 
@@ -101,9 +104,41 @@ class BridgeSettings(_Section):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     subscription: str = Field("meters/+/readings", description="e.g. $share/bridges/meters/+/readings to share load")
+    adapters: dict[str, str] = Field(
+        default_factory=lambda: {
+            "dsmr": "meters/{household_id}/p1",
+            "sml": "meters/{household_id}/sml",
+            "tasmota": "meters/{household_id}/tele/SENSOR",
+            "shelly": "meters/{household_id}/shelly/#",
+        },
+        description="payload format -> the topic its devices publish to (gridflow.connectors.adapters); "
+        "gridflow's own JSON stays on mqtt.readings_topic",
+    )
     mqtt_client: Literal["gmqtt", "paho"] = Field(
         "gmqtt", description="MQTT library of the uplink: gmqtt (~4x less CPU per message) or paho-mqtt"
     )
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapter_topics(cls, adapters: dict[str, str]) -> dict[str, str]:
+        for name, topic in adapters.items():
+            if name not in ADAPTER_FORMATS:
+                raise ValueError(f"unknown payload format {name!r}; known: {', '.join(ADAPTER_FORMATS)}")
+            below = topic.endswith("/#")
+            body = topic[:-2] if below else topic
+            if body.count("{household_id}") != 1 or "+" in body or "#" in body:
+                raise ValueError(
+                    f"{name}: topic {topic!r} needs one {{household_id}} level, no wildcards but a trailing /#"
+                )
+        return adapters
+
+    def subscriptions(self) -> list[str]:
+        """The bridge's MQTT subscriptions: gridflow's readings, then each adapter's topic (shared alike)."""
+        share = ""
+        if self.subscription.startswith("$share/"):
+            share = "/".join(self.subscription.split("/", 2)[:2]) + "/"
+        return [self.subscription] + [share + t.replace("{household_id}", "+") for t in self.adapters.values()]
+
     max_inflight: int = Field(
         20_000, ge=1, le=1_000_000, description="MQTT messages received but not yet acknowledged (Kafka not done)"
     )

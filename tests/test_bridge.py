@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -280,3 +281,48 @@ def test_fuzzed_bridge_accounted_for_every_message(fuzz_bridge):
     assert metric(bridge, "gridflow_bridge_inflight_messages") == 0
     outputs = metric(bridge, "gridflow_bridge_forwarded_total") + metric(bridge, "gridflow_bridge_dead_lettered_total")
     assert outputs >= len(sent)
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "meters"
+
+
+def test_meters_people_own_reach_the_readings_topic_through_their_adapters(stack):
+    """P1, SML, Tasmota and Shelly payloads published with the household's own account, through the real
+    broker (ACL, TLS) and bridge, land as gridflow readings keyed by the household; broken ones are
+    dead-lettered with the format and the reason; another household's adapter topic is refused."""
+    settings = bridge_settings(stack)
+    stack.add_meter_accounts({"h-own": "pw-own-0123456789", "h-other": "pw-other-0123456789"})
+    meter = stack_connect(stack, "h-own", "pw-own-0123456789")
+    telegram = (FIXTURES / "dsmr5_p1_telegram.txt").read_bytes()
+    sent = [
+        ("meters/h-own/p1", telegram),
+        ("meters/h-own/sml", bytes.fromhex((FIXTURES / "sml_iskra_mt175.hex").read_text().strip())),
+        ("meters/h-own/tele/SENSOR", (FIXTURES / "tasmota_sensor.json").read_bytes()),
+        ("meters/h-own/shelly/status/em:0", (FIXTURES / "shelly_pro3em_status_em0.json").read_bytes()),
+        ("meters/h-own/shelly/events/rpc", (FIXTURES / "shelly_notifystatus_em1.json").read_bytes()),
+        ("meters/h-own/p1", telegram.replace(b"(01.193*kW)", b"(09.193*kW)")),  # CRC no longer holds
+        ("meters/h-other/p1", telegram),  # not h-own's topic: the broker drops it
+    ]
+    with running_bridge(settings) as (bridge, _):
+        for topic, payload in sent:
+            meter.publish(topic, payload, qos=1).wait_for_publish(10)
+        records = kafka_io.read_records(settings, settings.topics.readings, expected=5)
+        dead = kafka_io.read_records(settings, settings.topics.dead_letter, expected=1)
+        deadline = time.monotonic() + 10
+        while metric(bridge, "gridflow_bridge_received_total") < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert metric(bridge, "gridflow_bridge_received_total") == 6, "the forged topic must never arrive"
+    meter.loop_stop()
+    readings = [json.loads(value) for _, value in records]
+    assert {key for key, _ in records} == {b"h-own"} and len(readings) == 5
+    by_meter = {r["meter_id"]: r for r in readings}
+    assert (
+        by_meter["K8EG004046395507"]["power_w"] == 1193.0 and by_meter["K8EG004046395507"]["ts_ms"] == 1_291_890_620_000
+    )
+    assert by_meter["sml-0a0149534b00047a5544"]["energy_kwh"] == 79.1393
+    assert by_meter["h-own-tasmota"]["power_w"] == 123.0
+    assert (
+        by_meter["h-own-em0"]["power_w"] == 715.502 and by_meter["shellyproem50-08f9e0e5ca38-em10"]["power_w"] == -475.8
+    )
+    (letter,) = [json.loads(value) for _, value in dead]
+    assert letter["reason"].startswith("dsmr: P1 telegram CRC mismatch") and letter["source"] == "mqtt:meters/h-own/p1"

@@ -22,10 +22,14 @@ BRIDGE_USER = "gridflow-bridge"
 SIMULATOR_USER = "gridflow-simulator"
 
 
-def acl_text(readings_template: str, commands_template: str, status_template: str) -> str:
+def acl_text(readings_template: str, commands_template: str, status_template: str, adapter_templates=()) -> str:
+    """The ACL; ``adapter_templates`` are the topics of other payload formats (``bridge.adapters``), which
+    a meter may write under its own household and the bridge reads like the readings."""
     any_readings = readings_template.replace("{household_id}", "+")
     any_commands = commands_template.replace("{household_id}", "+")
     any_status = status_template.replace("{household_id}", "+")
+    adapters_any = [t.replace("{household_id}", "+") for t in adapter_templates]
+    adapters_own = [t.replace("{household_id}", "%u") for t in adapter_templates]
     return "\n".join(
         [
             "# written by gridflow: meters publish only their own readings and read only their own commands",
@@ -33,12 +37,14 @@ def acl_text(readings_template: str, commands_template: str, status_template: st
             f"topic read {any_readings}",
             f"topic write {any_commands}",
             f"topic read {any_status}",
+            *(f"topic read {topic}" for topic in adapters_any),
             f"user {SIMULATOR_USER}",
             f"topic write {any_readings}",
             f"topic read {any_commands}",
             f"topic write {any_status}",
             f"pattern write {readings_template.replace('{household_id}', '%u')}",
             f"pattern write {status_template.replace('{household_id}', '%u')}",
+            *(f"pattern write {topic}" for topic in adapters_own),
             f"pattern read {commands_template.replace('{household_id}', '%u')}",
             "",
         ]

@@ -63,6 +63,9 @@ def claim_port(host: str, configured: int, key: str) -> int:
     if configured == 0:
         return free_port(host)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as the servers bind (SO_REUSEADDR): connections of a stopped server in TIME_WAIT do not block the
+        # port, a process listening on it or holding it does
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, configured))
         except OSError as exc:

@@ -252,7 +252,11 @@ def start_mosquitto(
     password_file, acl_file = data_dir / "passwords", data_dir / "acl"
     mqtt_auth.update_password_file(password_file, accounts)  # meters' accounts from an earlier run are kept
     mqtt = settings.mqtt
-    acl_file.write_text(mqtt_auth.acl_text(mqtt.readings_topic, mqtt.commands_topic, mqtt.status_topic))
+    acl_file.write_text(
+        mqtt_auth.acl_text(
+            mqtt.readings_topic, mqtt.commands_topic, mqtt.status_topic, settings.bridge.adapters.values()
+        )
+    )
     config = data_dir / "mosquitto.conf"
     tls = ensure_tls(data_dir / "tls", host) if settings.stack.mqtt_tls else None
     config.write_text(
