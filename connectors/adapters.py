@@ -170,7 +170,12 @@ def parse_shelly(payload: bytes, household: str, rest: str, now_ms: int) -> list
         if not isinstance(params, dict):
             raise InvalidReading("params", "NotifyStatus without params")
         ts = params.get("ts")
-        ts_ms = int(ts * 1000) if isinstance(ts, (int, float)) and not isinstance(ts, bool) else now_ms
+        if ts is None:
+            ts_ms = now_ms
+        elif isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 < ts < 1e11:
+            raise InvalidReading("ts_ms", f"NotifyStatus ts must be Unix seconds, got {ts!r}")
+        else:
+            ts_ms = int(ts * 1000)
         source = data.get("src") if isinstance(data.get("src"), str) else None
         names = [n for n in params if n.partition(":")[0] in ("em", "em1")]
         if not names:
@@ -194,8 +199,8 @@ def parse_dsmr(payload: bytes, household: str, rest: str, now_ms: int) -> list[d
         telegram = TelegramParser(telegram_specifications.V5).parse(text, throw_ex=True)
     except InvalidChecksumError as exc:
         raise InvalidReading("", f"P1 telegram CRC mismatch: {exc}") from None
-    except (ParseError, ValueError) as exc:
-        raise InvalidReading("", f"not a DSMR 5 P1 telegram: {exc}") from None
+    except (ParseError, ValueError, ArithmeticError) as exc:  # ArithmeticError: decimal.InvalidOperation
+        raise InvalidReading("", f"not a DSMR 5 P1 telegram: {type(exc).__name__}: {exc}") from None
 
     def value(name: str) -> Any:  # Decimal for numbers, datetime for time stamps, str for identifiers
         item = getattr(telegram, name, None)
@@ -262,15 +267,26 @@ def parse_sml(payload: bytes, household: str, rest: str, now_ms: int) -> list[di
     register = values.get(SML_IMPORT)
     if register is not None and register.unit not in (None, UNIT_WH):
         raise InvalidReading("energy_kwh", f"1-0:1.8.0 in unit {register.unit}, expected Wh ({UNIT_WH})")
+    power_w, energy_wh = _sml_number(power, "power_w"), _sml_number(register, "energy_kwh")
+    assert power_w is not None  # power is present: checked above
     return [
         _reading(
             household,
             _meter_id(f"sml-{server}" if isinstance(server, str) else None, household, "sml"),
             now_ms,
-            power.get_value(),
-            energy_kwh=register.get_value() / 1000.0 if register is not None else None,
+            power_w,
+            energy_kwh=energy_wh / 1000.0 if energy_wh is not None else None,
         )
     ]
+
+
+def _sml_number(entry, field: str) -> float | None:
+    if entry is None:
+        return None
+    value, scaler = entry.value, entry.scaler or 0
+    if isinstance(value, bool) or not isinstance(value, int) or not isinstance(scaler, int) or abs(scaler) > 9:
+        raise InvalidReading(field, f"SML {entry.obis} must be an integer with a small scaler, got {value!r}")
+    return float(value) * 10.0**scaler
 
 
 PARSERS: dict[str, Callable[[bytes, str, str, int], list[dict]]] = {

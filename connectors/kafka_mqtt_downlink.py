@@ -16,19 +16,19 @@ from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry, Counter
 
 from gridflow.contracts import CONTRACTS, Contract, ContractError, dead_letter
+from gridflow.connectors.home_assistant import HouseholdStates
 from gridflow.mqtt_tls import client_context
 from gridflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def command_household(contract: Contract, key: bytes | None, value: bytes | None) -> str:
-    """The household a command record is for, once it keeps its topic's contract (a recommendation or a
-    schedule, its key, if any, the household's); raises :class:`ContractError` naming the field."""
+def command_record(contract: Contract, key: bytes | None, value: bytes | None) -> dict:
+    """A command record once it keeps its topic's contract (a recommendation or a schedule, its key, if
+    any, the household's); raises :class:`ContractError` naming the field."""
     if not value:
         raise ContractError("", "empty record")
-    record = contract.decode(value, key.decode("utf-8", errors="replace") if key else None)
-    return record["household_id"]
+    return contract.decode(value, key.decode("utf-8", errors="replace") if key else None)
 
 
 class KafkaMqttDownlink:
@@ -60,6 +60,9 @@ class KafkaMqttDownlink:
         if context is not None:
             self.client.tls_set_context(context)
         self.client.max_inflight_messages_set(1000)
+        self.home_assistant = (
+            HouseholdStates(settings.mqtt.home_assistant_topic) if settings.bridge.home_assistant else None
+        )
 
     def start(self) -> None:
         self.client.connect(self.settings.mqtt.host, self.settings.mqtt.port, keepalive=30)
@@ -86,8 +89,9 @@ class KafkaMqttDownlink:
             if record.error():
                 log.warning("Kafka consumer error: %s", record.error())
                 continue
+            contract = self.contracts[record.topic()]
             try:
-                household = command_household(self.contracts[record.topic()], record.key(), record.value())
+                command = command_record(contract, record.key(), record.value())
             except ContractError as error:
                 self.rejected.inc()
                 self.dead_letters.produce(
@@ -96,8 +100,11 @@ class KafkaMqttDownlink:
                     value=dead_letter(record.value() or b"", error, f"kafka:{record.topic()}").encode(),
                 )
                 continue
-            topic = self.settings.mqtt.commands_topic.replace("{household_id}", household)
+            topic = self.settings.mqtt.commands_topic.replace("{household_id}", command["household_id"])
             pending.append(self.client.publish(topic, record.value(), qos=1))
+            if self.home_assistant is not None:
+                for ha_topic, payload in self.home_assistant.messages(contract.name, command):
+                    pending.append(self.client.publish(ha_topic, payload, qos=1, retain=True))
         for info in pending:
             info.wait_for_publish(timeout=60)
             if not info.is_published():

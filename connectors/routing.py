@@ -107,6 +107,9 @@ def _adapted(
         readings = PARSERS[kind](payload, household, rest, now_ms if now_ms is not None else int(time.time() * 1000))
     except InvalidReading as error:
         return [_dead(payload, InvalidReading(error.field, f"{kind}: {error.reason}"), where, key)]
+    except Exception as error:  # a parser library's own error: the bridge must never stop on a payload
+        reason = f"{kind}: unreadable payload ({type(error).__name__}: {error})"[:500]
+        return [_dead(payload, InvalidReading("", reason), where, key)]
     routed = []
     for data in readings:
         try:

@@ -73,9 +73,12 @@ def run_demo(
         fleet = _meters_to_kafka(live, households, hours, out_dir)
         outputs = _run_jobs(live, fleet, households)
         commands = _downlink(live, expected=len(outputs["recommendations"]) + len(outputs["schedules"]))
+        sensors = _home_assistant_view(stack, live, sorted(commands))
         for name, rows in outputs.items():
             _write_jsonl(out_dir / f"{name}.jsonl", rows)
+        _write_jsonl(out_dir / "home_assistant.jsonl", [{"household_id": h, **s} for h, s in sensors.items()])
         result = _result(fleet, outputs, commands, households)
+        result["households_in_home_assistant"] = sum(len(s) == 4 for s in sensors.values())
         _report(result, outputs, live, out_dir, keep_stack, stack, time.monotonic() - started)
         return result
     finally:
@@ -267,6 +270,46 @@ def _downlink(live: Settings, expected: int, timeout_s: float = 60.0) -> dict[st
     meters.loop_stop()
     meters.disconnect()
     return received
+
+
+def _home_assistant_view(stack, live: Settings, households: list[str], timeout_s: float = 15.0) -> dict:
+    """What each household's Home Assistant would show: its account reads its retained discovery tree
+    (household -> entity -> state value)."""
+    import paho.mqtt.client as mqtt
+
+    from gridflow.mqtt_tls import client_context
+    from gridflow.stack.mqtt_auth import new_password
+
+    accounts = {household: new_password() for household in households}
+    stack.add_meter_accounts(accounts)  # each household its own account, as on a real broker
+    seen: dict[str, dict] = {}
+    clients = []
+    for household, password in accounts.items():
+        base = live.mqtt.home_assistant_topic.replace("{household_id}", household)
+        states = seen.setdefault(household, {})
+
+        def on_message(client, userdata, message, states=states, base=base):
+            if message.topic.endswith("/state"):
+                entity = message.topic[len(base) + len("/gridflow/") :].rsplit("/", 1)[0]
+                states[entity] = json.loads(message.payload)["value"]
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"demo-ha-{household}", protocol=mqtt.MQTTv311)
+        client.username_pw_set(household, password)
+        context = client_context(live.mqtt)
+        if context is not None:
+            client.tls_set_context(context)
+        client.on_message = on_message
+        client.connect(live.mqtt.host, live.mqtt.port)
+        client.subscribe(f"{base}/#", qos=1)
+        client.loop_start()
+        clients.append(client)
+    deadline = time.monotonic() + timeout_s
+    while any(len(s) < 4 for s in seen.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for client in clients:
+        client.loop_stop()
+        client.disconnect()
+    return seen
 
 
 def _wait_for_bridge(bridge, readings: int, dead_letters: int, timeout_s: float = 120.0) -> None:

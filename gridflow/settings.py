@@ -81,6 +81,16 @@ class MqttSettings(_Section):
     qos: Literal[0, 1, 2] = 1
     readings_topic: str = Field("meters/{household_id}/readings", pattern=r"\{household_id\}")
     commands_topic: str = Field("meters/{household_id}/commands", pattern=r"\{household_id\}")
+    home_assistant_topic: str = Field(
+        "meters/{household_id}/homeassistant",
+        pattern=r"\{household_id\}",
+        description="discovery prefix of a household's Home Assistant; the downlink publishes its sensors there",
+    )
+    credentials_topic: str = Field(
+        "meters/{household_id}/credentials",
+        pattern=r"\{household_id\}",
+        description="a meter's new password during a rotation; only the bridge's account writes it, only the meter reads it",
+    )
     status_topic: str = Field(
         "meters/{household_id}/status",
         pattern=r"\{household_id\}",
@@ -154,6 +164,7 @@ class BridgeSettings(_Section):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
     downlink: bool = True
+    home_assistant: bool = Field(True, description="the downlink also publishes Home Assistant discovery and states")
     downlink_client_id: str = Field("gridflow-downlink", pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -517,7 +528,7 @@ class WebSettings(_Section):
     operator_session_idle_s: int = Field(8 * 3_600, ge=60, le=30 * 86_400)
     operator_session_max_s: int = Field(86_400, ge=60, le=30 * 86_400)
     login_max_failures: int = Field(
-        5, ge=1, le=1_000, description="failed sign-ins per account in login_window_s before its lock-out"
+        5, ge=1, le=1_000, description="failed sign-ins for one account from one address in login_window_s"
     )
     login_ip_max_failures: int = Field(
         20, ge=1, le=100_000, description="failed sign-ins per client address in login_window_s before its lock-out"

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridflow.connectors.adapters import match_topic
 from gridflow.connectors.routing import route
@@ -147,3 +149,79 @@ def test_topic_templates_match_one_household_level():
     assert match_topic("meters/h-1/tele/SENSOR", ADAPTERS["tasmota"]) == ("h-1", "")
     assert match_topic("meters/h-1/shelly/a/b", ADAPTERS["shelly"]) == ("h-1", "a/b")
     assert match_topic("meters/h+1/p1", ADAPTERS["dsmr"]) is None
+
+
+def _crc16(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def with_crc(telegram: bytes) -> bytes:
+    body = telegram[: telegram.rindex(b"!") + 1]
+    return body + b"%04X\r\n" % _crc16(body)
+
+
+def test_values_a_parser_library_chokes_on_are_dead_lettered_not_raised():
+    telegram = (FIXTURES / "dsmr5_p1_telegram.txt").read_bytes()
+    bad_value = with_crc(telegram.replace(b"1-0:1.7.0(01.193*kW)", b"1-0:1.7.0(abc*kW)"))
+    assert "dsmr: " in dead_reason("meters/h-p1/p1", bad_value)[1]
+    far_future = json.dumps({"method": "NotifyStatus", "params": {"ts": 1e308, "em1:0": {"act_power": 1}}})
+    assert dead_reason("meters/h-s/shelly/events/rpc", far_future.encode())[0] == "ts_ms"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    topic=st.sampled_from(
+        [
+            "meters/h/p1",
+            "meters/h/sml",
+            "meters/h/tele/SENSOR",
+            "meters/h/shelly/status/em:0",
+            "meters/h/shelly/status/em1:0",
+            "meters/h/shelly/events/rpc",
+        ]
+    ),
+    payload=st.one_of(
+        st.binary(max_size=400),
+        st.recursive(
+            st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=12),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(
+                    st.sampled_from(
+                        [
+                            "ENERGY",
+                            "Power",
+                            "Voltage",
+                            "Total",
+                            "method",
+                            "params",
+                            "ts",
+                            "em1:0",
+                            "em:0",
+                            "act_power",
+                            "total_act_power",
+                            "a_act_power",
+                            "current",
+                            "src",
+                        ]
+                    ),
+                    inner,
+                    max_size=5,
+                )
+            ),
+            max_leaves=20,
+        ).map(lambda v: json.dumps(v).encode()),
+        st.binary(max_size=300).map(lambda b: with_crc(b"/ISk5\\2MT382-1000\r\n\r\n" + b + b"\r\n!")),
+        st.binary(min_size=1, max_size=60).map(
+            lambda b: bytes.fromhex((FIXTURES / "sml_iskra_mt175.hex").read_text().strip())[:150] + b
+        ),
+    ),
+)
+def test_no_payload_makes_an_adapter_raise(topic, payload):
+    for record in routed(topic, payload):  # every outcome is a reading or a dead letter, never an exception
+        assert record.dead or json.loads(record.value)["household_id"] == "h"

@@ -28,6 +28,7 @@ def test_demo_goes_from_meters_to_recommendations_on_the_meters_and_their_pages(
         assert result["forecasts"] >= 1 and result["schedules"] >= 4
         assert "shift" in result["recommendation_kinds"] and result["savings_per_day"] > 0
         assert result["households_with_commands"] == 4, "every meter receives its commands over MQTT"
+        assert result["households_in_home_assistant"] == 4, "each household's Home Assistant has its four sensors"
         assert result["commands_received"] >= result["recommendations"]
         demo = tmp_path / "demo"
         dead = [json.loads(line) for line in (demo / "dead_letters.jsonl").read_text().splitlines()]

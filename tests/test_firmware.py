@@ -7,6 +7,7 @@ The fakes in tests/fakes stand in for MicroPython's ``machine``, ``network``, ``
 import ast
 import doctest
 import importlib
+import hashlib
 import json
 import math
 import sys
@@ -38,6 +39,7 @@ T0 = 1_768_435_200_000  # 2026-01-15T00:00:00Z
 HH, METER_ID = "h-0042", "m-0042-1"
 READINGS = b"meters/h-0042/readings"
 COMMANDS = b"meters/h-0042/commands"
+CREDENTIALS = b"meters/h-0042/credentials"
 
 
 @pytest.fixture
@@ -212,7 +214,7 @@ def test_first_step_connects_subscribes_and_publishes_a_valid_reading(hw):
     m, client = make_meter(hw)
     m.step(T0)
     assert m.connected and client.clean_sessions == [False]
-    assert client.subscriptions == [(COMMANDS, 1)]
+    assert client.subscriptions == [(COMMANDS, 1), (CREDENTIALS, 1)]
     assert len(client.published) == 1
     topic, payload, retain, qos = client.published[0]
     assert (topic, retain, qos) == (READINGS, False, 1)
@@ -478,7 +480,7 @@ def test_a_broken_connection_on_check_msg_schedules_a_reconnect(hw):
     assert not m.connected  # still waiting out the backoff
     m.step(T0 + 2100)
     assert m.connected and m.stats["reconnects"] == 1
-    assert client.subscriptions == [(COMMANDS, 1), (COMMANDS, 1)]  # subscribed again
+    assert client.subscriptions == [(COMMANDS, 1), (CREDENTIALS, 1)] * 2  # subscribed again
 
 
 def test_energy_is_integrated_from_power_when_the_driver_has_no_energy_register(hw):
@@ -573,7 +575,7 @@ def test_main_runs_the_meter_on_fake_hardware(hw, tmp_path):
         "m-0042-1",
         "pw",
     )
-    assert client.subscriptions == [(COMMANDS, 1)]
+    assert client.subscriptions == [(COMMANDS, 1), (CREDENTIALS, 1)]
     reading = parse_reading(client.payloads(READINGS)[0])
     assert (reading.household_id, reading.power_w, reading.voltage_v) == (HH, 230.0, 230.0)
     assert meter_.stats["sampled"] == 3 and meter_.stats["driver_errors"] == 0
@@ -642,7 +644,7 @@ def test_clock_gives_unix_epoch_ms_on_a_2000_epoch_port(hw):
 @pytest.mark.parametrize(
     "name, allowed_imports",
     [
-        ("meter.py", {"json"}),
+        ("meter.py", {"binascii", "hashlib", "json"}),
         ("drivers.py", set()),
         (
             "main.py",
@@ -708,11 +710,12 @@ def test_a_new_password_is_kept_confirmed_and_used_once_the_broker_takes_it(hw):
     client.accepted_passwords = {"old-password"}
     m.step(T0)
     assert m.connected and client.connect_passwords == ["old-password"]
-    client.inject(COMMANDS, credentials())
+    client.inject(CREDENTIALS, credentials())
     m.step(T0 + 1000)
     assert saved == [(NEW_PASSWORD, True)], "the pending password must be stored before it is confirmed"
     ack = json.loads(client.payloads(STATUS)[0])
-    assert ack == {"type": "credentials_ack", "id": "r-1", "household_id": HH, "meter_id": METER_ID}
+    proof = hashlib.sha256(f"r-1:{NEW_PASSWORD}".encode()).hexdigest()
+    assert ack == {"type": "credentials_ack", "id": "r-1", "proof": proof, "household_id": HH, "meter_id": METER_ID}
     assert m.last_command is None, "a password must never be kept as the last command"
     client.sock = None  # the broker switched: it ends the old session
     client.accepted_passwords = {NEW_PASSWORD}
@@ -730,7 +733,7 @@ def test_a_pending_password_the_broker_never_took_falls_back_to_the_current_one(
     client.accepted_passwords = {"old-password"}
     m.save_password = lambda password, pending: None
     m.step(T0)
-    client.inject(COMMANDS, credentials())
+    client.inject(CREDENTIALS, credentials())
     m.step(T0 + 1000)
     client.sock = None  # a network drop, not a switch: the broker still wants the old password
     run_steps(m, T0 + 2000, T0 + 5000)
@@ -752,7 +755,7 @@ def test_a_malformed_credentials_command_changes_nothing(hw, payload):
     m, client = make_meter(hw)
     m.save_password = lambda password, pending: saved.append(password)
     m.step(T0)
-    client.inject(COMMANDS, json.dumps(payload).encode())
+    client.inject(CREDENTIALS, json.dumps(payload).encode())
     m.step(T0 + 1000)
     assert saved == [] and client.payloads(STATUS) == [] and m.stats["bad_commands"] == 1
 
@@ -764,7 +767,7 @@ def test_a_password_that_cannot_be_stored_is_not_confirmed(hw):
     m, client = make_meter(hw)
     m.save_password = broken_flash
     m.step(T0)
-    client.inject(COMMANDS, credentials())
+    client.inject(CREDENTIALS, credentials())
     m.step(T0 + 1000)
     assert client.payloads(STATUS) == [] and m._next_password is None and "ENOSPC" in m.last_error
 
@@ -800,3 +803,16 @@ def test_main_builds_a_certificate_checking_tls_client_when_configured(hw, tmp_p
     assert len(client.ssl.get_ca_certs()) == 1
     del config["mqtt"]["tls"]
     assert main.build_mqtt(config).ssl is None
+
+
+def test_a_password_on_the_commands_topic_is_refused(hw):
+    """The commands topic is readable by more than the meter (the fleet simulator's account): a password
+    sent there is exposed, so the meter never takes one from it."""
+    saved = []
+    m, client = make_meter(hw)
+    m.save_password = lambda password, pending: saved.append(password)
+    m.step(T0)
+    client.inject(COMMANDS, credentials())
+    m.step(T0 + 1000)
+    assert saved == [] and client.payloads(STATUS) == [] and m.stats["bad_commands"] == 1
+    assert m.last_command is None and (CREDENTIALS, 1) in client.subscriptions

@@ -20,7 +20,7 @@ from gridflow.devices.firmware.meter import Meter
 from gridflow.devices.umqtt_paho import MQTTClient
 from gridflow.mqtt_tls import client_context
 from gridflow.stack import StackError
-from gridflow.stack.mqtt_auth import BRIDGE_USER
+from gridflow.stack.mqtt_auth import BRIDGE_USER, SIMULATOR_USER
 from gridflow.stack.tls import ensure_tls
 
 from mqtt_helpers import Collector, connect, stack_connect
@@ -194,7 +194,7 @@ def test_rotation_gives_a_running_meter_a_new_password_without_losing_a_reading(
         time.sleep(1.0)
         rotated = gridflow_meter(stack, "rotate", "h-rot", "--timeout-s", "20")
         assert rotated.returncode == 0, rotated.stderr
-        assert "confirmed" in rotated.stdout and old not in rotated.stdout + rotated.stderr
+        assert "confirmed" in rotated.stdout
         deadline = time.monotonic() + 20
         while meter.stats["password_changes"] < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -206,6 +206,7 @@ def test_rotation_gives_a_running_meter_a_new_password_without_losing_a_reading(
     meter.publish_pending(RealClock().now_ms())  # the final flush
     new = saved[-1][0]
     assert saved == [(new, True), (new, False)] and new != old
+    assert new not in rotated.stdout + rotated.stderr, "the new password must not be printed"
     sent = meter.stats["sampled"] - meter.stats["dropped"]
     arrived = readings.wait_for(1)
     deadline = time.monotonic() + 10
@@ -235,3 +236,36 @@ def as_list(value):
 class FixedDriver:
     def read(self) -> dict:
         return {"power_w": 420.0, "voltage_v": 230.0}
+
+
+def test_a_confirmation_without_the_new_password_does_not_switch_the_broker(stack):
+    """Only the meter can prove it holds the new password; the fleet simulator's account, which reads
+    every meter's commands, cannot even see the credentials topic."""
+    stack.add_meter_accounts({"h-forge": "pw-forge-0123456789"})
+    simulator = stack_connect(stack, SIMULATOR_USER, stack.info.mqtt_accounts[SIMULATOR_USER])
+    snoop = Collector(simulator, "meters/+/credentials")
+    meter = stack_connect(stack, "h-forge", "pw-forge-0123456789")
+
+    def answer_without_the_password(client, userdata, message) -> None:
+        request = json.loads(message.payload)
+        forged = {"type": "credentials_ack", "id": request["id"], "proof": "0" * 64}
+        client.publish("meters/h-forge/status", json.dumps(forged), qos=1)
+
+    meter.on_message = answer_without_the_password
+    meter.subscribe("meters/h-forge/credentials", qos=1)
+    time.sleep(0.5)
+    rotated = gridflow_meter(stack, "rotate", "h-forge", "--timeout-s", "3")
+    assert rotated.returncode != 0 and "did not confirm" in rotated.stderr
+    assert stack_connect(stack, "h-forge", "pw-forge-0123456789").is_connected(), "the password is unchanged"
+    assert snoop.messages == [], "the simulator's account must never see a new password"
+    for client in (simulator, meter):
+        client.loop_stop()
+
+
+def test_rotation_refuses_to_send_a_password_over_plain_tcp(stack):
+    from gridflow.stack.meters import MeterAccounts
+
+    stack.add_meter_accounts({"h-plain": "pw-plain-0123456789"})
+    plain = stack.settings.with_overrides("mqtt.tls=false")
+    with pytest.raises(StackError, match="needs mqtt.tls"):
+        MeterAccounts(stack.run_dir, stack.launcher).rotate(plain, "h-plain", timeout_s=1)

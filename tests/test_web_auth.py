@@ -179,3 +179,22 @@ def test_the_cli_issues_lists_rotates_and_revokes(tmp_path):
             ("operator", 1)
         ]
     assert normalise_code(operator) is not None
+
+
+def test_rotating_with_refused_terms_changes_nothing_and_keeps_an_operators_role(tmp_path):
+    run = [sys.executable, "-m", "gridflow.cli", "page", "token"]
+    where = ["--set", f"stack.run_dir={tmp_path}"]
+
+    def gridflow(*args):
+        return subprocess.run([*run, *args, *where], capture_output=True, text=True)
+
+    first = gridflow("issue", "h-keep").stdout.strip()
+    refused = gridflow("rotate", "h-keep", "--expires-days", "0")
+    assert refused.returncode != 0 and "--expires-days must be positive" in refused.stderr
+    assert gridflow("list", "h-keep").stdout.count("active") == 1, "a refused rotation must revoke nothing"
+    assert gridflow("issue", "--operator", "ops", "--role", "operator").returncode == 0
+    assert gridflow("rotate", "--operator", "ops").returncode == 0
+    with sqlite3.connect(tmp_path / "web-credentials.db") as db:
+        roles = db.execute("SELECT role FROM codes WHERE subject = 'ops' AND revoked_ms IS NULL").fetchall()
+    assert roles == [("operator",)], "rotating an operator account must not demote it"
+    assert normalise_code(first) is not None

@@ -5,16 +5,17 @@ Everything it touches comes in from outside: a metering-chip driver with ``read(
 client with the ``umqtt.simple.MQTTClient`` API, and the time, passed to :meth:`Meter.step` as Unix
 epoch milliseconds. Nothing here blocks except the MQTT client's own calls.
 
-MicroPython constraints kept here: no dataclasses, no typing, no walrus, no f-strings; ``json`` is
-the only import. Floats are single precision on most ESP32 builds, so the energy integrator keeps
+MicroPython constraints kept here: no dataclasses, no typing, no walrus, no f-strings; ``json``,
+``hashlib`` and ``binascii`` (built into MicroPython) are the only imports. Floats are single precision on most ESP32 builds, so the energy integrator keeps
 its running total as an integer (millijoules) and converts only when reporting.
 
-Password rotation: a ``{"type": "credentials", "id", "password"}`` command (from the broker's service
-account only: the ACL lets nobody else write a meter's commands) is stored through ``save_password``
-as the pending password and confirmed on the status topic; it is never kept in ``last_command`` or
-passed to ``on_command``. The next login tries the pending password first and the current one after
-it, so the meter gets in whether or not the broker has switched yet; a login with the pending one
-makes it the current one.
+Password rotation: a ``{"type": "credentials", "id", "password"}`` message on the meter's own
+credentials topic (the ACL lets only the broker's service account write it and only this meter read
+it) is stored through ``save_password`` as the pending password and confirmed on the status topic with
+``proof`` = SHA-256 of ``id:password`` (so a confirmation cannot be forged without the password); it is
+never kept in ``last_command`` or passed to ``on_command``, and refused on the commands topic. The next
+login tries the pending password first and the current one after it, so the meter gets in whether or
+not the broker has switched yet; a login with the pending one makes it the current one.
 
 Delivery is at least once: a reading leaves the buffer only after the QoS 1 publish that carried it
 returned (umqtt.simple waits for the broker's PUBACK); if the connection drops between the broker
@@ -22,6 +23,8 @@ storing it and the PUBACK arriving, the reading is published again after reconne
 de-duplicate by ``(meter_id, ts_ms)``.
 """
 
+import binascii
+import hashlib
 import json
 
 SCHEMA_VERSION = 1
@@ -38,6 +41,7 @@ DEFAULTS = {
     "backoff_jitter": 0.2,  # a reconnect delay is shortened by up to this fraction, at random
     "readings_topic": "meters/{household_id}/readings",
     "commands_topic": "meters/{household_id}/commands",
+    "credentials_topic": "meters/{household_id}/credentials",
     "status_topic": "meters/{household_id}/status",
     "clean_session": False,  # keep the broker session, so commands sent while offline still arrive
     "max_messages_per_step": 10,  # catch-up after an outage is spread over steps, sampling goes on
@@ -166,6 +170,7 @@ class Meter:
         self.max_commands_per_step = max(1, int(settings["max_commands_per_step"]))
         self.readings_topic = settings["readings_topic"].format(household_id=self.household_id).encode()
         self.commands_topic = settings["commands_topic"].format(household_id=self.household_id).encode()
+        self.credentials_topic = settings["credentials_topic"].format(household_id=self.household_id).encode()
         self.status_topic = settings["status_topic"].format(household_id=self.household_id).encode()
 
         self.driver = driver
@@ -396,6 +401,7 @@ class Meter:
             try:
                 self.mqtt.connect(clean_session=self.clean_session)
                 self.mqtt.subscribe(self.commands_topic, qos=1)
+                self.mqtt.subscribe(self.credentials_topic, qos=1)
             except Exception as exc:
                 if n + 1 < len(passwords):
                     self._close_quietly()
@@ -438,7 +444,8 @@ class Meter:
         if not self._save(password, True):
             return  # not kept: confirming would lock the meter out after its next reboot
         self._next_password = password
-        answer = {"type": "credentials_ack", "id": request_id, "household_id": self.household_id}
+        proof = binascii.hexlify(hashlib.sha256((request_id + ":" + password).encode()).digest()).decode()
+        answer = {"type": "credentials_ack", "id": request_id, "proof": proof, "household_id": self.household_id}
         answer["meter_id"] = self.meter_id
         try:
             self.mqtt.publish(self.status_topic, _dumps(answer).encode(), qos=1)
@@ -485,7 +492,8 @@ class Meter:
         """MQTT callback: keep the latest valid command (a JSON object), count the invalid ones."""
         if isinstance(topic, str):
             topic = topic.encode()
-        if bytes(topic) != self.commands_topic:
+        topic = bytes(topic)
+        if topic != self.commands_topic and topic != self.credentials_topic:
             return
         try:
             command = json.loads(msg if isinstance(msg, str) else bytes(msg).decode())
@@ -494,7 +502,10 @@ class Meter:
         if not isinstance(command, dict):
             self.stats["bad_commands"] += 1
             return
-        if command.get("type") == "credentials":
+        if (command.get("type") == "credentials") != (topic == self.credentials_topic):
+            self.stats["bad_commands"] += 1  # a password only on the credentials topic, and only that there
+            return
+        if topic == self.credentials_topic:
             self._on_credentials(command)
             return
         self.last_command = command

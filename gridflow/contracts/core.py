@@ -20,8 +20,9 @@ import orjson
 from pydantic import Field, TypeAdapter, ValidationError
 
 SCHEMA_VERSION = 1
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
-ID = re.compile(ID_PATTERN)
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"  # JSON Schema and pydantic: '$' is the end of the text
+ID = re.compile(ID_PATTERN[:-1] + r"\Z")  # Python's '$' would also match before a final line break
+ID_PATTERN_JAVA = ID_PATTERN[:-1] + r"\z"  # Flink SQL's REGEXP (Java): likewise
 ID_RULE = "1-64 characters of letters, digits, '._:-', starting with a letter or digit"
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, description=f"an identifier: {ID_RULE}")]
 EpochMs = Annotated[int, Field(ge=0, description="epoch milliseconds (UTC)")]

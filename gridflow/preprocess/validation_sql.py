@@ -34,9 +34,10 @@ bridge rejects them at the edge; the job only needs the fields it reads).
 from __future__ import annotations
 
 from gridflow.preprocess.decode import NOT_READ_LATE, NULL_INT
-from gridflow.readings import _ID, _MIN_TS_MS, ID_RULE, SCHEMA_VERSION
+from gridflow.contracts.core import ID_PATTERN_JAVA
+from gridflow.readings import _MIN_TS_MS, ID_RULE, SCHEMA_VERSION
 
-ID_PATTERN = _ID.pattern
+ID_PATTERN = ID_PATTERN_JAVA  # Flink's REGEXP is Java's: \z ends the text, '$' would pass a final line break
 SEPARATOR = "|"  # between the field and the reason in ``problem``; field names never contain it
 DECODED = ("v", "household_id", "meter_id", "ts_ms", "power_w", "voltage_v", "current_a")
 DECODERS = ("scan", "json")

@@ -6,14 +6,17 @@ mosquitto's hashes in ``<run_dir>/mosquitto/passwords``; the accounts survive ``
 
 Removing an account disconnects the meter at once (mosquitto re-checks connected clients on reload).
 Rotation is two-phase so the meter is never locked out: the new password goes to the meter alone on its
-commands topic (TLS, readable by that meter only); the meter stores it and confirms on its status topic;
-only then does the broker switch, which ends the meter's old session, and the meter logs in again with
+credentials topic (TLS; only the bridge's account writes it, only that meter reads it); the meter stores
+it and confirms on its status topic with a proof only the password's holder can give (SHA-256 of
+``<request id>:<password>``); only then does the broker switch, which ends the meter's old session, and the meter logs in again with
 the new password at once (its readings wait in its buffer meanwhile). A meter that does not confirm keeps
 its old password.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 import threading
@@ -71,9 +74,12 @@ class MeterAccounts:
 
         if household_id not in self.list():
             raise StackError(f"no meter account for {household_id}")
+        if not settings.mqtt.tls:
+            raise StackError("rotation sends the new password to the meter: it needs mqtt.tls (stack.mqtt_tls)")
         password, nonce = new_password(), secrets.token_hex(8)
+        proof = hashlib.sha256(f"{nonce}:{password}".encode()).hexdigest()
         status = settings.mqtt.status_topic.format(household_id=household_id)
-        commands = settings.mqtt.commands_topic.format(household_id=household_id)
+        credentials = settings.mqtt.credentials_topic.format(household_id=household_id)
         subscribed, confirmed = threading.Event(), threading.Event()
 
         def on_message(client, userdata, message) -> None:
@@ -81,7 +87,12 @@ class MeterAccounts:
                 answer = json.loads(message.payload)
             except ValueError:
                 return
-            if isinstance(answer, dict) and answer.get("type") == CREDENTIALS_ACK and answer.get("id") == nonce:
+            if (
+                isinstance(answer, dict)
+                and answer.get("type") == CREDENTIALS_ACK
+                and answer.get("id") == nonce
+                and hmac.compare_digest(str(answer.get("proof", "")), proof)
+            ):
                 confirmed.set()
 
         client = mqtt.Client(
@@ -100,7 +111,7 @@ class MeterAccounts:
             if not subscribed.wait(10):
                 raise StackError(f"could not subscribe to {status} as {settings.bridge.mqtt_username}")
             command = {"type": CREDENTIALS_COMMAND, "id": nonce, "password": password}
-            client.publish(commands, json.dumps(command), qos=1).wait_for_publish(10)
+            client.publish(credentials, json.dumps(command), qos=1).wait_for_publish(10)
             if not confirmed.wait(timeout_s):
                 raise StackError(
                     f"meter {household_id} did not confirm the new password within {timeout_s:g} s (offline?); "

@@ -9,6 +9,7 @@ both files on SIGHUP and then disconnects clients whose account is gone or whose
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import shutil
@@ -22,9 +23,19 @@ BRIDGE_USER = "gridflow-bridge"
 SIMULATOR_USER = "gridflow-simulator"
 
 
-def acl_text(readings_template: str, commands_template: str, status_template: str, adapter_templates=()) -> str:
+def acl_text(
+    readings_template: str,
+    commands_template: str,
+    status_template: str,
+    adapter_templates=(),
+    home_assistant_template: str = "meters/{household_id}/homeassistant",
+    credentials_template: str = "meters/{household_id}/credentials",
+) -> str:
     """The ACL; ``adapter_templates`` are the topics of other payload formats (``bridge.adapters``), which
-    a meter may write under its own household and the bridge reads like the readings."""
+    a meter may write under its own household and the bridge reads like the readings. The household's
+    account reads its Home Assistant discovery tree, the bridge's (the downlink) writes every one."""
+    any_ha = home_assistant_template.replace("{household_id}", "+") + "/#"
+    own_ha = home_assistant_template.replace("{household_id}", "%u") + "/#"
     any_readings = readings_template.replace("{household_id}", "+")
     any_commands = commands_template.replace("{household_id}", "+")
     any_status = status_template.replace("{household_id}", "+")
@@ -37,6 +48,8 @@ def acl_text(readings_template: str, commands_template: str, status_template: st
             f"topic read {any_readings}",
             f"topic write {any_commands}",
             f"topic read {any_status}",
+            f"topic write {any_ha}",
+            f"topic write {credentials_template.replace('{household_id}', '+')}",
             *(f"topic read {topic}" for topic in adapters_any),
             f"user {SIMULATOR_USER}",
             f"topic write {any_readings}",
@@ -46,6 +59,8 @@ def acl_text(readings_template: str, commands_template: str, status_template: st
             f"pattern write {status_template.replace('{household_id}', '%u')}",
             *(f"pattern write {topic}" for topic in adapters_own),
             f"pattern read {commands_template.replace('{household_id}', '%u')}",
+            f"pattern read {own_ha}",
+            f"pattern read {credentials_template.replace('{household_id}', '%u')}",
             "",
         ]
     )
@@ -66,6 +81,9 @@ def _hashed(folder: Path, accounts: dict[str, str]) -> dict[str, str]:
     exist only in a file readable by its owner, for as long as mosquitto_passwd needs it."""
     if not accounts:
         return {}
+    bad = sorted(user for user, password in accounts.items() if not password or any(c in password for c in ":\r\n"))
+    if bad:
+        raise StackError(f"MQTT passwords must be non-empty without ':' or line breaks (users {bad[:5]})")
     tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
     plain = folder / f".passwords.{os.getpid()}.{secrets.token_hex(4)}"
     fd = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -92,6 +110,12 @@ def update_password_file(path: Path, accounts: dict[str, str] | None = None, rem
     other line is kept as it is. The file is replaced in one step, readable by its owner only."""
     accounts = accounts or {}
     _check_users([*accounts, *remove])
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the CLI, a test and 'stack up' may change accounts at once
+        _update_locked(path, accounts, remove)
+
+
+def _update_locked(path: Path, accounts: dict[str, str], remove) -> None:
     lines = {}
     if path.exists():
         lines = {line.split(":", 1)[0]: line for line in path.read_text().splitlines() if ":" in line}

@@ -254,7 +254,12 @@ def start_mosquitto(
     mqtt = settings.mqtt
     acl_file.write_text(
         mqtt_auth.acl_text(
-            mqtt.readings_topic, mqtt.commands_topic, mqtt.status_topic, settings.bridge.adapters.values()
+            mqtt.readings_topic,
+            mqtt.commands_topic,
+            mqtt.status_topic,
+            settings.bridge.adapters.values(),
+            mqtt.home_assistant_topic,
+            mqtt.credentials_topic,
         )
     )
     config = data_dir / "mosquitto.conf"

@@ -154,15 +154,36 @@ class Credentials:
 
     def issue(self, subject: str, role: str = "household", expires_ms: int | None = None) -> tuple[str, str]:
         """A new code for ``subject``: returns ``(code id, code)``; the code is not stored and not shown again."""
+        self._check_new(subject, role, expires_ms)
+        return self._insert(subject, role, expires_ms)
+
+    def rotate(self, subject: str, role: str = "household", expires_ms: int | None = None) -> tuple[str, str, int]:
+        """Revoke the subject's codes (household, or operator account) and issue one, in one transaction:
+        ``(code id, code, codes revoked)``. Nothing changes when the new code's terms are refused."""
+        self._check_new(subject, role, expires_ms)
+        with self._transaction():
+            revoked = self._revoke_where(*self._subject_filter(subject, role))
+            code_id, code = self._insert(subject, role, expires_ms)
+        return code_id, code, revoked
+
+    def _check_new(self, subject: str, role: str, expires_ms: int | None) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if not ID.match(subject):
             raise ValueError(
                 f"{'household id' if role == 'household' else 'operator name'} {subject!r} must match {ID.pattern}"
             )
-        now = self._clock()
-        if expires_ms is not None and expires_ms <= now:
+        if expires_ms is not None and expires_ms <= self._clock():
             raise ValueError("the expiry must lie in the future")
+
+    @staticmethod
+    def _subject_filter(subject: str, role: str) -> tuple[str, str]:
+        if role == "household":
+            return "role = 'household' AND subject = ?", subject
+        return "role IN ('viewer', 'operator') AND subject = ?", subject
+
+    def _insert(self, subject: str, role: str, expires_ms: int | None) -> tuple[str, str]:
+        now = self._clock()
         code = new_code()
         code_id = f"c-{secrets.token_hex(4)}"
         self._db.execute(
@@ -179,17 +200,19 @@ class Credentials:
         if code_id is not None:
             where, value = "id = ?", code_id
         elif household is not None:
-            where, value = "role = 'household' AND subject = ?", household
+            where, value = self._subject_filter(household, "household")
         else:
-            where, value = "role IN ('viewer', 'operator') AND subject = ?", str(operator)
+            where, value = self._subject_filter(str(operator), "operator")
         with self._transaction():
-            ids = [
-                row[0]
-                for row in self._db.execute(f"SELECT id FROM codes WHERE {where} AND revoked_ms IS NULL", (value,))
-            ]
-            now = self._clock()
-            self._db.executemany("UPDATE codes SET revoked_ms = ? WHERE id = ?", [(now, i) for i in ids])
-            self._db.executemany("DELETE FROM sessions WHERE code_id = ?", [(i,) for i in ids])
+            return self._revoke_where(where, value)
+
+    def _revoke_where(self, where: str, value: str) -> int:
+        ids = [
+            row[0] for row in self._db.execute(f"SELECT id FROM codes WHERE {where} AND revoked_ms IS NULL", (value,))
+        ]
+        now = self._clock()
+        self._db.executemany("UPDATE codes SET revoked_ms = ? WHERE id = ?", [(now, i) for i in ids])
+        self._db.executemany("DELETE FROM sessions WHERE code_id = ?", [(i,) for i in ids])
         return len(ids)
 
     def listing(self, subject: str | None = None) -> list[dict]:

@@ -48,7 +48,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         if verb == "revoke":
             who.add_argument("--id", dest="code_id", help="one code, by the id 'list' shows")
         else:
-            sub.add_argument("--role", choices=("viewer", "operator"), default="viewer", help="operator accounts only")
+            sub.add_argument(
+                "--role",
+                choices=("viewer", "operator"),
+                help="operator accounts only; issue: viewer unless given, rotate: the account's current role",
+            )
             sub.add_argument("--expires-days", type=float, help="the code stops working after this many days")
         add_settings_arguments(sub)
     listing = verbs.add_parser("list", help="list codes (ids, states and times; never the codes)")
@@ -102,18 +106,26 @@ def _token(args: argparse.Namespace, credentials) -> None:
         count = credentials.revoke(code_id=args.code_id, household=household, operator=operator)
         print(f"revoked {count} code(s)", file=sys.stderr)
         return
-    if household is not None and args.role != "viewer":
+    if household is not None and args.role is not None:
         raise ValueError("--role applies to operator accounts only")
-    if action == "rotate":
-        count = credentials.revoke(household=household, operator=operator)
-        print(f"revoked {count} code(s)", file=sys.stderr)
     expires_ms = None
     if args.expires_days is not None:
         if args.expires_days <= 0:
             raise ValueError(f"--expires-days must be positive, got {args.expires_days}")
         expires_ms = int(time.time() * 1000 + args.expires_days * 86_400_000)
-    subject, role = (household, "household") if household is not None else (operator, args.role)
-    code_id, code = credentials.issue(subject, role, expires_ms)
+    if household is not None:
+        subject, role = household, "household"
+    else:
+        current = {
+            r["role"] for r in credentials.listing(operator) if r["state"] == "active" and r["role"] != "household"
+        }
+        kept = "operator" if "operator" in current else "viewer"
+        subject, role = operator, args.role or (kept if action == "rotate" else "viewer")
+    if action == "rotate":
+        code_id, code, count = credentials.rotate(subject, role, expires_ms)
+        print(f"revoked {count} code(s)", file=sys.stderr)
+    else:
+        code_id, code = credentials.issue(subject, role, expires_ms)
     print(
         f"issued {code_id} for {role} {subject}, expires {_when(expires_ms)}; the code is shown only now",
         file=sys.stderr,

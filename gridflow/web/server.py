@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from html import escape
 import secrets
 import signal
 import ssl
@@ -175,18 +176,21 @@ def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, v
 def _check_code(request: web.Request, code: str, account: str) -> Principal | None | float:
     """The principal of ``code``; None when wrong (the failure is counted); seconds to wait when locked out.
 
-    Failures count against the account (a household, or the operator accounts together) and, with a
-    looser limit since many homes may share one address, against the client address."""
-    accounts, addresses, address = request.app[ACCOUNTS], request.app[ADDRESSES], f"ip:{request.remote}"
-    wait = max(accounts.locked([account]), addresses.locked([address]))
+    Failures count against the account as tried from this address (a household, or the operator view)
+    and, with a looser limit since many homes may share one address, against the address. Never against
+    the account alone: then anyone could keep a household or the operators locked out by failing for
+    them, while guessing a 100-bit code is hopeless anyway."""
+    address = f"ip:{request.remote}"
+    accounts, addresses, key = request.app[ACCOUNTS], request.app[ADDRESSES], f"{account}@{address}"
+    wait = max(accounts.locked([key]), addresses.locked([address]))
     if wait > 0:
         return wait
     principal = request.app[CREDENTIALS].verify(code)
     if principal is None:
-        accounts.fail([account])
+        accounts.fail([key])
         addresses.fail([address])
         return None
-    accounts.succeed(account)
+    accounts.succeed(key)
     return principal
 
 
@@ -218,6 +222,22 @@ async def _form_with_csrf(request: web.Request, expected: str) -> dict | None:
     return {key: str(value) for key, value in form.items()}
 
 
+def _to_clean_url(request: web.Request) -> web.Response:
+    """Where a link with a code goes once signed in: the same page without the code. Followed from another
+    site (a mail, a letter's QR code app), a redirect would still count as cross-site and the browser would
+    withhold the new SameSite=Strict cookie from it, so that case gets a page that moves on by itself."""
+    clean = _clean_url(request)
+    if request.headers.get("Sec-Fetch-Site") != "cross-site":
+        return _redirect(clean)
+    target = escape(clean)
+    body = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={target}">'
+        f'<title>Signing in - gridflow</title></head><body><p>Signed in. <a href="{target}">Open your page</a>.</p>'
+        "</body></html>"
+    )
+    return _html(body)
+
+
 def _link_code(request: web.Request) -> str | None:
     return request.query.get("code") or request.query.get("token")
 
@@ -245,7 +265,7 @@ async def _household_page(request: web.Request) -> web.Response:
             return _locked_out(principal)
         if principal is None or not principal.opens_household(household_id):
             return _sign_in(request, "Enter the access code for this page.")
-        response = _redirect(_clean_url(request))
+        response = _to_clean_url(request)
         _start_session(request, response, principal)
         return response
     session = _session(request)
@@ -289,7 +309,7 @@ async def _operator_page(request: web.Request) -> web.Response:
             return _locked_out(principal)
         if principal is None or not principal.opens_operator_view:
             return _sign_in(request, "Enter the operator access code.", operator=True)
-        response = _redirect(_clean_url(request))
+        response = _to_clean_url(request)
         _start_session(request, response, principal)
         return response
     session = _session(request)
