@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import orjson
 
 from gridflow.contracts import ID
+from gridflow.contracts.core import decode_object
 from gridflow.readings import SCHEMA_VERSION, InvalidReading
 
 SML_POWER, SML_IMPORT = "0100100700ff", "0100010800ff"  # OBIS 1-0:16.7.0 (W) and 1-0:1.8.0 (Wh)
@@ -73,16 +73,6 @@ def _reading(household: str, meter_id: str, ts_ms: int, power_w: float, **option
     return reading
 
 
-def _json(payload: bytes) -> dict:
-    try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidReading("", f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidReading("", f"expected a JSON object, got {type(data).__name__}")
-    return data
-
-
 def _number(data: dict, name: str, field: str) -> float | None:
     value = data.get(name)
     if isinstance(value, list):  # a multi-channel Tasmota device: one value per channel
@@ -104,7 +94,7 @@ def _required(data: dict, name: str, field: str) -> float:
 def parse_tasmota(payload: bytes, household: str, rest: str, now_ms: int) -> list[dict]:
     """Tasmota ``tele/<topic>/SENSOR``: ``{"Time": ..., "ENERGY": {"Power": W, "Voltage": V, "Current": A,
     "Total": kWh, ...}}``; a multi-channel device's lists are summed (power) or its first channel taken."""
-    energy = _json(payload).get("ENERGY")
+    energy = decode_object(payload).get("ENERGY")
     if not isinstance(energy, dict):
         raise InvalidReading("ENERGY", "a Tasmota SENSOR message needs its ENERGY object (an energy-monitoring device)")
     power = energy.get("Power")
@@ -159,7 +149,7 @@ def _shelly_component(name: str, status: dict, household: str, source: str | Non
 def parse_shelly(payload: bytes, household: str, rest: str, now_ms: int) -> list[dict]:
     """Shelly Gen2+ energy meters over MQTT: ``status/em:N`` or ``status/em1:N`` (the component's status),
     or ``events/rpc`` with ``NotifyStatus`` (its ``params.ts`` is the time)."""
-    data = _json(payload)
+    data = decode_object(payload)
     if rest.startswith("status/"):
         component = rest[len("status/") :]
         if component.partition(":")[0] not in ("em", "em1"):

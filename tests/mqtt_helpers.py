@@ -1,7 +1,9 @@
-"""Small paho-mqtt helpers for tests: connected clients and collecting subscribers."""
+"""Small paho-mqtt helpers for tests: connected clients, collecting subscribers, and a service (the bridge,
+the downlink) run on a thread of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 import time
@@ -43,6 +45,20 @@ def connect(
         client.loop_stop()
         raise ConnectionRefusedError(str(result["rc"]))
     return client
+
+
+@contextlib.contextmanager
+def running(service):
+    """``service.start()``, then ``service.run(stop)`` on a thread until the block ends: yields the thread."""
+    service.start()
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join(timeout=60)
 
 
 def stack_connect(stack, username: str | None, password: str | None, client_id: str = "") -> mqtt.Client:

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
@@ -27,7 +26,7 @@ from gridflow.contracts import CONTRACTS
 
 from conftest import unique_topics
 from contract_cases import breaking, check_dead_letters
-from mqtt_helpers import Collector, stack_connect
+from mqtt_helpers import Collector, running, stack_connect
 
 pytestmark = pytest.mark.integration
 START_MS = 1_768_435_200_000
@@ -45,15 +44,8 @@ def bridge_settings(stack, mqtt_client: str = "gmqtt"):
 @contextlib.contextmanager
 def running_bridge(settings):
     bridge = MqttKafkaBridge(settings)
-    bridge.start()
-    stop = threading.Event()
-    thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running(bridge) as thread:
         yield bridge, thread
-    finally:
-        stop.set()
-        thread.join(timeout=60)
 
 
 def publisher(stack):
@@ -216,29 +208,23 @@ def test_downlink_delivers_only_contract_keeping_commands_to_the_households_mete
     inbox_1, inbox_2 = Collector(meter_1, "meters/h-dl-1/commands"), Collector(meter_2, "meters/h-dl-2/commands")
     from gridflow.connectors.kafka_mqtt_downlink import KafkaMqttDownlink
 
-    downlink = KafkaMqttDownlink(settings)
-    downlink.start()
-    stop = threading.Event()
-    thread = threading.Thread(target=downlink.run, args=(stop,), daemon=True)
-    thread.start()
     try:
-        advice = {**CONTRACTS["recommendation"].example, "household_id": "h-dl-1"}
-        schedule = {**CONTRACTS["schedule"].example, "household_id": "h-dl-2"}
-        kafka_io.produce(settings, settings.topics.recommendations, [("h-dl-1", json.dumps(advice))])
-        kafka_io.produce(settings, settings.topics.schedules, [(None, json.dumps(schedule))])
-        broken = [
-            *breaking(advice, "h-dl-1", drop="text", mistype="saving_per_day", intruder="h-dl-2"),
-            (None, '{"text": "for nobody"}', "household_id"),
-        ]
-        kafka_io.produce(settings, settings.topics.recommendations, [(k, p) for k, p, _ in broken])
-        assert [json.loads(p) for _, p in inbox_1.wait_for(1, timeout_s=30)] == [advice]
-        assert [json.loads(p) for _, p in inbox_2.wait_for(1, timeout_s=30)] == [schedule]
-        dead = kafka_io.read_topic(settings, settings.topics.dead_letter, expected=len(broken), max_wait_s=30)
-        check_dead_letters([json.loads(d) for d in dead], broken, f"kafka:{settings.topics.recommendations}")
-        assert len(inbox_1.messages) == len(inbox_2.messages) == 1, "a broken record reached a meter"
+        with running(KafkaMqttDownlink(settings)):
+            advice = {**CONTRACTS["recommendation"].example, "household_id": "h-dl-1"}
+            schedule = {**CONTRACTS["schedule"].example, "household_id": "h-dl-2"}
+            kafka_io.produce(settings, settings.topics.recommendations, [("h-dl-1", json.dumps(advice))])
+            kafka_io.produce(settings, settings.topics.schedules, [(None, json.dumps(schedule))])
+            broken = [
+                *breaking(advice, "h-dl-1", drop="text", mistype="saving_per_day", intruder="h-dl-2"),
+                (None, '{"text": "for nobody"}', "household_id"),
+            ]
+            kafka_io.produce(settings, settings.topics.recommendations, [(k, p) for k, p, _ in broken])
+            assert [json.loads(p) for _, p in inbox_1.wait_for(1, timeout_s=30)] == [advice]
+            assert [json.loads(p) for _, p in inbox_2.wait_for(1, timeout_s=30)] == [schedule]
+            dead = kafka_io.read_topic(settings, settings.topics.dead_letter, expected=len(broken), max_wait_s=30)
+            check_dead_letters([json.loads(d) for d in dead], broken, f"kafka:{settings.topics.recommendations}")
+            assert len(inbox_1.messages) == len(inbox_2.messages) == 1, "a broken record reached a meter"
     finally:
-        stop.set()
-        thread.join(30)
         for client in (meter_1, meter_2):
             client.loop_stop()
 

@@ -19,7 +19,7 @@ from gridflow.devices.micropython_lib import umqtt_dir
 from gridflow.stack.mqtt_auth import BRIDGE_USER
 from gridflow.stack.tls import ensure_tls
 
-from mqtt_helpers import Collector, stack_connect
+from mqtt_helpers import Collector, running, stack_connect
 
 pytestmark = pytest.mark.integration
 MICROPYTHON = Path(sys.executable).with_name("micropython")
@@ -160,16 +160,10 @@ def test_micropython_runs_the_firmware_over_tls_with_its_own_account_and_takes_a
     kafka_io.create_topics(settings, [settings.topics.recommendations, settings.topics.schedules])
     advice = {**CONTRACTS["recommendation"].example, "household_id": "h-mpy-1"}
     kafka_io.produce(settings, settings.topics.recommendations, [("h-mpy-1", json.dumps(advice))])
-    downlink = KafkaMqttDownlink(settings)
-    downlink.start()
-    stop = threading.Event()
-    thread = threading.Thread(target=downlink.run, args=(stop,), daemon=True)
-    thread.start()
     try:
-        assert json.loads(meter.wait_for_line("COMMAND ")) == advice, "the downlink's advice reaches the meter"
+        with running(KafkaMqttDownlink(settings)):
+            assert json.loads(meter.wait_for_line("COMMAND ")) == advice, "the downlink's advice reaches the meter"
     finally:
-        stop.set()
-        thread.join(30)
         meter.stop()
         bridge.loop_stop()
 

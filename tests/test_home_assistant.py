@@ -5,7 +5,6 @@ household's own account as its Home Assistant would."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 
@@ -17,7 +16,7 @@ from gridflow.connectors.kafka_mqtt_downlink import KafkaMqttDownlink
 from gridflow.contracts import CONTRACTS
 
 from conftest import unique_topics
-from mqtt_helpers import Collector, stack_connect
+from mqtt_helpers import Collector, running, stack_connect
 
 pytestmark = pytest.mark.integration
 HH, OTHER = "h-ha-1", "h-ha-2"
@@ -59,12 +58,7 @@ def test_a_households_home_assistant_sees_its_advice_as_sensors_and_nothing_of_a
     ]
     kafka_io.produce(settings, topics.recommendations, [(r["household_id"], json.dumps(r)) for r in recommendations])
     registry = CollectorRegistry()
-    downlink = KafkaMqttDownlink(settings, registry)
-    downlink.start()
-    stop = threading.Event()
-    thread = threading.Thread(target=downlink.run, args=(stop,), daemon=True)
-    thread.start()
-    try:  # until every command went out and the count has stood still for a second
+    with running(KafkaMqttDownlink(settings, registry)):  # until every command went out and the count stood still 1 s
         deadline, last, still_since = time.monotonic() + 30, -1.0, time.monotonic()
         while time.monotonic() < deadline:
             sent = registry.get_sample_value("gridflow_downlink_sent_total") or 0.0
@@ -73,9 +67,6 @@ def test_a_households_home_assistant_sees_its_advice_as_sensors_and_nothing_of_a
             elif sent >= 6 and time.monotonic() - still_since > 1.0:
                 break
             time.sleep(0.1)
-    finally:
-        stop.set()
-        thread.join(30)
     home = stack_connect(stack, HH, "pw-ha-1-0123456789")  # what the household's Home Assistant reads
     retained = Collector(home, f"{BASE}/#")
     spy = Collector(stack_connect(stack, HH, "pw-ha-1-0123456789"), "meters/h-ha-2/homeassistant/#")

@@ -254,23 +254,51 @@ async def _index(request: web.Request) -> web.Response:
     return _sign_in(request, "Sign in with your household number and access code.", status=200)
 
 
+def _sign_in_with(
+    request: web.Request,
+    code: str,
+    account: str,
+    opens: Callable[[Principal], bool],
+    refused: Callable[[], web.Response],
+    onward: Callable[[], web.Response],
+) -> web.Response:
+    """Sign in with ``code`` (from the form or a link): ``onward()`` with a new session when the code
+    opens the page, ``refused()`` when it does not, 429 while the account or address is locked out."""
+    principal = _check_code(request, code, account)
+    if isinstance(principal, float):
+        return _locked_out(principal)
+    if principal is None or not opens(principal):
+        return refused()
+    response = onward()
+    _start_session(request, response, principal)
+    return response
+
+
+def _page_session(
+    request: web.Request, account: str, opens: Callable[[Principal], bool], refused: Callable[[], web.Response]
+) -> Session | web.Response:
+    """The session that opens this page; or, for a link with a code, the sign-in that moves on to the
+    clean URL; or ``refused()``."""
+    code = _link_code(request)
+    if code is not None:
+        return _sign_in_with(request, code, account, opens, refused, lambda: _to_clean_url(request))
+    session = _session(request)
+    if session is None or not opens(session.principal):
+        return refused()
+    return session
+
+
 async def _household_page(request: web.Request) -> web.Response:
     household_id = request.match_info["household_id"]
+
+    def refused() -> web.Response:
+        return _sign_in(request, "Enter the access code for this page.")
+
     if not HOUSEHOLD_ID.match(household_id):
-        return _sign_in(request, "Enter the access code for this page.")
-    code = _link_code(request)
-    if code is not None:  # a link with a code: sign in, then show the clean URL
-        principal = _check_code(request, code, f"household:{household_id}")
-        if isinstance(principal, float):
-            return _locked_out(principal)
-        if principal is None or not principal.opens_household(household_id):
-            return _sign_in(request, "Enter the access code for this page.")
-        response = _to_clean_url(request)
-        _start_session(request, response, principal)
-        return response
-    session = _session(request)
-    if session is None or not session.principal.opens_household(household_id):
-        return _sign_in(request, "Enter the access code for this page.")
+        return refused()
+    session = _page_session(request, f"household:{household_id}", lambda p: p.opens_household(household_id), refused)
+    if not isinstance(session, Session):
+        return session
     settings = request.app[SETTINGS]
     view = request.app[STORE].household(household_id) or {"household_id": household_id}
     html = render_household(
@@ -302,19 +330,14 @@ async def _household_json(request: web.Request) -> web.Response:
 
 
 async def _operator_page(request: web.Request) -> web.Response:
-    code = _link_code(request)
-    if code is not None:
-        principal = _check_code(request, code, "operator")
-        if isinstance(principal, float):
-            return _locked_out(principal)
-        if principal is None or not principal.opens_operator_view:
-            return _sign_in(request, "Enter the operator access code.", operator=True)
-        response = _to_clean_url(request)
-        _start_session(request, response, principal)
-        return response
-    session = _session(request)
-    if session is None or not session.principal.opens_operator_view:
-        return _sign_in(request, "Enter the operator access code.", operator=True)
+    session = _page_session(
+        request,
+        "operator",
+        lambda p: p.opens_operator_view,
+        lambda: _sign_in(request, "Enter the operator access code.", operator=True),
+    )
+    if not isinstance(session, Session):
+        return session
     settings, csrf = request.app[SETTINGS], _csrf(request, session)
     who = f"{session.principal.subject} ({session.principal.role})"
     html = render_operator(
@@ -345,16 +368,14 @@ async def _login(request: web.Request) -> web.Response:
     household_id = form.get("household_id", "").strip()
     if not operator and not HOUSEHOLD_ID.match(household_id):
         return _sign_in(request, "Enter your household number and access code.")
-    principal = _check_code(request, form.get("code", ""), "operator" if operator else f"household:{household_id}")
-    if isinstance(principal, float):
-        return _locked_out(principal)
-    if principal is None or not (
-        principal.opens_operator_view if operator else principal.opens_household(household_id)
-    ):
-        return _sign_in(request, "That access code does not open this page.", operator=operator)
-    response = _redirect("/operator" if operator else f"/household/{household_id}")
-    _start_session(request, response, principal)
-    return response
+    return _sign_in_with(
+        request,
+        form.get("code", ""),
+        "operator" if operator else f"household:{household_id}",
+        lambda p: p.opens_operator_view if operator else p.opens_household(household_id),
+        lambda: _sign_in(request, "That access code does not open this page.", operator=operator),
+        lambda: _redirect("/operator" if operator else f"/household/{household_id}"),
+    )
 
 
 async def _logout(request: web.Request) -> web.Response:
