@@ -54,12 +54,15 @@ def raw_source_ddl(
     watermark_emit: str = "on-periodic",
     time_field: str = "ts_ms",
     time_offset_ms: int = 0,
+    span_end_before: bool = False,
 ) -> str:
     """``CREATE TABLE`` of a topic as ``payload STRING`` (the record value, unparsed) and ``record_key``
     (the record's Kafka key, NULL when it has none) plus the computed event-time column ``time_column``
     (``time_field`` of the JSON plus ``time_offset_ms``; 0 when unreadable or more than ``max_future_ms``
     ahead of the clock, so a malformed record never moves the watermark) with a bounded out-of-orderness
-    watermark. The source generates it per Kafka partition and takes the minimum: a partition read ahead of
+    watermark. ``span_end_before``: a reading that stands for the span ending at its ``ts_ms`` (an interval
+    or register reading: its payload names ``interval_s`` or has no ``power_w``) gets the event time 1 ms
+    earlier, so it lands in the window (and the day) its span ends in, not the next one. The source generates it per Kafka partition and takes the minimum: a partition read ahead of
     the others never makes their records late.
     """
     options = {
@@ -72,11 +75,18 @@ def raw_source_ddl(
     ts_ms = f"TRY_CAST(JSON_VALUE(`payload`, '$.{time_field}') AS BIGINT)"
     if time_offset_ms:
         ts_ms = f"({ts_ms} + {time_offset_ms})"
+    shifted = ts_ms
+    if span_end_before:
+        # a substring test, not a parse: the event time only places the record, the checks decide what it is
+        shifted = (
+            f"{ts_ms} - CASE WHEN POSITION('\"interval_s\"' IN `payload`) > 0 "
+            f"OR POSITION('\"power_w\"' IN `payload`) = 0 THEN 1 ELSE 0 END"
+        )
     return f"""CREATE TABLE {table} (
   `record_key` STRING,
   `payload` STRING,
   `{time_column}` AS TO_TIMESTAMP_LTZ(CASE WHEN {ts_ms} <= UNIX_TIMESTAMP() * 1000 + {max_future_ms}
-                                          THEN {ts_ms} ELSE 0 END, 3),
+                                          THEN {shifted} ELSE 0 END, 3),
   WATERMARK FOR `{time_column}` AS `{time_column}` - INTERVAL '{seconds}' SECOND
 ) WITH (
   {_options(options)}

@@ -2,11 +2,20 @@
 
 A reading is one JSON object published by a meter::
 
-    {"v": 1, "household_id": "h-0042", "meter_id": "m-0042-1", "ts_ms": 1700000000000,
+    {"v": 2, "household_id": "h-0042", "meter_id": "m-0042-1", "ts_ms": 1700000000000,
      "power_w": 512.3, "voltage_v": 231.2, "current_a": 2.31, "energy_kwh": 1532.118,
      "channels_w": {"kitchen": 12.0, "laundry": 0.0}}
 
-``household_id``, ``meter_id``, ``ts_ms`` and ``power_w`` are required; the rest are optional.
+``household_id``, ``meter_id`` and ``ts_ms`` are required, and ``power_w`` unless ``energy_kwh`` is given;
+the rest are optional. Version 2 (writers write it; version 1 and readings without ``v`` are read too) carries
+interval and register-only meters:
+
+- ``interval_s`` (1 to 86400 seconds): ``power_w`` is the average power over the ``interval_s`` seconds
+  ending at ``ts_ms`` (e.g. 900 for a 15-minute meter), not an instantaneous sample;
+- ``energy_kwh`` (0 to ``readings.energy_kwh_max``): the meter's cumulative import register. A reading may
+  carry it instead of ``power_w``: the preprocessing job turns consecutive register readings of a meter into
+  the average power over the interval between them.
+
 :func:`parse_reading` either returns a :class:`Reading` or raises :class:`InvalidReading` naming the
 field and why, which callers turn into a dead-letter record with :func:`dead_letter`.
 """
@@ -20,8 +29,13 @@ from typing import Any
 from gridflow.contracts.core import (  # noqa: F401  (re-exported: the reading is one of the contracts)
     ID,
     ID_RULE,
+    INTERVAL_RULE,
+    INTERVAL_S_MAX,
+    INTERVAL_S_MIN,
     encode,
     KEY_FIELDS,
+    READING_VERSION,
+    READING_VERSIONS,
     SCHEMA_VERSION,
     ContractError,
     dead_letter,
@@ -46,6 +60,7 @@ class ReadingBounds:
     voltage_v_max: float = 300.0
     current_a_max: float = 200.0
     max_future_ms: int = 300_000
+    energy_kwh_max: float = 1e9
 
     @classmethod
     def from_settings(cls, readings) -> "ReadingBounds":
@@ -56,6 +71,7 @@ class ReadingBounds:
             readings.voltage_v_max,
             readings.current_a_max,
             readings.max_clock_skew_s * 1000,
+            readings.energy_kwh_max,
         )
 
 
@@ -64,21 +80,21 @@ class Reading:
     household_id: str
     meter_id: str
     ts_ms: int
-    power_w: float
+    power_w: float | None  # None: a register-only reading (energy_kwh)
     voltage_v: float | None = None
     current_a: float | None = None
     energy_kwh: float | None = None
     channels_w: dict[str, float] = field(default_factory=dict)
+    interval_s: int | None = None
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
-            "v": SCHEMA_VERSION,
+            "v": READING_VERSION,
             "household_id": self.household_id,
             "meter_id": self.meter_id,
             "ts_ms": self.ts_ms,
-            "power_w": self.power_w,
         }
-        for name in ("voltage_v", "current_a", "energy_kwh"):
+        for name in ("power_w", "voltage_v", "current_a", "energy_kwh", "interval_s"):
             if getattr(self, name) is not None:
                 data[name] = getattr(self, name)
         if self.channels_w:
@@ -95,6 +111,7 @@ KNOWN_FIELDS = {
     "voltage_v",
     "current_a",
     "energy_kwh",
+    "interval_s",
     "channels_w",
 }
 
@@ -108,9 +125,10 @@ def validate_reading(data: Any, bounds: ReadingBounds = ReadingBounds(), now_ms:
     """Validate one decoded reading (a dict from JSON); raises :class:`InvalidReading` naming the bad field."""
     if not isinstance(data, dict):
         raise InvalidReading("", f"expected a JSON object, got {type(data).__name__}")
-    version = data.get("v", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
-        raise InvalidReading("v", f"unsupported schema version {version!r}; supported: {SCHEMA_VERSION}")
+    version = data.get("v", READING_VERSION)
+    if version not in READING_VERSIONS:
+        supported = ", ".join(map(str, READING_VERSIONS))
+        raise InvalidReading("v", f"unsupported schema version {version!r}; supported: {supported}")
     unknown = sorted(set(data) - KNOWN_FIELDS)
     if unknown:
         raise InvalidReading(unknown[0], f"unknown field; allowed fields: {', '.join(sorted(KNOWN_FIELDS))}")
@@ -123,10 +141,19 @@ def validate_reading(data: Any, bounds: ReadingBounds = ReadingBounds(), now_ms:
         raise InvalidReading("ts_ms", f"{ts_ms} is before 2000-01-01 (meter clock not set?)")
     if now_ms is not None and ts_ms > now_ms + bounds.max_future_ms:
         raise InvalidReading("ts_ms", f"{ts_ms} is more than {bounds.max_future_ms} ms in the future")
-    power_w = _number(data, "power_w", bounds.power_w_min, bounds.power_w_max, required=True)
+    if data.get("power_w") is None and data.get("energy_kwh") is None:
+        raise InvalidReading("power_w", "is required (or an energy_kwh register)")
+    power_w = _number(data, "power_w", bounds.power_w_min, bounds.power_w_max)
     voltage_v = _number(data, "voltage_v", bounds.voltage_v_min, bounds.voltage_v_max)
     current_a = _number(data, "current_a", 0.0, bounds.current_a_max)
-    energy_kwh = _number(data, "energy_kwh", 0.0, math.inf)
+    energy_kwh = _number(data, "energy_kwh", 0.0, bounds.energy_kwh_max)
+    interval_s = data.get("interval_s")
+    if interval_s is not None and (
+        isinstance(interval_s, bool)
+        or not isinstance(interval_s, int)
+        or not INTERVAL_S_MIN <= interval_s <= INTERVAL_S_MAX
+    ):
+        raise InvalidReading("interval_s", f"must be {INTERVAL_RULE}, got {interval_s!r}")
     channels = data.get("channels_w", {})
     if not isinstance(channels, dict):
         raise InvalidReading("channels_w", "must be an object of channel name -> watts")
@@ -137,7 +164,7 @@ def validate_reading(data: Any, bounds: ReadingBounds = ReadingBounds(), now_ms:
         channels_w[name] = _number(
             channels, name, bounds.power_w_min, bounds.power_w_max, required=True, label=f"channels_w.{name}"
         )
-    return Reading(household_id, meter_id, ts_ms, power_w, voltage_v, current_a, energy_kwh, channels_w)
+    return Reading(household_id, meter_id, ts_ms, power_w, voltage_v, current_a, energy_kwh, channels_w, interval_s)
 
 
 def _identifier(data: dict, name: str) -> str:

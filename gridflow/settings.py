@@ -226,6 +226,9 @@ class ReadingSettings(_Section):
 
     power_w_min: float = Field(-30_000.0, ge=-1_000_000.0, le=0.0, description="negative = export (PV)")
     power_w_max: float = Field(50_000.0, gt=0.0, le=1_000_000.0)
+    energy_kwh_max: float = Field(
+        1e9, gt=0.0, description="highest cumulative import register (kWh) a meter can report; higher is rejected"
+    )
     voltage_v_min: float = Field(0.0, ge=0.0, le=1_000.0)
     voltage_v_max: float = Field(300.0, gt=0.0, le=1_000.0)
     current_a_max: float = Field(200.0, gt=0.0, le=10_000.0)
@@ -264,6 +267,13 @@ class PreprocessSettings(_Section):
     resample_s: int = Field(10, ge=1, le=600, description="grid step inside a window; must divide window_s")
     profile_slots: Literal[24, 48, 96] = 24
     max_gap_s: int = Field(300, ge=0, le=86_400, description="longer gaps are marked missing")
+    max_interval_s: int = Field(
+        3_600,
+        ge=60,
+        le=86_400,
+        description="longest span between two register readings turned into one average power; a reading "
+        "after a longer silence starts a new span",
+    )
     hampel_window: int = Field(7, ge=3, le=301, description="readings in the centred Hampel window (odd)")
     hampel_n_sigmas: float = Field(3.0, gt=0.0, le=20.0)
     hampel_min_sigma_w: float = Field(

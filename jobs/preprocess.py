@@ -48,6 +48,11 @@ from gridflow.runtime import configure_job, create_env
 from gridflow.settings import Settings
 
 NAME = "preprocess"
+# Readings that are samples of instantaneous power (cleaned in fixed windows); the others are spans: interval
+# readings (``interval_s``: the average power over the interval ending at ``ts_ms``) and register readings
+# (``energy_kwh`` alone), see ``gridflow.preprocess.intervals``.
+SAMPLES = "interval_s IS NULL AND power_w IS NOT NULL"
+NAN = "CAST('NaN' AS DOUBLE)"
 
 
 def _epoch_ms(local_timestamp: str) -> str:
@@ -89,6 +94,7 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None, 
             max_future_ms=settings.readings.max_clock_skew_s * 1000,
             stop_offsets=stop_offsets,
             watermark_emit=stream.watermark_emit,
+            span_end_before=True,
         )
     )
     for table, topic in (
@@ -99,7 +105,11 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None, 
         tenv.execute_sql(keyed_sink_ddl(settings, table, topic, NAME))
     tenv.execute_sql(decoded_view_sql("decoded", "readings", "event_time", decoder))
     for view, where, columns in (
-        ("valid", "problem IS NULL", ("household_id", "meter_id", "ts_ms", "power_w", "event_time")),
+        (
+            "valid",
+            "problem IS NULL",
+            ("household_id", "meter_id", "ts_ms", "power_w", "energy_kwh", "interval_s", "event_time"),
+        ),
         ("rejected", "problem IS NOT NULL", ("payload", "household_id", "ts_ms", "problem")),
     ):
         tenv.execute_sql(
@@ -114,11 +124,34 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None, 
                 decoder=decoder,
             )
         )
+    window = f"INTERVAL '{settings.preprocess.window_s}' SECOND(4)"
+    tenv.execute_sql(f"CREATE TEMPORARY VIEW samples AS SELECT * FROM valid WHERE {SAMPLES}")
     tenv.execute_sql(f"""CREATE TEMPORARY VIEW meter_windows AS
         SELECT household_id, meter_id, window_start, window_time, ARRAY_AGG(ts_ms) AS ts_list,
                ARRAY_AGG(power_w) AS power_list
-        FROM TABLE(TUMBLE(TABLE valid, DESCRIPTOR(event_time), INTERVAL '{settings.preprocess.window_s}' SECOND(4)))
+        FROM TABLE(TUMBLE(TABLE samples, DESCRIPTOR(event_time), {window}))
         GROUP BY household_id, meter_id, window_start, window_end, window_time""")
+    # Interval and register readings (spans): each with its meter's previous one, in event time
+    tenv.execute_sql(f"""CREATE TEMPORARY VIEW span_readings AS
+        SELECT household_id, meter_id, ts_ms, power_w, energy_kwh, interval_s, event_time,
+               FIRST_VALUE(ts_ms) OVER w AS prev_ts_ms, FIRST_VALUE(COALESCE(energy_kwh, -1.0)) OVER w AS prev_kwh,
+               COUNT(*) OVER w AS n_rows
+        FROM valid WHERE NOT ({SAMPLES})
+        WINDOW w AS (PARTITION BY household_id, meter_id ORDER BY event_time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)""")
+    tenv.execute_sql(f"""CREATE TEMPORARY VIEW spans AS
+        SELECT household_id, meter_id, window_time, c.kind AS kind, c.payload AS payload, c.mean_w AS mean_w,
+               c.dead AS dead, c.start_ms AS start_ms, c.end_ms AS end_ms
+        FROM (SELECT household_id, meter_id, window_time,
+                     clean_spans(household_id, meter_id, {_epoch_ms("window_start")}, ts_list, power_list, kwh_list,
+                                 interval_list, prev_ts_list, prev_kwh_list, rows_list) AS c
+              FROM (SELECT household_id, meter_id, window_start, window_time, ARRAY_AGG(ts_ms) AS ts_list,
+                           ARRAY_AGG(COALESCE(power_w, {NAN})) AS power_list,
+                           ARRAY_AGG(COALESCE(energy_kwh, {NAN})) AS kwh_list,
+                           ARRAY_AGG(CAST(COALESCE(interval_s, 0) AS BIGINT)) AS interval_list,
+                           ARRAY_AGG(prev_ts_ms) AS prev_ts_list, ARRAY_AGG(prev_kwh) AS prev_kwh_list,
+                           ARRAY_AGG(n_rows) AS rows_list
+                    FROM TABLE(TUMBLE(TABLE span_readings, DESCRIPTOR(event_time), {window}))
+                    GROUP BY household_id, meter_id, window_start, window_end, window_time))""")
     tenv.execute_sql(f"""CREATE TEMPORARY VIEW cleaned AS
         SELECT household_id, meter_id, window_time, start_ms, c.kind AS kind, c.payload AS payload,
                c.mean_w AS mean_w, c.dead AS dead
@@ -126,27 +159,34 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None, 
                      clean_windows(household_id, meter_id, start_ms, ts_list, power_list) AS c
               FROM (SELECT household_id, meter_id, window_time, ts_list, power_list,
                            {_epoch_ms("window_start")} AS start_ms FROM meter_windows))""")
-    tenv.execute_sql("""CREATE TEMPORARY VIEW window_means AS
-        SELECT household_id, meter_id, window_time, start_ms, mean_w FROM cleaned
-        WHERE kind = 'features' AND mean_w IS NOT NULL""")
+    window_ms = settings.preprocess.window_s * 1000
+    tenv.execute_sql(f"""CREATE TEMPORARY VIEW window_means AS
+        SELECT household_id, meter_id, window_time, start_ms, start_ms + {window_ms} AS end_ms, mean_w FROM cleaned
+        WHERE kind = 'features' AND mean_w IS NOT NULL
+        UNION ALL
+        SELECT household_id, meter_id, window_time, start_ms, end_ms, mean_w FROM spans WHERE kind = 'features'""")
     tenv.execute_sql(f"""CREATE TEMPORARY VIEW meter_days AS
         SELECT household_id, meter_id, {_epoch_ms("window_start")} AS day_start_ms,
                DATE_FORMAT(window_start, 'yyyy-MM-dd') AS day_label,
-               ARRAY_AGG(start_ms) AS starts, ARRAY_AGG(mean_w) AS means
+               ARRAY_AGG(start_ms) AS starts, ARRAY_AGG(end_ms) AS ends, ARRAY_AGG(mean_w) AS means
         FROM TABLE(TUMBLE(TABLE window_means, DESCRIPTOR(window_time), INTERVAL '1' DAY))
         GROUP BY household_id, meter_id, window_start, window_end""")
     statements = tenv.create_statement_set()
-    statements.add_insert_sql(
-        "INSERT INTO features_out SELECT household_id, payload FROM cleaned WHERE kind = 'features'"
-    )
+    statements.add_insert_sql("""INSERT INTO features_out
+        SELECT household_id, payload FROM cleaned WHERE kind = 'features'
+        UNION ALL
+        SELECT household_id, payload FROM spans WHERE kind = 'features'""")
     statements.add_insert_sql("""INSERT INTO profiles_out SELECT p.record_key, p.payload
         FROM meter_days AS d, LATERAL TABLE(daily_profiles(d.household_id, d.meter_id, d.day_start_ms, d.day_label,
-             d.starts, d.means)) AS p(kind, record_key, payload, start_ms, mean_w)""")
+             d.starts, d.ends, d.means)) AS p(kind, record_key, payload, start_ms, mean_w)""")
     statements.add_insert_sql("""INSERT INTO dead_letter_out
         SELECT household_id, dead_letter(`payload`, problem, ts_ms) FROM rejected
         UNION ALL
         SELECT c.household_id, d.payload FROM cleaned AS c CROSS JOIN UNNEST(c.dead) AS d(payload)
-        WHERE c.kind = 'dead_letter'""")
+        WHERE c.kind = 'dead_letter'
+        UNION ALL
+        SELECT s.household_id, d.payload FROM spans AS s CROSS JOIN UNNEST(s.dead) AS d(payload)
+        WHERE s.dead IS NOT NULL""")
     return statements
 
 

@@ -14,9 +14,10 @@ accepts a strict subset of JSON and leaves everything else to the job's ``JSON_V
   would be cast);
 - ``household_id``, ``meter_id``: null/absent or a string without escapes (a number or boolean would be
   read as its text);
-- ``power_w``, ``voltage_v``, ``current_a``: null/absent or a number: ``strtod`` and Java's parse of the
-  decimal both round to the nearest double; an exact zero reads as ``+0.0`` (Flink reads ``-0.0`` via BigDecimal
-  as ``0.0``).
+- ``power_w``, ``voltage_v``, ``current_a``, ``energy_kwh``, ``interval_s``: null/absent or a number: ``strtod``
+  and Java's parse of the decimal both round to the nearest double; an exact zero reads as ``+0.0`` (Flink reads
+  ``-0.0`` via BigDecimal as ``0.0``). ``interval_s`` too is read as a double: whether it is a whole number of
+  seconds is a rule of the checks (``gridflow.preprocess.decode``), the same in both decoders.
 
 Null and absent are the same for JSON_VALUE and JSON_EXISTS. Duplicate keys: the last one counts, as in Jackson.
 The identifiers are also checked against the ID pattern ``^[A-Za-z0-9._:-]{1,64}$`` (``*_ok``).
@@ -41,6 +42,10 @@ DEF F_TS = 3
 DEF F_POWER = 4
 DEF F_VOLTAGE = 5
 DEF F_CURRENT = 6
+DEF F_ENERGY = 7
+DEF F_INTERVAL = 8
+DEF N_FIELDS = 9
+DEF N_NUMBERS = 5   # F_POWER .. F_INTERVAL
 
 # value kinds
 DEF K_FAIL = 0
@@ -251,6 +256,10 @@ cdef int _field(const char* s, Py_ssize_t n) noexcept nogil:
         return F_VOLTAGE
     if _key_is(s, n, "current_a", 9):
         return F_CURRENT
+    if _key_is(s, n, "energy_kwh", 10):
+        return F_ENERGY
+    if _key_is(s, n, "interval_s", 10):
+        return F_INTERVAL
     return F_NONE
 
 
@@ -312,7 +321,7 @@ def scan_readings(payloads):
     """Scan a sequence of payload strings; returns a dict of columns (numpy arrays, lists of str or None):
     ``fast`` (bool), ``v`` (int64, ``v_set``), ``household_id``, ``meter_id`` (str or None), ``household_ok``,
     ``meter_ok`` (bool: the ID pattern holds), ``ts_ms`` (int64, ``ts_set``), ``power_w``, ``voltage_v``,
-    ``current_a`` (float64, NaN where null or absent). Fields of payloads that are not ``fast`` are unset."""
+    ``current_a``, ``energy_kwh``, ``interval_s`` (float64, NaN where null or absent). Fields of payloads that are not ``fast`` are unset."""
     cdef Py_ssize_t n = len(payloads), i, length, f
     fast_np = np.zeros(n, dtype=np.uint8)
     v_np = np.zeros(n, dtype=np.int64)
@@ -321,7 +330,7 @@ def scan_readings(payloads):
     ts_set_np = np.zeros(n, dtype=np.uint8)
     hh_ok_np = np.zeros(n, dtype=np.uint8)
     meter_ok_np = np.zeros(n, dtype=np.uint8)
-    numbers_np = np.full((3, n), np.nan, dtype=np.float64)
+    numbers_np = np.full((N_NUMBERS, n), np.nan, dtype=np.float64)
     cdef uint8_t[::1] fast = fast_np, v_set = v_set_np, ts_set = ts_set_np, hh_ok = hh_ok_np, meter_ok = meter_ok_np
     cdef int64_t[::1] v = v_np, ts = ts_np
     cdef double[:, ::1] numbers = numbers_np
@@ -335,7 +344,7 @@ def scan_readings(payloads):
     cdef const char* id_start[2]
     cdef const char* id_end[2]
     cdef int kind
-    cdef int kinds[7]
+    cdef int kinds[N_FIELDS]
     cdef bint ok
     cdef Cursor c
     cdef int64_t integer
@@ -349,7 +358,7 @@ def scan_readings(payloads):
             continue
         c.p = text
         c.end = text + length
-        for f in range(7):
+        for f in range(N_FIELDS):
             kinds[f] = K_NULL
         ok = False
         _ws(&c)
@@ -407,13 +416,13 @@ def scan_readings(payloads):
                 and (kinds[F_HOUSEHOLD] == K_NULL or kinds[F_HOUSEHOLD] == K_STRING)
                 and (kinds[F_METER] == K_NULL or kinds[F_METER] == K_STRING)):
             continue
-        for f in range(F_POWER, F_CURRENT + 1):
+        for f in range(F_POWER, F_INTERVAL + 1):
             if kinds[f] == K_NULL:
                 numbers[f - F_POWER, i] = NAN  # a later null overrides an earlier number
             elif not (kinds[f] == K_INTEGER or kinds[f] == K_NUMBER):
                 ok = False
         if not ok:
-            for f in range(3):
+            for f in range(N_NUMBERS):
                 numbers[f, i] = NAN
             continue
         fast[i] = 1
@@ -428,4 +437,4 @@ def scan_readings(payloads):
     return {"fast": fast_np.view(bool), "v": v_np, "v_set": v_set_np.view(bool), "household_id": households,
             "meter_id": meters, "household_ok": hh_ok_np.view(bool), "meter_ok": meter_ok_np.view(bool),
             "ts_ms": ts_np, "ts_set": ts_set_np.view(bool), "power_w": numbers_np[0], "voltage_v": numbers_np[1],
-            "current_a": numbers_np[2]}
+            "current_a": numbers_np[2], "energy_kwh": numbers_np[3], "interval_s": numbers_np[4]}

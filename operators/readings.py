@@ -34,17 +34,27 @@ ACCUMULATOR_TYPE = Types.PICKLED_BYTE_ARRAY()
 
 
 class ParseReadings(ProcessFunction):
-    """JSON payload -> reading row; invalid payloads go to the ``dead-letter`` side output."""
+    """JSON payload -> reading row; invalid payloads go to the ``dead-letter`` side output.
+
+    The summaries are of power samples: interval and register readings (``interval_s``, or ``energy_kwh``
+    alone) are valid but are no samples, and are counted (metric ``gridflow.readings_not_sampled``) and
+    left to the preprocessing job, which turns them into spans."""
 
     def __init__(self, bounds: ReadingBounds, source: str):
         self.bounds = bounds
         self.source = source
+
+    def open(self, runtime_context):
+        self.not_sampled = runtime_context.get_metrics_group().add_group("gridflow").counter("readings_not_sampled")
 
     def process_element(self, value, ctx):
         try:
             reading = parse_reading(value, self.bounds, now_ms=int(time.time() * 1000))
         except InvalidReading as error:
             yield DEAD_LETTER, dead_letter(value, error, self.source)
+            return
+        if reading.power_w is None or reading.interval_s is not None:
+            self.not_sampled.inc()
             return
         yield Row(reading.household_id, reading.meter_id, reading.ts_ms, reading.power_w)
 

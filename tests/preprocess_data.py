@@ -8,7 +8,7 @@ order by up to 4 s, inside the 5 s allowance), plus:
   minute 10 (late);
 - h-02: 2-4 W of sensor noise (below the 5 W noise floor) between 3600 and 4200 s, and a stuck value at the end;
 - h-09: an unregistered meter (dead-lettered as unknown);
-- malformed payloads, one per validation rule.
+- malformed payloads, one per validation rule (the version 2 fields too).
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ FOREIGN = (
 MALFORMED = [
     (b"{broken json", "", "expected a JSON object"),
     (b"[1, 2]", "", "expected a JSON object"),
-    (b'{"household_id": "h-01", "meter_id": "m-01", "ts_ms": 1768435200000}', "power_w", "is required"),
+    (
+        b'{"household_id": "h-01", "meter_id": "m-01", "ts_ms": 1768435200000}',
+        "power_w",
+        "is required (or an energy_kwh register)",
+    ),
     (
         b'{"household_id": "h-01", "meter_id": "m-01", "ts_ms": 1768435200000, "power_w": "abc"}',
         "power_w",
@@ -69,9 +73,36 @@ MALFORMED = [
         "4102444800000 is more than 300000 ms in the future",
     ),
     (
-        b'{"v": 2, "household_id": "h-04", "meter_id": "m-04", "ts_ms": 1768435200000, "power_w": 5}',
+        b'{"v": 3, "household_id": "h-04", "meter_id": "m-04", "ts_ms": 1768435200000, "power_w": 5}',
         "v",
-        "unsupported schema version 2; supported: 1",
+        "unsupported schema version 3; supported: 1, 2",
+    ),
+    (
+        b'{"v": 2, "household_id": "h-04", "meter_id": "m-04", "ts_ms": 1768435200000, "energy_kwh": "abc"}',
+        "energy_kwh",
+        "must be a finite number",
+    ),
+    (
+        b'{"v": 2, "household_id": "h-04", "meter_id": "m-04", "ts_ms": 1768435200000, "energy_kwh": -1}',
+        "energy_kwh",
+        "-1.0 is outside the physically possible range [0.0, 1000000000.0]",
+    ),
+    (
+        b'{"v": 2, "household_id": "h-04", "meter_id": "m-04", "ts_ms": 1768435200000, "power_w": 5, "interval_s": 0}',
+        "interval_s",
+        "must be a whole number of seconds in [1, 86400]",
+    ),
+    (
+        b'{"v": 2, "household_id": "h-04", "meter_id": "m-04", "ts_ms": 1768435200000, "power_w": 5, '
+        b'"interval_s": 1.5}',
+        "interval_s",
+        "must be a whole number of seconds in [1, 86400]",
+    ),
+    (
+        b'{"v": 2, "household_id": "h-04", "meter_id": "m-04", "ts_ms": 1768435200000, "energy_kwh": 7, '
+        b'"interval_s": "15min"}',
+        "interval_s",
+        "must be a whole number of seconds in [1, 86400]",
     ),
     (
         b'{"household_id": "h-04", "meter_id": "m-04", "ts_ms": 1768435200000, "power_w": 5, "voltage_v": 999}',

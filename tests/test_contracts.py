@@ -4,12 +4,15 @@ the contracts on good and broken records, and every error names the field."""
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from gridflow.contracts import CONTRACTS, ContractError, dead_letter, encode, record_key
+from gridflow.contracts.core import READING_VERSIONS, SCHEMA_VERSION
+from gridflow.contracts.records import ReadingVersion
 from gridflow.contracts.schemas import drift, json_schema, rendered
 from gridflow.readings import ReadingBounds, validate_reading
 
@@ -50,7 +53,7 @@ def _broken(example: dict) -> list[tuple[str, dict]]:
     out = []
     for field, value in example.items():
         if field == "v":
-            out.append(("v", {**example, "v": 2}))
+            out.append(("v", {**example, "v": 99}))
             continue
         out.append((field, {k: v for k, v in example.items() if k != field}))
         wrong = [1] if isinstance(value, str) else "1"
@@ -137,7 +140,16 @@ READINGS = [
     {"household_id": "h 1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": 1.0},
     {"household_id": "h-1", "meter_id": "m-1", "ts_ms": "1700000000000", "power_w": 1.0},
     {"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": True},
+    {"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": 1.0, "v": 3},
     {"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": 1.0, "v": 2},
+    {"v": 2, "household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "energy_kwh": 1532.118},
+    {"v": 2, "household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": 1.0, "interval_s": 900},
+    {"v": 2, "household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "energy_kwh": -1.0},
+    {"v": 2, "household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "energy_kwh": "12"},
+    {"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": 1.0, "interval_s": 0},
+    {"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": 1.0, "interval_s": 86_401},
+    {"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": 1.0, "interval_s": 900.0},
+    {"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": 1.0, "interval_s": True},
     {"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": 1.0, "oops": 1},
     {"household_id": "h-1", "meter_id": 7, "ts_ms": 1_700_000_000_000, "power_w": 1.0},
     {"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "power_w": 1.0, "channels_w": []},
@@ -162,6 +174,54 @@ def test_the_readings_fast_validator_keeps_the_reading_contract(reading):
         assert fast_error is None, fast_error
     else:
         assert fast_error is not None and fast_error.field == contract_error.field, (contract_error, fast_error)
+
+
+REGISTER_ONLY = {"v": 2, "household_id": "h-1", "meter_id": "m-1", "ts_ms": 1_700_000_000_000, "energy_kwh": 1532.118}
+
+
+@pytest.mark.parametrize(
+    "reading",
+    [
+        REGISTER_ONLY,
+        {**REGISTER_ONLY, "v": 1},
+        {k: v for k, v in REGISTER_ONLY.items() if k != "v"},
+        {**REGISTER_ONLY, "power_w": 512.3, "interval_s": 900},
+        {
+            "v": 2,
+            "household_id": "h-1",
+            "meter_id": "m-1",
+            "ts_ms": 1_700_000_000_000,
+            "power_w": 5.0,
+            "interval_s": 900,
+        },
+    ],
+)
+def test_register_only_and_interval_readings_keep_the_reading_contract(reading):
+    contract = CONTRACTS["reading"]
+    assert contract.decode(encode(reading), "h-1") == reading
+    jsonschema.Draft202012Validator(json_schema(contract)).validate(reading)
+    validate_reading(reading, ReadingBounds())
+
+
+def test_a_reading_needs_power_or_an_energy_register_and_a_version_it_knows():
+    contract = CONTRACTS["reading"]
+    validator = jsonschema.Draft202012Validator(json_schema(contract))
+    neither = {k: v for k, v in REGISTER_ONLY.items() if k != "energy_kwh"}
+    with pytest.raises(ContractError) as missing:
+        contract.decode(encode(neither))
+    assert (missing.value.field, missing.value.reason) == ("power_w", "is required (or an energy_kwh register)")
+    assert not validator.is_valid(neither)
+    with pytest.raises(ContractError) as version:
+        contract.decode(encode({**REGISTER_ONLY, "v": 3}))
+    assert (version.value.field, version.value.reason) == (
+        "v",
+        "unsupported schema version 3 of the reading record; supported: 1, 2",
+    )
+    assert not validator.is_valid({**REGISTER_ONLY, "v": 3})
+    assert typing.get_args(ReadingVersion) == READING_VERSIONS == contract.versions
+    assert contract.version == 2 and json_schema(contract)["$id"] == "gridflow/reading/v2"
+    others = [c for c in CONTRACTS.values() if c.name != "reading"]
+    assert {c.versions for c in others} == {(SCHEMA_VERSION,)} and SCHEMA_VERSION == 1
 
 
 def test_a_dead_letter_keeps_its_contract_and_its_key():

@@ -193,6 +193,7 @@ def _tricky_payloads() -> list[str]:
         "{}",
         '{"a": [1, {"b": null}]}',
     ]
+    v2 = '{"v":2,"household_id":"h-1","meter_id":"m-1","ts_ms":1768435200000,'
     fixed = [
         '{"v":1,"household_id":"h-1","meter_id":"m-1","ts_ms":1768435200000,"power_w":512.3,"voltage_v":230.0}',
         '{"household_id": "h-1", "meter_id": "m-1", "ts_ms": 1768435200000, "power_w": 5}',
@@ -226,9 +227,52 @@ def _tricky_payloads() -> list[str]:
         '{"meter_id":"m:1.2_3-4"}',
         '\ufeff{"v":1}',
         '{"v":1}\n',
+        # version 2: register-only and interval readings, and the edges of the two new fields
+        v2 + '"energy_kwh":1532.118}',
+        '{"household_id":"h-1","meter_id":"m-1","ts_ms":1768435200000,"energy_kwh":1532.118}',
+        v2 + '"power_w":512.3,"interval_s":900}',
+        v2 + '"power_w":1,"energy_kwh":0,"interval_s":1}',
+        v2 + '"energy_kwh":1,"interval_s":86400}',
+        v2 + '"energy_kwh":1,"interval_s":86401}',
+        v2 + '"energy_kwh":1,"interval_s":900.0}',
+        v2 + '"energy_kwh":1,"interval_s":9e2}',
+        v2 + '"energy_kwh":1,"interval_s":900.5}',
+        v2 + '"energy_kwh":1,"interval_s":-0}',
+        v2 + '"energy_kwh":1,"interval_s":"900"}',
+        v2 + '"energy_kwh":1e9,"interval_s":1e400}',
+        v2 + '"energy_kwh":1000000000.0000001}',
+        v2 + '"energy_kwh":1000000001}',
+        v2 + '"energy_kwh":-0.0}',
+        v2 + '"energy_kwh":-1e-999}',
+        v2 + '"energy_kwh":-1}',
+        v2 + '"energy_kwh":null}',
+        v2 + '"energy_kwh":null,"power_w":null}',
+        v2 + '"energy_kwh":true}',
+        v2 + '"energy_kwh":"NaN"}',
+        v2 + '"power_w":"NaN","energy_kwh":1}',
+        v2 + '"energy_kwh":"Infinity","power_w":1}',
+        v2 + '"energy_kwh":1,"energy_kwh":null}',
+        v2 + '"energy_kwh":null,"energy_kwh":2}',
+        v2 + '"power_w":1,"interval_s":0,"interval_s":60}',
+        v2 + '"power_w":1,"interval_s":60,"interval_s":{}}',
+        v2 + '"power_w":1,"interval_s":false}',
+        v2 + '"power_w":1,"interval_s":[900]}',
+        '{"v":3,"household_id":"h-1","meter_id":"m-1","ts_ms":1768435200000,"energy_kwh":1}',
+        v2 + '"ener\\u0067y_kwh":1}',
     ]
     rng = random.Random(4)
-    keys = ["v", "household_id", "meter_id", "ts_ms", "power_w", "voltage_v", "current_a", "x"]
+    keys = [
+        "v",
+        "household_id",
+        "meter_id",
+        "ts_ms",
+        "power_w",
+        "voltage_v",
+        "current_a",
+        "energy_kwh",
+        "interval_s",
+        "x",
+    ]
     generated = []
     for _ in range(400):
         members = [
@@ -236,7 +280,7 @@ def _tricky_payloads() -> list[str]:
             for _ in range(rng.randint(0, 6))
         ]
         generated.append("{" + rng.choice([",", ", "]).join(members) + "}")
-    return fixed + [f'{{"{key}":{value}}}' for key in keys[:7] for value in scalars] + generated
+    return fixed + [f'{{"{key}":{value}}}' for key in keys[:-1] for value in scalars] + generated
 
 
 def test_the_json_scanner_reads_and_checks_every_payload_as_json_value_does(base_settings):
@@ -266,6 +310,8 @@ def test_the_json_scanner_reads_and_checks_every_payload_as_json_value_does(base
         "power_w": f.number("power_w"),
         "voltage_v": f.number("voltage_v"),
         "current_a": f.number("current_a"),
+        "energy_kwh": f.number("energy_kwh"),
+        "interval_s": f.interval(),
         "code": "CASE " + " ".join(f"WHEN {cond} THEN {code}" for code, cond in rules) + " ELSE 0 END",
     }
     names = [name for name, _ in ops.DECODED_FIELDS]
@@ -277,21 +323,38 @@ def test_the_json_scanner_reads_and_checks_every_payload_as_json_value_does(base
     with tenv.execute_sql(query).collect() as rows:
         rows = [tuple(row) for row in rows]
     assert len(rows) == len(payloads)
-    read = 0
+    read, codes = 0, {}
     for row in rows:
         payload, s, j = (
             row[0],
             dict(zip(names, row[1 : 1 + len(names)])),
             dict(zip(json_columns, row[1 + len(names) :])),
         )
+        codes[payload] = (s["code"], j["code"])
         if s["code"] < 0:
             continue
         read += 1
         assert s["code"] == j["code"], payload
         assert (None if s["v"] == NULL_INT else str(s["v"])) == j["v"], payload
         assert (None if s["ts_ms"] == NULL_INT else s["ts_ms"]) == j["ts_ms"], payload
+        assert (None if s["interval_s"] == NULL_INT else s["interval_s"]) == j["interval_s"], payload
         assert (s["household_id"], s["meter_id"]) == (j["household_id"], j["meter_id"]), payload
-        for name in ("power_w", "voltage_v", "current_a"):
+        for name in ("power_w", "voltage_v", "current_a", "energy_kwh"):
             have = None if s[name] is None or s[name] != s[name] else s[name]
             assert str(have) == str(j[name]), payload  # str: equal, and the same sign of zero
     assert read >= 200, f"the scanner read only {read} of {len(payloads)} payloads itself"
+    v2 = '{"v":2,"household_id":"h-1","meter_id":"m-1","ts_ms":1768435200000,'
+    # version 2: a register-only and an interval reading are good readings; the new rules fail where they should
+    for tail, code in [
+        ('"energy_kwh":1532.118}', 0),
+        ('"power_w":512.3,"interval_s":900}', 0),
+        ('"energy_kwh":1,"interval_s":900.0}', 0),
+        ('"energy_kwh":null,"power_w":null}', 8),
+        ('"energy_kwh":-1}', 17),
+        ('"energy_kwh":1,"interval_s":900.5}', 18),
+        ('"energy_kwh":1,"interval_s":-0}', 18),
+    ]:
+        assert codes[v2 + tail] == (code, code), tail
+    assert codes[v2 + '"energy_kwh":true}'][1] == 16 and codes[v2 + '"energy_kwh":"NaN"}'][1] == 16
+    assert codes[v2 + '"power_w":"NaN","energy_kwh":1}'][1] == 9
+    assert codes['{"v":3,"household_id":"h-1","meter_id":"m-1","ts_ms":1768435200000,"energy_kwh":1}'] == (2, 2)

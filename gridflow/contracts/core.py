@@ -2,11 +2,11 @@
 encoder, the dead-letter record and the Kafka key.
 
 A :class:`Contract` binds one topic's record type (a ``TypedDict`` in :mod:`gridflow.contracts.records`) to
-its schema version and the field that orders it (its Kafka key). Consumers call :meth:`Contract.decode`:
-it returns the record as a plain dict or raises :class:`ContractError` naming the field and the reason,
-which becomes a dead letter (:func:`dead_letter`). Consumers are tolerant readers: fields a newer producer
-added within the same version are kept and ignored; producers are strict (:meth:`Contract.check_written`,
-run by the tests over every record a demo run writes).
+the schema versions its consumers read (producers write the newest) and the field that orders it (its Kafka
+key). Consumers call :meth:`Contract.decode`: it returns the record as a plain dict or raises
+:class:`ContractError` naming the field and the reason, which becomes a dead letter (:func:`dead_letter`).
+Consumers are tolerant readers: fields a newer producer added within the same version are kept and ignored;
+producers are strict (:meth:`Contract.check_written`, run by the tests over every record a demo run writes).
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ import orjson
 from pydantic import Field, TypeAdapter, ValidationError
 
 SCHEMA_VERSION = 1
+# readings come from meters that cannot all be updated at once: consumers read every version still in the field
+READING_VERSIONS = (1, 2)
+READING_VERSION = READING_VERSIONS[-1]
+INTERVAL_S_MIN, INTERVAL_S_MAX = 1, 86_400  # a reading's ``interval_s``: a second to a day
+INTERVAL_RULE = f"a whole number of seconds in [{INTERVAL_S_MIN}, {INTERVAL_S_MAX}]"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"  # JSON Schema and pydantic: '$' is the end of the text
 ID = re.compile(ID_PATTERN[:-1] + r"\Z")  # Python's '$' would also match before a final line break
 ID_PATTERN_JAVA = ID_PATTERN[:-1] + r"\z"  # Flink SQL's REGEXP (Java): likewise
@@ -119,6 +124,9 @@ class Contract:
 
     ``key_field`` is the field that orders the records (``None``: records are keyed by what they carry,
     as dead letters are). ``example`` is a valid record, shown in the schema and used by the tests.
+    ``versions``: the schema versions consumers accept, oldest first (producers write the last).
+    ``required_unless``: an optional field -> ``(the field that may stand in for it, the reason when both are
+    missing)``, for what a ``TypedDict`` cannot say (the record type's JSON Schema says it with ``anyOf``).
     """
 
     name: str
@@ -127,8 +135,14 @@ class Contract:
     key_field: str | None
     description: str
     example: Mapping[str, Any] = field(default_factory=dict)
-    version: int = SCHEMA_VERSION
+    versions: tuple[int, ...] = (SCHEMA_VERSION,)
     unknown_field_hints: Mapping[str, str] = field(default_factory=dict)  # part of a field's name -> advice
+    required_unless: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        """The version producers write (the newest)."""
+        return self.versions[-1]
 
     @cached_property
     def adapter(self) -> TypeAdapter:
@@ -148,9 +162,10 @@ class Contract:
         Returns the record as a dict; raises :class:`ContractError` naming the field and the reason."""
         record = decode_object(payload)
         version = record.get("v", self.version)
-        if version != self.version:
+        if version not in self.versions:
+            supported = ", ".join(map(str, self.versions))
             raise ContractError(
-                "v", f"unsupported schema version {version!r} of the {self.name} record; supported: {self.version}"
+                "v", f"unsupported schema version {version!r} of the {self.name} record; supported: {supported}"
             )
         if self.closed:
             unknown = sorted(set(record) - self.fields)
@@ -165,6 +180,9 @@ class Contract:
             self.adapter.validate_python(record, strict=True)
         except ValidationError as error:
             raise _contract_error(error) from None
+        for name, (stand_in, reason) in self.required_unless.items():
+            if name not in record and stand_in not in record:
+                raise ContractError(name, reason)
         if key and self.key_field is not None and str(record[self.key_field]) != key:
             raise ContractError(
                 self.key_field, f"{record[self.key_field]!r} does not match the record's Kafka key {key!r}"

@@ -13,9 +13,10 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field
 from typing_extensions import NotRequired, TypedDict
 
-from gridflow.contracts.core import EpochMs, Identifier
+from gridflow.contracts.core import INTERVAL_S_MAX, INTERVAL_S_MIN, EpochMs, Identifier
 
 Version = Literal[1]
+ReadingVersion = Literal[1, 2]  # core.READING_VERSIONS
 Watts = float
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Count = Annotated[int, Field(ge=0)]
@@ -33,17 +34,32 @@ _TOLERANT = ConfigDict(extra="allow")  # consumers keep fields a newer producer 
 
 
 class Reading(TypedDict):
-    """One meter reading (``topics.readings``, published by the meters over MQTT, key: household)."""
+    """One meter reading (``topics.readings``, published by the meters over MQTT, key: household). It carries
+    ``power_w``, an ``energy_kwh`` register, or both; with ``interval_s``, ``power_w`` is the average over the
+    ``interval_s`` seconds ending at ``ts_ms`` (version 2)."""
 
-    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
-    v: NotRequired[Version]
+    # the contract checks power_w-or-energy_kwh itself (Contract.required_unless); the schema says it here
+    __pydantic_config__ = ConfigDict(  # type: ignore[misc]
+        extra="forbid", json_schema_extra={"anyOf": [{"required": ["power_w"]}, {"required": ["energy_kwh"]}]}
+    )
+    v: NotRequired[ReadingVersion]
     household_id: Identifier
     meter_id: Identifier
     ts_ms: EpochMs
-    power_w: Watts
+    power_w: NotRequired[Watts]
     voltage_v: NotRequired[float]
     current_a: NotRequired[float]
-    energy_kwh: NotRequired[float]
+    energy_kwh: NotRequired[Annotated[float, Field(ge=0.0, description="cumulative import register, kWh")]]
+    interval_s: NotRequired[
+        Annotated[
+            int,
+            Field(
+                ge=INTERVAL_S_MIN,
+                le=INTERVAL_S_MAX,
+                description="power_w is the average over the interval_s seconds ending at ts_ms",
+            ),
+        ]
+    ]
     channels_w: NotRequired[dict[str, float]]
 
 

@@ -24,10 +24,12 @@ a field once per mention): the job reads it from two views, the good readings an
 (``checked_view_sql(..., where=..., columns=...)`` with different columns), and enables
 ``table.optimizer.reuse-optimize-block-with-digest-enabled``, so it is planned once and shared.
 
-Checked here: JSON object, schema version, identifiers, the Kafka key (a reading keyed as another household's
-is rejected on ``household_id``, as every consumer of a contract does), ``ts_ms`` (integer, after 2000, not further in
-the future than the allowed clock skew), ``power_w`` (required, a finite number within the physical
-bounds) and the optional ``voltage_v`` and ``current_a`` bounds. Unknown extra fields are tolerated (the
+Checked here: JSON object, schema version (1 or 2), identifiers, the Kafka key (a reading keyed as another
+household's is rejected on ``household_id``, as every consumer of a contract does), ``ts_ms`` (integer, after 2000,
+not further in the future than the allowed clock skew), ``power_w`` (required unless the reading carries an
+``energy_kwh`` register, a finite number within the physical bounds), the optional ``voltage_v``, ``current_a``
+and ``energy_kwh`` bounds and ``interval_s`` (a whole number of seconds, 1 to 86400: read as a number, so
+``900.0`` is whole too, in both decoders). Unknown extra fields are tolerated (the
 bridge rejects them at the edge; the job only needs the fields it reads).
 """
 
@@ -35,14 +37,36 @@ from __future__ import annotations
 
 from gridflow.preprocess.decode import NOT_READ_LATE, NULL_INT
 from gridflow.contracts.core import ID_PATTERN_JAVA
-from gridflow.readings import _MIN_TS_MS, ID_RULE, SCHEMA_VERSION
+from gridflow.readings import _MIN_TS_MS, ID_RULE, INTERVAL_RULE, INTERVAL_S_MAX, INTERVAL_S_MIN, READING_VERSIONS
 
 ID_PATTERN = ID_PATTERN_JAVA  # Flink's REGEXP is Java's: \z ends the text, '$' would pass a final line break
 SEPARATOR = "|"  # between the field and the reason in ``problem``; field names never contain it
-DECODED = ("v", "household_id", "meter_id", "ts_ms", "power_w", "voltage_v", "current_a")
+DECODED = ("v", "household_id", "meter_id", "ts_ms", "power_w", "voltage_v", "current_a", "energy_kwh", "interval_s")
 DECODERS = ("scan", "json")
-SCANNED = ("code", "household_id", "meter_id", "ts_ms", "power_w", "v", "voltage_v", "current_a")  # decode_readings
-CHECKED_COLUMNS = ("payload", "event_time", "household_id", "meter_id", "ts_ms", "power_w", "problem")
+SCANNED = (  # decode_readings
+    "code",
+    "household_id",
+    "meter_id",
+    "ts_ms",
+    "power_w",
+    "v",
+    "voltage_v",
+    "current_a",
+    "energy_kwh",
+    "interval_s",
+)
+# power_w, energy_kwh (DOUBLE) and interval_s (BIGINT) are NULL when absent
+CHECKED_COLUMNS = (
+    "payload",
+    "event_time",
+    "household_id",
+    "meter_id",
+    "ts_ms",
+    "power_w",
+    "energy_kwh",
+    "interval_s",
+    "problem",
+)
 
 
 def split_problem(problem: str) -> tuple[str, str]:
@@ -53,6 +77,18 @@ def split_problem(problem: str) -> tuple[str, str]:
     """
     field, _, reason = problem.partition(SEPARATOR)
     return field, reason
+
+
+def _whole_seconds(value: str) -> str:
+    """SQL: the DOUBLE ``value`` is an ``interval_s``: a whole number of seconds within its bounds (false for NaN,
+    NULL for NULL)."""
+    return f"{value} >= {INTERVAL_S_MIN} AND {value} <= {INTERVAL_S_MAX} AND {value} = FLOOR({value})"
+
+
+def _nan(value: str) -> str:
+    """SQL: the DOUBLE ``value`` is NaN (which the JSON string "NaN" casts to). Not ``value <> value``: the
+    planner simplifies that to FALSE."""
+    return f"CAST({value} AS STRING) = 'NaN'"
 
 
 def _json_value(field: str) -> str:
@@ -88,6 +124,11 @@ class _JsonFields:
 
     def ts(self) -> str:
         return f"TRY_CAST({self.text('ts_ms')} AS BIGINT)"
+
+    def interval(self) -> str:
+        """``interval_s`` as BIGINT where it is one (rule 18 holds), else NULL: as ``decode_readings`` returns it."""
+        value = self.number("interval_s")
+        return f"CASE WHEN {_whole_seconds(value)} THEN CAST({value} AS BIGINT) END"
 
     def present(self, field: str) -> str:
         return _json_present(field, self.text(field))
@@ -162,13 +203,14 @@ def _rules(f, readings, out_of_orderness_ms: int) -> list[tuple[int, str, str, s
     checks = isinstance(f, _JsonFields)
     skew_ms = readings.max_clock_skew_s * 1000
     ts_ms, power_w, version = f.ts(), f.number("power_w"), f.text("v")
+    versions = ", ".join(f"'{v}'" for v in READING_VERSIONS)
     rules = [
         (1, "''", f.not_object() if checks else "", "'expected a JSON object'"),
         (
             2,
             "'v'",
-            f"{version} IS NOT NULL AND {version} <> '{SCHEMA_VERSION}'",
-            f"'unsupported schema version ' || {version} || '; supported: {SCHEMA_VERSION}'",
+            f"{version} IS NOT NULL AND {version} NOT IN ({versions})",
+            f"'unsupported schema version ' || {version} || '; supported: {', '.join(map(str, READING_VERSIONS))}'",
         ),
     ]
     for code, name in ((3, "household_id"), (4, "meter_id")):
@@ -194,9 +236,19 @@ def _rules(f, readings, out_of_orderness_ms: int) -> list[tuple[int, str, str, s
             f"{ts_ms} > UNIX_TIMESTAMP() * 1000 + {skew_ms}",
             f"CAST({ts_ms} AS STRING) || ' is more than {skew_ms} ms in the future'",
         ),
-        (8, "'power_w'", f"NOT {f.present('power_w')}" if checks else "", "'is required'"),
+        (
+            8,
+            "'power_w'",
+            f"NOT {f.present('power_w')} AND NOT {f.present('energy_kwh')}" if checks else "",
+            "'is required (or an energy_kwh register)'",
+        ),
         # NaN (the JSON string "NaN" casts to it) is no finite number either, and would fail the cleaning
-        (9, "'power_w'", f"{power_w} IS NULL OR {power_w} <> {power_w}", "'must be a finite number'"),
+        (
+            9,
+            "'power_w'",
+            f"({power_w} IS NULL AND {f.present('power_w')}) OR {_nan(power_w)}" if checks else "",
+            "'must be a finite number'",
+        ),
         (
             10,
             "'power_w'",
@@ -224,6 +276,32 @@ def _rules(f, readings, out_of_orderness_ms: int) -> list[tuple[int, str, str, s
                 f"CAST({value} AS STRING) || ' is outside the physically possible range [{low}, {high}]'",
             ),
         ]
+    energy_kwh, interval_s = f.number("energy_kwh"), f.number("interval_s")
+    rules += [
+        (
+            16,
+            "'energy_kwh'",
+            f"({energy_kwh} IS NULL AND {f.present('energy_kwh')}) OR {_nan(energy_kwh)}" if checks else "",
+            "'must be a finite number'",
+        ),
+        # the INT 0, not 0.0: Flink compares a DOUBLE with a DECIMAL literal as Double.compare does, so the -0.0
+        # it reads -1e-999 as would be below 0.0 (NaN, above every bound, fails rule 16 first)
+        (
+            17,
+            "'energy_kwh'",
+            f"{energy_kwh} < 0 OR {energy_kwh} > {readings.energy_kwh_max}",
+            f"CAST({energy_kwh} AS STRING) || ' is outside the physically possible range "
+            f"[0.0, {readings.energy_kwh_max}]'",
+        ),
+        (
+            18,
+            "'interval_s'",
+            f"({interval_s} IS NULL AND {f.present('interval_s')}) OR NOT ({_whole_seconds(interval_s)})"
+            if checks
+            else "",
+            f"'must be {INTERVAL_RULE}'",
+        ),
+    ]
     rules.append(
         (
             15,
@@ -258,7 +336,7 @@ def _scanned_problem(readings, out_of_orderness_ms: int) -> str:
         f"CASE\n      WHEN `s_code` < 0 THEN {fallback}\n"
         f"      WHEN `s_code` BETWEEN 1 AND 6 THEN {by_code(range(1, 7))}\n"
         f"      WHEN {future} THEN {worded[7]}\n"
-        f"      WHEN `s_code` BETWEEN 8 AND 15 THEN {by_code(range(8, 16))}\n    END"
+        f"      WHEN `s_code` BETWEEN 8 AND 18 THEN {by_code(range(8, 19))}\n    END"
     )
 
 
@@ -288,6 +366,8 @@ def checked_view_sql(
             "meter_id": f.text("meter_id"),
             "ts_ms": f.ts(),
             "power_w": f.number("power_w"),
+            "energy_kwh": f.number("energy_kwh"),
+            "interval_s": f.interval(),
         }
     else:
         f, read = _JsonFields(inline=True), "`s_code` >= 0"
@@ -297,6 +377,8 @@ def checked_view_sql(
             "meter_id": f"IF({read}, `s_meter_id`, {f.text('meter_id')})",
             "ts_ms": f"IF({read}, {_ScannedValues.ts()}, {f.ts()})",
             "power_w": f"IF({read}, `s_power_w`, {f.number('power_w')})",
+            "energy_kwh": f"IF({read}, `s_energy_kwh`, {f.number('energy_kwh')})",
+            "interval_s": f"IF({read}, NULLIF(`s_interval_s`, {NULL_INT}), {f.interval()})",
         }
     # a good reading keyed as another household's (the bridge keys by the publishing meter's household)
     household = typed["household_id"]
