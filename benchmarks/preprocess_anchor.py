@@ -87,10 +87,23 @@ class CleanWindows(TableFunction):
         yield FEATURES, household_id, orjson.dumps(record).decode(), start_ms, features.mean_w
 
 
+class FixedWindowProfiles(DailyProfiles):
+    """The job's daily profile, which now takes each window's end too: the anchor's windows all last
+    ``preprocess.window_s``."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        self.window_ms = settings.preprocess.window_s * 1000
+
+    def eval(self, household_id, meter_id, day_start_ms, day, start_ms, mean_w):  # type: ignore[override]
+        ends = [s + self.window_ms for s in start_ms]
+        yield from super().eval(household_id, meter_id, day_start_ms, day, start_ms, ends, mean_w)
+
+
 def register(tenv, settings: Settings, source: str) -> None:
     """Register the functions under the names the job's SQL uses."""
     tenv.create_temporary_function("clean_windows", udtf(CleanWindows(settings, source), result_types=ROW_TYPES))
-    tenv.create_temporary_function("daily_profiles", udtf(DailyProfiles(settings), result_types=ROW_TYPES))
+    tenv.create_temporary_function("daily_profiles", udtf(FixedWindowProfiles(settings), result_types=ROW_TYPES))
     tenv.create_temporary_function("dead_letter", udf(DeadLetter(source), result_type=DataTypes.STRING()))
 
 
