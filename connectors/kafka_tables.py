@@ -62,8 +62,9 @@ def raw_source_ddl(
     ahead of the clock, so a malformed record never moves the watermark) with a bounded out-of-orderness
     watermark. ``span_end_before``: a reading that stands for the span ending at its ``ts_ms`` (an interval
     or register reading: its payload names ``interval_s`` or has no ``power_w``) gets the event time 1 ms
-    earlier, so it lands in the window (and the day) its span ends in, not the next one. The source generates it per Kafka partition and takes the minimum: a partition read ahead of
-    the others never makes their records late.
+    earlier, so it lands in the window (and the day) its span ends in, not the next one. The source
+    generates the watermark per Kafka partition and takes the minimum: a partition read ahead of the others
+    never makes their records late.
     """
     options = {
         **_source_options(settings, topic, job_name, stop_offsets),

@@ -27,8 +27,15 @@ source's event-time read of ``ts_ms`` a payload is decoded once:
 Measured on the 2-million-reading drain: ~58k readings/s steady (~39k/s including job start-up), 3-4x the
 previous per-window design in the same run. Sinks are keyed by household.
 
+Interval and register readings (spans, :data:`SAMPLES` says which are not) skip the fixed windows: each
+meets its meter's previous reading in an event-time ``OVER`` window, then one pandas function
+(``clean_spans``, ``gridflow.preprocess.intervals``) turns the spans ending in each job window into one
+feature record; the daily profile weighs every window by its duration.
+
 Accounting: every reading read is in exactly one of: a feature record's ``n_readings``, its
-``n_duplicates``, or the dead-letter topic; the same counts are Flink metrics (group ``gridflow``).
+``n_duplicates``, the dead-letter topic, or, for spans only, the metrics ``readings_span_start`` (a
+register reading that starts a span and ends none) and ``readings_duplicate`` (a redelivery in a window
+with no feature); the same counts are Flink metrics (group ``gridflow``).
 A late reading is one behind the watermark (event time minus ``stream.out_of_orderness_ms``): its
 window may already be out. Idle partitions stop holding the watermark after ``stream.idle_timeout_ms``.
 

@@ -83,16 +83,11 @@ def concatenated(arrays) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate(arrays) if len(arrays) else np.empty(0)), offsets
 
 
-class CleanWindows(ScalarFunction):
-    """Batches of meter windows -> one feature record each; windows of unregistered meters -> their readings
-    as dead letters. Vectorised: register with ``func_type="pandas"`` (see :func:`register`).
-
-    Metrics (group ``gridflow``): ``readings_clean``, ``readings_duplicate``, ``readings_unknown_meter``,
-    ``outliers_replaced``, ``windows``.
-    """
+class _MeterWindows(ScalarFunction):
+    """What the two cleaning functions share: the meter registry, the local clock and the accounting metrics
+    (group ``gridflow``: ``readings_clean``, ``readings_duplicate``, ``readings_unknown_meter``, ``windows``)."""
 
     def __init__(self, settings: Settings, source: str):
-        self.params = CleaningParams.from_settings(settings.preprocess)
         self.registry_file = settings.readings.registry_file
         self.timezone = settings.preprocess.timezone
         self.source = source
@@ -101,12 +96,43 @@ class CleanWindows(ScalarFunction):
     def open(self, function_context: FunctionContext):
         self.registry = load_registry(self.registry_file) if self.registry_file else None
         self.clock = LocalClock(self.timezone)
-        group = function_context.get_metric_group().add_group(METRIC_GROUP)
-        self.clean = group.counter("readings_clean")
-        self.duplicates = group.counter("readings_duplicate")
-        self.unknown = group.counter("readings_unknown_meter")
-        self.outliers = group.counter("outliers_replaced")
-        self.windows = group.counter("windows")
+        self.group = function_context.get_metric_group().add_group(METRIC_GROUP)
+        self.clean = self.group.counter("readings_clean")
+        self.duplicates = self.group.counter("readings_duplicate")
+        self.unknown = self.group.counter("readings_unknown_meter")
+        self.windows = self.group.counter("windows")
+
+    def _utc_offsets(self, starts: np.ndarray) -> np.ndarray:
+        """The local clock's UTC offset at each window start."""
+        if self.timezone == "UTC":
+            return np.zeros(starts.size, dtype=np.int64)
+        return np.fromiter(map(self.clock.utc_offset_ms, starts.tolist()), dtype=np.int64, count=starts.size)
+
+    def _unregistered(self, household: str, meter: str) -> bool:
+        return self.registry is not None and (household, meter) not in self.registry
+
+    def _unknown(self, household: str, meter: str, readings: list[dict]) -> list[str]:
+        """The readings of a meter missing from the registry, as dead letters."""
+        self.unknown.inc(len(readings))
+        reason = f"unknown meter {meter!r} of household {household!r}: not in the meter registry"
+        return [dead_letter(encode(r), reason, self.source, r["ts_ms"]) for r in readings]
+
+
+class CleanWindows(_MeterWindows):
+    """Batches of meter windows -> one feature record each; windows of unregistered meters -> their readings
+    as dead letters. Vectorised: register with ``func_type="pandas"`` (see :func:`register`).
+
+    Metrics (group ``gridflow``): ``readings_clean``, ``readings_duplicate``, ``readings_unknown_meter``,
+    ``outliers_replaced``, ``windows``.
+    """
+
+    def __init__(self, settings: Settings, source: str):
+        super().__init__(settings, source)
+        self.params = CleaningParams.from_settings(settings.preprocess)
+
+    def open(self, function_context: FunctionContext):
+        super().open(function_context)
+        self.outliers = self.group.counter("outliers_replaced")
 
     def eval(self, household_id, meter_id, start_ms, ts_list, power_list):
         import pandas as pd
@@ -114,29 +140,21 @@ class CleanWindows(ScalarFunction):
         households, meters, starts = household_id.tolist(), meter_id.tolist(), start_ms.to_numpy(dtype=np.int64)
         ts, offsets = concatenated(ts_list.to_numpy())
         power, _ = concatenated(power_list.to_numpy())
-        utc = (
-            np.zeros(starts.size, dtype=np.int64)
-            if self.timezone == "UTC"
-            else np.fromiter(map(self.clock.utc_offset_ms, starts.tolist()), dtype=np.int64, count=starts.size)
-        )
-        windows = clean_windows(ts, power, offsets, starts, self.params, utc)
+        windows = clean_windows(ts, power, offsets, starts, self.params, self._utc_offsets(starts))
         now = _now_ms()
         kinds, payloads, means, dead = [], [], [], []
         clean = duplicates = outliers = n_windows = 0
-        registry = self.registry
         for i, (household, meter, fields) in enumerate(zip(households, meters, windows)):
-            if registry is not None and (household, meter) not in registry:
+            if self._unregistered(household, meter):
                 kinds.append(DEAD_LETTER)
                 payloads.append(None)
                 means.append(None)
-                dead.append(
-                    self._unknown(
-                        household,
-                        meter,
-                        ts[offsets[i] : offsets[i + 1]].tolist(),
-                        power[offsets[i] : offsets[i + 1]].tolist(),
-                    )
-                )
+                window = slice(int(offsets[i]), int(offsets[i + 1]))
+                readings = [
+                    {"household_id": household, "meter_id": meter, "ts_ms": t, "power_w": p}
+                    for t, p in zip(ts[window].tolist(), power[window].tolist())
+                ]
+                dead.append(self._unknown(household, meter, readings))
                 continue
             record = {"v": SCHEMA_VERSION, "household_id": household, "meter_id": meter, **fields, "emitted_ms": now}
             kinds.append(FEATURES)
@@ -157,21 +175,8 @@ class CleanWindows(ScalarFunction):
             {"kind": kinds, "payload": payloads, "mean_w": pd.Series(means, dtype="float64"), "dead": dead}
         )
 
-    def _unknown(self, household: str, meter: str, ts: list, power: list) -> list[str]:
-        self.unknown.inc(len(ts))
-        reason = f"unknown meter {meter!r} of household {household!r}: not in the meter registry"
-        return [
-            dead_letter(
-                orjson.dumps({"household_id": household, "meter_id": meter, "ts_ms": t, "power_w": p}).decode(),
-                reason,
-                self.source,
-                t,
-            )
-            for t, p in zip(ts, power)
-        ]
 
-
-class CleanSpans(ScalarFunction):
+class CleanSpans(_MeterWindows):
     """Batches of meter windows of interval and register readings (``gridflow.preprocess.intervals``) -> one
     feature record each whose spans end in the window, dead letters for impossible register steps and for
     meters missing from the registry. Vectorised: register with ``func_type="pandas"``.
@@ -183,22 +188,13 @@ class CleanSpans(ScalarFunction):
     """
 
     def __init__(self, settings: Settings, source: str):
+        super().__init__(settings, source)
         self.params = IntervalParams.from_settings(settings)
-        self.registry_file = settings.readings.registry_file
-        self.timezone = settings.preprocess.timezone
-        self.source = source
-        self.registry: frozenset[tuple[str, str]] | None = None
 
     def open(self, function_context: FunctionContext):
-        self.registry = load_registry(self.registry_file) if self.registry_file else None
-        self.clock = LocalClock(self.timezone)
-        group = function_context.get_metric_group().add_group(METRIC_GROUP)
-        self.clean = group.counter("readings_clean")
-        self.duplicates = group.counter("readings_duplicate")
-        self.unknown = group.counter("readings_unknown_meter")
-        self.windows = group.counter("windows")
-        self.starts = group.counter("readings_span_start")
-        self.rejected = group.counter("dead_letter_energy_kwh")
+        super().open(function_context)
+        self.starts = self.group.counter("readings_span_start")
+        self.rejected = self.group.counter("dead_letter_energy_kwh")
 
     def eval(
         self,
@@ -221,11 +217,6 @@ class CleanSpans(ScalarFunction):
         interval, prev_ts = concatenated(interval_list.to_numpy())[0], concatenated(prev_ts_list.to_numpy())[0]
         prev_kwh, rows = concatenated(prev_kwh_list.to_numpy())[0], concatenated(rows_list.to_numpy())[0]
         prev_kwh = np.where(prev_kwh < 0, np.nan, prev_kwh)  # the job's SQL writes -1 for "no register"
-        utc = (
-            None
-            if self.timezone == "UTC"
-            else np.fromiter(map(self.clock.utc_offset_ms, starts.tolist()), dtype=np.int64, count=starts.size)
-        )
         out = interval_windows(
             ts_ms=ts,
             power_w=power,
@@ -236,28 +227,23 @@ class CleanSpans(ScalarFunction):
             has_prev=rows > 1,
             offsets=offsets,
             params=self.params,
-            utc_offsets_ms=utc,
+            utc_offsets_ms=self._utc_offsets(starts),
         )
         now = _now_ms()
         kinds, payloads, means, dead, begins, ends = [], [], [], [], [], []
         clean = duplicates = n_windows = 0
         for i, (household, meter, fields) in enumerate(zip(households, meters, out.features)):
-            window = slice(int(offsets[i]), int(offsets[i + 1]))
-            readings = [
-                _span_reading(household, meter, t, p, e, s)
-                for t, p, e, s in zip(
-                    ts[window].tolist(), power[window].tolist(), kwh[window].tolist(), interval[window].tolist()
-                )
-            ]
-            if self.registry is not None and (household, meter) not in self.registry:
-                self.unknown.inc(len(readings))
-                reason = f"unknown meter {meter!r} of household {household!r}: not in the meter registry"
+
+            def reading(j: int) -> dict:  # as it was read, for its dead letter
+                return _span_reading(household, meter, int(ts[j]), float(power[j]), float(kwh[j]), int(interval[j]))
+
+            if self._unregistered(household, meter):
                 kinds.append(DEAD_LETTER)
-                dead.append([dead_letter(encode(r), reason, self.source, r["ts_ms"]) for r in readings])
+                dead.append(self._unknown(household, meter, [reading(j) for j in range(offsets[i], offsets[i + 1])]))
                 payloads.append(None), means.append(None), begins.append(0), ends.append(0)
                 continue
             rejected = [
-                dead_letter(encode(readings[j - window.start]), ContractError(name, reason), self.source, int(ts[j]))
+                dead_letter(encode(reading(j)), ContractError(name, reason), self.source, int(ts[j]))
                 for j, name, reason in out.dead[i]
             ]
             self.rejected.inc(len(rejected))

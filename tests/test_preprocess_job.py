@@ -10,6 +10,7 @@ from gridflow import kafka_io
 from gridflow.jobs import preprocess
 from gridflow.native.clean_reference import clean_window_reference
 from gridflow.preprocess import CleaningParams, daily_profile
+from gridflow.preprocess.validation_sql import DECODED
 from gridflow.registry import write_registry
 
 from preprocess_data import FOREIGN, LATE, MALFORMED, REGISTERED, START_MS, UNKNOWN, stream
@@ -261,18 +262,7 @@ def _tricky_payloads() -> list[str]:
         v2 + '"ener\\u0067y_kwh":1}',
     ]
     rng = random.Random(4)
-    keys = [
-        "v",
-        "household_id",
-        "meter_id",
-        "ts_ms",
-        "power_w",
-        "voltage_v",
-        "current_a",
-        "energy_kwh",
-        "interval_s",
-        "x",
-    ]
+    keys = [*DECODED, "x"]  # every field the decoders read, and one they do not
     generated = []
     for _ in range(400):
         members = [

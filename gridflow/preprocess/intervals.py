@@ -40,7 +40,7 @@ Register arithmetic, per reading and its predecessor:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -76,7 +76,6 @@ class IntervalWindows:
     dead: list[list[tuple[int, str, str]]]
     n_starts: int = 0
     n_duplicates_unreported: int = 0
-    spans: list[list[tuple[int, int, float]]] = field(default_factory=list)  # (start, end, mean) per window
 
 
 def _rolled_over(prev_kwh: float, kwh: float) -> float | None:
@@ -218,7 +217,6 @@ def interval_windows(
             else:
                 dead.append((i, str(result[1]), str(result[2])))
         spans.sort()
-        out.spans.append(spans)
         out.dead.append(dead)
         if spans:
             out.features.append(_features(spans, duplicates, int(utc[w]), peak))
