@@ -62,8 +62,9 @@ def _job_with(table_config: dict[str, str]):
     return lambda settings, ends: _job(settings, ends, table_config)
 
 
-def _blackhole(sql: str, views=None):
-    """A stage probe: the readings source, optional views, ``sql`` inserting into ``bh (a STRING, b STRING)``."""
+def _blackhole(sql: str, views=None, span_end_before: bool = False):
+    """A stage probe: the readings source (with the job's event-time shift of span readings when
+    ``span_end_before``), optional views, ``sql`` inserting into ``bh (a STRING, b STRING)``."""
 
     def run(settings, ends):
         from gridflow.connectors.kafka_tables import raw_source_ddl
@@ -83,6 +84,7 @@ def _blackhole(sql: str, views=None):
                 max_future_ms=settings.readings.max_clock_skew_s * 1000,
                 stop_offsets=ends,
                 watermark_emit=stream.watermark_emit,
+                span_end_before=span_end_before,
             )
         )
         if views is not None:
@@ -94,12 +96,19 @@ def _blackhole(sql: str, views=None):
     return run
 
 
-def _job_stage(sql: str, **build_options):
-    """A cut of the job: its own tables and views (``jobs/preprocess.py: build``), ``sql`` into a blackhole."""
+def _job_stage(sql: str, shift: bool = True, **build_options):
+    """A cut of the job: its own tables and views (``jobs/preprocess.py: build``), ``sql`` into a blackhole;
+    without ``shift``, the source does not move span readings' event time (a bisection probe)."""
 
     def run(settings, ends):
         tenv = preprocess.create_table_env(settings)
-        preprocess.build(tenv, settings, ends, **build_options)
+        source_ddl = preprocess.raw_source_ddl
+        if not shift:
+            preprocess.raw_source_ddl = lambda *a, **k: source_ddl(*a, **{**k, "span_end_before": False})
+        try:
+            preprocess.build(tenv, settings, ends, **build_options)
+        finally:
+            preprocess.raw_source_ddl = source_ddl
         tenv.execute_sql("CREATE TABLE bh (a STRING, b STRING) WITH ('connector'='blackhole')")
         tenv.execute_sql(sql).wait()
 
@@ -199,6 +208,22 @@ VARIANTS = {
     "bh-json4": (_blackhole(f"INSERT INTO bh SELECT {_json_values(4)}, '' FROM readings"), [], False),
     "bh-json8": (_blackhole(f"INSERT INTO bh SELECT {_json_values(8)}, '' FROM readings"), [], False),
     "stage-valid": (_job_stage("INSERT INTO bh SELECT household_id, meter_id FROM valid"), [], False),
+    "stage-valid-no-shift": (
+        _job_stage("INSERT INTO bh SELECT household_id, meter_id FROM valid", shift=False),
+        [],
+        False,
+    ),
+    "stage-decoded": (_job_stage("INSERT INTO bh SELECT s_household_id, s_meter_id FROM decoded"), [], False),
+    "stage-decoded-no-shift": (
+        _job_stage("INSERT INTO bh SELECT s_household_id, s_meter_id FROM decoded", shift=False),
+        [],
+        False,
+    ),
+    "bh-raw-shift": (
+        _blackhole("INSERT INTO bh SELECT `payload`, `payload` FROM readings", span_end_before=True),
+        [],
+        False,
+    ),
     "stage-windows": (
         _job_stage("INSERT INTO bh SELECT household_id, CAST(CARDINALITY(ts_list) AS STRING) FROM meter_windows"),
         [],
