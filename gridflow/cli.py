@@ -68,6 +68,22 @@ def main(argv: list[str] | None = None) -> None:
     contracts.add_argument("folder", nargs="?", default="docs/schemas")
     add_settings_arguments(contracts)
 
+    importing = commands.add_parser(
+        "import",
+        help="send a CSV or Parquet export of meter readings onto the readings topic",
+        description="Columns, units and time zone come from the import_readings settings (--set "
+        "import_readings.power_unit=kW ...). Bad rows are reported with their file and line and go to the "
+        "dead-letter topic; a file already imported (the ledger on topics.imports) is skipped.",
+    )
+    importing.add_argument("what", choices=["readings"])
+    importing.add_argument("files", nargs="+", metavar="FILE", help=".csv (.tsv) or .parquet files")
+    importing.add_argument("--again", action="store_true", help="send files already in the ledger again")
+    importing.add_argument(
+        "--speed", type=float, default=0.0, help="replay at this multiple of real time (default 0: full speed)"
+    )
+    importing.add_argument("--no-progress", action="store_true")
+    add_settings_arguments(importing)
+
     demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded stack")
     demo.add_argument("--households", type=int, default=6)
     demo.add_argument("--hours", type=int, default=24, help="simulated hours of readings (one day: profiles)")
@@ -101,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         "config": _config,
         "topics": _topics,
         "demo": _demo,
+        "import": _import,
         "bridge": _bridge,
         "simulate": _simulate,
         "schedule": _schedule,
@@ -138,6 +155,19 @@ def _contracts(args, settings) -> None:
             f"{folder}'):\n  " + "\n  ".join(problems)
         )
     print(f"{len(CONTRACTS)} contracts match {folder}")
+
+
+def _import(args, settings) -> None:
+    from pathlib import Path
+
+    from gridflow.importing.readings import ImportFileError, import_files
+
+    if args.speed < 0:
+        sys.exit("gridflow import: --speed must be 0 (full speed) or a positive multiple of real time")
+    try:
+        import_files(settings, [Path(f) for f in args.files], args.again, args.speed, not args.no_progress)
+    except ImportFileError as error:
+        sys.exit(f"gridflow import: {error}")
 
 
 def _cluster(args, settings) -> None:

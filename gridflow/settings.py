@@ -202,6 +202,7 @@ class TopicSettings(_Section):
     appliances: str = Field("household.appliances", pattern=_TOPIC_NAME)
     schedules: str = Field("household.schedules", pattern=_TOPIC_NAME)
     recommendations: str = Field("household.recommendations", pattern=_TOPIC_NAME)
+    imports: str = Field("meter.imports", pattern=_TOPIC_NAME, description="the ledger of imported files")
 
 
 class ConnectorSettings(_Section):
@@ -316,6 +317,68 @@ class PreprocessSettings(_Section):
         if any(not 0 <= h <= 23 for h in value) or len(set(value)) != len(value):
             raise ValueError("expected distinct hours in 0..23")
         return value
+
+
+_COLUMN = r"^[^\x00-\x1f]{0,200}$"  # a column name in an import file ('' = not in the file)
+
+
+def _zone_name(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r}, e.g. 'UTC' or 'Europe/Paris'") from None
+    return value
+
+
+class ImportReadingsSettings(_Section):
+    """``gridflow import readings``: how the columns of a CSV or Parquet export of meter data map to the
+    reading contract. A column setting names a column of the file; '' means the file has no such column."""
+
+    household_column: str = Field("household_id", min_length=1, pattern=_COLUMN)
+    meter_column: str = Field("meter_id", min_length=1, pattern=_COLUMN)
+    time_column: str = Field("time", min_length=1, pattern=_COLUMN)
+    time_format: Literal["iso", "epoch_ms", "epoch_s"] = Field(
+        "iso",
+        description="iso: ISO 8601 text (or a Parquet timestamp); one without an offset is local time in "
+        "`timezone`; epoch_ms / epoch_s: numbers since 1970-01-01 UTC",
+    )
+    timezone: str = Field("UTC", description="IANA zone of times given without an offset")
+    time_marks: Literal["end", "start"] = Field(
+        "end", description="for interval data: whether a row's time is the end or the start of its interval"
+    )
+    power_column: str = Field("power_w", pattern=_COLUMN, description="average or instantaneous power")
+    power_unit: Literal["W", "kW"] = "W"
+    energy_column: str = Field("", pattern=_COLUMN)
+    energy_unit: Literal["Wh", "kWh"] = "kWh"
+    energy_kind: Literal["register", "interval"] = Field(
+        "register",
+        description="register: a cumulative import register; interval: the energy of the row's interval "
+        "(turned into its average power; needs interval_s or interval_column)",
+    )
+    unit_column: str = Field(
+        "", pattern=_COLUMN, description="a column giving each row's unit (W, kW, Wh or kWh), over the settings"
+    )
+    interval_s: int = Field(0, ge=0, le=86_400, description="the data's interval in seconds (0: instantaneous samples)")
+    interval_column: str = Field("", pattern=_COLUMN, description="each row's interval in seconds, over interval_s")
+    voltage_column: str = Field("", pattern=_COLUMN)
+    current_column: str = Field("", pattern=_COLUMN)
+    csv_delimiter: str = Field(",", min_length=1, max_length=1)
+    batch_rows: int = Field(50_000, ge=100, le=5_000_000, description="rows read and checked per batch")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _zone_name(value)
+
+    @model_validator(mode="after")
+    def _values(self) -> "ImportReadingsSettings":
+        if not (self.power_column or self.energy_column):
+            raise ValueError("power_column or energy_column must name a column")
+        if self.energy_kind == "interval" and not (self.interval_s or self.interval_column):
+            raise ValueError("energy_kind 'interval' needs interval_s or interval_column")
+        return self
 
 
 class ClusteringSettings(_Section):
@@ -710,6 +773,7 @@ class Settings(_Section):
     forecast: ForecastSettings = ForecastSettings()
     nilm: NilmSettings = NilmSettings()
     tariff: TariffSettings = TariffSettings()
+    import_readings: ImportReadingsSettings = ImportReadingsSettings()
     stack: StackSettings = StackSettings()
     web: WebSettings = WebSettings()
     jobs: JobsSettings = JobsSettings()

@@ -63,6 +63,24 @@ class Reading(TypedDict):
     channels_w: NotRequired[dict[str, float]]
 
 
+class ImportedFile(TypedDict):
+    """One file ``gridflow import readings`` sent onto the readings topic (``topics.imports``, key: the file's
+    SHA-256), written once all its readings were acknowledged: the ledger a later import of the same file
+    is checked against."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    v: NotRequired[Version]
+    file_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    file: str
+    topic: str
+    rows: Count
+    readings: Count
+    bad_rows: Count
+    imported_ms: EpochMs
+    first_ts_ms: NotRequired[EpochMs]
+    last_ts_ms: NotRequired[EpochMs]
+
+
 class DeadLetter(TypedDict):
     """A record some stage could not accept, kept verbatim with the field and the reason."""
 
