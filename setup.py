@@ -62,6 +62,10 @@ setup(
         "confluent-kafka>=2.3",
         "prometheus-client>=0.20",
         "tqdm>=4.66",
+        # gridflow import: CSV/Parquet exports read in vectorised batches (versions within apache-flink's pins)
+        "pandas>=1.3,<2.3",
+        "pyarrow>=12,<21",
+        "duckdb>=1.1",  # gridflow history query: SQL over the Parquet history
         "paho-mqtt>=2.0",
         # the bridge's uplink reads MQTT with gmqtt and acknowledges through its packet handler: exact pin
         "gmqtt==0.8.0",

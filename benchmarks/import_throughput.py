@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gridflow import kafka_io
-from gridflow.importing.readings import import_files
+from gridflow.importing.readings import import_readings
 from gridflow.settings import load_settings
 from gridflow.stack import EmbeddedStack
 
@@ -65,10 +65,10 @@ def main() -> None:
                 "import_readings.timezone=Europe/Amsterdam",
             )
             started = time.perf_counter()
-            summary = import_files(settings, [path], again=True, progress=False, out=io.StringIO())[0]
+            summary = import_readings(settings, [path], again=True, progress=False, out=io.StringIO())[0]
             seconds = time.perf_counter() - started
-            arrived = sum(kafka_io.end_offsets(settings, settings.topics.readings, summary.readings).values())
-            results.append((name, summary.readings, seconds, arrived == rows))
+            arrived = sum(kafka_io.end_offsets(settings, settings.topics.readings, summary.records).values())
+            results.append((name, summary.records, seconds, arrived == rows))
         # the anchor: kafka-python sending the same readings, encoded beforehand (encoding not timed)
         frame = pq.read_table(parquet).to_pandas()
         payloads = [

@@ -70,12 +70,13 @@ def main(argv: list[str] | None = None) -> None:
 
     importing = commands.add_parser(
         "import",
-        help="send a CSV or Parquet export of meter readings onto the readings topic",
-        description="Columns, units and time zone come from the import_readings settings (--set "
-        "import_readings.power_unit=kW ...). Bad rows are reported with their file and line and go to the "
-        "dead-letter topic; a file already imported (the ledger on topics.imports) is skipped.",
+        help="send CSV or Parquet exports of meter readings, or day-ahead price files, onto their topic",
+        description="readings: columns, units and time zone come from the import_readings settings (--set "
+        "import_readings.power_unit=kW ...); prices: from import_prices (a column per market, prices per "
+        "MWh). Bad rows are reported with their file and line and go to the dead-letter topic; a file already "
+        "imported (the ledger on topics.imports) is skipped.",
     )
-    importing.add_argument("what", choices=["readings"])
+    importing.add_argument("what", choices=["readings", "prices"])
     importing.add_argument("files", nargs="+", metavar="FILE", help=".csv (.tsv) or .parquet files")
     importing.add_argument("--again", action="store_true", help="send files already in the ledger again")
     importing.add_argument(
@@ -83,6 +84,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     importing.add_argument("--no-progress", action="store_true")
     add_settings_arguments(importing)
+
+    history = commands.add_parser(
+        "history",
+        help="keep the pipeline's outputs as Parquet (write), ask them in SQL (query), merge old files (compact)",
+        description="write: consume the history.topics into Parquet under history.path until interrupted "
+        "(--until-caught-up: until the topics' current ends); query: run SQL with DuckDB over one view per "
+        "topic (features, profiles, assignments, alerts, schedules, recommendations); compact: merge each "
+        "partition's files of days before --before (default: today) into one.",
+    )
+    history.add_argument("action", choices=["write", "query", "compact"])
+    history.add_argument("sql", nargs="?", help="query: the SQL")
+    history.add_argument("--until-caught-up", action="store_true", help="write: stop at the topics' current ends")
+    history.add_argument("--format", choices=["table", "csv", "json"], default="table", help="query: output")
+    history.add_argument("--before", help="compact: first day (YYYY-MM-DD) left as it is (default: today, UTC)")
+    add_settings_arguments(history)
 
     demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded stack")
     demo.add_argument("--households", type=int, default=6)
@@ -118,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         "topics": _topics,
         "demo": _demo,
         "import": _import,
+        "history": _history,
         "bridge": _bridge,
         "simulate": _simulate,
         "schedule": _schedule,
@@ -160,14 +177,71 @@ def _contracts(args, settings) -> None:
 def _import(args, settings) -> None:
     from pathlib import Path
 
-    from gridflow.importing.readings import ImportFileError, import_files
+    from gridflow.importing.files import ImportFileError
+    from gridflow.importing.prices import import_prices
+    from gridflow.importing.readings import import_readings
 
     if args.speed < 0:
         sys.exit("gridflow import: --speed must be 0 (full speed) or a positive multiple of real time")
+    if args.speed and args.what == "prices":
+        sys.exit("gridflow import prices: --speed is for readings (prices are sent ahead of their day)")
+    files = [Path(f) for f in args.files]
     try:
-        import_files(settings, [Path(f) for f in args.files], args.again, args.speed, not args.no_progress)
+        if args.what == "readings":
+            import_readings(settings, files, args.again, args.speed, not args.no_progress)
+        else:
+            import_prices(settings, files, args.again, not args.no_progress)
     except ImportFileError as error:
         sys.exit(f"gridflow import: {error}")
+
+
+def _history(args, settings) -> None:
+    import csv
+    from datetime import datetime, timezone
+
+    from gridflow.history.writer import History, HistoryWriter, history_root
+
+    if args.action == "write":
+        import signal
+        import threading
+
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stats = HistoryWriter(settings).run(until_caught_up=args.until_caught_up, stop=stop)
+        except KeyboardInterrupt:
+            return
+        kept = ", ".join(f"{name} {count}" for name, count in sorted(stats.by_topic.items())) or "nothing new"
+        print(f"history: {stats.records} records in {stats.files} files ({kept}) under {history_root(settings)}")
+        return
+    if args.action == "compact":
+        before = args.before or datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        store = History(history_root(settings))
+        merged = sum(store.compact(name, before) for name in settings.history.topics)
+        print(f"history: merged {merged} files of the days before {before}")
+        return
+    from gridflow.history.query import query
+
+    if not args.sql:
+        sys.exit('gridflow history query: give the SQL, e.g. "SELECT type, count(*) FROM alerts GROUP BY type"')
+    try:
+        columns, rows = query(settings, args.sql)
+    except ValueError as error:
+        sys.exit(f"gridflow history query: {error}")
+    if args.format == "json":
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row)), default=str))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        cells: list[list[str]] = [columns, *[["" if v is None else str(v) for v in row] for row in rows]]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+        for n, line in enumerate(cells):
+            print("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
+            if n == 0:
+                print("  ".join("-" * w for w in widths))
 
 
 def _cluster(args, settings) -> None:

@@ -127,20 +127,26 @@ def replay_records(
             f"slot_minutes must divide the data's 60-minute slots (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, "
             f"30, 60), got {slot_minutes!r}"
         )
+    import pandas as pd
+
+    from gridflow.importing.files import Ambiguity
+    from gridflow.importing.prices import convert_prices
+    from gridflow.settings import ImportPricesSettings
+
     first_local_ms = int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp() * 1000)
     local_ms = prices["ts_ms"] + prices["utc_offset_minutes"] * 60_000
-    rows = np.flatnonzero(
-        (local_ms >= first_local_ms)
-        & (local_ms < first_local_ms + days * DAY_MS)
-        & np.isfinite(prices["price_per_kwh"])
+    rows = np.flatnonzero((local_ms >= first_local_ms) & (local_ms < first_local_ms + days * DAY_MS))
+    if not len(rows):
+        return []
+    # the dataset as a price file: UTC hours, one market, EUR/kWh; missing hours are empty cells
+    frame = pd.DataFrame({"ts_ms": prices["ts_ms"][rows], "price": prices["price_per_kwh"][rows]})
+    mapping = ImportPricesSettings(
+        time_column="ts_ms", time_format="epoch_ms", markets={"price": market}, price_unit="per_kWh", slot_minutes=60
     )
-    return [
-        price_record(
-            market, int(prices["ts_ms"][i]) + k * slot_minutes * 60_000, float(prices["price_per_kwh"][i]), slot_minutes
-        )
-        for i in rows
-        for k in range(60 // slot_minutes)
-    ]
+    batch = convert_prices(frame, 1, mapping, slot_minutes, Ambiguity())
+    if batch.bad:
+        raise ValueError(f"the price data breaks the price contract at row {batch.bad[0].line}: {batch.bad[0].reason}")
+    return batch.records
 
 
 def main(argv: list[str] | None = None) -> None:

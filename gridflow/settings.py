@@ -381,6 +381,64 @@ class ImportReadingsSettings(_Section):
         return self
 
 
+class ImportPricesSettings(_Section):
+    """``gridflow import prices``: day-ahead price files as markets publish them (a row per slot, a column
+    per market) -> price records in ``forecast.slot_minutes`` slots (finer slots averaged, coarser repeated)."""
+
+    time_column: str = Field("time", min_length=1, pattern=_COLUMN, description="the start of each row's slot")
+    time_format: Literal["iso", "epoch_ms", "epoch_s"] = "iso"
+    timezone: str = Field("UTC", description="IANA zone of times given without an offset")
+    markets: dict[str, str] = Field(
+        default_factory=dict,
+        description="column -> market name; empty: every other column is a market named as the column",
+    )
+    price_unit: Literal["per_MWh", "per_kWh"] = Field("per_MWh", description="markets publish prices per MWh")
+    currency: str = Field("", description="the file's currency (ISO 4217); '' = tariff.currency, the only one")
+    slot_minutes: int = Field(0, ge=0, le=1440, description="the file's slot length; 0: found from its times")
+    csv_delimiter: str = Field(",", min_length=1, max_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _zone_name(value)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if value and not (len(value) == 3 and value.isascii() and value.isupper() and value.isalpha()):
+            raise ValueError(f"must be an ISO 4217 code such as 'EUR', or '' for tariff.currency, got {value!r}")
+        return value
+
+
+HISTORY_TOPICS = ("features", "profiles", "assignments", "alerts", "schedules", "recommendations")
+
+
+class HistorySettings(_Section):
+    """``gridflow history``: the pipeline's outputs kept as Parquet, partitioned by topic and UTC day, for SQL.
+
+    ``path`` is a folder or a URI pyarrow opens (``s3://bucket/prefix``, ``gs://...``); '' is
+    ``<stack.run_dir>/history``. Each file holds one Kafka partition's records of one day, named by their first
+    and last offsets: the writer resumes after the highest offset on disk, so a restart writes nothing twice.
+    """
+
+    path: str = Field("", description="folder or URI of the history; '' = <stack.run_dir>/history")
+    topics: list[str] = Field(
+        default_factory=lambda: list(HISTORY_TOPICS), description="names of topics.* settings to keep"
+    )
+    flush_records: int = Field(50_000, ge=1, le=10_000_000, description="records per partition before a file")
+    flush_s: float = Field(60.0, gt=0.0, le=86_400.0, description="oldest buffered record's age before a file")
+    retention_days: int = Field(0, ge=0, le=36_500, description="days kept (by UTC day); 0 keeps every day")
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, value: list[str]) -> list[str]:
+        known = set(TopicSettings.model_fields) - {"imports"}
+        unknown = [t for t in value if t not in known]
+        if unknown or len(set(value)) != len(value):
+            raise ValueError(f"expected distinct names of topics.* settings ({', '.join(sorted(known))}), got {value}")
+        return value
+
+
 class ClusteringSettings(_Section):
     """Online KMeans over household load profiles."""
 
@@ -774,6 +832,8 @@ class Settings(_Section):
     nilm: NilmSettings = NilmSettings()
     tariff: TariffSettings = TariffSettings()
     import_readings: ImportReadingsSettings = ImportReadingsSettings()
+    import_prices: ImportPricesSettings = ImportPricesSettings()
+    history: HistorySettings = HistorySettings()
     stack: StackSettings = StackSettings()
     web: WebSettings = WebSettings()
     jobs: JobsSettings = JobsSettings()

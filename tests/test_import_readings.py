@@ -16,7 +16,7 @@ import pytest
 
 from gridflow import kafka_io
 from gridflow.contracts import CONTRACTS
-from gridflow.importing.readings import Ambiguity, ImportFileError, convert, import_files, read_batches
+from gridflow.importing.readings import Ambiguity, ImportFileError, convert, import_readings, read_batches
 from gridflow.readings import ReadingBounds
 from gridflow.settings import ImportReadingsSettings
 
@@ -74,7 +74,7 @@ def _convert_file(path, mapping=MAPPING):
     ambiguity = Ambiguity()
     for first_line, frame in read_batches(path, mapping):
         batch = convert(frame, first_line, mapping, ReadingBounds(), ambiguity)
-        readings += batch.readings
+        readings += batch.records
         bad += batch.bad
         rows += batch.rows
     return readings, bad, rows
@@ -188,8 +188,8 @@ def test_import_onto_kafka_accounts_every_row_and_a_second_import_sends_nothing(
     )
     path = tmp_path / "meters.csv"
     path.write_text(CSV)
-    first = import_files(settings, [path], progress=False)
-    assert (first[0].rows, first[0].readings, first[0].bad_rows, first[0].meters) == (16, 8, 8, 2)
+    first = import_readings(settings, [path], progress=False)
+    assert (first[0].rows, first[0].records, first[0].bad_rows, first[0].series) == (16, 8, 8, 2)
     topics = settings.topics
     records = kafka_io.read_records(settings, topics.readings, expected=len(EXPECTED))
     assert sorted((key.decode(), orjson.loads(value)["ts_ms"]) for key, value in records) == sorted(
@@ -201,11 +201,13 @@ def test_import_onto_kafka_accounts_every_row_and_a_second_import_sends_nothing(
     )
     assert all(CONTRACTS["dead_letter"].decode(orjson.dumps(d)) for d in letters)
 
-    again = import_files(settings, [path], progress=False)  # the same export a second time: refused
-    assert again[0].skipped.startswith("already imported") and again[0].readings == 0
-    forced = import_files(settings, [path], again=True, progress=False)
-    assert forced[0].readings == len(EXPECTED)
+    again = import_readings(settings, [path], progress=False)  # the same export a second time: refused
+    assert again[0].skipped.startswith("already imported") and again[0].records == 0
+    forced = import_readings(settings, [path], again=True, progress=False)
+    assert forced[0].records == len(EXPECTED)
     total = kafka_io.read_records(settings, topics.readings, idle_timeout_s=3.0)
     assert len(total) == 2 * len(EXPECTED), "only --again sent it a second time"
     ledger = [orjson.loads(v) for v in kafka_io.read_topic(settings, topics.imports, idle_timeout_s=2.0)]
-    assert [(e["file"], e["readings"], e["bad_rows"]) for e in ledger] == [("meters.csv", 8, 8)] * 2
+    assert [(e["file"], e["kind"], e["records"], e["bad_rows"]) for e in ledger] == [
+        ("meters.csv", "readings", 8, 8)
+    ] * 2

@@ -64,17 +64,17 @@ class Reading(TypedDict):
 
 
 class ImportedFile(TypedDict):
-    """One file ``gridflow import readings`` sent onto the readings topic (``topics.imports``, key: the file's
-    SHA-256), written once all its readings were acknowledged: the ledger a later import of the same file
-    is checked against."""
+    """One file ``gridflow import`` sent onto a topic (``topics.imports``, key: the file's SHA-256), written
+    once all its records were acknowledged: the ledger a later import of the same file is checked against."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     v: NotRequired[Version]
     file_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     file: str
+    kind: Literal["readings", "prices"]
     topic: str
     rows: Count
-    readings: Count
+    records: Count
     bad_rows: Count
     imported_ms: EpochMs
     first_ts_ms: NotRequired[EpochMs]
