@@ -86,19 +86,29 @@ def main(argv: list[str] | None = None) -> None:
     add_settings_arguments(importing)
 
     history = commands.add_parser(
-        "history",
-        help="keep the pipeline's outputs as Parquet (write), ask them in SQL (query), merge old files (compact)",
-        description="write: consume the history.topics into Parquet under history.path until interrupted "
-        "(--until-caught-up: until the topics' current ends); query: run SQL with DuckDB over one view per "
-        "topic (features, profiles, assignments, alerts, schedules, recommendations); compact: merge each "
-        "partition's files of days before --before (default: today) into one.",
+        "history", help="keep the pipeline's outputs as Parquet (write), ask them in SQL (query), merge old files"
     )
-    history.add_argument("action", choices=["write", "query", "compact"])
-    history.add_argument("sql", nargs="?", help="query: the SQL")
-    history.add_argument("--until-caught-up", action="store_true", help="write: stop at the topics' current ends")
-    history.add_argument("--format", choices=["table", "csv", "json"], default="table", help="query: output")
-    history.add_argument("--before", help="compact: first day (YYYY-MM-DD) left as it is (default: today, UTC)")
-    add_settings_arguments(history)
+    history_actions = history.add_subparsers(dest="action", required=True)
+    write = history_actions.add_parser(
+        "write",
+        help="consume history.topics into Parquet under history.path until interrupted",
+        description="One folder per topic and UTC day, one file per partition and flush; resumes after the "
+        "highest offset on disk, so every record is written once.",
+    )
+    write.add_argument("--until-caught-up", action="store_true", help="stop at the topics' current ends")
+    add_settings_arguments(write)
+    ask = history_actions.add_parser(
+        "query",
+        help="run SQL with DuckDB over one view per kept topic",
+        description="Views: features, profiles, assignments, centroids, alerts, schedules, recommendations "
+        "(those with files), with the records' fields and _day, _partition, _offset, _key, _kafka_ms.",
+    )
+    ask.add_argument("sql", help='e.g. "SELECT type, count(*) FROM alerts GROUP BY type"')
+    ask.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    add_settings_arguments(ask)
+    compact = history_actions.add_parser("compact", help="merge each partition's files of past days into one")
+    compact.add_argument("--before", help="first day (YYYY-MM-DD) left as it is (default: today, UTC)")
+    add_settings_arguments(compact)
 
     demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded stack")
     demo.add_argument("--households", type=int, default=6)

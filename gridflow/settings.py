@@ -410,7 +410,7 @@ class ImportPricesSettings(_Section):
         return value
 
 
-HISTORY_TOPICS = ("features", "profiles", "assignments", "alerts", "schedules", "recommendations")
+HISTORY_TOPICS = ("features", "profiles", "assignments", "centroids", "alerts", "schedules", "recommendations")
 
 
 class HistorySettings(_Section):

@@ -36,11 +36,46 @@ def test_demo_goes_from_meters_to_recommendations_on_the_meters_and_their_pages(
         recommendations = [json.loads(line) for line in (demo / "recommendations.jsonl").read_text().splitlines()]
         assert all(r["text"] and r["household_id"].startswith("h-") for r in recommendations)
         _every_record_is_keyed(tmp_path)
+        _history_answers_match_the_topics(tmp_path, result)
         out = capsys.readouterr().out
         assert "recommendations delivered to the meters: yes" in out and "where to look" in out
         _recommendation_on_the_page(tmp_path, recommendations)
     finally:
         stop_stack(tmp_path)
+
+
+def _history_answers_match_the_topics(run_dir, result) -> None:
+    """The demo kept its outputs as Parquet; the analyst questions it asks of them in SQL give what the
+    topics hold (read back from Kafka into the demo's JSON Lines files)."""
+    from collections import Counter
+
+    from gridflow.demo import ANALYST_QUESTIONS
+    from gridflow.history.query import query
+    from gridflow.settings import load_settings
+
+    live = load_settings(extra_files=[run_dir / "settings.yaml"], overrides=[f"stack.run_dir={run_dir}"])
+    demo = run_dir / "demo"
+
+    def rows(name):
+        return [json.loads(line) for line in (demo / f"{name}.jsonl").read_text().splitlines()]
+
+    alerts, features, assignments = rows("alerts"), rows("features"), rows("assignments")
+    kept = sum(
+        len(rows(n))
+        for n in ("features", "profiles", "assignments", "centroids", "alerts", "schedules", "recommendations")
+    )
+    assert result["history_records"] == kept, "every output record is in the history once"
+    _, answer = query(live, ANALYST_QUESTIONS["alerts per type"])
+    counts = Counter(a["type"] for a in alerts)
+    assert answer == sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) and answer
+    _, answer = query(live, ANALYST_QUESTIONS["each household's highest minute"])
+    peaks = {}
+    for f in features:
+        peaks[f["household_id"]] = max(peaks.get(f["household_id"], float("-inf")), f["peak_w"])
+    assert answer == sorted(peaks.items())
+    _, answer = query(live, ANALYST_QUESTIONS["each household's latest cluster"])
+    latest = {a["household_id"]: a["cluster"] for a in assignments}  # a household's records keep their order
+    assert answer == sorted(latest.items())
 
 
 def _every_record_is_keyed(run_dir) -> None:

@@ -75,10 +75,22 @@ def test_every_record_is_kept_once_and_sql_answers_from_it(kafka_settings, tmp_p
     for household, value in _features(300):
         expected[household] = max(expected.get(household, 0.0), orjson.loads(value)["mean_w"])
     assert rows == sorted(expected.items())
-    _, rows = query(settings, "SELECT count(DISTINCT day) FROM features")
+    _, rows = query(settings, "SELECT count(DISTINCT _day) FROM features")
     assert rows[0][0] >= 1
     with pytest.raises(ValueError, match="the history has the views: features, alerts"):
         query(settings, "SELECT * FROM schedules")
+    # the same question on the command line, as CSV
+    shown = subprocess.run(
+        [
+            *(sys.executable, "-m", "gridflow.cli", "history", "query", "--format", "csv"),
+            *("--set", f"history.path={root}", "--set", "history.topics=[features, alerts]"),
+            "SELECT type, count(*) AS n FROM alerts GROUP BY type ORDER BY n DESC",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout.splitlines() == ["type,n", "spike,5", "dropout,3", "stuck,1"]
 
     # a second run finds nothing new; new records are appended after the highest offsets on disk
     assert HistoryWriter(settings).run(until_caught_up=True).records == 0
@@ -121,7 +133,7 @@ def test_a_writer_killed_mid_run_resumes_without_a_gap_or_a_duplicate(kafka_sett
     root = Path(settings.history.path)
     deadline = time.monotonic() + 120
     try:
-        while not list(root.glob("features/day=*/part-*.parquet")) and time.monotonic() < deadline:
+        while not list(root.glob("features/_day=*/part-*.parquet")) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         writer.send_signal(signal.SIGKILL)

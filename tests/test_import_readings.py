@@ -6,6 +6,7 @@ winter; on 2025-10-26 its clocks went from 03:00 back to 02:00, on 2025-03-30 fr
 from __future__ import annotations
 
 import io
+from collections import Counter
 from datetime import datetime, timezone
 
 import orjson
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gridflow import kafka_io
+from gridflow.jobs import preprocess
 from gridflow.contracts import CONTRACTS
 from gridflow.importing.readings import Ambiguity, ImportFileError, convert, import_readings, read_batches
 from gridflow.readings import ReadingBounds
@@ -182,6 +184,8 @@ def test_a_missing_column_names_the_column_and_its_setting(tmp_path):
 @pytest.mark.integration
 def test_import_onto_kafka_accounts_every_row_and_a_second_import_sends_nothing(kafka_settings, tmp_path):
     settings = kafka_settings.with_overrides(
+        "stream.idle_timeout_ms=0",
+        "stream.watermark_emit=on-event",
         "import_readings.power_column=power",
         "import_readings.unit_column=unit",
         "import_readings.timezone=Europe/Amsterdam",
@@ -203,6 +207,14 @@ def test_import_onto_kafka_accounts_every_row_and_a_second_import_sends_nothing(
 
     again = import_readings(settings, [path], progress=False)  # the same export a second time: refused
     assert again[0].skipped.startswith("already imported") and again[0].records == 0
+    # the preprocessing job over what is on the topic: each meter's window once, every reading accounted
+    ends = kafka_io.end_offsets(settings, topics.readings, len(EXPECTED))
+    preprocess.build(preprocess.create_table_env(settings), settings, stop_offsets=ends).execute().wait()
+    features = [orjson.loads(v) for v in kafka_io.read_topic(settings, topics.features)]
+    windows = Counter((f["meter_id"], f["window_start_ms"]) for f in features)
+    assert set(windows.values()) == {1}
+    assert sorted(windows) == sorted({(m, t - t % 60_000) for _, m, t, _ in EXPECTED})
+    assert sum(f["n_readings"] + f["n_duplicates"] for f in features) == len(EXPECTED)
     forced = import_readings(settings, [path], again=True, progress=False)
     assert forced[0].records == len(EXPECTED)
     total = kafka_io.read_records(settings, topics.readings, idle_timeout_s=3.0)

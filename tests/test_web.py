@@ -176,7 +176,7 @@ def site(stack, tmp_path_factory):
     with page_server(settings, run_dir, data) as server:
         assert server.health()["accepted"] == sum(len(v) for v in data.values())
         tokens = {A: server.issue(A), B: server.issue(B), "operator": server.issue("--operator", "ops")}
-        yield {"url": server.url, "data": data, "tokens": tokens}
+        yield {"url": server.url, "data": data, "tokens": tokens, "settings": settings}
 
 
 def _get(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict | str, dict]:
@@ -354,6 +354,41 @@ def test_operator_view_shows_clusters_alerts_and_feeder_load(site):
         B,
     ):
         assert text in dom, text
+
+
+def test_the_history_view_draws_from_the_parquet_history(site):
+    """The operator's history page after ``gridflow history write``: the day's fleet peak, the alerts of the
+    week and each cluster's shape, all computed here from the records the topics were given."""
+    from datetime import datetime, timezone
+
+    from gridflow.history.writer import HistoryWriter
+
+    stats = HistoryWriter(site["settings"]).run(until_caught_up=True)
+    assert stats.records == sum(
+        len(site["data"][k])
+        for k in ("features", "profiles", "assignments", "centroids", "alerts", "schedules", "recommendations")
+    )
+    dom = browse(f"{site['url']}/operator/history?code={site['tokens']['operator']}")
+    totals = {}
+    for f in site["data"]["features"]:
+        totals[f["window_start_ms"]] = totals.get(f["window_start_ms"], 0.0) + f["mean_w"]
+    peak_at = max(totals, key=lambda t: (totals[t], -t))
+    day = datetime.fromtimestamp(DAY / 1000, timezone.utc)
+    week = "%d-W%02d" % day.isocalendar()[:2]
+    for text in (
+        "Peak load per day",
+        day.strftime("%Y-%m-%d"),
+        fmt.power(totals[peak_at]),
+        "Alerts per week",
+        week,
+        "sustained_high_load",
+        "meter_gap",
+        "Cluster 0",
+        "Cluster 1",
+        "Cluster shapes over time",
+    ):
+        assert text in dom, text
+    assert _get(f"{site['url']}/operator/history")[0] in (401, 403), "the history needs the operator's sign-in"
 
 
 @pytest.mark.parametrize("size", [(390, 844), (1280, 800)], ids=["phone", "desktop"])

@@ -1,6 +1,6 @@
 """SQL over the history with DuckDB: one view per kept topic (``features``, ``profiles``, ``assignments``,
-``alerts``, ``schedules``, ``recommendations``), with the records' fields, ``day`` (the partition) and the
-``_partition``/``_offset``/``_key``/``_kafka_ms`` columns.
+``centroids``, ``alerts``, ``schedules``, ``recommendations``), with the records' fields and the ``_day`` (the partition:
+the UTC day the record was written), ``_partition``, ``_offset``, ``_key`` and ``_kafka_ms`` columns.
 
     gridflow history query "SELECT type, count(*) FROM alerts GROUP BY type"
 
@@ -24,7 +24,7 @@ def connect(settings, root: str | None = None):
     for name in settings.history.topics:
         if not history.files(name):
             continue
-        pattern = f"{root.rstrip('/')}/{name}/day=*/part-*.parquet".replace("'", "''")
+        pattern = f"{root.rstrip('/')}/{name}/_day=*/part-*.parquet".replace("'", "''")
         connection.execute(
             f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true, "
             "union_by_name = true)"

@@ -2,7 +2,7 @@
 
 Layout under ``history.path`` (a folder, or a URI pyarrow opens, e.g. ``s3://bucket/gridflow``)::
 
-    <topic>/day=YYYY-MM-DD/part-<partition>-<first offset>-<last offset>.parquet
+    <topic>/_day=YYYY-MM-DD/part-<partition>-<first offset>-<last offset>.parquet
 
 ``<topic>`` is the ``topics.*`` setting's name (``features``, ``alerts``, ...), so a history outlives topic
 renames. A record's day is the UTC day of its Kafka timestamp (when it was written). Each row holds the
@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 FILE = re.compile(r"^part-(\d+)-(\d+)-(\d+)\.parquet$")
-DAY_DIR = re.compile(r"^day=(\d{4}-\d{2}-\d{2})$")
+DAY_DIR = re.compile(r"^_day=(\d{4}-\d{2}-\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class History:
         import pyarrow.parquet as pq
 
         first, last = rows[0]["_offset"], rows[-1]["_offset"]
-        folder = self._dir(topic, f"day={day}")
+        folder = self._dir(topic, f"_day={day}")
         self.fs.create_dir(folder, recursive=True)
         final = f"{folder}/part-{partition:03d}-{first:012d}-{last:012d}.parquet"
         temporary = f"{folder}/.{final.rsplit('/', 1)[1]}.{time.time_ns()}.tmp"
@@ -230,13 +230,14 @@ class HistoryWriter:
         kafka_io.create_topics(settings, [*self.names, settings.topics.dead_letter])
         consumer = self._consumer()
         producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, **settings.kafka.client})
-        assigned, ends = [], {}
+        assigned, ends, starts = [], {}, {}
         for topic, name in self.names.items():
             positions = self.history.positions(name)
             partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
             for p in sorted(partitions):
                 assigned.append(TopicPartition(topic, p, positions.get(p, OFFSET_BEGINNING)))
                 ends[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                starts[(topic, p)] = positions.get(p, 0)
         consumer.assign(assigned)
         self._retention()
         last_retention = last_message = time.monotonic()
@@ -258,7 +259,12 @@ class HistoryWriter:
                     last_retention = time.monotonic()
                 if until_caught_up:
                     positions = consumer.position([TopicPartition(t, p) for (t, p) in ends])
-                    behind = [tp for tp in positions if tp.offset < ends[(tp.topic, tp.partition)]]
+                    # a partition not fetched from yet has no position (negative): it is where it started
+                    behind = [
+                        tp
+                        for tp in positions
+                        if max(tp.offset, starts[(tp.topic, tp.partition)]) < ends[(tp.topic, tp.partition)]
+                    ]
                     if not behind or time.monotonic() - last_message > idle_s:
                         break
         finally:

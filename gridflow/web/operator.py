@@ -26,7 +26,9 @@ def render_operator(view: dict, *, timezone: str, refresh_s: int, controls: str 
         + stat("Clusters", str(len(view.get("clusters") or [])))
     )
     body = (
-        f'<section class="stats">{stats}</section><div class="grid">'
+        f'<section class="stats">{stats}</section>'
+        '<p><a href="/operator/history">History</a>: peak load per day, alerts per week, cluster shapes over time</p>'
+        '<div class="grid">'
         + _feeder_card(view)
         + _clusters_card(view.get("clusters") or [])
         + _alerts_card(view, clock)

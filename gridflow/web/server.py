@@ -119,6 +119,7 @@ def build_app(
             web.get("/household/{household_id}", _household_page),
             web.get("/api/household/{household_id}", _household_json),
             web.get("/operator", _operator_page),
+            web.get("/operator/history", _history_page),
             web.get("/api/operator", _operator_json),
             web.post("/operator/revoke", _revoke),
             web.get("/healthz", _health),
@@ -346,6 +347,32 @@ async def _operator_page(request: web.Request) -> web.Response:
         refresh_s=settings.web.refresh_s,
         controls=signout_form(csrf, who),
         tools=revoke_card(csrf) if session.principal.may_revoke else "",
+    )
+    return _html(html)
+
+
+async def _history_page(request: web.Request) -> web.Response:
+    """The history view: DuckDB over the Parquet history, in a worker thread (a large history takes a while)."""
+    import asyncio
+
+    from gridflow.web.history_view import history_view, render_history
+
+    session = _page_session(
+        request,
+        "operator",
+        lambda p: p.opens_operator_view,
+        lambda: _sign_in(request, "Enter the operator access code.", operator=True),
+    )
+    if not isinstance(session, Session):
+        return session
+    settings = request.app[SETTINGS]
+    view = await asyncio.get_running_loop().run_in_executor(None, history_view, settings)
+    who = f"{session.principal.subject} ({session.principal.role})"
+    html = render_history(
+        view,
+        timezone=settings.preprocess.timezone,
+        refresh_s=0,
+        controls=signout_form(_csrf(request, session), who),
     )
     return _html(html)
 
