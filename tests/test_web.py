@@ -362,6 +362,7 @@ def test_the_history_view_draws_from_the_parquet_history(site):
     from datetime import datetime, timezone
 
     from gridflow.history.writer import HistoryWriter
+    from gridflow.web.history_view import history_view, render_history
 
     stats = HistoryWriter(site["settings"]).run(until_caught_up=True)
     assert stats.records == sum(
@@ -376,7 +377,8 @@ def test_the_history_view_draws_from_the_parquet_history(site):
     day = datetime.fromtimestamp(DAY / 1000, timezone.utc)
     week = "%d-W%02d" % day.isocalendar()[:2]
     for text in (
-        "Peak load per day",
+        "Feeder peaks per day",
+        "feeder-1",
         day.strftime("%Y-%m-%d"),
         fmt.power(totals[peak_at]),
         "Alerts per week",
@@ -389,6 +391,22 @@ def test_the_history_view_draws_from_the_parquet_history(site):
     ):
         assert text in dom, text
     assert _get(f"{site['url']}/operator/history")[0] in (401, 403), "the history needs the operator's sign-in"
+    # with a feeder map: one household per feeder, each feeder's own peak, judged against a small capacity
+    feeders = site["settings"].stack.run_dir + "/feeders.csv"
+    with open(feeders, "w") as out:
+        out.write(f"household_id,feeder\n{A},north\n")
+    view = history_view(
+        site["settings"].with_overrides(f"balancing.feeder_file={feeders}", "balancing.feeder_capacity_kw=1.5")
+    )
+    own = {}
+    for f in site["data"]["features"]:
+        feeder = "north" if f["household_id"] == A else "feeder-1"
+        own[feeder] = max(own.get(feeder, 0.0), f["mean_w"])  # one household each: its own highest minute
+    assert {(d, feeder): w for d, feeder, w, _ in view["peaks"]} == {
+        (day.strftime("%Y-%m-%d"), feeder): w for feeder, w in own.items()
+    }
+    html = render_history(view, timezone="UTC", refresh_s=0)
+    assert html.count("over capacity") == sum(w > 1500 for w in own.values()) > 0
 
 
 @pytest.mark.parametrize("size", [(390, 844), (1280, 800)], ids=["phone", "desktop"])

@@ -1,5 +1,6 @@
 """The operator's history view (``/operator/history``), drawn from the Parquet history (``gridflow history``):
-the fleet's peak load per local day, alerts per type per week, and the clusters' shapes over the days."""
+each feeder's peak load per local day against its capacity, alerts per type per week, and the clusters'
+shapes over the days. Feeders are ``balancing.feeder_file``'s (the others on ``balancing.default_feeder``)."""
 
 from __future__ import annotations
 
@@ -16,24 +17,39 @@ SHAPE_COLOURS = ("#cbd5e1", "#94a3b8", "#64748b", "#475569", "#334155", "#1e293b
 
 
 def history_view(settings) -> dict:
-    """``{"peaks": [(day, peak_w, at_ms)], "alerts": [(week, type, count)], "shapes": {cluster: [(day, shape)]},
-    "views": [...]}``; a part whose topic the history does not hold yet is empty."""
+    """``{"peaks": [(day, feeder, peak_w, at_ms)], "capacity_w": ..., "alerts": [(week, type, count)],
+    "shapes": {cluster: [(day, shape)]}, "views": [...]}``; a part whose topic the history lacks is empty."""
+    import pandas as pd
+
+    from gridflow.balancing import load_feeders
     from gridflow.history.query import connect
 
     connection, views = connect(settings)
     zone = ZoneInfo(settings.preprocess.timezone)
-    view: dict = {"views": views, "peaks": [], "alerts": [], "shapes": {}}
+    balancing = settings.balancing
+    view: dict = {
+        "views": views,
+        "peaks": [],
+        "alerts": [],
+        "shapes": {},
+        "capacity_w": balancing.feeder_capacity_kw * 1000,
+    }
     if "features" in views:
-        # the fleet's load per minute window: the sum of the household meters' means; its highest per local day
+        # a feeder's load per minute window: the sum of its household meters' means; its highest per local day
+        feeders = load_feeders(balancing.feeder_file) if balancing.feeder_file else {}
+        mapping = pd.DataFrame({"household_id": list(feeders), "feeder": list(feeders.values())}, dtype=str)
+        connection.register("feeder_of", mapping)
         rows = connection.execute(
-            "SELECT window_start_ms, sum(mean_w) FROM features GROUP BY window_start_ms ORDER BY window_start_ms"
+            "SELECT f.window_start_ms, coalesce(m.feeder, ?) AS feeder, sum(f.mean_w) FROM features f "
+            "LEFT JOIN feeder_of m USING (household_id) GROUP BY ALL ORDER BY 1, 2",
+            [balancing.default_feeder],
         ).fetchall()
-        peaks: dict[str, tuple[float, int]] = {}
-        for start_ms, total in rows:
-            day = datetime.fromtimestamp(start_ms / 1000, zone).strftime("%Y-%m-%d")
-            if day not in peaks or total > peaks[day][0]:
-                peaks[day] = (float(total), int(start_ms))
-        view["peaks"] = [(day, w, at) for day, (w, at) in sorted(peaks.items())]
+        peaks: dict[tuple[str, str], tuple[float, int]] = {}
+        for start_ms, feeder, total in rows:
+            key = (datetime.fromtimestamp(start_ms / 1000, zone).strftime("%Y-%m-%d"), str(feeder))
+            if key not in peaks or total > peaks[key][0]:
+                peaks[key] = (float(total), int(start_ms))
+        view["peaks"] = [(day, feeder, w, at) for (day, feeder), (w, at) in sorted(peaks.items())]
     if "alerts" in views:
         view["alerts"] = [
             (str(week), kind, int(n))
@@ -78,17 +94,22 @@ def _peaks_card(view, clock) -> str:
     peaks = view.get("peaks") or []
     if not peaks:
         return (
-            '<section class="card wide"><h2>Peak load per day</h2><p class="muted">No features kept yet.</p></section>'
+            '<section class="card wide"><h2>Feeder peaks per day</h2><p class="muted">No features kept yet.</p>'
+            "</section>"
         )
+    capacity = view.get("capacity_w") or float("inf")
     rows = "".join(
-        f"<tr><td>{escape(day)}</td><td class='num'>{fmt.power(w)}</td><td>{escape(clock.clock(at))}</td></tr>"
-        for day, w, at in reversed(peaks)
+        f"<tr><td>{escape(day)}</td><td>{escape(feeder)}</td><td class='num'>{fmt.power(w)}</td>"
+        f"<td>{escape(clock.clock(at))}</td><td>{'over capacity' if w > capacity else ''}</td></tr>"
+        for day, feeder, w, at in reversed(peaks)
     )
+    over = sum(w > capacity for _, _, w, _ in peaks)
     return (
-        '<section class="card wide"><h2>Peak load per day</h2><p class="muted">Highest minute of the summed '
-        "load of every household meter, per local day.</p>"
-        f'<div class="tablewrap"><table><tr><th>Day</th><th class="num">Peak</th><th>At</th></tr>{rows}'
-        "</table></div></section>"
+        '<section class="card wide"><h2>Feeder peaks per day</h2><p class="muted">Highest minute of the summed '
+        f"load of each feeder's household meters, per local day; capacity {fmt.power(capacity)} "
+        f"(balancing.feeder_capacity_kw): {over} feeder day(s) above it.</p>"
+        '<div class="tablewrap"><table><tr><th>Day</th><th>Feeder</th><th class="num">Peak</th><th>At</th><th></th>'
+        f"</tr>{rows}</table></div></section>"
     )
 
 

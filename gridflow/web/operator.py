@@ -27,7 +27,7 @@ def render_operator(view: dict, *, timezone: str, refresh_s: int, controls: str 
     )
     body = (
         f'<section class="stats">{stats}</section>'
-        '<p><a href="/operator/history">History</a>: peak load per day, alerts per week, cluster shapes over time</p>'
+        '<p><a href="/operator/history">History</a>: feeder peaks per day, alerts per week, cluster shapes over time</p>'
         '<div class="grid">'
         + _feeder_card(view)
         + _clusters_card(view.get("clusters") or [])
