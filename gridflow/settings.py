@@ -288,13 +288,7 @@ class PreprocessSettings(_Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}, e.g. 'UTC' or 'Europe/Paris'") from None
-        return value
+        return _zone_name(value)
 
     @field_validator("hampel_window")
     @classmethod

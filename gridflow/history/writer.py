@@ -116,6 +116,7 @@ class History:
         """Merge each partition's files of each day before ``before_day`` into one file; returns files merged.
         Crash-safe: the merged file covers the offsets of the ones it replaces, which are deleted after it is
         in place (a leftover that another file covers is removed by :meth:`remove_covered`)."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.remove_covered(topic)
@@ -127,8 +128,6 @@ class History:
         for (day, partition), parts in groups.items():
             if len(parts) < 2:
                 continue
-            import pyarrow as pa
-
             tables = [pq.read_table(self.fs.open_input_file(f.path)) for f in parts]
             table = pa.concat_tables(tables, promote_options="permissive").sort_by("_offset")
             rows = table.to_pylist()

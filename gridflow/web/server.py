@@ -330,13 +330,18 @@ async def _household_json(request: web.Request) -> web.Response:
     return web.json_response(request.app[STORE].household(household_id) or {"household_id": household_id})
 
 
-async def _operator_page(request: web.Request) -> web.Response:
-    session = _page_session(
+def _operator_session(request: web.Request) -> Session | web.Response:
+    """The session that opens the operator's pages, or the operator's sign-in."""
+    return _page_session(
         request,
         "operator",
         lambda p: p.opens_operator_view,
         lambda: _sign_in(request, "Enter the operator access code.", operator=True),
     )
+
+
+async def _operator_page(request: web.Request) -> web.Response:
+    session = _operator_session(request)
     if not isinstance(session, Session):
         return session
     settings, csrf = request.app[SETTINGS], _csrf(request, session)
@@ -357,12 +362,7 @@ async def _history_page(request: web.Request) -> web.Response:
 
     from gridflow.web.history_view import history_view, render_history
 
-    session = _page_session(
-        request,
-        "operator",
-        lambda p: p.opens_operator_view,
-        lambda: _sign_in(request, "Enter the operator access code.", operator=True),
-    )
+    session = _operator_session(request)
     if not isinstance(session, Session):
         return session
     settings = request.app[SETTINGS]
