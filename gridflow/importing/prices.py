@@ -121,12 +121,16 @@ def convert_prices(
         start = pd.Timestamp(int(ts[i]), unit="ms", tz="UTC").isoformat()
         bad.append(BadRow(int(line[i]), "ts_ms", f"{start} is not the start of a {given}-minute slot", raw(int(i))))
     usable = good_ts & ~misaligned
-    factor = 0.001 if mapping.price_unit == "per_MWh" else 1.0
+    per_mwh = mapping.price_unit == "per_MWh"
+
+    def per_kwh(value: float) -> float:  # a division, as the exchanges' own per-kWh figures are (92.13 -> 0.09213)
+        return value / 1000.0 if per_mwh else value
+
     unit = "MWh" if mapping.price_unit == "per_MWh" else "kWh"
     out: list[tuple[int, str, float]] = []
     for column, market in market_columns([str(c) for c in frame.columns], mapping).items():
         values, not_number = numbers(frame[column])
-        price = values * factor
+        price = values / 1000.0 if per_mwh else values
         with np.errstate(invalid="ignore"):
             too_big = np.abs(price) > MAX_ABS_PRICE_PER_KWH
         hint = "is the file per kWh? set import_prices.price_unit=per_kWh" if unit == "MWh" else "a price per MWh?"
@@ -152,13 +156,13 @@ def convert_prices(
             seen[start] = int(line[i])
             if given >= slot_minutes:  # repeat into each finer slot
                 for k in range(given // slot_minutes):
-                    out.append((start + k * slot_minutes * MINUTE_MS, market, float(price[i])))
+                    out.append((start + k * slot_minutes * MINUTE_MS, market, per_kwh(float(values[i]))))
             else:
-                slots.setdefault(start - start % (slot_minutes * MINUTE_MS), []).append(float(price[i]))
+                slots.setdefault(start - start % (slot_minutes * MINUTE_MS), []).append(float(values[i]))
         parts = slot_minutes // given
         for start, prices in slots.items():
             if len(prices) == parts:
-                out.append((start, market, float(np.mean(prices))))
+                out.append((start, market, per_kwh(sum(prices) / len(prices))))  # averaged in the file's unit
                 continue
             when = pd.Timestamp(start, unit="ms", tz="UTC").isoformat()
             first = min(seen[s] for s in seen if start <= s < start + slot_minutes * MINUTE_MS)
@@ -174,7 +178,7 @@ def convert_prices(
     out.sort(key=lambda r: (r[0], r[1]))
     records = []
     for start, market, value in out:
-        record = price_record(market, start, round(value, 6), slot_minutes)
+        record = price_record(market, start, value, slot_minutes)
         if currency:
             record["currency"] = currency
         records.append(record)
