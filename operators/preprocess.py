@@ -38,9 +38,6 @@ _DECODED_TYPES = {
     "meter_id": DataTypes.STRING(),
     "ts_ms": DataTypes.BIGINT(),
     "power_w": DataTypes.DOUBLE(),
-    "v": DataTypes.BIGINT(),
-    "voltage_v": DataTypes.DOUBLE(),
-    "current_a": DataTypes.DOUBLE(),
     "energy_kwh": DataTypes.DOUBLE(),
     "interval_s": DataTypes.BIGINT(),
 }

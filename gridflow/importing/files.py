@@ -315,8 +315,8 @@ def import_files(
 
     out, err = (sys.stdout if out is None else out), (sys.stderr if err is None else err)
     topics = settings.topics
-    kafka_io.create_topics(settings, [importer.topic, topics.dead_letter, topics.imports])
-    known: dict[str, Any] = dict(ledger.imported(settings))
+    kafka_io.create_topics(settings, [importer.topic, topics.dead_letter])
+    known: dict[str, Any] = dict(ledger.imported(settings))  # creates the ledger's topic if need be
     producer, errors = _producer(settings)
     summaries = []
     printed = 0
