@@ -82,6 +82,7 @@ setup(
         # ruff and mypy exact: CI checks the code with them, and a newer one may judge it differently
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3.5",  # scripts/run-tests.sh runs the suite on two workers
             "hypothesis>=6.100",
             "scikit-learn>=1.4",
             "ruff==0.17.6",

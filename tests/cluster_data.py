@@ -82,10 +82,6 @@ def read(settings, topic) -> list[dict]:
     return [json.loads(v) for v in kafka_io.read_topic(settings, topic, idle_timeout_s=3)]
 
 
-def ends(settings, topic) -> dict[int, int]:
-    return kafka_io.ends_of(kafka_io.read_positioned(settings, topic), settings.kafka.partitions)
-
-
 class TwoHalves:
     """A day of readings fed in two halves to a preprocessing job bounded at the offsets the whole day
     reaches: between the halves the job is mid-stream however fast the machine is."""

@@ -74,14 +74,44 @@ def kafka_settings(stack) -> Settings:
     return unique_topics(stack.settings)
 
 
+# Session fixtures that start a Flink cluster or run all six DataStream jobs: the tests that use them run on
+# one pytest-xdist worker, so each is built once.
+SHARED_HEAVY_FIXTURES = {"flink_stack", "uninterrupted_outputs", "durable_stack"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under ``--dist loadgroup`` (scripts/run-tests.sh): a module's tests stay on one worker (its module
+    fixtures are built once), and every test of the standalone cluster or of the DataStream fault cases goes
+    to one worker."""
+    for item in items:
+        heavy = SHARED_HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.xdist_group("flink-cluster" if heavy else item.nodeid.split("::")[0]))
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """Fail the session if any stack created in it left a process running (and stop those processes)."""
+    """Fail the session if any stack created in it left a process running (and stop those processes).
+
+    A pytest-xdist worker checks its own stacks and hands what it found to the controller
+    (``pytest_testnodedown``), whose exit status is the run's."""
     leaked = {stack_id: marked_pids(stack_id) for stack_id in CREATED_STACK_IDS}
     leaked = {stack_id: pids for stack_id, pids in leaked.items() if pids}
-    if leaked:
-        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
-            f"processes left running by embedded stacks: {leaked}", red=True
-        )
+    for stack_id in leaked:
+        Launcher(Path(session.config.rootpath), stack_id).stop_all()
+    reports = [f"processes left running by embedded stacks: {leaked}"] if leaked else []
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a worker
+        workeroutput["gridflow_leaks"] = reports
+        return
+    reports += getattr(session.config, "gridflow_worker_leaks", [])
+    if reports:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        for report in reports:
+            reporter.write_line(report, red=True)
         session.exitstatus = 1
-        for stack_id in leaked:
-            Launcher(Path(session.config.rootpath), stack_id).stop_all()
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: on the controller, as each worker ends
+def pytest_testnodedown(node, error):
+    reports = getattr(node, "workeroutput", {}).get("gridflow_leaks", [])
+    node.config.gridflow_worker_leaks = [*getattr(node.config, "gridflow_worker_leaks", []), *reports]

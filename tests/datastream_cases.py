@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from contextlib import contextmanager
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,15 +30,19 @@ from contract_cases import feature
 H, DAY = 3_600_000, 86_400_000
 START_MS = 1_767_571_200_000  # 2026-01-05 00:00 UTC, a Monday; no clock change in the next weeks
 WALL_CLOCK = ("emitted_ms", "created_ms", "issued_at_ms")  # stamps of when a record was written, not of its data
-# Every run of the fault tests: the event-time settings of the cluster tests (``cluster_data.job_overlay``);
-# all six jobs side by side in one Flink job share one Python execution mode, process (the anomaly job's
-# thread mode runs in its own tests and the cluster tests).
+# Every run of the fault tests, the reference run among them: the event-time settings of the cluster tests
+# (``cluster_data.job_overlay``) and exactly-once delivery. Read with read_committed, a run's output is then
+# the same whether or not Flink restarted a task along the way (a restart replays the input since the last
+# checkpoint; with at-least-once delivery the replayed part would be written twice).
 RUN_SETTINGS = (
     "stream.out_of_orderness_ms=30000",
     "stream.idle_timeout_ms=0",
-    "jobs.anomaly.python_execution_mode=process",
     "flink.execution.checkpointing.interval=1 s",
+    "kafka.delivery_guarantee=exactly-once",
 )
+# All six jobs side by side in one Flink job share one Python execution mode, process; the anomaly job's
+# default, thread mode, runs in the cluster fail-over test, where each job is a Flink job of its own.
+SIDE_BY_SIDE = ("jobs.anomaly.python_execution_mode=process",)
 
 Records = list[tuple[str, str]]
 
@@ -309,7 +314,7 @@ class CaseTopics:
 
     def build(self, env, bounded: bool) -> None:
         stops = {self.topic(n): (self.ends[n] if bounded else None) for n in self.case.inputs}
-        self.module.build(env, self.settings, stop_offsets=stops)
+        self.module.build(env, self.settings.with_overrides(*SIDE_BY_SIDE), stop_offsets=stops)
 
     def stop_args(self) -> list[str]:
         """``--stop-at`` arguments of a job submitted with ``flink run``: the ends of the whole inputs."""
@@ -337,11 +342,25 @@ class CaseTopics:
 
 def run_side_by_side(parts: dict[str, CaseTopics], settings, bounded: bool, name: str):
     """All the parts' jobs built into one Flink job on the mini-cluster; bounded: run to the inputs' ends
-    (returns when done), else start it (returns the job client)."""
-    env = create_env(settings)
+    (returns when done), else start it (returns the job client; see :func:`cancelled_on_failure`)."""
+    env = create_env(settings.with_overrides(*SIDE_BY_SIDE))
     for part in parts.values():
         part.build(env, bounded)
     return env.execute(name) if bounded else env.execute_async(name)
+
+
+@contextmanager
+def cancelled_on_failure(job):
+    """Cancel a started job when the block raises: a failed test leaves no job running in the mini-cluster
+    for the rest of the session."""
+    try:
+        yield job
+    except BaseException:
+        try:
+            job.cancel().result()
+        except Exception:  # already stopped (or stopping): nothing left to cancel
+            pass
+        raise
 
 
 def uninterrupted_outputs(base) -> dict[str, dict[str, list]]:

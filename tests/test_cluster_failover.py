@@ -2,8 +2,10 @@
 delivery: no output twice, none missing.
 
 All six jobs (clustering, anomaly, price forecasting, appliance learning, scheduling, recommendations) run at
-once on the cluster, each submitted with `flink run` on topics of its own that hold the first half of its
-input, bounded at the offsets the whole input reaches, with exactly-once Kafka sinks. Once every job has
+once on the cluster, each submitted with `flink run` (the six at the same time) on topics of its own that hold
+the first half of its input, bounded at the offsets the whole input reaches, with exactly-once Kafka sinks;
+the anomaly job in its default thread mode (its Python in the TaskManager's JVM), the reference run in
+process mode. Once every job has
 committed output, the TaskManager and its Python workers are SIGKILLed, a new TaskManager takes over, the
 second half of the inputs arrives, and every job restores its last checkpoint and runs to its end. Each
 job's committed output (read with read_committed) must hold no record twice and equal an uninterrupted
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -32,12 +35,15 @@ def test_every_datastream_job_writes_each_output_once_across_a_taskmanager_crash
     base = flink_stack.settings.with_overrides("kafka.delivery_guarantee=exactly-once")
     cluster = FlinkCluster(flink_stack.info.flink_rest, flink_stack.info.flink_conf_dir)
     parts = {name: CaseTopics(make(), base) for name, make in CASES.items()}
-    jobs = {}
-    for name, part in parts.items():
+
+    def submit(name: str, part: CaseTopics):
         part.produce(0)
         args = job_overlay(part.settings, tmp_path, name)
         args += [a for override in (*RUN_SETTINGS, *part.case.overrides) for a in ("--set", override)]
-        jobs[name] = cluster.submit(part.case.job, [*args, *part.stop_args()])
+        return cluster.submit(part.case.job, [*args, *part.stop_args()])
+
+    with ThreadPoolExecutor(len(parts)) as pool:  # each `flink run` mostly waits: submit them side by side
+        jobs = dict(zip(parts, pool.map(submit, parts, parts.values())))
     deadline = time.monotonic() + 300
     waiting = set(parts)
     while waiting:

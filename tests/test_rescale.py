@@ -3,12 +3,13 @@ at parallelism 1 with the rest of its input, and its outputs equal those of one 
 
 The six jobs (clustering, anomaly, price forecasting, appliance learning, scheduling, recommendations) are
 built side by side into one Flink job on the mini-cluster, each on topics of its own with its own settings
-(``datastream_cases``); the reference is one uninterrupted bounded run over the whole inputs. Here the first
-half of every input goes in, the job runs until every part has written output (its state is not empty) and
-stops with a savepoint; the second half goes in, the job resumes from the savepoint with one parallel
-instance instead of two, reads to the end of its inputs (its consumer groups committed the inputs' end
-offsets) and stops draining, which ends event time as the end of a bounded input does. Each part's outputs
-and dead letters must equal the reference's (``JobCase.compare``), no record twice.
+(``datastream_cases``, exactly-once delivery read with read_committed); the reference is one uninterrupted
+bounded run over the whole inputs. Here the first half of every input goes in, the job runs until every part
+has written output (its state is not empty) and stops with a savepoint; the second half goes in, the job
+resumes from the savepoint with one parallel instance instead of two, reads to the end of its inputs (its
+consumer groups committed the inputs' end offsets) and stops draining, which ends event time as the end of a
+bounded input does. Each part's outputs and dead letters must equal the reference's (``JobCase.compare``),
+no record twice.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from collections import Counter
 
 import pytest
 
-from datastream_cases import CASES, RUN_SETTINGS, CaseTopics, comparable, dead_letters, run_side_by_side
-from datastream_cases import without_wall_clock
+from datastream_cases import CASES, RUN_SETTINGS, CaseTopics, cancelled_on_failure, comparable, dead_letters
+from datastream_cases import run_side_by_side, without_wall_clock
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,18 +45,17 @@ def test_every_datastream_job_resumes_from_a_savepoint_with_another_parallelism(
     parts = {name: CaseTopics(make(), base) for name, make in CASES.items()}
     for part in parts.values():
         part.produce(0)
-    first = run_side_by_side(parts, base.with_overrides("flink.parallelism.default=2"), False, "part-1")
-    _wait_for_all(parts, CaseTopics.has_output, "no output before the savepoint")
-    savepoint = _stop_with_savepoint(first, tmp_path / "savepoints")
+    first_run = base.with_overrides("flink.parallelism.default=2")
+    with cancelled_on_failure(run_side_by_side(parts, first_run, False, "part-1")) as first:
+        _wait_for_all(parts, CaseTopics.has_output, "no output before the savepoint")
+        savepoint = _stop_with_savepoint(first, tmp_path / "savepoints")
     before = {name: part.outputs(idle_timeout_s=1) for name, part in parts.items()}
 
     for part in parts.values():
         part.produce(1)
     resumed = base.with_overrides("flink.parallelism.default=1", f"flink.execution.savepoint.path={savepoint}")
-    second = run_side_by_side(parts, resumed, False, "part-2")
-    try:
+    with cancelled_on_failure(run_side_by_side(parts, resumed, False, "part-2")) as second:
         _wait_for_all(parts, CaseTopics.consumed_everything, "the resumed job did not read the inputs of")
-    finally:
         _stop_with_savepoint(second, tmp_path / "savepoints", drain=True)
 
     for name, part in parts.items():

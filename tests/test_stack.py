@@ -120,11 +120,11 @@ def test_a_service_that_cannot_start_reports_why_and_leaves_nothing(base_setting
     assert marked_pids(stack.info.stack_id) == [], "the broker started before the failure was stopped too"
 
 
-def _run_pytest_on(folder, test_source: str):
+def _run_pytest_on(folder, test_source: str, *args: str):
     (folder / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
     (folder / "test_inner.py").write_text(textwrap.dedent(test_source))
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, str(folder)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -132,7 +132,8 @@ def _run_pytest_on(folder, test_source: str):
     )
 
 
-def test_a_session_that_leaks_a_process_fails_and_the_process_is_stopped(tmp_path):
+@pytest.mark.parametrize("workers", [(), ("-n", "1")], ids=["in-process", "on-an-xdist-worker"])
+def test_a_session_that_leaks_a_process_fails_and_the_process_is_stopped(tmp_path, workers):
     id_file = tmp_path / "stack-id"
     result = _run_pytest_on(
         tmp_path,
@@ -145,6 +146,7 @@ def test_a_session_that_leaks_a_process_fails_and_the_process_is_stopped(tmp_pat
             stack.up()  # never stopped
             Path({str(id_file)!r}).write_text(stack.info.stack_id)
     """,
+        *workers,
     )
     assert "1 passed" in result.stdout and "processes left running by embedded stacks" in result.stdout, result.stdout
     assert result.returncode == 1
