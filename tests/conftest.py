@@ -74,19 +74,42 @@ def kafka_settings(stack) -> Settings:
     return unique_topics(stack.settings)
 
 
-# Session fixtures that start a Flink cluster or run all six DataStream jobs: the tests that use them run on
-# one pytest-xdist worker, so each is built once.
+# Under pytest-xdist (scripts/run-tests.sh) each module's tests run on one worker (its module fixtures are
+# built once), and these modules' tests all on one worker: they share the session fixtures that start a
+# standalone Flink cluster or run the six DataStream jobs once for reference (SHARED_HEAVY_FIXTURES), which
+# each worker would otherwise build again.
+FLINK_CLUSTER_GROUP = {
+    "tests/test_cluster_failover.py",
+    "tests/test_cluster_operations.py",
+    "tests/test_cluster_pipeline.py",
+    "tests/test_flink_run.py",
+    "tests/test_rescale.py",
+}
 SHARED_HEAVY_FIXTURES = {"flink_stack", "uninterrupted_outputs", "durable_stack"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Under ``--dist loadgroup`` (scripts/run-tests.sh): a module's tests stay on one worker (its module
-    fixtures are built once), and every test of the standalone cluster or of the DataStream fault cases goes
-    to one worker."""
+    """A test that uses a shared heavy fixture outside FLINK_CLUSTER_GROUP is a collection error: it would
+    start a second cluster on another worker."""
     for item in items:
+        module = item.nodeid.split("::", 1)[0]
         heavy = SHARED_HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ()))
-        item.add_marker(pytest.mark.xdist_group("flink-cluster" if heavy else item.nodeid.split("::")[0]))
+        if heavy and module not in FLINK_CLUSTER_GROUP:
+            raise pytest.UsageError(f"{item.nodeid} uses {sorted(heavy)}: add {module} to FLINK_CLUSTER_GROUP")
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # a pytest-xdist hook: the controller's scheduler
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        """Whole modules to whichever worker is free; FLINK_CLUSTER_GROUP as one unit."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "flink-cluster" if module in FLINK_CLUSTER_GROUP else module
+
+    return ModuleScheduling(config, log)
 
 
 def pytest_sessionfinish(session, exitstatus):
