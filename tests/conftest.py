@@ -75,27 +75,35 @@ def kafka_settings(stack) -> Settings:
 
 
 # Under pytest-xdist (scripts/run-tests.sh) each module's tests run on one worker (its module fixtures are
-# built once), and these modules' tests all on one worker: they share the session fixtures that start a
-# standalone Flink cluster or run the six DataStream jobs once for reference (SHARED_HEAVY_FIXTURES), which
-# each worker would otherwise build again.
-FLINK_CLUSTER_GROUP = {
-    "tests/test_cluster_failover.py",
-    "tests/test_cluster_operations.py",
-    "tests/test_cluster_pipeline.py",
-    "tests/test_flink_run.py",
-    "tests/test_rescale.py",
+# built once), and the modules of a unit below all on one worker: they share session fixtures that start a
+# standalone Flink cluster (each unit starts one) or run the six DataStream jobs once for reference, which
+# every worker would otherwise build again. The units are the longest stretches of the suite: they go first.
+UNITS = {
+    "tests/test_cluster_failover.py": "datastream-faults",  # flink_stack, uninterrupted_outputs
+    "tests/test_rescale.py": "datastream-faults",  # uninterrupted_outputs
+    "tests/test_cluster_operations.py": "flink-cluster",  # flink_stack, durable_stack
+    "tests/test_cluster_pipeline.py": "flink-cluster",  # flink_stack
+    "tests/test_flink_run.py": "flink-cluster",  # flink_stack
 }
-SHARED_HEAVY_FIXTURES = {"flink_stack", "uninterrupted_outputs", "durable_stack"}
+SHARED_HEAVY_FIXTURES = {"flink_stack": 2, "uninterrupted_outputs": 1}  # how many units may build each
 
 
 def pytest_collection_modifyitems(config, items):
-    """A test that uses a shared heavy fixture outside FLINK_CLUSTER_GROUP is a collection error: it would
-    start a second cluster on another worker."""
+    """The units' tests first; a test that uses a shared heavy fixture outside UNITS, or in more units than
+    allowed, is a collection error (it would build the fixture on yet another worker)."""
+    users: dict[str, set[str]] = {}
     for item in items:
         module = item.nodeid.split("::", 1)[0]
-        heavy = SHARED_HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ()))
-        if heavy and module not in FLINK_CLUSTER_GROUP:
-            raise pytest.UsageError(f"{item.nodeid} uses {sorted(heavy)}: add {module} to FLINK_CLUSTER_GROUP")
+        for fixture in SHARED_HEAVY_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
+            if module not in UNITS:
+                raise pytest.UsageError(f"{item.nodeid} uses {fixture}: add {module} to a unit in UNITS")
+            users.setdefault(fixture, set()).add(UNITS[module])
+    for fixture, units in users.items():
+        if len(units) > SHARED_HEAVY_FIXTURES[fixture]:
+            raise pytest.UsageError(
+                f"{fixture} is used by the units {sorted(units)}: at most {SHARED_HEAVY_FIXTURES[fixture]}"
+            )
+    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in UNITS)  # stable: else collection order
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # a pytest-xdist hook: the controller's scheduler
@@ -103,11 +111,11 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleScheduling(LoadScopeScheduling):
-        """Whole modules to whichever worker is free; FLINK_CLUSTER_GROUP as one unit."""
+        """Whole modules, or whole UNITS, to whichever worker is free."""
 
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            return "flink-cluster" if module in FLINK_CLUSTER_GROUP else module
+            return UNITS.get(module, module)
 
     return ModuleScheduling(config, log)
 
