@@ -110,6 +110,8 @@ def pytest_collection_modifyitems(config, items):
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
+    config.option.loadscopereorder = False  # the collection's order (units first), not the largest module first
+
     class ModuleScheduling(LoadScopeScheduling):
         """Whole modules, or whole UNITS, to whichever worker is free."""
 
