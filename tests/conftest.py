@@ -88,12 +88,16 @@ UNITS = {
 SHARED_HEAVY_FIXTURES = {"flink_stack": 2, "uninterrupted_outputs": 1}  # how many units may build each
 
 
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
 def pytest_collection_modifyitems(config, items):
     """The units' tests first; a test that uses a shared heavy fixture outside UNITS, or in more units than
     allowed, is a collection error (it would build the fixture on yet another worker)."""
     users: dict[str, set[str]] = {}
     for item in items:
-        module = item.nodeid.split("::", 1)[0]
+        module = _module(item.nodeid)
         for fixture in SHARED_HEAVY_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
             if module not in UNITS:
                 raise pytest.UsageError(f"{item.nodeid} uses {fixture}: add {module} to a unit in UNITS")
@@ -103,7 +107,7 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(
                 f"{fixture} is used by the units {sorted(units)}: at most {SHARED_HEAVY_FIXTURES[fixture]}"
             )
-    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in UNITS)  # stable: else collection order
+    items.sort(key=lambda item: _module(item.nodeid) not in UNITS)  # stable: else collection order
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # a pytest-xdist hook: the controller's scheduler
@@ -116,8 +120,7 @@ def pytest_xdist_make_scheduler(config, log):
         """Whole modules, or whole UNITS, to whichever worker is free."""
 
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return UNITS.get(module, module)
+            return UNITS.get(_module(nodeid), _module(nodeid))
 
     return ModuleScheduling(config, log)
 

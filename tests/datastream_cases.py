@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib
 import json
-from contextlib import contextmanager
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -5,12 +5,11 @@ All six jobs (clustering, anomaly, price forecasting, appliance learning, schedu
 once on the cluster, each submitted with `flink run` (the six at the same time) on topics of its own that hold
 the first half of its input, bounded at the offsets the whole input reaches, with exactly-once Kafka sinks;
 the anomaly job in its default thread mode (its Python in the TaskManager's JVM), the reference run in
-process mode. Once every job has
-committed output, the TaskManager and its Python workers are SIGKILLed, a new TaskManager takes over, the
-second half of the inputs arrives, and every job restores its last checkpoint and runs to its end. Each
-job's committed output (read with read_committed) must hold no record twice and equal an uninterrupted
-run's (``datastream_cases``, ``JobCase.compare``); its dead letters (a schedule whose run lies outside its
-horizon) the same, each once.
+process mode. Once every job has committed output, the TaskManager and its Python workers are SIGKILLed, a
+new TaskManager takes over, the second half of the inputs arrives, and every job restores its last checkpoint
+and runs to its end. Each job's committed output (read with read_committed) must hold no record twice and
+equal an uninterrupted run's (``datastream_cases``, ``JobCase.compare``); its dead letters (a schedule whose
+run lies outside its horizon) the same, each once.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.slow]
 def test_every_datastream_job_writes_each_output_once_across_a_taskmanager_crash(
     flink_stack, uninterrupted_outputs, tmp_path
 ):
-    base = flink_stack.settings.with_overrides("kafka.delivery_guarantee=exactly-once")
+    base = flink_stack.settings  # CaseTopics adds RUN_SETTINGS: exactly-once among them
     cluster = FlinkCluster(flink_stack.info.flink_rest, flink_stack.info.flink_conf_dir)
     parts = {name: CaseTopics(make(), base) for name, make in CASES.items()}
 

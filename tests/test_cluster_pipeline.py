@@ -10,7 +10,6 @@ in the demo (``test_demo``).
 
 from __future__ import annotations
 
-
 import pytest
 
 from gridflow import kafka_io
