@@ -219,6 +219,7 @@ def household_series(
     seed: int,
     noise_rel: float = NOISE_REL,
     noise_w: float = NOISE_W,
+    appliances: bool = False,
 ) -> np.ndarray:
     """Power (W) of one simulated household at ``timestamps_ms(start_ms, n, interval_s)``.
 
@@ -243,7 +244,7 @@ def household_series(
     numpy.ndarray
         ``(n,)`` float64, never negative; equal to the matching row of :func:`fleet_series`.
     """
-    return fleet_series(library, [household_index], start_ms, n, interval_s, seed, noise_rel, noise_w)[0]
+    return fleet_series(library, [household_index], start_ms, n, interval_s, seed, noise_rel, noise_w, appliances)[0]
 
 
 def fleet_series(
@@ -255,10 +256,12 @@ def fleet_series(
     seed: int,
     noise_rel: float = NOISE_REL,
     noise_w: float = NOISE_W,
+    appliances: bool = False,
 ) -> np.ndarray:
     """Power (W) of many simulated households at the same timestamps, ``(len(household_indices), n)``.
 
-    See :func:`household_series` for the parameters.
+    See :func:`household_series` for the parameters. ``appliances``: add each household's own appliance runs
+    (:func:`gridflow.devices.appliances.appliance_power`) to its load shape.
     """
     indices = np.asarray(household_indices, dtype=np.int64).reshape(-1)
     ts_ms = timestamps_ms(start_ms, n, interval_s)
@@ -271,6 +274,10 @@ def fleet_series(
         day = np.floor(local_s / DAY_S)
         position = (first_day[:, None] + day) * library.slots_per_day + (local_s - day * DAY_S) / library.slot_s
         base_w = library._sample(sequence[:, None], position) * scale[:, None]
+        if appliances:
+            from gridflow.devices.appliances import appliance_power
+
+            base_w += appliance_power(chunk, ts_ms, seed)
         z_rel, z_abs = _normal_pair(_household_keys(chunk, seed)[:, None] ^ _mix(ts_ms.astype(np.uint64))[None, :])
         out[lo : lo + step] = np.maximum(base_w * (1.0 + noise_rel * z_rel) + noise_w * z_abs, 0.0)
     return out

@@ -123,7 +123,9 @@ class FleetSimulator:
         # the slots of the interval the meters' phases fall in (one slot, phase 0, when not spread)
         self.phase_ms = phase_offsets_ms(meters, step_ms, PHASE_SLOTS if self.realtime and sim.spread_publish else 1)
         self.household_ids = household_ids(meters, prefix)
-        power = fleet_series(library, np.arange(meters), start_ms, self.n, self.interval_s, sim.seed)
+        power = fleet_series(
+            library, np.arange(meters), start_ms, self.n, self.interval_s, sim.seed, appliances=sim.appliances
+        )
         end_ms = int(self.ts_ms[-1]) + step_ms
         self.faults = (
             plan_faults(

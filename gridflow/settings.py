@@ -183,6 +183,9 @@ class SimulatorSettings(_Section):
         True, description="real time: each meter samples and publishes at a phase of its own within the interval"
     )
     fault_rate_per_day: float = Field(0.5, ge=0.0, le=100.0, description="labelled faults per household and day")
+    appliances: bool = Field(
+        False, description="each household runs appliances of its own on top of its load shape (devices/appliances.py)"
+    )
     seed: int = Field(2024, ge=0)
 
 
@@ -731,7 +734,7 @@ class JobRuntime(_Section):
 
 
 # Jobs whose Python code imports scipy or river (which thread-mode workers cannot load).
-_NEEDS_PROCESS = ("clustering", "forecasting", "appliance_learning", "scheduling", "recommendations")
+_NEEDS_PROCESS = ("clustering", "forecasting", "scheduling", "recommendations")
 
 
 class JobsSettings(_Section):
@@ -742,7 +745,7 @@ class JobsSettings(_Section):
     clustering: JobRuntime = JobRuntime()
     anomaly: JobRuntime = JobRuntime(python_execution_mode="thread")
     forecasting: JobRuntime = JobRuntime()
-    appliance_learning: JobRuntime = JobRuntime()
+    appliance_learning: JobRuntime = JobRuntime(python_execution_mode="thread")
     scheduling: JobRuntime = JobRuntime()
     recommendations: JobRuntime = JobRuntime()
 

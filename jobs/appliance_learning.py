@@ -27,12 +27,11 @@ from pyflink.common import Types
 
 from gridflow.connectors.flink_kafka import read_contract, sink_json
 from gridflow.contracts import CONTRACTS
-from gridflow.operators.learning import DEAD_LETTER, LearnAppliances, ParseFeatures, feature_type
+from gridflow.operators.appliances import DEAD_LETTER, LearnAppliances, ParseFeatures, feature_type
 from gridflow.runtime import configure_job, run_datastream_job
 from gridflow.settings import Settings
 
-# The models import scipy, whose pybind11 extension modules hang when first imported by thread-mode (pemja)
-# workers (the task stays INITIALIZING inside scipy.spatial's import); these low-rate jobs run in process mode.
+# The learner imports neither river nor scipy (thread-mode workers cannot load them): thread mode by default.
 NAME = "appliance-learning"
 
 

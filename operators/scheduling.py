@@ -13,6 +13,7 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from gridflow.contracts import dead_letter, household_id_of
+from gridflow.scheduling.heap_scheduler import ScheduleInfeasible
 from gridflow.scheduling.service import appliance_in_horizon, forecast_prices, plan_day
 from gridflow.settings import Settings
 
@@ -101,7 +102,7 @@ class HouseholdScheduler(KeyedProcessFunction):
             return
         try:
             plan = plan_day(household, appliances, json.loads(forecast), self.settings)
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, ScheduleInfeasible) as error:
             # Each record was checked on arrival, so this is a combination the planner cannot solve: the
             # record that triggered it goes to the dead letters with the reason, nothing to the schedule
             # topic (which the downlink sends to the meter); an appliance that did it leaves the state.

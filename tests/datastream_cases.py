@@ -40,9 +40,13 @@ RUN_SETTINGS = (
     "flink.execution.checkpointing.interval=1 s",
     "kafka.delivery_guarantee=exactly-once",
 )
-# All six jobs side by side in one Flink job share one Python execution mode, process; the anomaly job's
-# default, thread mode, runs in the cluster fail-over test, where each job is a Flink job of its own.
-SIDE_BY_SIDE = ("jobs.anomaly.python_execution_mode=process",)
+# All six jobs side by side in one Flink job share one Python execution mode, process; the anomaly and
+# appliance-learning jobs' default, thread mode, runs in the cluster fail-over test, where each job is a
+# Flink job of its own.
+SIDE_BY_SIDE = (
+    "jobs.anomaly.python_execution_mode=process",
+    "jobs.appliance_learning.python_execution_mode=process",
+)
 
 Records = list[tuple[str, str]]
 

@@ -321,3 +321,18 @@ def test_uci_household_reaches_its_measured_figures(uci_days, reactive):
     for score in (kitchen, heater):
         assert abs(score.learned.power_w / score.reference.power_w - 1) < 0.05
     assert abs(kitchen.learned.beta_minute - kitchen.reference.beta_minute) <= 60
+
+
+def test_the_signature_density_equals_scipys_gaussian_filter_bit_for_bit():
+    """The learner's numpy smoothing against the reference it replaces (scipy.ndimage), on grids of one to
+    three axes, some shorter than the kernel: equal values, so ties between cells break alike."""
+    from scipy.ndimage import gaussian_filter
+
+    from gridflow.nilm.signatures import gaussian_density
+
+    rng = np.random.default_rng(11)
+    for shape in [(1,), (50,), (40, 30), (20, 15, 12), (5, 3, 2)]:
+        counts = np.zeros(shape)
+        np.add.at(counts, tuple(rng.integers(0, n, 300) for n in shape), 1.0)
+        expected = gaussian_filter(counts, sigma=3, mode="constant", truncate=3.0)
+        assert np.array_equal(gaussian_density(counts, sigma=3, truncate=3.0), expected), shape

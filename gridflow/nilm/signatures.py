@@ -21,7 +21,6 @@ real power (a dishwasher's or washing machine's ~2 kW heater, both near 0 var).
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 _CELLS_PER_EPS = 3  # grid cells per kernel width
 _MAX_GRID_CELLS = 20_000_000
@@ -44,7 +43,7 @@ def density_peak_clusters(features, min_samples: int, core_fraction: float) -> n
         )
     counts = np.zeros(shape)
     np.add.at(counts, tuple(cell.T), 1.0)
-    density = gaussian_filter(counts, sigma=_CELLS_PER_EPS, mode="constant", truncate=3.0)
+    density = gaussian_density(counts, sigma=_CELLS_PER_EPS, truncate=3.0)
     # each grid cell points at its densest neighbour (itself on a peak); follow the pointers to the peaks
     index = np.arange(density.size).reshape(shape)
     best, uphill = density.copy(), index.copy()
@@ -71,6 +70,32 @@ def density_peak_clusters(features, min_samples: int, core_fraction: float) -> n
     member[member] = kept[number[member]] == peak[member]
     labels[member] = number[member]
     return labels
+
+
+def gaussian_density(counts: np.ndarray, sigma: float, truncate: float) -> np.ndarray:
+    """``counts`` smoothed by a Gaussian of ``sigma`` cells along every axis, zero outside the grid: the
+    values of ``scipy.ndimage.gaussian_filter(counts, sigma, mode="constant", truncate=truncate)``, summed in
+    the same order (so ties between cells break alike), in numpy alone: the appliance-learning job then runs
+    in thread-mode Python workers, which cannot import scipy's extension modules."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 / (float(sigma) * float(sigma)) * x**2)
+    weights /= weights.sum()
+    out = np.asarray(counts, dtype=np.float64)
+    for axis in range(out.ndim):
+        line = np.moveaxis(out, axis, -1)
+        n = line.shape[-1]
+        padded = np.zeros(line.shape[:-1] + (n + 2 * radius,))
+        padded[..., radius : radius + n] = line
+        smoothed = line * weights[radius]
+        for j in range(radius, 0, -1):  # the far weights first, as scipy's symmetric kernel loop does
+            smoothed = (
+                smoothed
+                + (padded[..., radius - j : radius - j + n] + padded[..., radius + j : radius + j + n])
+                * weights[radius - j]
+            )
+        out = np.moveaxis(smoothed, -1, axis)
+    return np.ascontiguousarray(out)
 
 
 def signature_clusters(
