@@ -25,6 +25,7 @@ from gridflow.nilm import ApplianceLearner
 from gridflow.preprocess.localtime import LocalClock
 from gridflow.settings import Settings
 
+# shared with the price-forecasting job's functions (operators/learning.py), which import from here
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())

@@ -9,25 +9,15 @@ are in :mod:`gridflow.operators.appliances`: they import no river or scipy.)
 
 from __future__ import annotations
 
-import json
-
 from pyflink.common import Types
-from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
+from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from gridflow.forecasting import PriceForecaster, forecast_record
 from gridflow.prices_replay import parse_price_record
 from gridflow.contracts import ContractError, dead_letter
+from gridflow.operators.appliances import DAY_MS, DEAD_LETTER, METRIC_GROUP, MINUTE_MS, _compact
 from gridflow.settings import Settings
-
-DAY_MS = 86_400_000
-MINUTE_MS = 60_000
-DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
-METRIC_GROUP = "gridflow"
-
-
-def _compact(record: dict) -> str:
-    return json.dumps(record, separators=(",", ":"))
 
 
 # --- prices -> day-ahead forecasts ------------------------------------------------------------------------------
