@@ -68,9 +68,9 @@ def owned_appliances(household_index: int, seed: int) -> list[OwnedAppliance]:
     return [a for a in _owned(np.array([household_index]), seed)[0] if a is not None]
 
 
-def _owned(indices: np.ndarray, seed: int) -> list[list[OwnedAppliance | None]]:
-    """Per household, one entry per kind of :data:`CATALOGUE`: its own appliance of that kind, or None. A
-    household that drew none of them owns a washing machine."""
+def _drawn(indices: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per kind of :data:`CATALOGUE`, arrays over the households: whether each owns one, its power (W) and
+    its usual run length (minutes). A household that drew none of them owns a washing machine."""
     drawn = []
     for k, kind in enumerate(CATALOGUE):
         u_own, u_power = _uniform_pair(_household_keys(indices, seed, stream=_STREAM + 2 * k))
@@ -81,6 +81,12 @@ def _owned(indices: np.ndarray, seed: int) -> list[list[OwnedAppliance | None]]:
         drawn.append((u_own < kind.ownership, power, minutes))
     owns_any = np.any([owns for owns, _, _ in drawn], axis=0)
     drawn[0] = (drawn[0][0] | ~owns_any, drawn[0][1], drawn[0][2])
+    return drawn
+
+
+def _owned(indices: np.ndarray, seed: int) -> list[list[OwnedAppliance | None]]:
+    """Per household, one entry per kind of :data:`CATALOGUE`: its own appliance of that kind, or None."""
+    drawn = _drawn(indices, seed)
     return [
         [
             OwnedAppliance(kind.name, float(power[i]), int(minutes[i])) if owns[i] else None
@@ -108,18 +114,15 @@ def appliance_power(household_indices: Sequence[int] | np.ndarray, ts_ms: np.nda
     indices = np.asarray(household_indices, dtype=np.int64).reshape(-1)
     ts = np.asarray(ts_ms, dtype=np.int64)
     out = np.zeros((len(indices), len(ts)))
-    owned = _owned(indices, seed)
-    day = ts // DAY_MS
-    for k in range(len(CATALOGUE)):
-        mine = [o[k] for o in owned]
-        power = np.array([0.0 if a is None else a.power_w for a in mine])
-        minutes = np.array([0 if a is None else a.minutes for a in mine])
-        if not power.any():
+    # the runs are drawn per day: once for each day the timestamps fall on, then spread over them
+    days, day_of_ts = np.unique(ts // DAY_MS, return_inverse=True)
+    for k, (owns, power, minutes) in enumerate(_drawn(indices, seed)):
+        if not owns.any():
             continue
         for back in (0, 1):  # runs of the day before can last past midnight
-            runs, start, factor = _runs_of_day(indices, day - back, seed, k)
-            length = np.round(minutes[:, None] * factor) * MINUTE_MS
-            on = runs & (ts[None, :] >= start) & (ts[None, :] < start + length)
+            runs, start, factor = _runs_of_day(indices, days - back, seed, k)
+            end = start + np.round(minutes[:, None] * factor) * MINUTE_MS
+            on = (runs & owns[:, None])[:, day_of_ts] & (ts >= start[:, day_of_ts]) & (ts < end[:, day_of_ts])
             out += np.where(on, power[:, None], 0.0)
     return out
 
