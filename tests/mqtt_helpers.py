@@ -28,6 +28,7 @@ def connect(
     if ca_file:
         client.tls_set_context(ssl.create_default_context(cafile=ca_file))
     client.max_inflight_messages_set(1000)
+    client.connect_timeout = timeout_s  # paho's own default (5 s) would cut the TLS handshake short of timeout_s
     result: dict = {}
     done = threading.Event()
 
@@ -61,10 +62,12 @@ def running(service):
         thread.join(timeout=60)
 
 
-def stack_connect(stack, username: str | None, password: str | None, client_id: str = "") -> mqtt.Client:
+def stack_connect(
+    stack, username: str | None, password: str | None, client_id: str = "", timeout_s: float = 10.0
+) -> mqtt.Client:
     """:func:`connect` to the embedded stack's mosquitto, over TLS when the stack has it."""
     info = stack.info
-    return connect(info.mqtt_host, info.mqtt_port, username, password, client_id, ca_file=info.mqtt_ca_file)
+    return connect(info.mqtt_host, info.mqtt_port, username, password, client_id, timeout_s, ca_file=info.mqtt_ca_file)
 
 
 class Collector:
