@@ -77,6 +77,7 @@ setup(
         "cryptography>=42",  # the embedded stack's MQTT TLS: its CA and server certificate
         "dsmr-parser>=1.4,<2",  # the bridge's P1 adapter: DSMR telegrams, CRC checked
         "smllib>=1.5,<2",  # the bridge's SML adapter
+        "lightgbm>=4.3,<5",  # day-ahead load forecasts: one boosted-tree model for a fleet's homes
     ],
     extras_require={
         # ruff and mypy exact: CI checks the code with them, and a newer one may judge it differently

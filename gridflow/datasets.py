@@ -8,7 +8,9 @@ install), keeps only the files below in ``data.cache_dir`` and checks their pinn
   of them missing, written as ``?``). Global active power in kW and three sub-meters in Wh per minute:
   kitchen; laundry; electric water heater + air conditioner.
 * ``CITYLEARN`` -- the CityLearn Challenge 2022 buildings (from ``citylearn==2.0.0``): 17 homes, one year
-  hourly: household equipment load (kWh per hour), PV output per kW installed (W/kW) and the electricity price.
+  hourly: household equipment load (kWh per hour), PV output per kW installed (W/kW), the electricity price and
+  the site's outdoor temperature. (The file's "24h Prediction" columns equal the temperature observed 24 hours
+  later to the digit, so they are not forecasts and are not loaded.)
 * ``NL_DAY_AHEAD_PRICES`` -- the Dutch day-ahead market price (from ``ev2gym==2.0.0``, MIT; the series is
   Ember's European wholesale electricity price data, ENTSO-E origin): hourly, 2015-01-01 00:00 UTC to
   2025-01-07 23:00 UTC, EUR/MWh, negative prices included.
@@ -55,6 +57,7 @@ _CITYLEARN_DIGESTS = {
     "Building_16.csv": "534e890c453bc639c4e55530f218235cf6127afcc7b7437506a3a68967e36dea",
     "Building_17.csv": "a93f5d2f2507ff736a2002d8f3b183e0e216019f4e0d8e0af99ed6305d6f9f93",
     "pricing.csv": "478a42fcc179ba270307b0791bffae0bf83e9d3d297cb6c81dcaa5c317c51231",
+    "weather.csv": "e8f4cbbf90694f672f1595e8b59057fd4e01828e6d180d404cdcbe035ae12815",
 }
 CITYLEARN = WheelAsset(
     requirement="citylearn==2.0.0",
@@ -194,7 +197,8 @@ def load_citylearn(settings: Settings) -> dict[str, np.ndarray]:
     dict of str to numpy.ndarray
         ``load_w`` (17, 8760): equipment load, average W over each hour (kWh per hour * 1000);
         ``pv_w_per_kw`` (17, 8760): PV output per kW installed; ``price_per_kwh`` (8760,): electricity price
-        in $/kWh; ``month`` (1..12), ``hour`` (1..24, hour ``h`` covers ``h-1:00`` to ``h:00``) and
+        in $/kWh; ``temperature_c`` (8760,): outdoor dry-bulb temperature in the hour (deg C);
+        ``month`` (1..12), ``hour`` (1..24, hour ``h`` covers ``h-1:00`` to ``h:00``) and
         ``day_type`` (1..7, 8 = holiday), int64 (8760,), shared by all buildings. The first row is hour 24
         of a July day, so rows ``1..8760`` wrap around to make 365 whole days.
 
@@ -216,10 +220,12 @@ def load_citylearn(settings: Settings) -> dict[str, np.ndarray]:
     if calendar is None:
         raise DatasetError("the CityLearn data set has no building files")
     prices = pd.read_csv(paths["pricing.csv"])["Electricity Pricing [$/kWh]"].to_numpy(np.float64)
+    weather = pd.read_csv(paths["weather.csv"])
     return {
         "load_w": np.stack(loads),
         "pv_w_per_kw": np.stack(pvs),
         "price_per_kwh": prices,
+        "temperature_c": weather["Outdoor Drybulb Temperature [C]"].to_numpy(np.float64),
         "month": calendar[:, 0],
         "hour": calendar[:, 1],
         "day_type": calendar[:, 2],

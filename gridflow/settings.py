@@ -546,6 +546,29 @@ class ForecastSettings(_Section):
         return self
 
 
+class LoadForecastSettings(_Section):
+    """Day-ahead load forecasts of households and feeders (``gridflow.forecasting.load``)."""
+
+    model: Literal["naive_day", "naive_week", "linear", "lightgbm"] = "lightgbm"
+    lag_days: list[int] = Field(default_factory=lambda: [1, 2, 7], description="loads at the same slot, days back")
+    scale_days: int = Field(28, ge=1, le=365, description="days whose mean load scales a series (lightgbm)")
+    min_history_days: int = Field(7, ge=1, le=365, description="days a series needs before it is forecast")
+    linear_learning_rate: float = Field(0.005, gt=0.0, le=1.0, description="SGD step of the river regression")
+    gbm_rounds: int = Field(300, ge=1, le=5_000, description="boosting rounds of LightGBM")
+    gbm_learning_rate: float = Field(0.05, gt=0.0, le=1.0)
+    gbm_num_leaves: int = Field(31, ge=2, le=1_024)
+    gbm_min_data_in_leaf: int = Field(50, ge=1, le=100_000)
+    gbm_threads: int = Field(1, ge=1, le=256, description="LightGBM threads; 1 keeps results bit-reproducible")
+    day_of_year: bool = Field(False, description="lightgbm: the day of year as a feature (seasons seen before)")
+
+    @field_validator("lag_days")
+    @classmethod
+    def _lags(cls, value: list[int]) -> list[int]:
+        if not value or any(not 1 <= d <= 28 for d in value) or len(set(value)) != len(value):
+            raise ValueError("expected a non-empty list of distinct days in 1..28")
+        return sorted(value)
+
+
 class NilmSettings(_Section):
     """Energy disaggregation of whole-house readings into schedulable appliances (``gridflow.nilm``)."""
 
@@ -826,6 +849,7 @@ class Settings(_Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     balancing: BalancingSettings = BalancingSettings()
     forecast: ForecastSettings = ForecastSettings()
+    load_forecast: LoadForecastSettings = LoadForecastSettings()
     nilm: NilmSettings = NilmSettings()
     tariff: TariffSettings = TariffSettings()
     import_readings: ImportReadingsSettings = ImportReadingsSettings()

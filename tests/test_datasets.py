@@ -129,6 +129,10 @@ def test_citylearn_has_17_homes_for_a_year(citylearn):
     assert np.all(citylearn["pv_w_per_kw"][:, night] == 0)
     assert 500 < citylearn["pv_w_per_kw"].max() <= 1_000
     assert 0.1 < citylearn["price_per_kwh"].min() and citylearn["price_per_kwh"].max() < 1.0
+    temperature = citylearn["temperature_c"]
+    assert temperature.shape == (8760,) and temperature[0] == pytest.approx(20.0)  # weather.csv first row
+    month_mean = np.array([temperature[citylearn["month"] == m].mean() for m in range(1, 13)])
+    assert month_mean[6:9].mean() > month_mean[[0, 1, 11]].mean() + 5  # a northern summer: warmer Jul-Sep
 
 
 def test_nl_prices_are_hourly_on_a_gap_free_utc_grid(data_settings, prices):
