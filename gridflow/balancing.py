@@ -289,11 +289,13 @@ def schedule_problem(record: dict) -> tuple[str, str] | None:
 
 
 class FeederState:
-    """What a feeder operator keeps: each household's latest schedule and daily profile; it rebalances the
-    current horizon and returns the grid requests not sent before. Small and picklable (Flink state).
+    """What a feeder operator keeps: each household's latest schedule, daily profile and load forecast; it
+    rebalances the current horizon (the base load of every household it knows, the runs of those scheduled
+    for that horizon) and returns the grid requests not sent before. Small and picklable (Flink state).
 
-    Base load of a household = its latest daily profile (W per slot of the day) sampled at the schedule's
-    slots; zero until a profile is known.
+    Base load of a household in a slot of the schedule's horizon = its latest load forecast for that slot
+    (:meth:`update_load_forecast`: tomorrow's load, not yesterday's), else its latest daily profile (W per
+    slot of the day) at the same time of day; zero until either is known.
     """
 
     def __init__(self, capacity_w: float, max_requests_per_household: int = 3):
@@ -301,10 +303,22 @@ class FeederState:
         self.max_requests = max_requests_per_household
         self.schedules: dict[str, dict] = {}
         self.profiles: dict[str, list] = {}
+        self.forecasts: dict[str, tuple[int, int, np.ndarray]] = {}
         self.sent: dict[tuple[str, str], int] = {}
+
+    def __setstate__(self, state: dict) -> None:  # a state saved before load forecasts had none
+        self.__dict__.update({"forecasts": {}, **state})
 
     def update_profile(self, record: dict) -> None:
         self.profiles[record["household_id"]] = record.get("profile_w") or []
+
+    def update_load_forecast(self, household: str, start_ts_ms: int, slot_minutes: int, load_w) -> None:
+        """Keep a household's load forecast: ``load_w[i]`` is its average power (W) over the ``slot_minutes``
+        from ``start_ts_ms + i * slot_minutes`` (NaN = unknown: the profile stands in there)."""
+        values = np.asarray(load_w, dtype=np.float64)
+        if values.ndim != 1 or values.size == 0 or slot_minutes < 1:
+            raise ValueError(f"a load forecast needs a non-empty list of W per slot, got shape {values.shape}")
+        self.forecasts[household] = (int(start_ts_ms), int(slot_minutes), values)
 
     def update_schedule(self, record: dict) -> None:
         """Keep a household's schedule; raises ValueError (see :func:`schedule_problem`) for one whose runs
@@ -317,11 +331,22 @@ class FeederState:
     def _base(self, household: str, start_ms: int, slot_minutes: int, n_slots: int) -> np.ndarray:
         profile = self.profiles.get(household) or []
         if not profile:
-            return np.zeros(n_slots)
-        values = np.array([np.nan if v is None else v for v in profile], dtype=np.float64)
-        values = np.where(np.isnan(values), np.nanmean(values) if np.isfinite(values).any() else 0.0, values)
-        minutes = (start_ms // 60_000 + np.arange(n_slots) * slot_minutes) % 1440
-        return values[(minutes * len(values)) // 1440]
+            base = np.zeros(n_slots)
+        else:
+            values = np.array([np.nan if v is None else v for v in profile], dtype=np.float64)
+            values = np.where(np.isnan(values), np.nanmean(values) if np.isfinite(values).any() else 0.0, values)
+            minutes = (start_ms // 60_000 + np.arange(n_slots) * slot_minutes) % 1440
+            base = values[(minutes * len(values)) // 1440]
+        if household in self.forecasts:
+            f_start, f_minutes, f_values = self.forecasts[household]
+            # the forecast slot holding the middle of each horizon slot
+            middle = start_ms + np.arange(n_slots) * slot_minutes * 60_000 + slot_minutes * 30_000
+            index = (middle - f_start) // (f_minutes * 60_000)
+            inside = (index >= 0) & (index < f_values.size)
+            forecast = np.full(n_slots, np.nan)
+            forecast[inside] = f_values[index[inside]]
+            base = np.where(np.isfinite(forecast), forecast, base)
+        return base
 
     def rebalance(self) -> list[dict]:
         """Requests (household, appliance, new start) for the latest horizon, each sent once."""
@@ -332,12 +357,13 @@ class FeederState:
         some = next(iter(current.values()))
         slot_minutes, n_slots = some["slot_minutes"], some["slots"]
         slot_ms = slot_minutes * 60_000
-        households = sorted(current)
+        # every household the feeder knows adds its base load, scheduled today or not
+        households = sorted(set(current) | set(self.profiles) | set(self.forecasts))
         base = np.array([self._base(h, latest, slot_minutes, n_slots) for h in households]).reshape(
             len(households), n_slots
         )
         runs = []
-        for h in households:
+        for h in sorted(current):
             for a in current[h]["appliances"]:
                 duration = max(1, (a["end_ts_ms"] - a["start_ts_ms"]) // slot_ms)
                 start = (a["start_ts_ms"] - latest) // slot_ms

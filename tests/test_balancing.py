@@ -101,3 +101,41 @@ def test_a_schedule_whose_run_lies_outside_its_horizon_is_unusable_and_says_whic
         with pytest.raises(ValueError, match="horizon"):
             feeder.update_schedule(late)
         assert feeder.schedules == {}
+
+
+def test_the_feeder_balances_tomorrows_forecast_load_not_yesterdays_profile():
+    from gridflow.balancing import FeederState
+
+    hour, start = 3_600_000, 1_715_385_600_000
+
+    def schedule(household: str, run_slot: int) -> dict:
+        run = {
+            "name": "washer",
+            "power_w": 1000.0,
+            "start_ts_ms": start + run_slot * hour,
+            "end_ts_ms": start + (run_slot + 1) * hour,
+            "earliest_start_ts_ms": start,
+            "latest_start_ts_ms": start + 3 * hour,
+        }
+        return {"household_id": household, "start_ts_ms": start, "slot_minutes": 60, "slots": 4, "appliances": [run]}
+
+    def feeder(with_forecast: bool) -> FeederState:
+        state = FeederState(capacity_w=1500.0)
+        for household in ("h-1", "h-2"):  # yesterday: a flat 100 W all day (24 hourly slots)
+            state.update_profile({"household_id": household, "profile_w": [100.0] * 24})
+        if with_forecast:  # tomorrow h-1 draws 900 W in the horizon's third hour; the forecast ends there
+            state.update_load_forecast("h-1", start, 60, [100.0, 100.0, 900.0])
+        state.update_schedule(schedule("h-2", run_slot=2))
+        return state
+
+    blind, sighted = feeder(False), feeder(True)
+    assert blind._base("h-1", start, 60, 4).tolist() == [100.0] * 4
+    # the forecast where it covers the horizon, the profile after it; slot 2 on the 15-minute grid too
+    assert sighted._base("h-1", start, 60, 4).tolist() == [100.0, 100.0, 900.0, 100.0]
+    assert sighted._base("h-1", start, 15, 16)[8:12].tolist() == [900.0] * 4
+    assert blind.rebalance() == [], "100 + 100 + 1000 W fits 1,500 W: yesterday's load sees no problem"
+    (request,) = sighted.rebalance()  # 100 + 900 + 1000 W would not fit tomorrow
+    assert request["household_id"] == "h-2" and request["from_ts_ms"] == start + 2 * hour
+    assert request["to_ts_ms"] != start + 2 * hour and request["feeder_peak_after_w"] <= 1500.0
+    with pytest.raises(ValueError, match="non-empty list"):
+        sighted.update_load_forecast("h-1", start, 60, [])
