@@ -40,6 +40,8 @@ LABELS = {
     "linear": "linear regression",
     "snarimax": "SNARIMAX",
     "holt_winters": "Holt-Winters",
+    "mlp": "neural network (river MLP, 16 ReLU units)",
+    "lightgbm": "LightGBM (refit every 28 days on 2 years)",
 }
 
 

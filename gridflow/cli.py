@@ -110,6 +110,16 @@ def main(argv: list[str] | None = None) -> None:
     compact.add_argument("--before", help="first day (YYYY-MM-DD) left as it is (default: today, UTC)")
     add_settings_arguments(compact)
 
+    forecast = commands.add_parser("forecast", help="train the load-forecasting job's model")
+    forecast.add_argument("action", choices=["train-load"])
+    forecast.add_argument("--out", required=True, help="the model file to write (then: load_forecast.model_file)")
+    forecast.add_argument(
+        "--citylearn",
+        action="store_true",
+        help="train on the 17 CityLearn homes that ship with gridflow (a start before the history has weeks)",
+    )
+    add_settings_arguments(forecast)
+
     demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded stack")
     demo.add_argument("--households", type=int, default=6)
     demo.add_argument("--hours", type=int, default=24, help="simulated hours of readings (one day: profiles)")
@@ -145,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         "demo": _demo,
         "import": _import,
         "history": _history,
+        "forecast": _forecast,
         "bridge": _bridge,
         "simulate": _simulate,
         "schedule": _schedule,
@@ -347,6 +358,37 @@ def _jars(args, settings) -> None:
             print(cache_dir(settings))
     except ConnectorJarError as error:
         sys.exit(f"gridflow: {error}")
+
+
+def _forecast(args, settings) -> None:
+    import time
+
+    from gridflow.forecasting.load import citylearn_days, profile_days, train
+
+    started = time.perf_counter()
+    try:
+        if args.citylearn:
+            from gridflow.datasets import DatasetError, load_citylearn
+
+            try:
+                days = citylearn_days(load_citylearn(settings)).without_temperature()
+            except DatasetError as error:
+                sys.exit(f"gridflow forecast train-load: {error}")
+            source = "the CityLearn homes"
+        else:
+            from gridflow.history.query import query
+
+            _, rows = query(settings, "SELECT household_id, meter_id, day, profile_w FROM profiles ORDER BY _kafka_ms")
+            households, days = profile_days(rows, settings.preprocess.profile_slots)
+            source = f"the history's profiles of {len(households)} households"
+        model = train(days, settings.load_forecast)
+        model.save(args.out)
+    except ValueError as error:
+        sys.exit(f"gridflow forecast train-load: {error}")
+    print(
+        f"load model: trained on {source}, {days.n_series} series x {days.n_days} days of {days.slots} slots, "
+        f"in {time.perf_counter() - started:.1f} s; written to {args.out} (set load_forecast.model_file to use it)"
+    )
 
 
 def _data(args, settings) -> None:

@@ -32,7 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Data-flow order: each job reads topics written by the ones before it.
-PIPELINE = ("preprocess", "clustering", "anomaly", "forecasting", "appliance_learning", "scheduling", "recommendations")
+PIPELINE = (
+    "preprocess",
+    "clustering",
+    "anomaly",
+    "forecasting",
+    "appliance_learning",
+    "load_forecasting",
+    "scheduling",
+    "recommendations",
+)
 _SUBMITTED = re.compile(r"Job has been submitted with JobID ([0-9a-f]{32})")
 TERMINAL_STATES = {"FINISHED", "FAILED", "CANCELED"}
 

@@ -180,7 +180,12 @@ def _run_jobs(live: Settings, fleet, households: int) -> dict[str, list[dict]]:
     _stream_job(
         recommendations,
         live,
-        {t.schedules: _ends(live, t.schedules), t.profiles: _ends(live, t.profiles), t.alerts: _ends(live, t.alerts)},
+        {
+            t.schedules: _ends(live, t.schedules),
+            t.profiles: _ends(live, t.profiles),
+            t.alerts: _ends(live, t.alerts),
+            t.load_forecasts: _ends(live, t.load_forecasts),
+        },
     )
     names = {
         "features": t.features,

@@ -203,6 +203,7 @@ class TopicSettings(_Section):
     prices: str = Field("grid.prices", pattern=_TOPIC_NAME)
     price_forecasts: str = Field("grid.price-forecasts", pattern=_TOPIC_NAME)
     appliances: str = Field("household.appliances", pattern=_TOPIC_NAME)
+    load_forecasts: str = Field("household.load-forecasts", pattern=_TOPIC_NAME)
     schedules: str = Field("household.schedules", pattern=_TOPIC_NAME)
     recommendations: str = Field("household.recommendations", pattern=_TOPIC_NAME)
     imports: str = Field("meter.imports", pattern=_TOPIC_NAME, description="the ledger of imported files")
@@ -506,7 +507,7 @@ class SchedulerSettings(_Section):
 class ForecastSettings(_Section):
     """Day-ahead price forecasting on the real-time price stream (``gridflow.forecasting.PriceForecaster``)."""
 
-    model: Literal["seasonal_naive", "linear", "snarimax", "holt_winters"] = "linear"
+    model: Literal["seasonal_naive", "linear", "snarimax", "holt_winters", "mlp", "lightgbm"] = "linear"
     slot_minutes: int = Field(60, ge=1, le=60, description="one price per slot; finer prices are averaged upstream")
     season_days: int = Field(1, ge=1, le=28, description="season of seasonal_naive, snarimax and holt_winters")
     horizon_days: int = Field(1, ge=1, le=7)
@@ -519,6 +520,9 @@ class ForecastSettings(_Section):
         default_factory=lambda: [0.1, 0.001, 0.1], description="(alpha, beta, gamma), each in (0, 1]"
     )
     issue_minute: int = Field(720, ge=0, le=1439, description="local minute of day forecasts are issued at")
+    mlp_hidden_units: int = Field(16, ge=1, le=256, description="mlp: ReLU units of the hidden layer")
+    gbm_refit_days: int = Field(28, ge=1, le=365, description="lightgbm: days between refits")
+    gbm_window_days: int = Field(730, ge=7, le=3660, description="lightgbm: days of prices each fit learns from")
 
     @field_validator("slot_minutes")
     @classmethod
@@ -560,6 +564,10 @@ class LoadForecastSettings(_Section):
     gbm_min_data_in_leaf: int = Field(50, ge=1, le=100_000)
     gbm_threads: int = Field(1, ge=1, le=256, description="LightGBM threads; 1 keeps results bit-reproducible")
     day_of_year: bool = Field(False, description="lightgbm: the day of year as a feature (seasons seen before)")
+    model_file: str = Field(
+        "",
+        description="lightgbm: the model `gridflow forecast train-load` wrote; without one the job uses linear",
+    )
 
     @field_validator("lag_days")
     @classmethod
@@ -757,7 +765,7 @@ class JobRuntime(_Section):
 
 
 # Jobs whose Python code imports scipy or river (which thread-mode workers cannot load).
-_NEEDS_PROCESS = ("clustering", "forecasting", "scheduling", "recommendations")
+_NEEDS_PROCESS = ("clustering", "forecasting", "load_forecasting", "scheduling", "recommendations")
 
 
 class JobsSettings(_Section):
@@ -769,6 +777,7 @@ class JobsSettings(_Section):
     anomaly: JobRuntime = JobRuntime(python_execution_mode="thread")
     forecasting: JobRuntime = JobRuntime()
     appliance_learning: JobRuntime = JobRuntime(python_execution_mode="thread")
+    load_forecasting: JobRuntime = JobRuntime()
     scheduling: JobRuntime = JobRuntime()
     recommendations: JobRuntime = JobRuntime()
 
@@ -808,7 +817,7 @@ class FlinkSettings(BaseModel):
             raise ValueError(
                 f"{misplaced[0]} is set per job: use jobs.<job>.{PER_JOB_FLINK_KEYS[misplaced[0]]} in "
                 "gridflow.yaml (jobs: preprocess, reading_summary, clustering, anomaly, forecasting, "
-                "appliance_learning, scheduling, recommendations)"
+                "appliance_learning, load_forecasting, scheduling, recommendations)"
             )
         return self
 

@@ -3,7 +3,8 @@
     household.schedules --\\
     household.profiles  ----> key household -> recommend (shift / off-peak / alert) --> household.recommendations
     household.alerts    --/                                                         (downlinked to the meter)
-    schedules + profiles --> key feeder -> balance (grid requests when a feeder would exceed its capacity) --/
+    schedules + profiles + household.load-forecasts --> key feeder -> balance (grid requests when a feeder
+                                                     would exceed its capacity, on tomorrow's forecast load) --/
 
 Run locally on the mini-cluster:      python jobs/recommendations.py --config <stack>/settings.yaml
 Submit to a cluster:                  flink run -py jobs/recommendations.py -- --config ...
@@ -20,6 +21,7 @@ from gridflow.contracts import CONTRACTS
 from gridflow.operators.recommendations import (
     ALERT,
     DEAD_LETTER,
+    LOAD_FORECAST,
     PROFILE,
     SCHEDULE,
     FeederBalancer,
@@ -46,6 +48,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
         return records.map(tag(kind), output_type=element_type())
 
     schedules, profiles, alerts = read("schedule", SCHEDULE), read("profile", PROFILE), read("alert", ALERT)
+    load_forecasts = read("load_forecast", LOAD_FORECAST)
     made = (
         schedules.union(profiles, alerts)
         .key_by(lambda e: e[0], key_type=Types.STRING())
@@ -54,7 +57,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
         .uid("recommend")
     )
     requests = (
-        schedules.union(profiles)
+        schedules.union(profiles, load_forecasts)
         .map(ToFeeder(settings), output_type=element_type())
         .key_by(lambda e: e[0], key_type=Types.STRING())
         .process(FeederBalancer(settings), output_type=Types.STRING())

@@ -18,7 +18,7 @@ from gridflow.balancing import FeederState, load_feeders, schedule_problem
 from gridflow.contracts import ContractError, dead_letter, household_id_of
 from gridflow.settings import Settings
 
-SCHEDULE, PROFILE, ALERT = "schedule", "profile", "alert"
+SCHEDULE, PROFILE, ALERT, LOAD_FORECAST = "schedule", "profile", "alert", "load_forecast"
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 
 
@@ -91,7 +91,8 @@ class ToFeeder(MapFunction):
 
 
 class FeederBalancer(KeyedProcessFunction):
-    """A feeder's schedules and profiles -> grid requests to the most flexible households (one per change)."""
+    """A feeder's schedules, profiles and load forecasts -> grid requests to the most flexible households (one
+    per change). A schedule or a load forecast rebalances the feeder; a profile only updates its base load."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -109,10 +110,14 @@ class FeederBalancer(KeyedProcessFunction):
             feeder.update_profile(record)
             self.state.update(feeder)
             return
-        try:
-            feeder.update_schedule(record)
-        except ValueError:
-            return  # unusable: the household stream (Recommend) dead-letters it with the reason
+        if kind == LOAD_FORECAST:
+            load = [float("nan") if v is None else v for v in record["load_w"]]
+            feeder.update_load_forecast(record["household_id"], record["start_ts_ms"], record["slot_minutes"], load)
+        else:
+            try:
+                feeder.update_schedule(record)
+            except ValueError:
+                return  # unusable: the household stream (Recommend) dead-letters it with the reason
         now_ms = int(time.time() * 1000)
         for request in feeder.rebalance():
             self.requests.inc()

@@ -41,9 +41,9 @@ def stack(base_settings, tmp_path_factory):
 @pytest.fixture(scope="session")
 def flink_stack(base_settings, tmp_path_factory):
     """Kafka-protocol broker and a standalone Flink cluster (JobManager + TaskManager with a slot for each of
-    the six DataStream jobs the fail-over test runs at once)."""
+    the seven DataStream jobs the fail-over test runs at once)."""
     settings = base_settings.with_overrides(
-        "flink.taskmanager.numberOfTaskSlots=6", "flink.taskmanager.memory.process.size=2560m"
+        "flink.taskmanager.numberOfTaskSlots=7", "flink.taskmanager.memory.process.size=2560m"
     )
     running = start_stack(settings, tmp_path_factory.mktemp("flink-stack"), mqtt=False, flink=True)
     try:
@@ -76,7 +76,7 @@ def kafka_settings(stack) -> Settings:
 
 # Under pytest-xdist (scripts/run-tests.sh) each module's tests run on one worker (its module fixtures are
 # built once), and the modules of a unit below all on one worker: they share session fixtures that start a
-# standalone Flink cluster (each unit starts one) or run the six DataStream jobs once for reference, which
+# standalone Flink cluster (each unit starts one) or run the seven DataStream jobs once for reference, which
 # every worker would otherwise build again. The units are the longest stretches of the suite: they go first.
 UNITS = {
     "tests/test_cluster_failover.py": "datastream-faults",  # flink_stack, uninterrupted_outputs

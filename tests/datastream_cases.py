@@ -40,7 +40,7 @@ RUN_SETTINGS = (
     "flink.execution.checkpointing.interval=1 s",
     "kafka.delivery_guarantee=exactly-once",
 )
-# All six jobs side by side in one Flink job share one Python execution mode, process; the anomaly and
+# All seven jobs side by side in one Flink job share one Python execution mode, process; the anomaly and
 # appliance-learning jobs' default, thread mode, runs in the cluster fail-over test, where each job is a
 # Flink job of its own.
 SIDE_BY_SIDE = (
@@ -182,6 +182,17 @@ def appliance_learning_case() -> JobCase:
     )
 
 
+def load_forecasting_case() -> JobCase:
+    # each household's river model lives in keyed state; its forecasts depend on its own days only, in order.
+    # A forecast needs 7 days: the first half of the input (8 days) already gives some.
+    return JobCase(
+        "load_forecasting",
+        {"profiles": keyed(profiles(16, households=4))},
+        ("load_forecasts",),
+        ("load_forecast.model=linear", "preprocess.timezone=Europe/Amsterdam"),
+    )
+
+
 def _appliance(household: str, name: str, power_w: float, alpha: int) -> dict:
     return {
         **CONTRACTS["appliance"].example,
@@ -241,12 +252,23 @@ def recommendations_case() -> JobCase:
             )
         profile_records.append({**CONTRACTS["profile"].example, "household_id": f"h-{h}", "peak_share": 0.2 + 0.1 * h})
         alerts.append({**CONTRACTS["alert"].example, "household_id": f"h-{h}", "type": "stuck", "ts_ms": START_MS + h})
+    # forecasts of a day after the schedules' horizons: the feeders' requests must not depend on whether a
+    # forecast or a schedule is read first (tests/test_recommendations.py shows a forecast moving a run)
+    load_forecasts = [
+        {**CONTRACTS["load_forecast"].example, "household_id": f"h-{h}", "start_ts_ms": START_MS + 5 * DAY}
+        for h in range(4)
+    ]
     # keeps the contract, but its run starts a day before its horizon: a dead letter, not a crash
     stale = {**schedules[1], "start_ts_ms": schedules[1]["start_ts_ms"] + DAY}
     schedules.insert(3, stale)
     return JobCase(
         "recommendations",
-        {"schedules": keyed(schedules), "profiles": keyed(profile_records), "alerts": keyed(alerts)},
+        {
+            "schedules": keyed(schedules),
+            "profiles": keyed(profile_records),
+            "alerts": keyed(alerts),
+            "load_forecasts": keyed(load_forecasts),
+        },
         ("recommendations",),
         ("balancing.feeder_capacity_kw=1.5",),
         compare="latest",
@@ -259,6 +281,7 @@ CASES: dict[str, Callable[[], JobCase]] = {
     "anomaly": anomaly_case,
     "forecasting": forecasting_case,
     "appliance_learning": appliance_learning_case,
+    "load_forecasting": load_forecasting_case,
     "scheduling": scheduling_case,
     "recommendations": recommendations_case,
 }

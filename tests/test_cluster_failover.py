@@ -1,9 +1,9 @@
 """Every DataStream job survives a TaskManager crash mid-stream on the standalone cluster, with exactly-once
 delivery: no output twice, none missing.
 
-All six jobs (clustering, anomaly, price forecasting, appliance learning, scheduling, recommendations) run at
-once on the cluster, each submitted with `flink run` (the six at the same time) on topics of its own that hold
-the first half of its input, bounded at the offsets the whole input reaches, with exactly-once Kafka sinks;
+All seven jobs (clustering, anomaly, price forecasting, appliance learning, load forecasting, scheduling,
+recommendations) run at once on the cluster, each submitted with `flink run` (the seven at the same time) on
+topics of its own that hold the first half of its input, bounded at the offsets the whole input reaches, with exactly-once Kafka sinks;
 the anomaly job in its default thread mode (its Python in the TaskManager's JVM), the reference run in
 process mode. Once every job has committed output, the TaskManager and its Python workers are SIGKILLed, a
 new TaskManager takes over, the second half of the inputs arrives, and every job restores its last checkpoint

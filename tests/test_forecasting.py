@@ -76,6 +76,31 @@ def test_linear_regression_learns_trend_and_weekday_effect():
     assert mae < 0.002 and mae < 0.1 * naive_mae  # the day-to-day weekday jumps fool the naive model only
 
 
+@pytest.mark.parametrize("model, floor", [("lightgbm", 0.25), ("mlp", 0.75)])  # the online SGD network learns slowly
+def test_the_tree_and_network_models_learn_a_weekday_pattern_the_naive_model_misses(model, floor):
+    hours = np.arange(16 * 7 * 24)
+    weekday_effect = np.array([0.0, 0.01, 0.01, 0.02, 0.03, -0.03, -0.05])
+    prices = daily_shape(hours) + weekday_effect[(hours // 24) % 7]
+    origins = set(range(14 * 7 * 24, hours.size - 24, 24))
+    errors, naive_errors = [], []
+    learner, naive = PriceForecaster(model, learning_rate=0.01, refit_days=7), PriceForecaster("seasonal_naive")
+    for h, price in zip(hours.tolist(), prices.tolist()):
+        if h in origins:
+            errors.append(learner.forecast_day_ahead(MONDAY_MS + h * HOUR_MS) - prices[h : h + 24])
+            naive_errors.append(naive.forecast_day_ahead(MONDAY_MS + h * HOUR_MS) - prices[h : h + 24])
+        learner.learn_one(MONDAY_MS + h * HOUR_MS, price)
+        naive.learn_one(MONDAY_MS + h * HOUR_MS, price)
+    mae, naive_mae = np.mean(np.abs(errors)), np.mean(np.abs(naive_errors))
+    assert mae < floor * naive_mae, (mae, naive_mae)
+
+
+def test_the_tree_model_refits_on_its_window_only():
+    hours = np.arange(40 * 24)
+    f = learn(PriceForecaster("lightgbm", refit_days=7, window_days=14), hours * HOUR_MS, daily_shape(hours))
+    assert len(f._rows) == 14 * 24 and f._since_fit < 7 * 24  # 33 days of rows learned, the last 14 kept
+    assert f._model.num_trees() == 200
+
+
 def test_missing_slots_are_skipped_and_forecasts_stay_finite():
     hours = np.arange(10 * 24)
     keep = (hours % 37) != 3
@@ -154,6 +179,9 @@ def test_pickle_round_trip_keeps_learning_identically():
         ({"seasonal_order": (0, 2, 0)}, "seasonal_order"),
         ({"smoothing": (0.1, 0.1)}, "smoothing"),
         ({"smoothing": (0.1, 0.0, 0.1)}, "smoothing"),
+        ({"hidden_units": 0}, "hidden_units"),
+        ({"refit_days": 0}, "refit_days"),
+        ({"window_days": 3}, "window_days"),
     ],
 )
 def test_bad_parameters_raise_value_error_naming_them(kwargs, name):

@@ -3,6 +3,7 @@ different size, the error metrics by hand, and the real CityLearn homes and feed
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -141,3 +142,93 @@ def test_on_the_real_homes_one_boosted_model_beats_yesterday(citylearn):
     gbm = load_error_metrics(actual, backtest_load("lightgbm", citylearn, splits))
     assert gbm["n"] == naive["n"] == 17 * 42 * 24
     assert gbm["mae"] < 0.95 * naive["mae"] and gbm["rmse"] < 0.9 * naive["rmse"], (gbm, naive)
+
+
+def test_a_households_meters_are_summed_per_day_and_old_days_leave_the_window():
+    from gridflow.forecasting.load import HouseholdLoad
+
+    history = HouseholdLoad(slots=4, keep_days=3)
+    assert history.add("2026-01-10", "m-a", [100, 200, None, 400])
+    assert history.add("2026-01-10", "m-b", [10, 20, 30, 40])
+    assert history.add("2026-01-12", "m-a", [1, 2, 3, 4])
+    days, known = history.days("2026-01-13")  # the three days before, then the target
+    assert days.load_w.shape == (1, 4, 4) and known == 2
+    assert days.load_w[0, 0, [0, 1, 3]].tolist() == [110.0, 220.0, 440.0] and np.isnan(days.load_w[0, 0, 2])
+    assert np.isnan(days.load_w[0, 1]).all() and days.load_w[0, 2].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert days.weekday.tolist() == [5, 6, 0, 1]  # 2026-01-10 was a Saturday
+    assert history.add("2026-01-14", "m-a", [5, 5, 5, 5])  # 01-10 and 01-11 leave the three-day window
+    assert sorted(history.profiles) == ["2026-01-12", "2026-01-14"]
+    assert not history.add("2026-01-11", "m-a", [1, 1, 1, 1]), "older than the window: not kept"
+    with pytest.raises(ValueError, match="has 3 slots, this job forecasts 4"):
+        history.add("2026-01-14", "m-a", [1, 2, 3])
+
+
+def test_household_forecasts_by_hand_and_the_linear_model_learns_a_repeating_day():
+    from gridflow.forecasting.load import HouseholdLoad, forecast_household, next_day
+
+    shape = [300.0, 200.0, 900.0, 600.0]
+    history = HouseholdLoad(slots=4, keep_days=28)
+    day = "2026-03-01"
+    for n in range(40):
+        history.add(day, "m-a", [v * (1 + n / 100) for v in shape])  # grows 1 % a day
+        if n == 32:
+            week, known = forecast_household(history, "naive_week")
+            assert known == 28 and week.tolist() == pytest.approx([v * 1.26 for v in shape])  # day 26 of 0..32
+        linear, _ = forecast_household(history, "linear")
+        day = next_day(day)
+    naive, _ = forecast_household(history, "naive_day")
+    assert naive.tolist() == pytest.approx([v * 1.39 for v in shape])
+    assert history.learned_day == "2026-04-09"
+    assert np.abs(linear - np.array(shape) * 1.40).max() < 0.1 * np.mean(shape), linear
+    with pytest.raises(ValueError, match="needs a trained booster"):
+        forecast_household(history, "lightgbm")
+
+
+def test_a_trained_model_file_loads_back_and_refuses_other_data(tmp_path):
+    from gridflow.forecasting.load import GradientBoostedLoadModel, profile_days, train
+
+    days, _ = synthetic_fleet(n_series=4, n_days=60)
+    model = train(days, Settings().load_forecast.model_copy(update={"gbm_rounds": 20}))
+    path = tmp_path / "load-model.json"
+    model.save(path)
+    loaded = GradientBoostedLoadModel.load(path)
+    plain = days.without_temperature()
+    assert np.array_equal(loaded.predict(plain, 59), model.predict(plain, 59))
+    loaded.check_features(plain)
+    weather = GradientBoostedLoadModel(rounds=20, use_temperature=True).fit(days, range(7, 60))
+    weather.save(tmp_path / "weather.json")
+    with pytest.raises(ValueError, match="trained on the features .*temperature_c"):
+        GradientBoostedLoadModel.load(tmp_path / "weather.json").check_features(plain)  # the job has no weather
+    hourly = LoadDays(np.ones((1, 3, 48)), weekday=np.array([0, 1, 2]), day_of_year=np.array([1, 2, 3]))
+    with pytest.raises(ValueError, match="trained on 24 slots a day; this data has 48"):
+        loaded.check_features(hourly)
+    (tmp_path / "other.json").write_text('{"format": "something else"}')
+    with pytest.raises(ValueError, match="load_forecast.model_file: .*other.json is not a load model"):
+        GradientBoostedLoadModel.load(tmp_path / "other.json")
+    with pytest.raises(ValueError, match="cannot read"):
+        GradientBoostedLoadModel.load(tmp_path / "missing.json")
+    rows = [
+        ("h-1", "m-a", "2026-01-02", [1.0, 2.0]),
+        ("h-1", "m-b", "2026-01-02", [10.0, None]),
+        ("h-2", "m-c", "2026-01-04", [5.0, 5.0]),
+        ("h-2", "m-c", "2026-01-04", [6.0, 6.0]),  # a meter's day sent again: the latest counts
+    ]
+    households, grid = profile_days(rows, slots=2)
+    assert households == ["h-1", "h-2"] and grid.load_w.shape == (2, 3, 2)
+    assert grid.load_w[0, 0, 0] == 11.0 and np.isnan(grid.load_w[0, 0, 1]) and np.isnan(grid.load_w[0, 1:]).all()
+    assert grid.load_w[1, 2].tolist() == [6.0, 6.0] and grid.weekday.tolist() == [4, 5, 6]
+
+
+def test_the_forecast_record_keeps_its_contract():
+    from gridflow.contracts import CONTRACTS
+    from gridflow.forecasting.load import load_forecast_record, local_midnight_ms
+
+    start = local_midnight_ms("2026-03-29", "Europe/Paris")  # the spring clock change: still 00:00 CET
+    assert start == 1_774_738_800_000
+    record = load_forecast_record("h-7", "lightgbm", "2026-03-29", start, [400.0, np.nan, 1200.0, 200.0], 5, 28)
+    assert CONTRACTS["load_forecast"].decode(json.dumps(record)) == record
+    assert record["slot_minutes"] == 360 and record["load_w"] == [400.0, None, 1200.0, 200.0]
+    assert record["energy_kwh"] == pytest.approx((400 + 1200 + 200) * 6 / 1000)
+    assert (record["peak_w"], record["peak_ts_ms"]) == (1200.0, start + 2 * 6 * 3_600_000)
+    with pytest.raises(ValueError, match="no known slot"):
+        load_forecast_record("h-7", "linear", "2026-03-29", start, [np.nan] * 4, 5, 28)

@@ -84,7 +84,9 @@ def test_an_alert_says_what_was_seen_and_a_meter_back_online_says_so_plainly():
 def test_job_turns_schedules_profiles_and_alerts_into_recommendations_once(kafka_settings):
     settings = kafka_settings.with_overrides("balancing.feeder_capacity_kw=1.5")  # two 1 kW runs overload it
     t = settings.topics
-    kafka_io.create_topics(settings, [t.schedules, t.profiles, t.alerts, t.recommendations, t.dead_letter])
+    kafka_io.create_topics(
+        settings, [t.schedules, t.profiles, t.alerts, t.load_forecasts, t.recommendations, t.dead_letter]
+    )
     alert = {
         **CONTRACTS["alert"].example,
         "household_id": "h-2",
@@ -113,6 +115,7 @@ def test_job_turns_schedules_profiles_and_alerts_into_recommendations_once(kafka
         t.alerts: kafka_io.produce(
             settings, t.alerts, [("h-2", json.dumps(alert)), (None, "not json")] + [(k, p) for k, p, _ in broken[8:]]
         ),
+        t.load_forecasts: {p: 0 for p in range(settings.kafka.partitions)},  # none: yesterday's load only
     }
     env = create_env(settings)
     job.build(env, settings, stop_offsets=stops)
@@ -140,3 +143,32 @@ def test_job_turns_schedules_profiles_and_alerts_into_recommendations_once(kafka
     check_dead_letters(dead, broken[8:], f"kafka:{t.alerts}")
     (not_json,) = [d for d in dead if d["payload"] == "not json"]
     assert not_json["reason"].startswith("not JSON") and not_json["source"] == f"kafka:{t.alerts}"
+
+
+@pytest.mark.integration
+def test_the_feeder_balancer_plans_on_tomorrows_forecast_load(kafka_settings):
+    """h-1's 1 kW run fits the 1.5 kW feeder on its own; h-9 has no schedule, but its forecast says it will
+    draw 1 kW in the same hours: the run is asked to move, whichever of the two records the job reads first."""
+    settings = kafka_settings.with_overrides("balancing.feeder_capacity_kw=1.5")
+    t = settings.topics
+    kafka_io.create_topics(
+        settings, [t.schedules, t.profiles, t.alerts, t.load_forecasts, t.recommendations, t.dead_letter]
+    )
+    busy = [1000.0 if 2 <= hour < 4 else 100.0 for hour in range(24)]
+    forecast = {**CONTRACTS["load_forecast"].example, "household_id": "h-9", "start_ts_ms": 0, "slot_minutes": 60,
+                "slots": 24, "load_w": busy, "peak_w": 1000.0, "peak_ts_ms": 2 * H}  # fmt: skip
+    empty = {p: 0 for p in range(settings.kafka.partitions)}
+    stops = {
+        t.schedules: kafka_io.produce(settings, t.schedules, [("h-1", json.dumps(schedule("h-1", 2, 2)))]),
+        t.load_forecasts: kafka_io.produce(settings, t.load_forecasts, [("h-9", json.dumps(forecast))]),
+        t.profiles: empty,
+        t.alerts: empty,
+    }
+    env = create_env(settings)
+    job.build(env, settings, stop_offsets=stops)
+    env.execute("recommendations-forecast-test")
+    out = [json.loads(v) for v in kafka_io.read_topic(settings, t.recommendations)]
+    (grid,) = [r for r in out if r["kind"] == "grid_request"]
+    assert grid["household_id"] == "h-1" and grid["from_ts_ms"] == 2 * H
+    assert grid["to_ts_ms"] in (4 * H, 5 * H), "after h-9's two busy hours, within the run's window"
+    assert len(out) == 1, "the run is already at its usual time: no shift advice; a forecast alone advises nothing"

@@ -1,10 +1,10 @@
 """Every DataStream job survives an upgrade: stop with a savepoint mid-stream at parallelism 2, resume from it
 at parallelism 1 with the rest of its input, and its outputs equal those of one uninterrupted run.
 
-The six jobs (clustering, anomaly, price forecasting, appliance learning, scheduling, recommendations) are
-built side by side into one Flink job on the mini-cluster, each on topics of its own with its own settings
-(``datastream_cases``, exactly-once delivery read with read_committed); the reference is one uninterrupted
-bounded run over the whole inputs. Here the first half of every input goes in, the job runs until every part
+The seven jobs (clustering, anomaly, price forecasting, appliance learning, load forecasting, scheduling,
+recommendations) are built side by side into one Flink job on the mini-cluster, each on topics of its own
+with its own settings (``datastream_cases``, exactly-once delivery read with read_committed); the reference
+is one uninterrupted bounded run over the whole inputs. Here the first half of every input goes in, the job runs until every part
 has written output (its state is not empty) and stops with a savepoint; the second half goes in, the job
 resumes from the savepoint with one parallel instance instead of two, reads to the end of its inputs (its
 consumer groups committed the inputs' end offsets) and stops draining, which ends event time as the end of a

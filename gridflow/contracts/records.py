@@ -240,6 +240,27 @@ class PriceForecast(TypedDict):
     price_per_kwh: Annotated[list[float], Field(min_length=1)]
 
 
+class LoadForecast(TypedDict):
+    """A household's load for the coming local day (``topics.load_forecasts``, the load-forecasting job, key:
+    household): ``load_w[i]`` is the average power over the ``slot_minutes`` from ``start_ts_ms + i *
+    slot_minutes``, null where the model cannot tell."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    household_id: Identifier
+    model: Literal["naive_day", "naive_week", "linear", "lightgbm"]
+    issued_ts_ms: EpochMs
+    day: Day
+    start_ts_ms: EpochMs
+    slot_minutes: SlotMinutes
+    slots: Annotated[int, Field(ge=1, le=1440)]
+    load_w: Annotated[list[float | None], Field(min_length=1)]
+    energy_kwh: float
+    peak_w: Watts
+    peak_ts_ms: EpochMs
+    history_days: Count
+
+
 class SchedulableAppliance(TypedDict):
     __pydantic_config__ = _TOLERANT  # type: ignore[misc]
     name: str

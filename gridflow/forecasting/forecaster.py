@@ -9,7 +9,12 @@ returns the next ``horizon_slots`` prices from any later instant. Models:
   slot-of-day and one-hot weekday, as ``StandardScaler | TargetStandardScaler(LinearRegression)`` in river
   (online SGD); lags not yet known when forecasting are filled in with the model's own forecasts;
 * ``snarimax`` -- river's SNARIMAX(p, d, q)(P, D, Q)\\ :sub:`season_slots` on a standardised linear regressor;
-* ``holt_winters`` -- river's additive Holt-Winters with period ``season_slots``.
+* ``holt_winters`` -- river's additive Holt-Winters with period ``season_slots``;
+* ``mlp`` -- the ``linear`` model's features into river's multi-layer perceptron (one hidden layer of
+  ``hidden_units`` ReLU units, online SGD), the small neural network of Touhs et al.'s comparison;
+* ``lightgbm`` -- gradient-boosted trees (LightGBM) on the lags, the slot of day and the weekday, first
+  fitted once a week of rows is learned, then refitted every ``refit_days`` days on the last
+  ``window_days`` days (expanding until then); seasonal naive until the first fit.
 
 Slots are ``slot_minutes`` long and aligned on the epoch (UTC); ``utc_offset_minutes`` shifts only the
 calendar features (slot of day, weekday) to local time. Missing slots in the stream are allowed: they stay
@@ -33,7 +38,8 @@ from collections import deque
 import numpy as np
 from river import compose, linear_model, optim, preprocessing, time_series
 
-MODELS = ("seasonal_naive", "linear", "snarimax", "holt_winters")
+MODELS = ("seasonal_naive", "linear", "snarimax", "holt_winters", "mlp", "lightgbm")
+_REGRESSIONS = ("linear", "mlp", "lightgbm")  # models on the lag and calendar features
 _DAY_MS = 86_400_000
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
@@ -101,6 +107,9 @@ class PriceForecaster:
         order: tuple[int, ...] | None = None,
         seasonal_order: tuple[int, ...] | None = None,
         smoothing: tuple[float, ...] | None = None,
+        hidden_units: int | None = None,
+        refit_days: int | None = None,
+        window_days: int | None = None,
     ):
         # A parameter not given is the default of the ``forecast`` settings (defaults live there only).
         from gridflow.settings import ForecastSettings
@@ -114,6 +123,11 @@ class PriceForecaster:
         order = tuple(d.snarimax_order) if order is None else order
         seasonal_order = tuple(d.snarimax_seasonal_order) if seasonal_order is None else seasonal_order
         smoothing = tuple(d.holt_winters_smoothing) if smoothing is None else smoothing
+        self.hidden_units = _check_int(
+            "hidden_units", d.mlp_hidden_units if hidden_units is None else hidden_units, 1, 256
+        )
+        self.refit_days = _check_int("refit_days", d.gbm_refit_days if refit_days is None else refit_days, 1, 365)
+        self.window_days = _check_int("window_days", d.gbm_window_days if window_days is None else window_days, 7, 3660)
         if model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
         slot_minutes = _check_int("slot_minutes", slot_minutes, 1, 60)
@@ -142,11 +156,13 @@ class PriceForecaster:
         if not hasattr(smoothing, "__len__") or len(smoothing) != 3:
             raise ValueError(f"smoothing must be (alpha, beta, gamma), each in (0, 1], got {smoothing!r}")
         self.smoothing = tuple(_check_fraction("smoothing", v) for v in smoothing)
-        lags = [d * per_day for d in self.lag_days] if model == "linear" else []
+        lags = [d * per_day for d in self.lag_days] if model in _REGRESSIONS else []
         self._capacity = max([self.season_slots, *lags, self.horizon_slots])
         self._history: deque[float] = deque(maxlen=self._capacity)  # last learned slots, NaN where missing
         self._last_slot: int | None = None
         self._n_learned = 0
+        self._rows: deque[tuple[list[float], float]] = deque(maxlen=self.window_days * per_day)  # lightgbm
+        self._since_fit = 0
         self._model = self._make_model()
 
     @classmethod
@@ -164,6 +180,9 @@ class PriceForecaster:
             tuple(forecast.snarimax_order),
             tuple(forecast.snarimax_seasonal_order),
             tuple(forecast.holt_winters_smoothing),
+            forecast.mlp_hidden_units,
+            forecast.gbm_refit_days,
+            forecast.gbm_window_days,
         )
 
     @staticmethod
@@ -177,9 +196,20 @@ class PriceForecaster:
         regressor = preprocessing.TargetStandardScaler(
             linear_model.LinearRegression(optimizer=optim.SGD(self.learning_rate), intercept_lr=self.learning_rate)
         )
-        if self.model == "linear":  # lags standardised; the one-hot calendar columns pass as 0/1
+        if self.model in ("linear", "mlp"):  # lags standardised; the one-hot calendar columns pass as 0/1
             lags = compose.Select(*(f"lag_{d}d" for d in self.lag_days)) | preprocessing.StandardScaler()
             calendar = compose.Select(*(f"slot_{s}" for s in range(per_day)), *(f"weekday_{d}" for d in range(7)))
+            if self.model == "mlp":
+                from river import neural_net
+
+                relu, identity = neural_net.activations.ReLU, neural_net.activations.Identity
+                network = neural_net.MLPRegressor(
+                    hidden_dims=(self.hidden_units,),
+                    activations=(relu, relu, identity),
+                    optimizer=optim.SGD(self.learning_rate),
+                    seed=7,
+                )
+                return (lags + calendar) | preprocessing.TargetStandardScaler(network)
             return (lags + calendar) | regressor
         if self.model == "snarimax":
             (p, d, q), (sp, sd, sq) = self.order, self.seasonal_order
@@ -241,16 +271,61 @@ class PriceForecaster:
         self._n_learned += 1
 
     def _step(self, slot: int, price: float) -> None:
-        if self.model == "linear":
+        if self.model in ("linear", "mlp"):
             if math.isfinite(price):
                 x = self._features(slot, self._history, len(self._history))
                 if x is not None:
                     self._model.learn_one(x, price)
+        elif self.model == "lightgbm":
+            if math.isfinite(price):
+                x = self._features(slot, self._history, len(self._history))
+                if x is not None:
+                    self._rows.append((self._tree_row(x), price))
+                    self._since_fit += 1
+                    per_day = 1440 // self.slot_minutes
+                    first = self._model is None and len(self._rows) >= 7 * per_day  # a week of rows to start
+                    if first or self._since_fit >= self.refit_days * per_day:
+                        self._fit_trees()
         elif self._model is not None:
             value = price if math.isfinite(price) else self._naive(self._history, len(self._history))
             if math.isfinite(value):
                 self._model.learn_one(value)
         self._history.append(price)
+
+    def _tree_row(self, x: dict[str, float]) -> list[float]:
+        """The ``linear`` features as one row for the trees: the lags, then slot of day and weekday as numbers."""
+        per_day = 1440 // self.slot_minutes
+        slot = next(s for s in range(per_day) if x[f"slot_{s}"])
+        weekday = next(d for d in range(7) if x[f"weekday_{d}"])
+        return [x[f"lag_{d}d"] for d in self.lag_days] + [float(slot), float(weekday)]
+
+    def _fit_trees(self) -> None:
+        import lightgbm
+
+        x = np.array([row for row, _ in self._rows])
+        y = np.array([target for _, target in self._rows])
+        names = [f"lag_{d}d" for d in self.lag_days] + ["slot", "weekday"]
+        data = lightgbm.Dataset(x, y, feature_name=names, categorical_feature=["slot", "weekday"])
+        params = {
+            "objective": "regression",
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+            "min_data_in_leaf": 50,
+            "num_threads": 1,
+            "seed": 7,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbosity": -1,
+        }
+        self._model = lightgbm.train(params, data, num_boost_round=200)
+        self._since_fit = 0
+
+    def _predict(self, x: dict[str, float]) -> float:
+        if self.model == "lightgbm":
+            if self._model is None:
+                return math.nan
+            return float(self._model.predict(np.array([self._tree_row(x)]), num_threads=1)[0])
+        return self._model.predict_one(x)
 
     def _naive(self, values, now: int) -> float:
         """Seasonal-naive value for position ``now`` of ``values``: one season back, else the last known."""
@@ -317,8 +392,8 @@ class PriceForecaster:
                 values[i] = self._naive(values, i)
         for k in range(total):
             now, value = len(values), math.nan
-            if self.model == "linear" and (x := self._features(last + 1 + k, values, now)) is not None:
-                value = self._model.predict_one(x)
+            if self.model in _REGRESSIONS and (x := self._features(last + 1 + k, values, now)) is not None:
+                value = self._predict(x)
             values.append(value if math.isfinite(value) else self._naive(values, now))
         return np.asarray(values[-self.horizon_slots :], dtype=np.float64)
 

@@ -172,6 +172,7 @@ class GradientBoostedLoadModel:
         self.use_temperature = use_temperature
         self.use_day_of_year = d.day_of_year if use_day_of_year is None else use_day_of_year
         self.booster: Any = None  # a lightgbm.Booster once fitted
+        self.slots: int | None = None  # slots per day of the data it was fitted on
 
     def feature_names(self, days: LoadDays) -> list[str]:
         names = ["slot", "weekday", "holiday"] + (["doy_sin", "doy_cos"] if self.use_day_of_year else [])
@@ -229,6 +230,7 @@ class GradientBoostedLoadModel:
         names = self.feature_names(days)
         data = lightgbm.Dataset(x[known], y[known], feature_name=names, categorical_feature=["slot", "weekday"])
         self.booster = lightgbm.train(self.params, data, num_boost_round=self.rounds)
+        self.slots = days.slots
         return self
 
     def predict(self, days: LoadDays, day: int) -> np.ndarray:
@@ -238,6 +240,71 @@ class GradientBoostedLoadModel:
         rows, scale = self.features(days, day)
         scaled = self.booster.predict(rows, num_threads=self.params["num_threads"])
         return scaled.reshape(days.n_series, days.slots) * scale[:, None]
+
+    FORMAT = "gridflow-load-gbm"
+
+    def save(self, path) -> None:
+        """Write the fitted model and the options its features depend on as one JSON file."""
+        import json
+        import os
+        from pathlib import Path
+
+        if self.booster is None:
+            raise ValueError("the model has not been fitted")
+        document = {
+            "format": self.FORMAT,
+            "version": 1,
+            "lag_days": list(self.lag_days),
+            "scale_days": self.scale_days,
+            "use_temperature": self.use_temperature,
+            "use_day_of_year": self.use_day_of_year,
+            "threads": self.params["num_threads"],
+            "slots": self.slots,
+            "booster": self.booster.model_to_string(),
+        }
+        path = Path(path).expanduser()
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(document), encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path) -> GradientBoostedLoadModel:
+        """A model :meth:`save` wrote; ValueError naming the file when it is not one."""
+        import json
+        from pathlib import Path
+
+        import lightgbm
+
+        path = Path(path).expanduser()
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise ValueError(f"load_forecast.model_file: cannot read {path}: {error.strerror}") from None
+        except ValueError:
+            raise ValueError(f"load_forecast.model_file: {path} is not JSON") from None
+        if not isinstance(document, dict) or document.get("format") != cls.FORMAT or document.get("version") != 1:
+            raise ValueError(
+                f"load_forecast.model_file: {path} is not a load model of version 1 (write one with "
+                "'gridflow forecast train-load')"
+            )
+        model = cls(
+            lag_days=tuple(document["lag_days"]),
+            scale_days=document["scale_days"],
+            threads=document["threads"],
+            use_temperature=document["use_temperature"],
+            use_day_of_year=document["use_day_of_year"],
+        )
+        model.booster = lightgbm.Booster(model_str=document["booster"])
+        model.slots = document["slots"]
+        return model
+
+    def check_features(self, days: LoadDays) -> None:
+        """ValueError when ``days`` gives other features than the model was trained on (e.g. no temperature)."""
+        wanted, given = list(self.booster.feature_name()), self.feature_names(days)
+        if self.slots != days.slots:
+            raise ValueError(f"the load model was trained on {self.slots} slots a day; this data has {days.slots}")
+        if wanted != given:
+            raise ValueError(f"the load model was trained on the features {wanted}; this data gives {given}")
 
 
 class LinearLoadModel:
@@ -388,3 +455,187 @@ def citylearn_days(data: dict[str, np.ndarray]) -> LoadDays:
         holiday=holiday,
         temperature_c=by_day(data["temperature_c"]),
     )
+
+
+class HouseholdLoad:
+    """What the load-forecasting job keeps for one household: its meters' daily profiles of the last
+    ``keep_days`` local days and, for the ``linear`` model, its river regression. Small and picklable.
+
+    A day's household load is the sum of the profiles of the meters seen that day (a slot unknown in one of
+    them is unknown). Profiles of a day that has dropped out of the window are ignored.
+    """
+
+    def __init__(self, slots: int, keep_days: int):
+        self.slots, self.keep_days = int(slots), int(keep_days)
+        self.profiles: dict[str, dict[str, np.ndarray]] = {}  # day (YYYY-MM-DD) -> meter -> W per slot
+        self.linear: LinearLoadModel | None = None
+        self.learned_day: str | None = None  # the last day the linear model learned
+
+    def add(self, day: str, meter: str, profile_w) -> bool:
+        """Keep one meter's profile of ``day``; False (nothing kept) if it is older than the window or does
+        not have ``slots`` values."""
+        values = np.array([np.nan if v is None else v for v in profile_w], dtype=np.float64)
+        if values.shape != (self.slots,):
+            raise ValueError(f"profile_w has {values.size} slots, this job forecasts {self.slots} per day")
+        latest = max(self.profiles, default=day)
+        if _day_number(day) <= _day_number(latest) - self.keep_days:
+            return False
+        self.profiles.setdefault(day, {})[meter] = values
+        newest = _day_number(max(self.profiles))
+        for old in [d for d in self.profiles if _day_number(d) <= newest - self.keep_days]:
+            del self.profiles[old]
+        return True
+
+    @property
+    def latest_day(self) -> str | None:
+        return max(self.profiles, default=None)
+
+    def days(self, through: str) -> tuple[LoadDays, int]:
+        """The household as one series of :class:`LoadDays` over the ``keep_days`` days before ``through`` and
+        ``through`` itself (NaN where no profile is kept), and the number of days that have one."""
+        import datetime as dt
+
+        last = _day_number(through)
+        numbers = np.arange(last - self.keep_days, last + 1)
+        load = np.full((1, numbers.size, self.slots), np.nan)
+        known = 0
+        for i, number in enumerate(numbers):
+            meters = self.profiles.get(str(dt.date.fromordinal(int(number))))
+            if meters:
+                load[0, i] = np.sum(list(meters.values()), axis=0)
+                known += 1
+        dates = [dt.date.fromordinal(int(n)) for n in numbers]
+        weekday = np.array([d.weekday() for d in dates], dtype=np.int64)
+        day_of_year = np.array([d.timetuple().tm_yday for d in dates], dtype=np.int64)
+        return LoadDays(load, weekday=weekday, day_of_year=day_of_year), known
+
+
+def _day_number(day: str) -> int:
+    import datetime as dt
+
+    return dt.date.fromisoformat(day).toordinal()
+
+
+def next_day(day: str) -> str:
+    import datetime as dt
+
+    return str(dt.date.fromordinal(_day_number(day) + 1))
+
+
+def forecast_household(history: HouseholdLoad, model: str, booster=None, settings=None) -> tuple[np.ndarray, int]:
+    """The forecast of the day after ``history``'s latest (W per slot, NaN where unknown) and the days of
+    history it rests on. ``booster`` is a fitted :class:`GradientBoostedLoadModel` for ``lightgbm``; the
+    ``linear`` model learns every complete day it has not learned yet, then forecasts."""
+    d = settings or _settings()
+    latest = history.latest_day
+    if latest is None:
+        raise ValueError("no profile kept yet")
+    target = next_day(latest)
+    days, known = history.days(target)
+    last = days.n_days - 1  # the target day (its load unknown)
+    if model in ("naive_day", "naive_week"):
+        return forecast_day(days, model, last)[0], known
+    if model == "lightgbm":
+        if booster is None:
+            raise ValueError("the lightgbm model needs a trained booster (load_forecast.model_file)")
+        return booster.predict(days, last)[0], known
+    if model != "linear":
+        raise ValueError(f"model must be one of {LOAD_MODELS}, got {model!r}")
+    if history.linear is None:
+        history.linear = LinearLoadModel(1, tuple(d.lag_days), d.linear_learning_rate)
+    start = 0 if history.learned_day is None else last - (_day_number(target) - _day_number(history.learned_day)) + 1
+    for day in range(max(start, 0), last):  # every kept day not learned yet, oldest first
+        if np.isfinite(days.load_w[0, day]).any():
+            history.linear.learn(days, day)
+    history.learned_day = latest
+    return history.linear.predict(days, last)[0], known
+
+
+def profile_days(rows, slots: int) -> tuple[list[str], LoadDays]:
+    """Households' daily profiles as :class:`LoadDays`: ``rows`` of ``(household_id, meter_id, day,
+    profile_w)``; a household's day is the sum of its meters' profiles (the latest of each meter and day).
+    Returns the households (the series, sorted) and the days from the first to the last day seen."""
+    import datetime as dt
+
+    latest: dict[tuple[str, str, str], list] = {}
+    for household, meter, day, profile in rows:
+        latest[(household, meter, day)] = profile
+    if not latest:
+        raise ValueError("no profiles")
+    households = sorted({h for h, _, _ in latest})
+    numbers = [_day_number(d) for _, _, d in latest]
+    first, last = min(numbers), max(numbers)
+    load = np.full((len(households), last - first + 1, slots), np.nan)
+    seen = np.zeros(load.shape[:2], dtype=bool)
+    row_of = {h: i for i, h in enumerate(households)}
+    for (household, _, day), profile in sorted(latest.items()):
+        values = np.array([np.nan if v is None else v for v in profile], dtype=np.float64)
+        if values.shape != (slots,):
+            raise ValueError(f"a profile of {household} on {day} has {values.size} slots, expected {slots}")
+        i, j = row_of[household], _day_number(day) - first
+        load[i, j] = values if not seen[i, j] else load[i, j] + values
+        seen[i, j] = True
+    dates = [dt.date.fromordinal(n) for n in range(first, last + 1)]
+    return households, LoadDays(
+        load,
+        weekday=np.array([d.weekday() for d in dates], dtype=np.int64),
+        day_of_year=np.array([d.timetuple().tm_yday for d in dates], dtype=np.int64),
+    )
+
+
+def train(days: LoadDays, settings=None) -> GradientBoostedLoadModel:
+    """A :class:`GradientBoostedLoadModel` with the ``load_forecast`` settings, fitted on every day of
+    ``days`` after the first ``min_history_days`` (without temperature: the job has no weather feed)."""
+    d = settings or _settings()
+    model = GradientBoostedLoadModel(
+        lag_days=tuple(d.lag_days),
+        scale_days=d.scale_days,
+        rounds=d.gbm_rounds,
+        learning_rate=d.gbm_learning_rate,
+        num_leaves=d.gbm_num_leaves,
+        min_data_in_leaf=d.gbm_min_data_in_leaf,
+        threads=d.gbm_threads,
+        use_temperature=False,
+        use_day_of_year=d.day_of_year,
+    )
+    if days.n_days <= d.min_history_days:
+        raise ValueError(
+            f"{days.n_days} days of profiles: need more than load_forecast.min_history_days={d.min_history_days}"
+        )
+    return model.fit(days.without_temperature(), range(d.min_history_days, days.n_days))
+
+
+def load_forecast_record(
+    household_id: str, model: str, day: str, start_ts_ms: int, forecast_w, issued_ts_ms: int, history_days: int
+) -> dict:
+    """The ``load_forecast`` record (:class:`gridflow.contracts.records.LoadForecast`) of one household's
+    forecast of local ``day`` starting at ``start_ts_ms``; ValueError when no slot is known."""
+    values = np.asarray(forecast_w, dtype=np.float64)
+    if not np.isfinite(values).any():
+        raise ValueError("the forecast has no known slot")
+    slot_minutes = 1440 // values.size
+    peak = int(np.nanargmax(values))
+    return {
+        "v": 1,
+        "household_id": household_id,
+        "model": model,
+        "issued_ts_ms": int(issued_ts_ms),
+        "day": day,
+        "start_ts_ms": int(start_ts_ms),
+        "slot_minutes": slot_minutes,
+        "slots": int(values.size),
+        "load_w": [round(float(v), 1) if math.isfinite(v) else None for v in values],
+        "energy_kwh": round(float(np.nansum(values)) * slot_minutes / 60_000, 3),
+        "peak_w": round(float(values[peak]), 1),
+        "peak_ts_ms": int(start_ts_ms) + peak * slot_minutes * 60_000,
+        "history_days": int(history_days),
+    }
+
+
+def local_midnight_ms(day: str, zone: str) -> int:
+    """The epoch milliseconds of local ``day``'s 00:00 in the IANA ``zone``."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    date = dt.date.fromisoformat(day)
+    return int(dt.datetime(date.year, date.month, date.day, tzinfo=ZoneInfo(zone)).timestamp() * 1000)
