@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     ask = history_actions.add_parser(
         "query",
         help="run SQL with DuckDB over one view per kept topic",
-        description="Views: features, profiles, assignments, centroids, alerts, schedules, recommendations "
+        description="Views: features, profiles, assignments, centroids, alerts, load_forecasts, schedules, "
+        "recommendations "
         "(those with files), with the records' fields and _day, _partition, _offset, _key, _kafka_ms.",
     )
     ask.add_argument("sql", help='e.g. "SELECT type, count(*) FROM alerts GROUP BY type"')

@@ -176,7 +176,15 @@ def _run_jobs(live: Settings, fleet, households: int) -> dict[str, list[dict]]:
 
     kafka_io.produce(live, t.appliances, [(h, encode(a)) for h, a in _learned_appliances(live, households)])
     forecasts = _start_at_latest(live, scheduling.NAME, t.price_forecasts)
-    _stream_job(scheduling, live, {t.appliances: _ends(live, t.appliances), t.price_forecasts: forecasts})
+    _stream_job(
+        scheduling,
+        live,
+        {
+            t.appliances: _ends(live, t.appliances),
+            t.price_forecasts: forecasts,
+            t.load_forecasts: _ends(live, t.load_forecasts),
+        },
+    )
     _stream_job(
         recommendations,
         live,

@@ -408,7 +408,16 @@ class ImportPricesSettings(_Section):
         return value
 
 
-HISTORY_TOPICS = ("features", "profiles", "assignments", "centroids", "alerts", "schedules", "recommendations")
+HISTORY_TOPICS = (
+    "features",
+    "profiles",
+    "assignments",
+    "centroids",
+    "alerts",
+    "load_forecasts",
+    "schedules",
+    "recommendations",
+)
 
 
 class HistorySettings(_Section):
@@ -507,7 +516,9 @@ class SchedulerSettings(_Section):
 class ForecastSettings(_Section):
     """Day-ahead price forecasting on the real-time price stream (``gridflow.forecasting.PriceForecaster``)."""
 
-    model: Literal["seasonal_naive", "linear", "snarimax", "holt_winters", "mlp", "lightgbm"] = "linear"
+    model: Literal["seasonal_naive", "linear", "snarimax", "holt_winters", "mlp", "lightgbm"] = Field(
+        "holt_winters", description="the best MAE and schedule cost in benchmarks/evaluate_forecasting.py"
+    )
     slot_minutes: int = Field(60, ge=1, le=60, description="one price per slot; finer prices are averaged upstream")
     season_days: int = Field(1, ge=1, le=28, description="season of seasonal_naive, snarimax and holt_winters")
     horizon_days: int = Field(1, ge=1, le=7)

@@ -2,7 +2,8 @@
 
     household.appliances --\\                                   /--> household.schedules (downlink to meters)
                             union -> key market -> fan-out -> key household -> schedule
-    grid.price-forecasts --/
+    grid.price-forecasts --/                                 ^
+    household.load-forecasts (each home's base load tomorrow) --/
 
 Records the scheduler cannot use (no household, a forecast without usable prices, an appliance or forecast
 that makes planning fail) go to the dead-letter topic with the reason; the schedule topic, which the
@@ -10,6 +11,8 @@ downlink sends to the meters, only ever holds schedules.
 
 The schedule (heap, PSO or MILP per ``scheduler.algorithm``) carries the expected cost, the saving against
 running every appliance at its usual time, PAR before/after, and the price and load curves for the page.
+Once the household has a load forecast, its base load is planned around (the breaker holds for the sum) and
+is part of the costs and curves.
 
 Run locally on the mini-cluster:      python jobs/scheduling.py --config <stack>/settings.yaml
 Submit to a cluster:                  flink run -py jobs/scheduling.py -- --config ...
@@ -31,6 +34,7 @@ from gridflow.operators.scheduling import (
     MarketFanout,
     element_type,
     tag,
+    to_household,
 )
 from gridflow.runtime import configure_job, run_datastream_job
 from gridflow.settings import Settings
@@ -44,6 +48,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
 
     appliances, bad_appliances = read_contract(env, settings, CONTRACTS["appliance"], NAME, stop_offsets)
     forecasts, bad_forecasts = read_contract(env, settings, CONTRACTS["price_forecast"], NAME, stop_offsets)
+    loads, bad_loads = read_contract(env, settings, CONTRACTS["load_forecast"], NAME, stop_offsets)
     fanned_out = (
         appliances.map(tag(APPLIANCE), output_type=element_type())
         .union(forecasts.map(tag(FORECAST), output_type=element_type()))
@@ -53,7 +58,8 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
         .uid("forecast-fanout")
     )
     schedules = (
-        fanned_out.key_by(lambda e: e[0], key_type=Types.STRING())
+        fanned_out.union(loads.map(to_household, output_type=element_type()))
+        .key_by(lambda e: e[0], key_type=Types.STRING())
         .process(HouseholdScheduler(settings), output_type=Types.STRING())
         .name("schedule households")
         .uid("household-scheduler")
@@ -61,7 +67,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     sink_json(schedules, settings, topics.schedules, NAME)
     sink_json(
         bad_appliances.union(
-            bad_forecasts, fanned_out.get_side_output(DEAD_LETTER), schedules.get_side_output(DEAD_LETTER)
+            bad_forecasts, bad_loads, fanned_out.get_side_output(DEAD_LETTER), schedules.get_side_output(DEAD_LETTER)
         ),
         settings,
         topics.dead_letter,

@@ -61,9 +61,12 @@ class ForecastLoad(KeyedProcessFunction):
         self.not_ready = group.counter("load_forecasts_not_ready")
         self.model = model_in_use(self.settings)
         self.booster = None
+        self.keep_days = keep_days(self.settings)
         if self.model == "lightgbm":
             self.booster = GradientBoostedLoadModel.load(self.settings.load_forecast.model_file)
-            empty = HouseholdLoad(self.settings.preprocess.profile_slots, keep_days(self.settings))
+            # the model file's own look-back, should it reach further than the settings'
+            self.keep_days = max(self.keep_days, self.booster.scale_days, *self.booster.lag_days)
+            empty = HouseholdLoad(self.settings.preprocess.profile_slots, self.keep_days)
             self.booster.check_features(empty.days("2000-01-01")[0])  # fails the start, not a record
         elif self.settings.load_forecast.model == "lightgbm":
             log.warning("load_forecast.model_file is empty: forecasting with the linear model until one is trained")
@@ -79,7 +82,7 @@ class ForecastLoad(KeyedProcessFunction):
 
         record = json.loads(value)  # the contract was checked at the source (read_contract)
         s = self.settings
-        history = self.state.value() or HouseholdLoad(s.preprocess.profile_slots, keep_days(s))
+        history = self.state.value() or HouseholdLoad(s.preprocess.profile_slots, self.keep_days)
         try:
             kept = history.add(record["day"], record["meter_id"], record["profile_w"])
         except ValueError as error:

@@ -1,7 +1,8 @@
 """Flink functions of the scheduling job: fan price forecasts out to households, schedule each household.
 
 Thin: state handling and JSON; the schedule itself is ``gridflow.scheduling.service.plan_day``.
-Stream elements are ``(key, kind, payload)`` tuples, ``kind`` being ``appliance`` or ``forecast``.
+Stream elements are ``(key, kind, payload)`` tuples, ``kind`` being ``appliance``, ``forecast`` (prices) or
+``load_forecast`` (the household's own load tomorrow).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from gridflow.scheduling.heap_scheduler import ScheduleInfeasible
 from gridflow.scheduling.service import appliance_in_horizon, forecast_prices, plan_day
 from gridflow.settings import Settings
 
-APPLIANCE, FORECAST = "appliance", "forecast"
+APPLIANCE, FORECAST, LOAD_FORECAST = "appliance", "forecast", "load_forecast"
 MARKET = "market"  # one price zone per deployment of the job
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 
@@ -33,6 +34,11 @@ def tag(kind: str):
         return MARKET, kind, payload
 
     return to_element
+
+
+def to_household(payload: str):
+    """A load-forecast record -> ``(household, load_forecast, payload)``: it goes to its household directly."""
+    return household_id_of(payload), LOAD_FORECAST, payload
 
 
 class MarketFanout(KeyedProcessFunction):
@@ -70,8 +76,9 @@ class MarketFanout(KeyedProcessFunction):
 
 
 class HouseholdScheduler(KeyedProcessFunction):
-    """Keeps a household's learned appliances and the latest forecast; emits a schedule on every change
-    once both are known. Later schedules for the same ``start_ts_ms`` replace earlier ones."""
+    """Keeps a household's learned appliances, the latest price forecast and its latest load forecast; emits
+    a schedule on every change once appliances and prices are known (planned around the forecast base load
+    once there is one). Later schedules for the same ``start_ts_ms`` replace earlier ones."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -81,6 +88,7 @@ class HouseholdScheduler(KeyedProcessFunction):
             MapStateDescriptor("appliances", Types.STRING(), Types.STRING())
         )
         self.forecast = runtime_context.get_state(ValueStateDescriptor("forecast", Types.STRING()))
+        self.load_forecast = runtime_context.get_state(ValueStateDescriptor("load_forecast", Types.STRING()))
         group = runtime_context.get_metrics_group().add_group("gridflow")
         self.schedules = group.counter("schedules")
         self.rejected = group.counter("schedule_inputs_rejected")
@@ -89,6 +97,8 @@ class HouseholdScheduler(KeyedProcessFunction):
         household, kind, payload = value
         if kind == FORECAST:
             self.forecast.update(payload)
+        elif kind == LOAD_FORECAST:  # kept its contract at the source (read_contract)
+            self.load_forecast.update(payload)
         else:
             problem = appliance_problem(payload, self.settings.scheduler.slot_minutes)
             if problem:
@@ -100,8 +110,9 @@ class HouseholdScheduler(KeyedProcessFunction):
         appliances = [json.loads(v) for v in self.appliances.values()]
         if forecast is None or not appliances:
             return
+        load = self.load_forecast.value()
         try:
-            plan = plan_day(household, appliances, json.loads(forecast), self.settings)
+            plan = plan_day(household, appliances, json.loads(forecast), self.settings, load and json.loads(load))
         except (ValueError, KeyError, TypeError, ScheduleInfeasible) as error:
             # Each record was checked on arrival, so this is a combination the planner cannot solve: the
             # record that triggered it goes to the dead letters with the reason, nothing to the schedule

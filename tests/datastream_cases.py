@@ -223,9 +223,25 @@ def scheduling_case() -> JobCase:
         }
         for d in range(3)
     ]
+    # two homes' own load tomorrow, heavy enough in the night to move runs under the breaker
+    loads = [
+        {
+            **CONTRACTS["load_forecast"].example,
+            "household_id": f"h-{h}",
+            "start_ts_ms": START_MS + 2 * DAY,
+            "slot_minutes": 60,
+            "slots": 24,
+            "load_w": [7500.0 if hour < 6 else 400.0 for hour in range(24)],
+        }
+        for h in (1, 3)
+    ]
     return JobCase(
         "scheduling",
-        {"appliances": keyed(appliances), "price_forecasts": keyed(forecasts, "market")},
+        {
+            "appliances": keyed(appliances),
+            "price_forecasts": keyed(forecasts, "market"),
+            "load_forecasts": keyed(loads),
+        },
         ("schedules",),
         compare="latest",
     )

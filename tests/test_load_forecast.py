@@ -232,3 +232,33 @@ def test_the_forecast_record_keeps_its_contract():
     assert (record["peak_w"], record["peak_ts_ms"]) == (1200.0, start + 2 * 6 * 3_600_000)
     with pytest.raises(ValueError, match="no known slot"):
         load_forecast_record("h-7", "linear", "2026-03-29", start, [np.nan] * 4, 5, 28)
+
+
+def test_the_scheduler_plans_around_the_forecast_base_load_by_hand():
+    from gridflow.scheduling.service import base_load_w, plan_day
+
+    hour, noon = 3_600_000, 12 * 3_600_000
+    forecast = {"start_ts_ms": 24 * hour, "slot_minutes": 360, "load_w": [3000.0, None, -500.0, 100.0]}
+    # the scheduler's horizon 12:00 .. 12:00 on 60-minute slots; the forecast covers 00:00 .. 24:00 in 6 h slots
+    base = base_load_w(forecast, noon, 60, 24)
+    mean = (3000.0 - 500.0 + 100.0) / 3  # the unknown 06-12 slot
+    # 12:00-18:00 and 18:00-24:00 are before the forecast: the forecast's same time of day stands in
+    assert base.tolist() == [-500.0] * 6 + [100.0] * 6 + [3000.0] * 6 + [mean] * 6
+    prices = {"start_ts_ms": noon, "slot_minutes": 60, "slots": 24, "currency": "EUR", "model": "linear",
+              "price_per_kwh": [0.30] * 12 + [0.10] * 6 + [0.30] * 6}  # fmt: skip
+    heater = {"name": "heater", "power_w": 4000.0, "duration_minutes": 60, "horizon_start_minute": 0,
+              "alpha_minute": 12 * 60, "beta_minute": 36 * 60, "comfort_margin_minutes": 0}  # fmt: skip
+    settings = Settings().with_overrides(
+        "scheduler.slot_minutes=60", "scheduler.breaker_a=25", "preprocess.timezone=UTC"
+    )
+    blind, seen = plan_day("h-1", [heater], prices, settings), plan_day("h-1", [heater], prices, settings, forecast)
+    assert (blind["appliances"][0]["start_ts_ms"] - noon) // hour == 12, "the cheap night from midnight"
+    # 4,000 + 3,000 W would trip the 5,750 W breaker from midnight to 06:00: the cheapest slot left is in the
+    # afternoon, where the export (-500 W) also pays part of the run
+    start = (seen["appliances"][0]["start_ts_ms"] - noon) // hour
+    assert start in range(0, 6) and seen["base_load_model"] is None  # the forecast record names no model
+    assert seen["load_after_w"][start] == 4000.0 and max(seen["load_after_w"]) <= 5750.0
+    # by hand: the heater's hour at 0.30 less the 500 W exported then, the base load 6 h at 100 W and 0.30,
+    # 6 h at 3,000 W and 0.10, 6 h at the mean at 0.30
+    by_hand = 3.5 * 0.30 + 6 * 0.1 * 0.30 + 6 * 3.0 * 0.10 + 6 * mean / 1000 * 0.30
+    assert seen["expected_cost"] == pytest.approx(by_hand)

@@ -9,6 +9,8 @@ from gridflow.jobs import scheduling
 from gridflow.runtime import create_env
 from gridflow.scheduling.service import plan_day
 
+from gridflow.contracts import CONTRACTS
+
 from contract_cases import breaking, check_dead_letters
 
 pytestmark = pytest.mark.integration
@@ -37,7 +39,10 @@ def appliance(household: str, name: str, power_w: float, alpha_minute: int, dura
 def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
     settings = kafka_settings
     topics = settings.topics
-    kafka_io.create_topics(settings, [topics.appliances, topics.price_forecasts, topics.schedules, topics.dead_letter])
+    kafka_io.create_topics(
+        settings,
+        [topics.appliances, topics.price_forecasts, topics.load_forecasts, topics.schedules, topics.dead_letter],
+    )
     households = ["h-01", "h-02", "h-03"]
     appliances = {
         h: [appliance(h, "washer", 1000.0 + 100 * i, 360 + 30 * i, 90), appliance(h, "dishwasher", 1800.0, 480, 120)]
@@ -87,6 +92,21 @@ def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
             [bad_forecasts[0], ("NL", json.dumps(forecast)), bad_forecasts[1]] + [(k, p) for k, p, _ in broken[4:]],
         ),
     }
+    # h-03's own load tomorrow: 8 kW from midnight to 03:00 (a heat pump's night), 300 W otherwise
+    breaker_w = settings.scheduler.breaker_a * settings.scheduler.breaker_v
+    midnight = START_MS + 12 * 3_600_000
+    night = [8000.0 if hour < 3 else 300.0 for hour in range(24)]
+    load_forecast = {
+        **CONTRACTS["load_forecast"].example,
+        "household_id": "h-03",
+        "start_ts_ms": midnight,
+        "slot_minutes": 60,
+        "slots": 24,
+        "load_w": night,
+    }
+    stops[topics.load_forecasts] = kafka_io.produce(
+        settings, topics.load_forecasts, [("h-03", json.dumps(load_forecast))]
+    )
     env = create_env(settings)
     scheduling.build(env, settings, stop_offsets=stops)
     env.execute("scheduling-test")
@@ -135,11 +155,23 @@ def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
         ]
     )
     for h in households:
-        assert complete[h] == plan_day(h, appliances[h], forecast, settings)
+        with_base = load_forecast if h == "h-03" else None
+        assert complete[h] == plan_day(h, appliances[h], forecast, settings, with_base)
         assert complete[h]["savings"] > 0
         assert all(a["start_ts_ms"] >= START_MS + 12 * 3_600_000 for a in complete[h]["appliances"]), (
             "both loads move into the cheap night hours"
         )
+    # h-03's runs fit under the breaker together with its forecast night load: not before 03:00 when that
+    # would overload it, and the schedule's load curve carries the base load
+    h03 = complete["h-03"]
+    assert h03["base_load_model"] == "lightgbm" and "base_load_model" not in complete["h-01"]
+    slot_ms = h03["slot_minutes"] * 60_000
+    for run in h03["appliances"]:
+        for t in range(run["start_ts_ms"], run["end_ts_ms"], slot_ms):
+            assert night[(t - midnight) // 3_600_000 % 24] + run["power_w"] <= breaker_w, (run, t)
+    assert max(h03["load_after_w"]) <= breaker_w and min(h03["load_after_w"]) >= 300.0
+    blind = plan_day("h-03", appliances["h-03"], forecast, settings)  # the same day, the base load not known
+    assert h03["appliances"] != blind["appliances"], "the base load moved a run"
 
 
 def test_a_schedule_does_not_depend_on_the_order_the_appliances_arrived_in(base_settings):

@@ -327,6 +327,8 @@ class Schedule(TypedDict):
     price_per_kwh: list[float]
     load_before_w: list[float]
     load_after_w: list[float]
+    # with a load forecast: its model; the costs and load curves then include the forecast base load
+    base_load_model: NotRequired[str | None]
 
 
 class Recommendation(TypedDict):

@@ -17,7 +17,12 @@ temperature stands for a weather forecast). Models:
   fleet. Features: slot, weekday, holiday, the scaled lags, the last week's mean and spread at the slot,
   the previous day's mean, the temperature with its change on the previous day, and (setting
   ``load_forecast.day_of_year``, off by default: it did not help on one year of CityLearn nor on four of
-  the UCI house) the day of year as sine and cosine. Retrained on all days before a fold (:func:`backtest_load`) or before today (a job).
+  the UCI house) the day of year as sine and cosine.
+
+:func:`backtest_load` runs a model through expanding-window folds (``lightgbm`` retrained at each). The
+load-forecasting job keeps each household's recent profiles in a :class:`HouseholdLoad`, forecasts with
+:func:`forecast_household` and publishes :func:`load_forecast_record`; ``gridflow forecast train-load``
+lays the history's profiles out with :func:`profile_days` and fits the job's model with :func:`train`.
 
 >>> import numpy as np
 >>> load = np.arange(3 * 2 * 4, dtype=float).reshape(3, 2, 4)  # three homes, two days, four slots
@@ -472,8 +477,8 @@ class HouseholdLoad:
         self.learned_day: str | None = None  # the last day the linear model learned
 
     def add(self, day: str, meter: str, profile_w) -> bool:
-        """Keep one meter's profile of ``day``; False (nothing kept) if it is older than the window or does
-        not have ``slots`` values."""
+        """Keep one meter's profile of ``day`` (a meter's day sent again replaces it); False, nothing kept, if
+        the day is older than the window; ValueError if the profile does not have ``slots`` values."""
         values = np.array([np.nan if v is None else v for v in profile_w], dtype=np.float64)
         if values.shape != (self.slots,):
             raise ValueError(f"profile_w has {values.size} slots, this job forecasts {self.slots} per day")

@@ -1,5 +1,5 @@
 """SQL over the history with DuckDB: one view per kept topic (``features``, ``profiles``, ``assignments``,
-``centroids``, ``alerts``, ``schedules``, ``recommendations``), with the records' fields and the ``_day`` (the partition:
+``centroids``, ``alerts``, ``load_forecasts``, ``schedules``, ``recommendations``), with the records' fields and the ``_day`` (the partition:
 the UTC day the record was written), ``_partition``, ``_offset``, ``_key`` and ``_kafka_ms`` columns.
 
     gridflow history query "SELECT type, count(*) FROM alerts GROUP BY type"

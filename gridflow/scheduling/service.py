@@ -25,7 +25,7 @@ import numpy as np
 from gridflow.preprocess.localtime import LocalClock
 from gridflow.scheduling.heap_scheduler import schedule_heap
 from gridflow.contracts import SCHEMA_VERSION
-from gridflow.scheduling.model import Appliance, Problem, Schedule, Tariff, peak_to_average
+from gridflow.scheduling.model import MAX_POWER_W, Appliance, Problem, Schedule, Tariff, peak_to_average
 from gridflow.scheduling.scenarios import unscheduled_baseline
 from gridflow.settings import Settings
 
@@ -63,9 +63,35 @@ def appliance_in_horizon(record: dict, horizon_start_minute: int, slot_minutes: 
     )
 
 
-def plan_day(household_id: str, appliances: list[dict], forecast: dict, settings: Settings) -> dict:
+BASE_LOAD = "base load "  # the fixed loads standing for the forecast base load (never in the schedule's runs)
+
+
+def base_load_w(load_forecast: dict, start_ms: int, slot_minutes: int, n_slots: int) -> np.ndarray:
+    """The household's forecast load (a ``load_forecast`` record) on the scheduler's slots from ``start_ms``:
+    the forecast slot holding each slot's middle; a slot the forecast does not cover takes the forecast at
+    the same time of day (tomorrow's shape stands in for the rest of today); unknown slots the known mean."""
+    values = np.array([np.nan if v is None else v for v in load_forecast["load_w"]], dtype=np.float64)
+    if not np.isfinite(values).any():
+        return np.zeros(n_slots)
+    values = np.where(np.isfinite(values), values, np.nanmean(values))
+    f_start, f_slot_ms = int(load_forecast["start_ts_ms"]), int(load_forecast["slot_minutes"]) * 60_000
+    middle = start_ms + np.arange(n_slots, dtype=np.int64) * slot_minutes * 60_000 + slot_minutes * 30_000
+    index = (middle - f_start) // f_slot_ms
+    outside = (index < 0) | (index >= values.size)
+    index[outside] = ((middle[outside] - f_start) % 86_400_000) // f_slot_ms
+    return values[np.clip(index, 0, values.size - 1)]
+
+
+def plan_day(
+    household_id: str, appliances: list[dict], forecast: dict, settings: Settings, load_forecast: dict | None = None
+) -> dict:
     """The schedule record for ``household_id`` (see the module docstring). The appliances are taken in
-    name order, so the schedule does not depend on the order their records arrived in."""
+    name order, so the schedule does not depend on the order their records arrived in.
+
+    With ``load_forecast`` (the household's ``load_forecast`` record) its forecast base load is planned
+    around: each slot's base load is a fixed load (capped at the breaker), so appliances fit under the
+    breaker together with it and the block rates price the sum; a negative base (PV export) offsets the
+    appliances like PV. Costs and load curves then include the base load."""
     appliances = sorted(appliances, key=lambda record: str(record.get("name")))
     sched = settings.scheduler
     slot_minutes = sched.slot_minutes
@@ -76,13 +102,25 @@ def plan_day(household_id: str, appliances: list[dict], forecast: dict, settings
     loads = [a for a in (appliance_in_horizon(r, start_minute, slot_minutes, prices.size) for r in appliances) if a]
     shift = max(0.0, -float(prices.min()))
     breaker_w = sched.breaker_a * sched.breaker_v if sched.breaker_a else None
-    problem = Problem(tuple(loads), Tariff(prices + shift, slot_minutes=slot_minutes, breaker_w=breaker_w))
+    base, pv = [], None
+    if load_forecast is not None:
+        base_w = base_load_w(load_forecast, start_ms, slot_minutes, prices.size)
+        cap = breaker_w if breaker_w is not None else MAX_POWER_W
+        base = [
+            Appliance(f"{BASE_LOAD}{i}", "fixed", min(float(w), cap), 1, i, i + 1)
+            for i, w in enumerate(base_w)
+            if w > 0
+        ]
+        pv = np.maximum(-base_w, 0.0) if (base_w < 0).any() else None
+    tariff = Tariff(prices + shift, slot_minutes=slot_minutes, breaker_w=breaker_w, pv_w=pv)
+    problem = Problem(tuple(loads) + tuple(base), tariff)
     schedule = _solve(problem, settings)
     baseline = unscheduled_baseline(problem)
     slot_h = slot_minutes / 60.0
 
     def cost(s: Schedule) -> float:
-        return float((s.load_profile_w(prices.size) * slot_h / 1000.0 * prices).sum())
+        grid_w = s.load_profile_w(prices.size) - (0.0 if pv is None else pv)  # the base load's export offsets
+        return float((np.maximum(grid_w, 0.0) * slot_h / 1000.0 * prices).sum())
 
     planned, unplanned = cost(schedule), cost(baseline)
     slot_ms = slot_minutes * 60_000
@@ -105,7 +143,7 @@ def plan_day(household_id: str, appliances: list[dict], forecast: dict, settings
                 "shift_minutes": (first - a.alpha_slot) * slot_minutes,
             }
         )
-    return {
+    record = {
         "v": SCHEMA_VERSION,
         "household_id": household_id,
         "start_ts_ms": start_ms,
@@ -125,6 +163,9 @@ def plan_day(household_id: str, appliances: list[dict], forecast: dict, settings
         "load_before_w": baseline.load_profile_w(prices.size).tolist(),
         "load_after_w": schedule.load_profile_w(prices.size).tolist(),
     }
+    if load_forecast is not None:
+        record["base_load_model"] = load_forecast.get("model")
+    return record
 
 
 def _solve(problem: Problem, settings: Settings) -> Schedule:
