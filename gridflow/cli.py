@@ -377,9 +377,17 @@ def _forecast(args, settings) -> None:
                 sys.exit(f"gridflow forecast train-load: {error}")
             source = "the CityLearn homes"
         else:
-            from gridflow.history.query import query
+            from gridflow.history.query import connect
+            from gridflow.history.writer import history_root
 
-            _, rows = query(settings, "SELECT household_id, meter_id, day, profile_w FROM profiles ORDER BY _kafka_ms")
+            connection, views = connect(settings)
+            if "profiles" not in views:
+                sys.exit(
+                    f"gridflow forecast train-load: the history under {history_root(settings)} holds no profiles "
+                    "yet (keep them with 'gridflow history write', or train on the shipped homes with --citylearn)"
+                )
+            sql = "SELECT household_id, meter_id, day, profile_w FROM profiles ORDER BY _kafka_ms"
+            rows = connection.execute(sql).fetchall()
             households, days = profile_days(rows, settings.preprocess.profile_slots)
             source = f"the history's profiles of {len(households)} households"
         model = train(days, settings.load_forecast)

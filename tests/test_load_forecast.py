@@ -262,3 +262,29 @@ def test_the_scheduler_plans_around_the_forecast_base_load_by_hand():
     # 6 h at 3,000 W and 0.10, 6 h at the mean at 0.30
     by_hand = 3.5 * 0.30 + 6 * 0.1 * 0.30 + 6 * 3.0 * 0.10 + 6 * mean / 1000 * 0.30
     assert seen["expected_cost"] == pytest.approx(by_hand)
+
+
+def test_train_load_fits_the_model_from_the_historys_profiles(tmp_path, capsys):
+    """``gridflow forecast train-load`` on a history written the way the history writer writes it."""
+    from gridflow.cli import main
+    from gridflow.forecasting.load import GradientBoostedLoadModel
+    from gridflow.history.writer import History
+
+    days, _ = synthetic_fleet(n_series=3, n_days=40)
+    rows = []
+    for d in range(days.n_days):
+        for h in range(days.n_series):
+            day = f"2026-01-{1 + d:02d}" if d < 31 else f"2026-02-{d - 30:02d}"
+            rows.append({"household_id": f"h-{h}", "meter_id": f"m-{h}", "day": day,
+                         "profile_w": days.load_w[h, d].tolist(), "_partition": 0, "_offset": len(rows),
+                         "_key": f"h-{h}", "_kafka_ms": len(rows)})  # fmt: skip
+    root = tmp_path / "history"
+    History(str(root)).write("profiles", "2026-02-10", 0, rows)
+    out = tmp_path / "load-model.json"
+    overrides = ["--set", f"history.path={root}", "--set", "load_forecast.gbm_rounds=20"]
+    main(["forecast", "train-load", "--out", str(out), *overrides])
+    assert "3 households, 3 series x 40 days of 24 slots" in capsys.readouterr().out
+    model = GradientBoostedLoadModel.load(out)
+    assert model.slots == 24 and model.booster.num_trees() == 20
+    with pytest.raises(SystemExit, match="holds no profiles yet .*gridflow history write.*--citylearn"):
+        main(["forecast", "train-load", "--out", str(out), "--set", f"history.path={tmp_path / 'empty'}"])
