@@ -111,6 +111,47 @@ def from_profile(profile: dict, tariff, peak_hours: list[int], now_ms: int, off_
     return [_record(profile["household_id"], "off_peak", text, saving, tariff.currency, now_ms, peak_share=share)]
 
 
+def from_load_forecast(forecast: dict, tariff, peak_hours: list[int], zone: str, now_ms: int) -> list[dict]:
+    """A ``forecast`` recommendation: tomorrow's expected energy and peak, the share of it in the peak hours
+    and what each kWh moved out of them saves under the time-of-use tariff (none for an empty forecast)."""
+    values = [v for v in forecast["load_w"] if v is not None]
+    if not values or forecast["energy_kwh"] <= 0:
+        return []
+    slot_minutes, start = forecast["slot_minutes"], forecast["start_ts_ms"]
+    in_peak = 0.0
+    for i, w in enumerate(forecast["load_w"]):
+        hour = int(_clock(start + i * slot_minutes * 60_000, zone)[:2])
+        if w is not None and w > 0 and hour in peak_hours:
+            in_peak += w * slot_minutes / 60_000
+    share = in_peak / forecast["energy_kwh"]
+    hourly = [0.0] * 24
+    for period in tariff.tou:
+        for hour in range(period.start_hour, period.end_hour):
+            hourly[hour] = period.price_per_kwh
+    saving = sum(hourly[h] for h in peak_hours) / len(peak_hours) - min(hourly) if peak_hours else 0.0
+    first, last = (min(peak_hours), max(peak_hours) + 1) if peak_hours else (0, 0)
+    energy, peak_kw, peak_at = forecast["energy_kwh"], forecast["peak_w"] / 1000, _clock(forecast["peak_ts_ms"], zone)
+    text = (
+        f"Tomorrow your home is expected to use {energy:.1f} kWh, at most {peak_kw:.1f} kW around {peak_at}; "
+        f"{share:.0%} of it between {first:02d}:00 and {last:02d}:00"
+    )
+    text += f": each kWh moved to the cheapest hours saves {saving:.2f} {tariff.currency}." if saving > 0 else "."
+    return [
+        _record(
+            forecast["household_id"],
+            "forecast",
+            text,
+            0.0,
+            tariff.currency,
+            now_ms,
+            from_ts_ms=start,
+            energy_kwh=forecast["energy_kwh"],
+            peak_w=forecast["peak_w"],
+            peak_share=round(share, 4),
+        )
+    ]
+
+
 def from_alert(alert: dict, currency: str, now_ms: int) -> list[dict]:
     """An ``alert`` recommendation: what was seen and what to do."""
     if alert["type"] == "back_online":

@@ -1,8 +1,9 @@
-"""Recommendation job: schedules, daily profiles and anomaly alerts -> personal recommendations.
+"""Recommendation job: schedules, daily profiles, alerts and load forecasts -> personal recommendations.
 
-    household.schedules --\\
-    household.profiles  ----> key household -> recommend (shift / off-peak / alert) --> household.recommendations
-    household.alerts    --/                                                         (downlinked to the meter)
+    household.schedules -----\\
+    household.profiles  ------> key household -> recommend (shift / off-peak / alert / tomorrow's forecast)
+    household.alerts    -----/                     --> household.recommendations (downlinked to the meter)
+    household.load-forecasts/
     schedules + profiles + household.load-forecasts --> key feeder -> balance (grid requests when a feeder
                                                      would exceed its capacity, on tomorrow's forecast load) --/
 
@@ -50,7 +51,7 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     schedules, profiles, alerts = read("schedule", SCHEDULE), read("profile", PROFILE), read("alert", ALERT)
     load_forecasts = read("load_forecast", LOAD_FORECAST)
     made = (
-        schedules.union(profiles, alerts)
+        schedules.union(profiles, alerts, load_forecasts)
         .key_by(lambda e: e[0], key_type=Types.STRING())
         .process(Recommend(settings), output_type=Types.STRING())
         .name("recommend")

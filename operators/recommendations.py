@@ -61,6 +61,10 @@ class Recommend(KeyedProcessFunction):
                 )
             elif kind == PROFILE:
                 made = recommendations.from_profile(record, s.tariff, s.preprocess.peak_hours, now_ms)
+            elif kind == LOAD_FORECAST:
+                made = recommendations.from_load_forecast(
+                    record, s.tariff, s.preprocess.peak_hours, s.preprocess.timezone, now_ms
+                )
             else:
                 made = recommendations.from_alert(record, s.tariff.currency, now_ms)
         except (KeyError, TypeError, ValueError) as error:

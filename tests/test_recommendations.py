@@ -70,6 +70,21 @@ def test_off_peak_advice_only_above_the_share_and_priced_by_the_tariff():
     assert recommendations.from_profile({**busy, "peak_share": 0.2}, tariff, [17, 18, 19, 20], now_ms=1) == []
 
 
+def test_tomorrows_forecast_says_how_much_when_and_what_moving_it_is_worth():
+    tariff = Settings().tariff  # 0.38 EUR in 17-21 h, cheapest 0.18 EUR at night
+    load = [200.0] * 17 + [1500.0] * 4 + [200.0] * 3  # local hours in UTC: 1.5 kW from 17:00 to 21:00
+    forecast = {**CONTRACTS["load_forecast"].example, "household_id": "h-4", "start_ts_ms": 0, "slot_minutes": 60,
+                "slots": 24, "load_w": load, "energy_kwh": 10.0, "peak_w": 1500.0, "peak_ts_ms": 17 * H}  # fmt: skip
+    (rec,) = recommendations.from_load_forecast(forecast, tariff, [17, 18, 19, 20], "UTC", now_ms=1)
+    assert rec["text"] == (
+        "Tomorrow your home is expected to use 10.0 kWh, at most 1.5 kW around 17:00; 60% of it between 17:00 and "
+        "21:00: each kWh moved to the cheapest hours saves 0.20 EUR."
+    )  # 4 h x 1.5 kW = 6 of the 10 kWh
+    assert rec["kind"] == "forecast" and rec["saving_per_day"] == 0.0 and rec["peak_share"] == pytest.approx(0.6)
+    assert CONTRACTS["recommendation"].decode(json.dumps(rec)) == rec
+    assert recommendations.from_load_forecast({**forecast, "energy_kwh": 0.0}, tariff, [17], "UTC", now_ms=1) == []
+
+
 def test_an_alert_says_what_was_seen_and_a_meter_back_online_says_so_plainly():
     dropout = {**CONTRACTS["alert"].example, "type": "dropout", "severity": "high", "action": "Check the meter."}
     (rec,) = recommendations.from_alert(dropout, "EUR", now_ms=1)
@@ -156,7 +171,7 @@ def test_the_feeder_balancer_plans_on_tomorrows_forecast_load(kafka_settings):
     )
     busy = [1000.0 if 2 <= hour < 4 else 100.0 for hour in range(24)]
     forecast = {**CONTRACTS["load_forecast"].example, "household_id": "h-9", "start_ts_ms": 0, "slot_minutes": 60,
-                "slots": 24, "load_w": busy, "peak_w": 1000.0, "peak_ts_ms": 2 * H}  # fmt: skip
+                "slots": 24, "load_w": busy, "energy_kwh": 4.2, "peak_w": 1000.0, "peak_ts_ms": 2 * H}  # fmt: skip
     empty = {p: 0 for p in range(settings.kafka.partitions)}
     stops = {
         t.schedules: kafka_io.produce(settings, t.schedules, [("h-1", json.dumps(schedule("h-1", 2, 2)))]),
@@ -171,4 +186,6 @@ def test_the_feeder_balancer_plans_on_tomorrows_forecast_load(kafka_settings):
     (grid,) = [r for r in out if r["kind"] == "grid_request"]
     assert grid["household_id"] == "h-1" and grid["from_ts_ms"] == 2 * H
     assert grid["to_ts_ms"] in (4 * H, 5 * H), "after h-9's two busy hours, within the run's window"
-    assert len(out) == 1, "the run is already at its usual time: no shift advice; a forecast alone advises nothing"
+    # no shift advice (the run is at its usual time); h-9 hears about its day tomorrow
+    (tomorrow,) = [r for r in out if r["kind"] != "grid_request"]
+    assert tomorrow["kind"] == "forecast" and tomorrow["household_id"] == "h-9" and len(out) == 2

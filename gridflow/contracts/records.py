@@ -338,7 +338,7 @@ class Recommendation(TypedDict):
     __pydantic_config__ = _TOLERANT  # type: ignore[misc]
     v: NotRequired[Version]
     household_id: Identifier
-    kind: Literal["shift", "off_peak", "alert", "grid_request"]
+    kind: Literal["shift", "off_peak", "alert", "grid_request", "forecast"]
     text: Annotated[str, Field(min_length=1, max_length=1000)]
     saving_per_day: float
     currency: Currency
@@ -350,3 +350,5 @@ class Recommendation(TypedDict):
     peak_share: NotRequired[float]
     feeder_peak_after_w: NotRequired[float]
     capacity_w: NotRequired[float]
+    energy_kwh: NotRequired[float]  # forecast: tomorrow's expected energy
+    peak_w: NotRequired[float]  # forecast: tomorrow's expected peak
