@@ -143,7 +143,8 @@ class GradientBoostedLoadModel:
     """The ``lightgbm`` model: one LightGBM regressor for every series, on loads scaled per series.
 
     Parameters are those of the ``load_forecast`` settings section (``lag_days``, ``scale_days``,
-    ``gbm_*``); a parameter not given takes its default there.
+    ``gbm_*``, ``day_of_year``); a parameter not given takes its value from ``settings`` (that section),
+    else its default there.
     """
 
     def __init__(
@@ -157,8 +158,9 @@ class GradientBoostedLoadModel:
         threads: int | None = None,
         use_temperature: bool = True,
         use_day_of_year: bool | None = None,
+        settings=None,
     ):
-        d = _settings()
+        d = settings or _settings()
         self.lag_days = tuple(sorted(d.lag_days if lag_days is None else lag_days))
         self.scale_days = d.scale_days if scale_days is None else int(scale_days)
         self.rounds = d.gbm_rounds if rounds is None else int(rounds)
@@ -315,10 +317,12 @@ class GradientBoostedLoadModel:
 class LinearLoadModel:
     """The ``linear`` model: one river regression per series, learning each day after forecasting it."""
 
-    def __init__(self, n_series: int, lag_days: tuple[int, ...] | None = None, learning_rate: float | None = None):
+    def __init__(
+        self, n_series: int, lag_days: tuple[int, ...] | None = None, learning_rate: float | None = None, settings=None
+    ):
         from river import compose, linear_model, optim, preprocessing
 
-        d = _settings()
+        d = settings or _settings()
         self.lag_days = tuple(sorted(d.lag_days if lag_days is None else lag_days))
         rate = d.linear_learning_rate if learning_rate is None else float(learning_rate)
         self.models = [
@@ -509,10 +513,15 @@ class HouseholdLoad:
             if meters:
                 load[0, i] = np.sum(list(meters.values()), axis=0)
                 known += 1
-        dates = [dt.date.fromordinal(int(n)) for n in numbers]
-        weekday = np.array([d.weekday() for d in dates], dtype=np.int64)
-        day_of_year = np.array([d.timetuple().tm_yday for d in dates], dtype=np.int64)
-        return LoadDays(load, weekday=weekday, day_of_year=day_of_year), known
+        return LoadDays(load, **_calendar([dt.date.fromordinal(int(n)) for n in numbers])), known
+
+
+def _calendar(dates) -> dict[str, np.ndarray]:
+    """The ``weekday`` and ``day_of_year`` arguments of :class:`LoadDays` for a list of dates."""
+    return {
+        "weekday": np.array([d.weekday() for d in dates], dtype=np.int64),
+        "day_of_year": np.array([d.timetuple().tm_yday for d in dates], dtype=np.int64),
+    }
 
 
 def _day_number(day: str) -> int:
@@ -547,7 +556,7 @@ def forecast_household(history: HouseholdLoad, model: str, booster=None, setting
     if model != "linear":
         raise ValueError(f"model must be one of {LOAD_MODELS}, got {model!r}")
     if history.linear is None:
-        history.linear = LinearLoadModel(1, tuple(d.lag_days), d.linear_learning_rate)
+        history.linear = LinearLoadModel(1, settings=d)
     start = 0 if history.learned_day is None else last - (_day_number(target) - _day_number(history.learned_day)) + 1
     for day in range(max(start, 0), last):  # every kept day not learned yet, oldest first
         if np.isfinite(days.load_w[0, day]).any():
@@ -580,29 +589,14 @@ def profile_days(rows, slots: int) -> tuple[list[str], LoadDays]:
         i, j = row_of[household], _day_number(day) - first
         load[i, j] = values if not seen[i, j] else load[i, j] + values
         seen[i, j] = True
-    dates = [dt.date.fromordinal(n) for n in range(first, last + 1)]
-    return households, LoadDays(
-        load,
-        weekday=np.array([d.weekday() for d in dates], dtype=np.int64),
-        day_of_year=np.array([d.timetuple().tm_yday for d in dates], dtype=np.int64),
-    )
+    return households, LoadDays(load, **_calendar([dt.date.fromordinal(n) for n in range(first, last + 1)]))
 
 
 def train(days: LoadDays, settings=None) -> GradientBoostedLoadModel:
     """A :class:`GradientBoostedLoadModel` with the ``load_forecast`` settings, fitted on every day of
     ``days`` after the first ``min_history_days`` (without temperature: the job has no weather feed)."""
     d = settings or _settings()
-    model = GradientBoostedLoadModel(
-        lag_days=tuple(d.lag_days),
-        scale_days=d.scale_days,
-        rounds=d.gbm_rounds,
-        learning_rate=d.gbm_learning_rate,
-        num_leaves=d.gbm_num_leaves,
-        min_data_in_leaf=d.gbm_min_data_in_leaf,
-        threads=d.gbm_threads,
-        use_temperature=False,
-        use_day_of_year=d.day_of_year,
-    )
+    model = GradientBoostedLoadModel(use_temperature=False, settings=d)
     if days.n_days <= d.min_history_days:
         raise ValueError(
             f"{days.n_days} days of profiles: need more than load_forecast.min_history_days={d.min_history_days}"
