@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from gridflow.scheduling.model import peak_to_average
+from gridflow.scheduling.service import forecast_slots
 
 
 @dataclass(frozen=True)
@@ -339,9 +340,7 @@ class FeederState:
             base = values[(minutes * len(values)) // 1440]
         if household in self.forecasts:
             f_start, f_minutes, f_values = self.forecasts[household]
-            # the forecast slot holding the middle of each horizon slot
-            middle = start_ms + np.arange(n_slots) * slot_minutes * 60_000 + slot_minutes * 30_000
-            index = (middle - f_start) // (f_minutes * 60_000)
+            index = forecast_slots(f_start, f_minutes, start_ms, slot_minutes, n_slots)
             inside = (index >= 0) & (index < f_values.size)
             forecast = np.full(n_slots, np.nan)
             forecast[inside] = f_values[index[inside]]

@@ -66,6 +66,16 @@ def appliance_in_horizon(record: dict, horizon_start_minute: int, slot_minutes: 
 BASE_LOAD = "base load "  # the fixed loads standing for the forecast base load (never in the schedule's runs)
 
 
+def forecast_slots(
+    forecast_start_ms: int, forecast_slot_minutes: int, start_ms: int, slot_minutes: int, n_slots: int
+) -> np.ndarray:
+    """For each of ``n_slots`` slots from ``start_ms``, the number of the forecast slot (counted from
+    ``forecast_start_ms``) that holds its middle; negative or past the forecast's end where it does not
+    cover the slot."""
+    middle = start_ms + np.arange(n_slots, dtype=np.int64) * slot_minutes * 60_000 + slot_minutes * 30_000
+    return (middle - forecast_start_ms) // (forecast_slot_minutes * 60_000)
+
+
 def base_load_w(load_forecast: dict, start_ms: int, slot_minutes: int, n_slots: int) -> np.ndarray:
     """The household's forecast load (a ``load_forecast`` record) on the scheduler's slots from ``start_ms``:
     the forecast slot holding each slot's middle; a slot the forecast does not cover takes the forecast at
@@ -74,11 +84,10 @@ def base_load_w(load_forecast: dict, start_ms: int, slot_minutes: int, n_slots: 
     if not np.isfinite(values).any():
         return np.zeros(n_slots)
     values = np.where(np.isfinite(values), values, np.nanmean(values))
-    f_start, f_slot_ms = int(load_forecast["start_ts_ms"]), int(load_forecast["slot_minutes"]) * 60_000
-    middle = start_ms + np.arange(n_slots, dtype=np.int64) * slot_minutes * 60_000 + slot_minutes * 30_000
-    index = (middle - f_start) // f_slot_ms
-    outside = (index < 0) | (index >= values.size)
-    index[outside] = ((middle[outside] - f_start) % 86_400_000) // f_slot_ms
+    f_minutes = int(load_forecast["slot_minutes"])
+    index = forecast_slots(int(load_forecast["start_ts_ms"]), f_minutes, start_ms, slot_minutes, n_slots)
+    per_day = 1440 // f_minutes
+    index = np.where((index < 0) | (index >= values.size), index % per_day, index)  # the same time of day
     return values[np.clip(index, 0, values.size - 1)]
 
 
