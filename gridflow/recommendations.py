@@ -89,18 +89,24 @@ def from_schedule(schedule: dict, zone: str, now_ms: int, min_saving: float = 0.
     return out
 
 
+def _peak_premium(tariff, peak_hours: list[int]) -> float:
+    """What a kWh costs in the peak hours (their mean time-of-use price) above the cheapest hour; 0 without
+    peak hours."""
+    if not peak_hours:
+        return 0.0
+    hourly = [0.0] * 24
+    for period in tariff.tou:
+        for hour in range(period.start_hour, period.end_hour):
+            hourly[hour] = period.price_per_kwh
+    return sum(hourly[h] for h in peak_hours) / len(peak_hours) - min(hourly)
+
+
 def from_profile(profile: dict, tariff, peak_hours: list[int], now_ms: int, off_peak_share: float = 0.3) -> list[dict]:
     """An ``off_peak`` recommendation when the day's peak-hour share of energy exceeds ``off_peak_share``."""
     share = profile.get("peak_share")
     if share is None or share <= off_peak_share or not profile.get("energy_kwh"):
         return []
-    hourly = [0.0] * 24
-    for period in tariff.tou:
-        for hour in range(period.start_hour, period.end_hour):
-            hourly[hour] = period.price_per_kwh
-    peak = sum(hourly[h] for h in peak_hours) / len(peak_hours)
-    cheapest = min(hourly)
-    saving = peak - cheapest
+    saving = _peak_premium(tariff, peak_hours)
     if saving <= 0:
         return []
     first, last = min(peak_hours), max(peak_hours) + 1
@@ -124,11 +130,7 @@ def from_load_forecast(forecast: dict, tariff, peak_hours: list[int], zone: str,
         if w is not None and w > 0 and hour in peak_hours:
             in_peak += w * slot_minutes / 60_000
     share = in_peak / forecast["energy_kwh"]
-    hourly = [0.0] * 24
-    for period in tariff.tou:
-        for hour in range(period.start_hour, period.end_hour):
-            hourly[hour] = period.price_per_kwh
-    saving = sum(hourly[h] for h in peak_hours) / len(peak_hours) - min(hourly) if peak_hours else 0.0
+    saving = _peak_premium(tariff, peak_hours)
     first, last = (min(peak_hours), max(peak_hours) + 1) if peak_hours else (0, 0)
     energy, peak_kw, peak_at = forecast["energy_kwh"], forecast["peak_w"] / 1000, _clock(forecast["peak_ts_ms"], zone)
     text = (

@@ -99,8 +99,8 @@ def plan_day(
 
     With ``load_forecast`` (the household's ``load_forecast`` record) its forecast base load is planned
     around: each slot's base load is a fixed load (capped at the breaker), so appliances fit under the
-    breaker together with it and the block rates price the sum; a negative base (PV export) offsets the
-    appliances like PV. Costs and load curves then include the base load."""
+    breaker together with it; a negative base (PV export) offsets the appliances like PV. Costs and load
+    curves then include the base load."""
     appliances = sorted(appliances, key=lambda record: str(record.get("name")))
     sched = settings.scheduler
     slot_minutes = sched.slot_minutes
