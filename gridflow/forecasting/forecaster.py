@@ -271,33 +271,28 @@ class PriceForecaster:
         self._n_learned += 1
 
     def _step(self, slot: int, price: float) -> None:
-        if self.model in ("linear", "mlp"):
-            if math.isfinite(price):
-                x = self._features(slot, self._history, len(self._history))
-                if x is not None:
-                    self._model.learn_one(x, price)
-        elif self.model == "lightgbm":
-            if math.isfinite(price):
-                x = self._features(slot, self._history, len(self._history))
-                if x is not None:
-                    self._rows.append((self._tree_row(x), price))
-                    self._since_fit += 1
-                    per_day = 1440 // self.slot_minutes
-                    first = self._model is None and len(self._rows) >= 7 * per_day  # a week of rows to start
-                    if first or self._since_fit >= self.refit_days * per_day:
-                        self._fit_trees()
+        if self.model in _REGRESSIONS:
+            x = self._features(slot, self._history, len(self._history)) if math.isfinite(price) else None
+            if x is not None and self.model != "lightgbm":
+                self._model.learn_one(x, price)
+            elif x is not None:
+                self._rows.append((self._tree_row(slot, x), price))
+                self._since_fit += 1
+                per_day = 1440 // self.slot_minutes
+                first = self._model is None and len(self._rows) >= 7 * per_day  # a week of rows to start
+                if first or self._since_fit >= self.refit_days * per_day:
+                    self._fit_trees()
         elif self._model is not None:
             value = price if math.isfinite(price) else self._naive(self._history, len(self._history))
             if math.isfinite(value):
                 self._model.learn_one(value)
         self._history.append(price)
 
-    def _tree_row(self, x: dict[str, float]) -> list[float]:
-        """The ``linear`` features as one row for the trees: the lags, then slot of day and weekday as numbers."""
-        per_day = 1440 // self.slot_minutes
-        slot = next(s for s in range(per_day) if x[f"slot_{s}"])
-        weekday = next(d for d in range(7) if x[f"weekday_{d}"])
-        return [x[f"lag_{d}d"] for d in self.lag_days] + [float(slot), float(weekday)]
+    def _tree_row(self, slot: int, x: dict[str, float]) -> list[float]:
+        """The ``linear`` features of ``slot`` as one row for the trees: the lags, then slot of day and weekday
+        as numbers."""
+        slot_of_day, weekday = self._calendar(slot)
+        return [x[f"lag_{d}d"] for d in self.lag_days] + [float(slot_of_day), float(weekday)]
 
     def _fit_trees(self) -> None:
         import lightgbm
@@ -320,11 +315,11 @@ class PriceForecaster:
         self._model = lightgbm.train(params, data, num_boost_round=200)
         self._since_fit = 0
 
-    def _predict(self, x: dict[str, float]) -> float:
+    def _predict(self, slot: int, x: dict[str, float]) -> float:
         if self.model == "lightgbm":
             if self._model is None:
                 return math.nan
-            return float(self._model.predict(np.array([self._tree_row(x)]), num_threads=1)[0])
+            return float(self._model.predict(np.array([self._tree_row(slot, x)]), num_threads=1)[0])
         return self._model.predict_one(x)
 
     def _naive(self, values, now: int) -> float:
@@ -333,6 +328,11 @@ class PriceForecaster:
         if 0 <= back < len(values) and math.isfinite(values[back]):
             return values[back]
         return next((v for v in reversed(list(values)[:now]) if math.isfinite(v)), math.nan)
+
+    def _calendar(self, slot: int) -> tuple[int, int]:
+        """Local slot of day and weekday (Monday = 0) of ``slot``."""
+        local_ms = slot * self.slot_ms + self.utc_offset_minutes * 60_000
+        return (local_ms % _DAY_MS) // self.slot_ms, (local_ms // _DAY_MS + _EPOCH_WEEKDAY) % 7
 
     def _features(self, slot: int, values, now: int) -> dict[str, float] | None:
         """Regression features of ``slot`` at position ``now`` of ``values`` (None if a lag is unknown)."""
@@ -343,9 +343,7 @@ class PriceForecaster:
             if back < 0 or not math.isfinite(values[back]):
                 return None
             x[f"lag_{days}d"] = values[back]
-        local_ms = slot * self.slot_ms + self.utc_offset_minutes * 60_000
-        slot_of_day = (local_ms % _DAY_MS) // self.slot_ms
-        weekday = (local_ms // _DAY_MS + _EPOCH_WEEKDAY) % 7
+        slot_of_day, weekday = self._calendar(slot)
         x.update({f"slot_{s}": float(s == slot_of_day) for s in range(per_day)})
         x.update({f"weekday_{d}": float(d == weekday) for d in range(7)})
         return x
@@ -393,7 +391,7 @@ class PriceForecaster:
         for k in range(total):
             now, value = len(values), math.nan
             if self.model in _REGRESSIONS and (x := self._features(last + 1 + k, values, now)) is not None:
-                value = self._predict(x)
+                value = self._predict(last + 1 + k, x)
             values.append(value if math.isfinite(value) else self._naive(values, now))
         return np.asarray(values[-self.horizon_slots :], dtype=np.float64)
 
