@@ -14,7 +14,15 @@ from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
-from gridflow.contracts import ContractError, dead_letter
+from gridflow.contracts import ContractError, dead_letter, encode
+from gridflow.forecasting.load import (
+    GradientBoostedLoadModel,
+    HouseholdLoad,
+    forecast_household,
+    load_forecast_record,
+    local_midnight_ms,
+    next_day,
+)
 from gridflow.operators.appliances import DAY_MS, DEAD_LETTER, METRIC_GROUP
 from gridflow.settings import Settings
 
@@ -51,8 +59,6 @@ class ForecastLoad(KeyedProcessFunction):
         self.source = source
 
     def open(self, runtime_context: RuntimeContext):
-        from gridflow.forecasting.load import GradientBoostedLoadModel, HouseholdLoad
-
         self.state = runtime_context.get_state(ValueStateDescriptor("household-load", Types.PICKLED_BYTE_ARRAY()))
         group = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
         self.kept = group.counter("load_profiles_kept")
@@ -72,14 +78,6 @@ class ForecastLoad(KeyedProcessFunction):
             log.warning("load_forecast.model_file is empty: forecasting with the linear model until one is trained")
 
     def process_element(self, value, ctx):
-        from gridflow.forecasting.load import (
-            HouseholdLoad,
-            forecast_household,
-            load_forecast_record,
-            local_midnight_ms,
-            next_day,
-        )
-
         record = json.loads(value)  # the contract was checked at the source (read_contract)
         s = self.settings
         history = self.state.value() or HouseholdLoad(s.preprocess.profile_slots, self.keep_days)
@@ -110,4 +108,4 @@ class ForecastLoad(KeyedProcessFunction):
             self.not_ready.inc()
             return
         self.issued.inc()
-        yield json.dumps(made, separators=(",", ":"))
+        yield encode(made)
