@@ -196,6 +196,7 @@ class TopicSettings(_Section):
     dead_letter: str = Field("meter.readings.dead-letter", pattern=_TOPIC_NAME)
     summaries: str = Field("meter.summaries", pattern=_TOPIC_NAME)
     features: str = Field("meter.features", pattern=_TOPIC_NAME)
+    feature_batches: str = Field("meter.feature-batches", pattern=_TOPIC_NAME)
     profiles: str = Field("household.profiles", pattern=_TOPIC_NAME)
     assignments: str = Field("household.clusters", pattern=_TOPIC_NAME)
     centroids: str = Field("cluster.centroids", pattern=_TOPIC_NAME)
@@ -271,6 +272,13 @@ class PreprocessSettings(_Section):
     window_s: int = Field(60, ge=10, le=3_600, description="feature window; must divide an hour")
     resample_s: int = Field(10, ge=1, le=600, description="grid step inside a window; must divide window_s")
     profile_slots: Literal[24, 48, 96] = 24
+    feature_batch_buckets: int = Field(
+        256,
+        ge=1,
+        le=1_000_000,
+        description="buckets of meters in the feature batches the anomaly job reads (a record per bucket and "
+        "window); keep meters / buckets under ~1,000 so a batch stays well below Kafka's 1 MB record limit",
+    )
     max_gap_s: int = Field(300, ge=0, le=86_400, description="longer gaps are marked missing")
     max_interval_s: int = Field(
         3_600,

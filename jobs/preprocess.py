@@ -49,6 +49,7 @@ import sys
 
 from gridflow.cli_args import job_argument_parser, settings_from_args
 from gridflow.connectors.kafka_tables import keyed_sink_ddl, raw_source_ddl
+from gridflow.feature_batches import bucket_sql
 from gridflow.operators import preprocess as ops
 from gridflow.preprocess.validation_sql import checked_view_sql, decoded_view_sql
 from gridflow.runtime import configure_job, create_env
@@ -106,6 +107,7 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None, 
     )
     for table, topic in (
         ("features_out", topics.features),
+        ("feature_batches_out", topics.feature_batches),
         ("profiles_out", topics.profiles),
         ("dead_letter_out", topics.dead_letter),
     ):
@@ -178,11 +180,27 @@ def build(tenv, settings: Settings, stop_offsets: dict[int, int] | None = None, 
                ARRAY_AGG(start_ms) AS starts, ARRAY_AGG(end_ms) AS ends, ARRAY_AGG(mean_w) AS means
         FROM TABLE(TUMBLE(TABLE window_means, DESCRIPTOR(window_time), INTERVAL '1' DAY))
         GROUP BY household_id, meter_id, window_start, window_end""")
-    statements = tenv.create_statement_set()
-    statements.add_insert_sql("""INSERT INTO features_out
-        SELECT household_id, payload FROM cleaned WHERE kind = 'features'
+    tenv.execute_sql("""CREATE TEMPORARY VIEW feature_rows AS
+        SELECT household_id, meter_id, window_time, payload FROM cleaned WHERE kind = 'features'
         UNION ALL
-        SELECT household_id, payload FROM spans WHERE kind = 'features'""")
+        SELECT household_id, meter_id, window_time, payload FROM spans WHERE kind = 'features'""")
+    # the same features again, a record per bucket of meters and window (gridflow.feature_batches): cut by a
+    # cascaded window on the features' own window time, so each batch leaves with the watermark that closed
+    # its windows
+    buckets = settings.preprocess.feature_batch_buckets
+    tenv.execute_sql(f"""CREATE TEMPORARY VIEW bucketed_features AS
+        SELECT {bucket_sql("household_id", "meter_id", buckets)} AS bucket, window_time, payload FROM feature_rows""")
+    tenv.execute_sql(f"""CREATE TEMPORARY VIEW feature_batches AS
+        SELECT bucket, {_epoch_ms("window_start")} AS start_ms, {_epoch_ms("window_end")} AS end_ms,
+               LISTAGG(payload, ',') AS features
+        FROM TABLE(TUMBLE(TABLE bucketed_features, DESCRIPTOR(window_time), {window}))
+        GROUP BY bucket, window_start, window_end""")
+    statements = tenv.create_statement_set()
+    statements.add_insert_sql("INSERT INTO features_out SELECT household_id, payload FROM feature_rows")
+    statements.add_insert_sql("""INSERT INTO feature_batches_out
+        SELECT CAST(bucket AS STRING), CONCAT('{"v":1,"bucket":', CAST(bucket AS STRING), ',"window_start_ms":',
+               CAST(start_ms AS STRING), ',"window_end_ms":', CAST(end_ms AS STRING), ',"features":[', features, ']}')
+        FROM feature_batches""")
     statements.add_insert_sql("""INSERT INTO profiles_out SELECT p.record_key, p.payload
         FROM meter_days AS d, LATERAL TABLE(daily_profiles(d.household_id, d.meter_id, d.day_start_ms, d.day_label,
              d.starts, d.ends, d.means)) AS p(kind, record_key, payload, start_ms, mean_w)""")

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from gridflow import kafka_io
+from gridflow.contracts import CONTRACTS
+from gridflow.feature_batches import batches, bucket_of
 from gridflow.jobs import preprocess
 from gridflow.native.clean_reference import clean_window_reference
 from gridflow.preprocess import CleaningParams, daily_profile
@@ -40,10 +42,13 @@ def job_output(stack, tmp_path_factory):
         "stream.watermark_emit=on-event",
         f"readings.registry_file={registry}",
         "flink.parallelism.default=2",
+        "preprocess.feature_batch_buckets=5",
     )
     topics = settings.topics
     kafka_io.create_topics(
-        settings, [topics.readings, topics.features, topics.profiles, topics.dead_letter], partitions=2
+        settings,
+        [topics.readings, topics.features, topics.feature_batches, topics.profiles, topics.dead_letter],
+        partitions=2,
     )
     accepted, records = stream()
     ends = kafka_io.produce(settings, topics.readings, records)
@@ -53,6 +58,28 @@ def job_output(stack, tmp_path_factory):
     profiles = [json.loads(v) for v in kafka_io.read_topic(settings, topics.profiles)]
     dead = [json.loads(v) for v in kafka_io.read_topic(settings, topics.dead_letter)]
     return settings, accepted, records, features, profiles, dead
+
+
+def test_feature_batches_hold_every_feature_once_in_its_meters_bucket_and_window(job_output):
+    """The anomaly job's input: the same feature records, grouped by bucket (Flink SQL's HASH_CODE, the
+    function gridflow.feature_batches.bucket_of computes in Python) and window, each batch keyed by its
+    bucket and valid under its contract."""
+    settings, _, _, features, _, _ = job_output
+    buckets = settings.preprocess.feature_batch_buckets
+    rows = [(k.decode(), v.decode()) for k, v in kafka_io.read_records(settings, settings.topics.feature_batches)]
+    got, by_key = [], {}
+    for key, payload in rows:
+        batch = CONTRACTS["feature_batch"].decode(payload, key)
+        for f in batch["features"]:
+            assert bucket_of(f["household_id"], f["meter_id"], buckets) == batch["bucket"]
+            assert (f["window_start_ms"], f["window_end_ms"]) == (batch["window_start_ms"], batch["window_end_ms"])
+            got.append(f)
+        by_key.setdefault(batch["bucket"], set()).add(batch["window_end_ms"])
+    assert sorted(map(json.dumps, got)) == sorted(map(json.dumps, features))
+    assert len(by_key) > 1, "the meters of the stream fall into several buckets"
+    # one batch per bucket and window
+    assert len(rows) == sum(len(ends) for ends in by_key.values())
+    assert sorted(k for k, _ in batches(features, buckets)) == sorted(k for k, _ in rows)
 
 
 def _expected_features(settings, accepted):

@@ -30,6 +30,31 @@ from gridflow.contracts.core import (
 )
 
 _H, _M, _DAY = "h-0042", "m-0042-1", 1_715_385_600_000
+_FEATURE = {
+    "v": 1,
+    "household_id": _H,
+    "meter_id": _M,
+    "window_start_ms": _DAY,
+    "window_end_ms": _DAY + 60_000,
+    "n_readings": 6,
+    "n_duplicates": 0,
+    "n_missing": 0,
+    "n_interpolated": 0,
+    "n_outliers": 0,
+    "coverage": 1.0,
+    "energy_wh": 8.8,
+    "mean_w": 527.8,
+    "peak_w": 535.6,
+    "min_w": 516.0,
+    "std_w": 6.4,
+    "load_factor": 0.985,
+    "peak_share": 0.0,
+    "raw_max_w": 535.6,
+    "stuck_run": 1,
+    "grid_w": [531.0, 530.3, 523.4, 535.6, 530.6, 516.0],
+    "outlier_values": [],
+    "emitted_ms": _DAY + 61_000,
+}
 
 CONTRACTS: dict[str, Contract] = {
     c.name: c
@@ -105,31 +130,16 @@ CONTRACTS: dict[str, Contract] = {
             "features",
             "household_id",
             r.Feature.__doc__ or "",
-            {
-                "v": 1,
-                "household_id": _H,
-                "meter_id": _M,
-                "window_start_ms": _DAY,
-                "window_end_ms": _DAY + 60_000,
-                "n_readings": 6,
-                "n_duplicates": 0,
-                "n_missing": 0,
-                "n_interpolated": 0,
-                "n_outliers": 0,
-                "coverage": 1.0,
-                "energy_wh": 8.8,
-                "mean_w": 527.8,
-                "peak_w": 535.6,
-                "min_w": 516.0,
-                "std_w": 6.4,
-                "load_factor": 0.985,
-                "peak_share": 0.0,
-                "raw_max_w": 535.6,
-                "stuck_run": 1,
-                "grid_w": [531.0, 530.3, 523.4, 535.6, 530.6, 516.0],
-                "outlier_values": [],
-                "emitted_ms": _DAY + 61_000,
-            },
+            _FEATURE,
+
+        ),
+        Contract(
+            "feature_batch",
+            r.FeatureBatch,
+            "feature_batches",
+            "bucket",
+            r.FeatureBatch.__doc__ or "",
+            {"v": 1, "bucket": 17, "window_start_ms": _DAY, "window_end_ms": _DAY + 60_000, "features": [_FEATURE]},
         ),
         Contract(
             "profile",

@@ -129,13 +129,26 @@ class Feature(TypedDict):
     peak_w: Watts
     min_w: Watts
     std_w: Annotated[float, Field(ge=0.0)]
-    load_factor: float
+    load_factor: float | None  # None for a window without load (peak 0)
     peak_share: PeakShare
     raw_max_w: Watts
     stuck_run: Count
     grid_w: list[float | None]
     outlier_values: list[float]
     emitted_ms: EpochMs
+
+
+class FeatureBatch(TypedDict):
+    """One window's feature records of a bucket of meters (``topics.feature_batches``, the preprocessing job,
+    key: the bucket). The anomaly job reads these: a call per bucket and window instead of one per meter.
+    A meter's bucket is fixed (:func:`gridflow.feature_batches.bucket_of`), so its windows stay in order."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    bucket: Annotated[int, Field(ge=0)]
+    window_start_ms: EpochMs
+    window_end_ms: EpochMs
+    features: list[Feature]
 
 
 class Profile(TypedDict):
@@ -152,7 +165,7 @@ class Profile(TypedDict):
     energy_kwh: float
     mean_w: Watts
     peak_w: Watts
-    load_factor: float
+    load_factor: float | None  # None for a day without load (peak 0)
     peak_share: PeakShare
     profile_w: list[float | None]
     profile_norm: list[float | None]
