@@ -46,12 +46,33 @@ def read_contract(
     ``stream.idle_timeout_ms``), generated per Kafka partition after every record: records of a partition the job reads behind
     the others are never late for that reason, so event-time results do not depend on how fast each
     partition happens to be read."""
-    from gridflow.connectors.kafka_tables import keyed_source_ddl, raw_source_ddl
     from gridflow.operators.contracts import REJECTED, AcceptRecords
 
     topic = getattr(settings.topics, contract.topic)
+    rows = read_rows(env, settings, topic, job_name, stop_offsets, event_time, name=contract.name)
+    accepted = (
+        rows.process(AcceptRecords(contract.name, f"kafka:{topic}"), output_type=Types.STRING())
+        .name(f"accept {contract.name} records")
+        .uid(f"{job_name}-accept-{contract.name}")  # unique also where jobs share one environment
+    )
+    return accepted, accepted.get_side_output(REJECTED)
+
+
+def read_rows(
+    env,
+    settings: Settings,
+    topic: str,
+    job_name: str,
+    stop_offsets: dict[str, dict[int, int]] | None = None,
+    event_time: tuple[str, int] | None = None,
+    name: str = "records",
+):
+    """The records of ``topic`` as ``Row(record_key, payload)`` (key and value unparsed), for a function that
+    checks them itself; ``stop_offsets`` and ``event_time`` as for :func:`read_contract`."""
+    from gridflow.connectors.kafka_tables import keyed_source_ddl, raw_source_ddl
+
     tables = _tables(env)
-    table = f"gridflow_source_{contract.name}_{len(tables.list_tables())}"
+    table = f"gridflow_source_{name}_{len(tables.list_tables())}"
     stops = None if stop_offsets is None else stop_offsets.get(topic)
     if event_time is None:
         tables.execute_sql(keyed_source_ddl(settings, table, topic, job_name, stops))
@@ -76,13 +97,7 @@ def read_contract(
             time_offset_ms=offset_ms,
         )
         tables.execute_sql(ddl)
-    rows = tables.to_data_stream(tables.from_path(table))
-    accepted = (
-        rows.process(AcceptRecords(contract.name, f"kafka:{topic}"), output_type=Types.STRING())
-        .name(f"accept {contract.name} records")
-        .uid(f"{job_name}-accept-{contract.name}")  # unique also where jobs share one environment
-    )
-    return accepted, accepted.get_side_output(REJECTED)
+    return tables.to_data_stream(tables.from_path(table))
 
 
 def _tables(env):

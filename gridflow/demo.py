@@ -165,7 +165,7 @@ def _run_jobs(live: Settings, fleet, households: int) -> dict[str, list[dict]]:
     print("running the preprocess job on the local mini-cluster ...", flush=True)
     preprocess.build(preprocess.create_table_env(live), live, readings_end).execute().wait()
     _stream_job(clustering, live, {t.profiles: _ends(live, t.profiles)})
-    _stream_job(anomaly, live, {t.features: _ends(live, t.features)})
+    _stream_job(anomaly, live, {t.feature_batches: _ends(live, t.feature_batches)})
 
     from gridflow.datasets import load_prices
     from gridflow.prices_replay import replay_records

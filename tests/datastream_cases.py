@@ -20,6 +20,7 @@ from gridflow import kafka_io
 from gridflow.cli_args import format_topic_offsets
 from gridflow.connectors.flink_kafka import group_id
 from gridflow.contracts import CONTRACTS
+from gridflow.feature_batches import batches
 from gridflow.prices_replay import price_record
 from gridflow.runtime import create_env
 
@@ -151,7 +152,12 @@ def anomaly_case() -> JobCase:
                     n_outliers=int(spike),
                 )
             )
-    return JobCase("anomaly", {"features": keyed(minutes)}, ("alerts",))
+    # three buckets: h-0 and h-3 share one (h-3 falls silent in a bucket that carries on), and the buckets' keys
+    # land on both partitions of a two-partition topic (with idleness off, RUN_SETTINGS, a partition without
+    # records would hold the watermark back until the end of the input)
+    return JobCase(
+        "anomaly", {"feature_batches": batches(minutes, 3)}, ("alerts",), ("preprocess.feature_batch_buckets=3",)
+    )
 
 
 DAY_PRICES = [0.21, 0.19, 0.18, 0.17, 0.17, 0.18, 0.22, 0.29, 0.33, 0.30, 0.26, 0.24]

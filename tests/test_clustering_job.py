@@ -10,6 +10,8 @@ import pytest
 
 from gridflow import kafka_io
 from gridflow.analytics.clustering import LoadProfileClusterer
+from gridflow.contracts import encode
+from gridflow.feature_batches import batches, bucket_of
 from gridflow.jobs import anomaly, clustering
 from gridflow.runtime import create_env
 
@@ -130,24 +132,39 @@ def test_assignments_centroids_and_alerts_and_the_model_survives_a_savepoint(kaf
     assert not_json["field"] == "" and not_json["reason"].startswith("not JSON")
 
 
-def test_a_spike_becomes_one_alert_and_an_unusable_feature_record_a_dead_letter(kafka_settings):
+def test_a_spike_becomes_one_alert_and_unusable_batches_and_features_dead_letters(kafka_settings):
+    """Feature batches in, as the preprocessing job writes them. A batch that breaks its contract (a field
+    missing or mistyped, an unknown version, keyed as another bucket) is one dead letter; a broken feature
+    inside a good batch is a dead letter of its own (naming ``features.<i>.<field>``) while the batch's other
+    feature is judged."""
     settings = kafka_settings
     assert settings.jobs.anomaly.python_execution_mode == "thread"
     t = settings.topics
-    kafka_io.create_topics(settings, [t.features, t.alerts, t.dead_letter])
+    kafka_io.create_topics(settings, [t.feature_batches, t.alerts, t.dead_letter])
+    buckets = settings.preprocess.feature_batch_buckets
     minutes = [_minute(k, 400.0) for k in range(20)] + [_minute(20, 400.0, raw_max=5000.0)]
-    broken = breaking(minutes[3], "h-77", drop="mean_w", mistype="n_readings")
-    records = [("h-77", json.dumps(m)) for m in minutes[:10]] + [(k, p) for k, p, _ in broken]
-    feature_ends = kafka_io.produce(settings, t.features, records + [("h-77", json.dumps(m)) for m in minutes[10:]])
+    key, good = batches([minutes[3]], buckets)[0]
+    good_batch = json.loads(good)
+    broken = breaking(good_batch, key, drop="window_end_ms", mistype="bucket", key_field="bucket", intruder="999")
+    # minute 11 of a second meter, broken, in the same batch as minute 11 of m-77
+    bad_feature = {k: v for k, v in _minute(11, 300.0, meter="m-78").items() if k != "mean_w"}
+    mixed_key, mixed = batches([minutes[11]], buckets)[0]
+    mixed = json.loads(mixed)
+    mixed["features"].append(bad_feature)
+    records = batches(minutes[:10], buckets) + [(k, p) for k, p, _ in broken]
+    records += [(mixed_key, encode(mixed))] + batches(minutes[12:], buckets)
+    ends = kafka_io.produce(settings, t.feature_batches, records)
     env = create_env(settings)
-    anomaly.build(env, settings, stop_offsets={t.features: feature_ends})
+    anomaly.build(env, settings, stop_offsets={t.feature_batches: ends})
     env.execute("anomaly")
     alerts = [json.loads(v) for v in kafka_io.read_topic(settings, t.alerts)]
     assert [a["type"] for a in alerts] == ["spike"] and alerts[0]["household_id"] == "h-77"
     assert alerts[0]["window_start_ms"] == 20 * 60_000
     dead = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
-    assert len(dead) == len(broken)
-    check_dead_letters(dead, broken, f"kafka:{t.features}")
+    assert len(dead) == len(broken) + 1
+    check_dead_letters(dead, broken, f"kafka:{t.feature_batches}")
+    (letter,) = [d for d in dead if d["payload"] == encode(bad_feature)]
+    assert letter["field"] == "features.1.mean_w" and letter["reason"] == "is required"
 
 
 def test_each_meter_of_a_household_is_judged_and_a_silent_meter_raises_a_dropout(kafka_settings):
@@ -157,18 +174,22 @@ def test_each_meter_of_a_household_is_judged_and_a_silent_meter_raises_a_dropout
     and its return a back-online record; the end of the input is no silence for m-1."""
     settings = kafka_settings.with_overrides("stream.out_of_orderness_ms=0")
     t = settings.topics
-    kafka_io.create_topics(settings, [t.features], partitions=1)  # one partition: the watermark follows m-1
+    kafka_io.create_topics(settings, [t.feature_batches], partitions=1)  # one partition: the watermark follows m-1
     kafka_io.create_topics(settings, [t.alerts, t.dead_letter])
     minutes = []
     for k in range(40):
         minutes.append(_minute(k, 400.0, raw_max=5000.0 if k == 25 else None, meter="m-1"))
         if k < 10 or k >= 32:
             minutes.append(_minute(k, 250.0, meter="m-2"))
-    ends = kafka_io.produce(settings, t.features, [("h-77", json.dumps(m)) for m in minutes])
+    # one bucket per meter (else the two meters share each minute's batch)
+    buckets = 2
+    assert len({bucket_of("h-77", m, buckets) for m in ("m-1", "m-2")}) == 2
+    settings = settings.with_overrides(f"preprocess.feature_batch_buckets={buckets}")
+    ends = kafka_io.produce(settings, t.feature_batches, batches(minutes, buckets))
     env = create_env(settings)
     # The source's watermark follows m-1 record by record, so m-2's silence shows while m-1 flows; the
     # watermark of the finished input (end of the replay) is not silence.
-    anomaly.build(env, settings, stop_offsets={t.features: ends})
+    anomaly.build(env, settings, stop_offsets={t.feature_batches: ends})
     env.execute("anomaly-two-meters")
     alerts = [json.loads(v) for v in kafka_io.read_topic(settings, t.alerts)]
     by_meter = sorted((a["meter_id"], a["type"]) for a in alerts)

@@ -141,7 +141,7 @@ class MeterTable:
         for name, (dtype, fill) in _COLUMNS.items():
             self.cols[name] = np.concatenate([self.cols[name], np.full(added, fill, dtype=dtype)])
         for name, (dtype, fill, width) in _WIDE.items():
-            extra = np.full((added, width or self.capacity), fill, dtype=dtype)
+            extra: np.ndarray = np.full((added, width or self.capacity), fill, dtype=dtype)
             self.cols[name] = np.concatenate([self.cols[name], extra])
 
     def grow_ring(self) -> None:
@@ -150,7 +150,7 @@ class MeterTable:
         order = np.argsort(self.cols["ring_end"], axis=1, kind="stable")  # absent (NONE) entries first
         for name in ("ring_end", "ring_mean", "ring_spikiness", "ring_missing"):
             dtype, fill, _ = _WIDE[name]
-            grown = np.full((len(self), new), fill, dtype=dtype)
+            grown: np.ndarray = np.full((len(self), new), fill, dtype=dtype)
             grown[:, :old] = np.take_along_axis(self.cols[name], order, axis=1)
             self.cols[name] = grown
         self.cols["ring_pos"] = np.full(len(self), old, dtype=np.int64)
@@ -171,9 +171,7 @@ class MeterTable:
 
 def _numbers(records: list[Mapping[str, Any]], name: str, default: float | None = None) -> np.ndarray:
     """A float column of ``records[name]`` (``None`` -> NaN; ``default`` replaces absent values)."""
-    return np.array(
-        [np.nan if (v := r.get(name, default)) is None else v for r in records], dtype=np.float64
-    )
+    return np.array([np.nan if (v := r.get(name, default)) is None else v for r in records], dtype=np.float64)
 
 
 def _counts(records: list[Mapping[str, Any]], name: str) -> np.ndarray:
@@ -387,7 +385,9 @@ class BatchDetector:
             raised = []
             if back[i]:
                 raised.append(
-                    self.scalar._alert("back_online", "low", int(last[i]), int(start[i]), {"silent_minutes": int(gap[i])})
+                    self.scalar._alert(
+                        "back_online", "low", int(last[i]), int(start[i]), {"silent_minutes": int(gap[i])}
+                    )
                 )
             elif gap_dropout[i]:
                 raised.append(
@@ -416,8 +416,24 @@ class BatchDetector:
             j = at.get(i)
             if j is not None:
                 raised += self._rule_alerts(
-                    s, j, a_start, a_end, a_mean, a_n, low, floor_now, excess, needed, usual_hour, rise, usual_mean,
-                    stuck, sustained, drift, c, int(a[j]),
+                    s,
+                    j,
+                    a_start,
+                    a_end,
+                    a_mean,
+                    a_n,
+                    low,
+                    floor_now,
+                    excess,
+                    needed,
+                    usual_hour,
+                    rise,
+                    usual_mean,
+                    stuck,
+                    sustained,
+                    drift,
+                    c,
+                    int(a[j]),
                 )
                 if j in unusual:
                     raised.append(unusual[j])
@@ -479,7 +495,9 @@ class BatchDetector:
             )
         return alerts
 
-    def _unusual(self, t: MeterTable, a, pos, start, end, mean, raw_max, cutoff, candidates) -> dict[int, dict[str, Any]]:
+    def _unusual(
+        self, t: MeterTable, a, pos, start, end, mean, raw_max, cutoff, candidates
+    ) -> dict[int, dict[str, Any]]:
         """``unusual_load`` alerts of the candidate rows, by position in ``a``."""
         s, c = self.settings, t.cols
         if not candidates.any():

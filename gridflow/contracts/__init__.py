@@ -131,7 +131,6 @@ CONTRACTS: dict[str, Contract] = {
             "household_id",
             r.Feature.__doc__ or "",
             _FEATURE,
-
         ),
         Contract(
             "feature_batch",
