@@ -1,24 +1,31 @@
-"""Anomaly job throughput: ``jobs/anomaly.py`` draining a pre-loaded features topic.
+"""Anomaly job throughput: ``jobs/anomaly.py`` draining a pre-loaded feature-batch topic.
 
-At 50,000 meters the preprocessing job emits 833 feature records/s (one per meter and minute); this is the
-rate the anomaly job must keep up with. The benchmark pre-loads ``--households`` x ``--minutes`` synthetic
-feature records (lognormal minute means, a spike now and then), runs the job bounded at the loaded offsets,
-and reports records/s over the whole run (job start-up included). The same records through
-``AnomalyDetector.update`` in one Python loop, in the same run, give the detector's own cost (the anchor:
-one core, no Flink; the job cannot do much better per core).
+At 50,000 meters the preprocessing job emits 833 feature records/s (one per meter and minute), all of a
+minute at once when its windows close: the anomaly job must work through a minute's records in well under a
+second for alerts to leave within the latency targets. The benchmark makes ``--households`` x ``--minutes``
+synthetic feature records (lognormal minute means, a spike now and then), groups them into feature batches
+as the preprocessing job does (``--buckets``, ``gridflow.feature_batches``), pre-loads them, runs the job
+bounded at the loaded offsets, and reports feature records/s over the whole run (job start-up included).
+Its alerts are checked against the scalar reference detector (``AnomalyDetector``) over the same records.
+
+Anchors in the same run: the scalar detector and the batch detector in one Python loop each (one core, no
+Flink), and with ``--old-clone DIR`` the previous anomaly job (one Python call per feature record, on the
+features topic) run by that clone's own copy of this benchmark, before the new job.
 
 Variants are settings overrides run one after the other on their own topics:
 
-    python benchmarks/anomaly_throughput.py --households 20000 --minutes 4 \
-        --variant process=jobs.anomaly.python_execution_mode=process --variant thread=jobs.anomaly.python_execution_mode=thread
+    python benchmarks/anomaly_throughput.py --households 50000 --minutes 8 --buckets 256 \
+        --variant thread=jobs.anomaly.python_execution_mode=thread --old-clone /tmp/anomaly-old
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -26,6 +33,9 @@ from confluent_kafka import Producer
 
 from gridflow import kafka_io
 from gridflow.analytics.anomaly import AnomalyDetector, HouseholdState
+from gridflow.analytics.anomaly_batch import BatchDetector, MeterTable
+from gridflow.contracts import CONTRACTS
+from gridflow.feature_batches import batches
 from gridflow.jobs import anomaly
 from gridflow.runtime import create_env
 from gridflow.settings import load_settings
@@ -84,20 +94,22 @@ def feature_records(households: int, minutes: int, seed: int = 3) -> list[tuple[
 
 
 def preload(settings, records) -> dict[int, int]:
+    topic = settings.topics.feature_batches
     producer = Producer(
         {
             "bootstrap.servers": settings.kafka.bootstrap_servers,
             "linger.ms": 20,
             "compression.type": "lz4",
             "queue.buffering.max.messages": 2_000_000,
+            "message.max.bytes": 10_000_000,
         }
     )
     for i, (key, value) in enumerate(records):
-        producer.produce(settings.topics.features, key=key.encode(), value=value)
-        if i % 10_000 == 0:
+        producer.produce(topic, key=key.encode(), value=value.encode())
+        if i % 1_000 == 0:
             producer.poll(0)
     producer.flush()
-    return kafka_io.end_offsets(settings, settings.topics.features, expected=len(records))
+    return kafka_io.end_offsets(settings, topic, expected=len(records))
 
 
 def detector_loop(settings, records) -> float:
@@ -112,11 +124,40 @@ def detector_loop(settings, records) -> float:
     return len(records) / (time.perf_counter() - started)
 
 
+def batch_detector_loop(settings, feature_batches) -> float:
+    """Feature records/s of the batch detector alone: each batch decoded under its contract, its bucket's
+    table from and back to bytes, ``BatchDetector.update`` (as the operator does it)."""
+    detector, tables, contract, n = BatchDetector(settings.anomaly), {}, CONTRACTS["feature_batch"], 0
+    started = time.perf_counter()
+    for key, payload in feature_batches:
+        features = contract.decode(payload, key)["features"]
+        stored = tables.get(key)
+        table = detector.new_table() if stored is None else MeterTable.from_bytes(stored)
+        detector.update(table, features)
+        tables[key] = table.to_bytes()
+        n += len(features)
+    return n / (time.perf_counter() - started)
+
+
+def old_job(clone: Path, households: int, minutes: int) -> list[dict]:
+    """The previous job's figures, from the old clone's own benchmark (its own venv and embedded stack)."""
+    command = [str(clone / ".venv/bin/python"), "benchmarks/anomaly_throughput.py", "--households", str(households)]
+    command += ["--minutes", str(minutes), "--variant", "thread=jobs.anomaly.python_execution_mode=thread"]
+    env = {"PATH": f"{clone / '.venv/bin'}:/usr/bin:/bin", "HOME": str(Path.home())}
+    done = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True, check=True)
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def reference_alerts(settings, records) -> list[str]:
+    alerts = AnomalyDetector(settings.anomaly).run(orjson.loads(value) for _, value in records)
+    return sorted(json.dumps(a, sort_keys=True) for a in alerts)
+
+
 def run(settings, feature_ends: dict[int, int], overrides: list[str]) -> float:
     settings = settings.with_overrides(*overrides)
     t = settings.topics
     env = create_env(settings)
-    anomaly.build(env, settings, stop_offsets={t.features: feature_ends})
+    anomaly.build(env, settings, stop_offsets={t.feature_batches: feature_ends})
     started = time.monotonic()
     env.execute("anomaly-throughput")
     return time.monotonic() - started
@@ -126,6 +167,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--households", type=int, default=50_000)
     parser.add_argument("--minutes", type=int, default=12)
+    parser.add_argument("--buckets", type=int, default=256, help="preprocess.feature_batch_buckets")
+    parser.add_argument("--old-clone", type=Path, help="a clone (set up) of the commit with the per-record job")
     parser.add_argument(
         "--variant",
         action="append",
@@ -138,28 +181,39 @@ def main() -> None:
         name, _, rest = spec.partition("=")
         variants[name] = [o for o in rest.split(",") if o]
     records = feature_records(args.households, args.minutes)
+    feature_batches = batches((orjson.loads(value) for _, value in records), args.buckets)
+    if args.old_clone:
+        for line in old_job(args.old_clone, args.households, args.minutes):
+            print(json.dumps({"old_job": line}), flush=True)
     with tempfile.TemporaryDirectory() as run_dir, EmbeddedStack(load_settings(), run_dir, mqtt=False) as stack:
+        base = stack.settings.with_overrides(f"preprocess.feature_batch_buckets={args.buckets}")
         print(
             json.dumps(
                 {
                     "records": len(records),
                     "households": args.households,
-                    "detector_only_records_per_s": round(detector_loop(stack.settings, records)),
+                    "batches": len(feature_batches),
+                    "scalar_detector_only_records_per_s": round(detector_loop(base, records)),
+                    "batch_detector_only_records_per_s": round(batch_detector_loop(base, feature_batches)),
                 }
             ),
             flush=True,
         )
+        expected = reference_alerts(base, records)
         for name, overrides in variants.items():
             suffix = name or "default"
-            settings = stack.settings.with_overrides(
+            settings = base.with_overrides(
                 f"kafka.group_id_prefix=bench-{suffix}",
-                *(f"topics.{topic}={value}.{suffix}" for topic, value in stack.settings.topics.model_dump().items()),
+                *(f"topics.{topic}={value}.{suffix}" for topic, value in base.topics.model_dump().items()),
             )
             t = settings.topics
-            kafka_io.create_topics(settings, [t.features, t.alerts, t.dead_letter])
-            ends = preload(settings, records)
+            kafka_io.create_topics(settings, [t.feature_batches, t.alerts, t.dead_letter])
+            ends = preload(settings, feature_batches)
             elapsed = run(settings, ends, overrides)
-            alerts = len(kafka_io.read_topic(settings, t.alerts, idle_timeout_s=5))
+            alerts = sorted(
+                json.dumps(json.loads(a), sort_keys=True)
+                for a in kafka_io.read_topic(settings, t.alerts, idle_timeout_s=5)
+            )
             print(
                 json.dumps(
                     {
@@ -167,7 +221,8 @@ def main() -> None:
                         "overrides": overrides,
                         "job_s": round(elapsed, 1),
                         "records_per_s_incl_startup": round(len(records) / elapsed),
-                        "alerts": alerts,
+                        "alerts": len(alerts),
+                        "alerts_equal_scalar_reference": alerts == expected,
                         "parallelism": settings.flink.parallelism_default,
                     }
                 ),

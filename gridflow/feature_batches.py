@@ -4,14 +4,16 @@ The preprocessing job writes every feature record twice: alone to ``topics.featu
 for the clustering job and analysts) and in its bucket's batch to ``topics.feature_batches`` (keyed by the
 bucket, for the anomaly job). A batch is cut by the same event-time window that made its features, in the
 same job, so it goes out as soon as its window closes: no processing-time wait, and a bounded input loses
-nothing. A meter's bucket is Flink SQL's ``HASH_CODE('household/meter') mod buckets``; :func:`bucket_of` is the
-same function in Python, for other producers (tests, benchmarks, a backfill).
+nothing. A meter's bucket comes from Flink SQL's ``HASH_CODE('household/meter')`` (Java's string hash, whose
+low bits repeat for ids such as ``h-000123/m-h-000123``), spread by Knuth's multiplicative hash and scaled to
+``buckets`` by its high bits, so any bucket count, a power of two too, spreads the meters evenly;
+:func:`bucket_of` is the same function in Python, for other producers (tests, benchmarks, a backfill).
 
 >>> bucket_of("h-0042", "m-0042-1", 256) == bucket_of("h-0042", "m-0042-1", 256) < 256
 True
 >>> [key for key, _ in batches([{"household_id": "h-1", "meter_id": "m-1", "window_start_ms": 0,
 ...                               "window_end_ms": 60_000}], 8)]
-['2']
+['0']
 """
 
 from __future__ import annotations
@@ -35,15 +37,23 @@ def hash_code(text: str) -> int:
     return h if h == -(1 << 31) else abs(h)
 
 
+_KNUTH = 2_654_435_761  # Knuth's multiplicative hash constant, about 2**32 / golden ratio
+_WORD = 2**32
+
+
 def bucket_of(household_id: str, meter_id: str, buckets: int) -> int:
     """The bucket of a meter's feature records (as the preprocessing job's SQL computes it)."""
-    return hash_code(f"{household_id}/{meter_id}") % buckets  # Python's % is never negative
+    spread = hash_code(f"{household_id}/{meter_id}") * _KNUTH % _WORD  # Python's % is never negative
+    return spread * buckets // _WORD
 
 
 def bucket_sql(household: str, meter: str, buckets: int) -> str:
-    """Flink SQL for :func:`bucket_of` (MOD keeps the dividend's sign: lifted to 0..buckets-1 for -2**31)."""
-    h = f"HASH_CODE(CONCAT({household}, '/', {meter}))"
-    return f"MOD(MOD({h}, {buckets}) + {buckets}, {buckets})"
+    """Flink SQL for :func:`bucket_of`. BIGINT throughout (|hash| <= 2**31, so the product stays below
+    2**63; ``spread * buckets`` below 2**53, so the DOUBLE division by 2**32 is exact); MOD keeps the
+    dividend's sign, so it is lifted to 0..2**32-1."""
+    h = f"CAST(HASH_CODE(CONCAT({household}, '/', {meter})) AS BIGINT)"
+    spread = f"MOD(MOD({h} * CAST({_KNUTH} AS BIGINT), {_WORD}) + {_WORD}, {_WORD})"
+    return f"CAST(FLOOR(CAST({spread} * {buckets} AS DOUBLE) / {_WORD}.0) AS INT)"
 
 
 def batch_record(bucket: int, window_start_ms: int, window_end_ms: int, features: Iterable[Mapping[str, Any]]) -> str:

@@ -152,11 +152,11 @@ def anomaly_case() -> JobCase:
                     n_outliers=int(spike),
                 )
             )
-    # three buckets: h-0 and h-3 share one (h-3 falls silent in a bucket that carries on), and the buckets' keys
+    # eight buckets: h-2 and h-3 share one (h-3 falls silent in a bucket that carries on), and the buckets' keys
     # land on both partitions of a two-partition topic (with idleness off, RUN_SETTINGS, a partition without
     # records would hold the watermark back until the end of the input)
     return JobCase(
-        "anomaly", {"feature_batches": batches(minutes, 3)}, ("alerts",), ("preprocess.feature_batch_buckets=3",)
+        "anomaly", {"feature_batches": batches(minutes, 8)}, ("alerts",), ("preprocess.feature_batch_buckets=8",)
     )
 
 

@@ -42,7 +42,7 @@ def job_output(stack, tmp_path_factory):
         "stream.watermark_emit=on-event",
         f"readings.registry_file={registry}",
         "flink.parallelism.default=2",
-        "preprocess.feature_batch_buckets=5",
+        "preprocess.feature_batch_buckets=16",
     )
     topics = settings.topics
     kafka_io.create_topics(
