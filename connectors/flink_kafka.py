@@ -66,9 +66,11 @@ def read_rows(
     stop_offsets: dict[str, dict[int, int]] | None = None,
     event_time: tuple[str, int] | None = None,
     name: str = "records",
+    time_within_chars: int | None = None,
 ):
     """The records of ``topic`` as ``Row(record_key, payload)`` (key and value unparsed), for a function that
-    checks them itself; ``stop_offsets`` and ``event_time`` as for :func:`read_contract`."""
+    checks them itself; ``stop_offsets`` and ``event_time`` as for :func:`read_contract`,
+    ``time_within_chars`` as for :func:`gridflow.connectors.kafka_tables.raw_source_ddl`."""
     from gridflow.connectors.kafka_tables import keyed_source_ddl, raw_source_ddl
 
     tables = _tables(env)
@@ -95,6 +97,7 @@ def read_rows(
             watermark_emit="on-event",
             time_field=field,
             time_offset_ms=offset_ms,
+            time_within_chars=time_within_chars,
         )
         tables.execute_sql(ddl)
     return tables.to_data_stream(tables.from_path(table))

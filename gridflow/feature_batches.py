@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from pydantic import ValidationError
+
 from gridflow.contracts import CONTRACTS, SCHEMA_VERSION, ContractError, dead_letter, decode_object, encode
 
 
@@ -30,13 +32,16 @@ def hash_code(text: str) -> int:
     >>> hash_code("hello"), hash_code("h-01/m-01"), hash_code("polygenelubricants")
     (99162322, 1074587062, -2147483648)
     """
-    h = 0
-    for unit in text.encode("utf-16-be").hex(" ", 2).split():  # UTF-16 code units, as Java strings hold them
-        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    h, data = 0, text.encode("utf-16-le")  # UTF-16 code units, as Java strings hold them
+    for i in range(0, len(data), 2):
+        h = (31 * h + (data[i] | data[i + 1] << 8)) & 0xFFFFFFFF
     h = h - (1 << 32) if h >= 1 << 31 else h
     return h if h == -(1 << 31) else abs(h)
 
 
+# producers write ``window_end_ms`` within the first characters of a batch: the anomaly job reads its event time
+# there without parsing the batch (a batch with it further on is judged, but does not move the watermark)
+TIME_WITHIN_CHARS = 200
 _KNUTH = 2_654_435_761  # Knuth's multiplicative hash constant, about 2**32 / golden ratio
 _WORD = 2**32
 
@@ -88,7 +93,14 @@ def decode_batch(payload: str, key: str | None, source: str) -> tuple[list[dict[
     batch that breaks its own contract is one dead letter, a bad feature inside a good batch is one dead
     letter (its field as ``features.<i>.<field>``) while the batch's other features go on."""
     contract = CONTRACTS["feature_batch"]
-    try:
+    try:  # the common case in one call: pydantic parses and checks the JSON (a third faster than parse, then check)
+        batch = contract.adapter.validate_json(payload, strict=True)
+    except ValidationError:
+        batch = None
+    if batch is not None and batch.get("v", contract.version) in contract.versions:
+        if not key or str(batch["bucket"]) == key:
+            return batch["features"], []
+    try:  # the precise reason, as every consumer words it
         return contract.decode(payload, key)["features"], []
     except ContractError as error:
         if not error.field.startswith("features."):

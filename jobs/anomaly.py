@@ -25,6 +25,7 @@ import sys
 from pyflink.common import Types
 
 from gridflow.connectors.flink_kafka import read_rows, sink_json
+from gridflow.feature_batches import TIME_WITHIN_CHARS
 from gridflow.operators.anomaly import DEAD_LETTER, DetectAnomalies, bucket_key_of
 from gridflow.runtime import configure_job, run_datastream_job
 from gridflow.settings import Settings
@@ -37,7 +38,14 @@ def build(env, settings: Settings, stop_offsets: dict[str, dict[int, int]] | Non
     configure_job(env, settings.jobs.anomaly)
     # event time: the batch window's last millisecond; watermarks from the source, per partition
     batches = read_rows(
-        env, settings, topics.feature_batches, NAME, stop_offsets, event_time=("window_end_ms", -1), name="batches"
+        env,
+        settings,
+        topics.feature_batches,
+        NAME,
+        stop_offsets,
+        event_time=("window_end_ms", -1),
+        name="batches",
+        time_within_chars=TIME_WITHIN_CHARS,
     )
     alerts = (
         batches.key_by(bucket_key_of, key_type=Types.STRING())
