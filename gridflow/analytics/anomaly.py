@@ -188,29 +188,13 @@ class AnomalyDetector:
         gap_min = 0 if last_end_ms is None else (start - last_end_ms) // MINUTE_MS
         if state.silence_alerted and last_end_ms is not None:  # (set only after a minute was seen)
             # the silence was alerted while it lasted: its end is news, not a second dropout
-            raised.append(self._alert("back_online", "low", last_end_ms, start, {"silent_minutes": int(gap_min)}))
+            raised.append(self.back_online_alert(last_end_ms, start, gap_min))
             state.silence_alerted = False
         elif last_end_ms is not None and gap_min >= s.dropout_minutes:  # (no gap before the first record)
-            raised.append(
-                self._alert(
-                    "dropout",
-                    "high" if gap_min >= 30 else "medium",
-                    last_end_ms,
-                    start,
-                    {"missing_minutes": int(gap_min), "expected": "readings every minute"},
-                )
-            )
+            raised.append(self.gap_dropout_alert(last_end_ms, start, gap_min))
         state.missing_minutes = state.missing_minutes + 1 if n_readings == 0 or mean is None else 0
         if state.missing_minutes == s.dropout_minutes:
-            raised.append(
-                self._alert(
-                    "dropout",
-                    "medium",
-                    start - (s.dropout_minutes - 1) * MINUTE_MS,
-                    end,
-                    {"missing_minutes": state.missing_minutes, "expected": "readings every minute"},
-                )
-            )
+            raised.append(self.empty_dropout_alert(start, end, state.missing_minutes))
         if state.pending_spike is not None:
             raised += self._resolve_spike(state, start, mean)
         if state.last_end_ms != start:
@@ -247,14 +231,7 @@ class AnomalyDetector:
         if silent_min < self.settings.dropout_minutes or state.silence_alerted:
             return []  # not silent long enough, or alerted already
         state.silence_alerted = True
-        alert = self._alert(
-            "dropout",
-            "high" if silent_min >= 30 else "medium",
-            state.last_end_ms,
-            int(now_ms),
-            {"missing_minutes": int(silent_min), "expected": "readings every minute", "still_silent": True},
-        )
-        return self._emit(state, household_id, [alert])
+        return self._emit(state, household_id, [self.silence_alert(state.last_end_ms, now_ms, silent_min)])
 
     # ---- detectors ---------------------------------------------------------------------------------
 
@@ -268,7 +245,7 @@ class AnomalyDetector:
         if len(replaced) == 1 and peak < limit:
             # one reading, replaced by the Hampel filter (it saw both neighbours), and nothing else that
             # high: a spike. Two, or a high reading left at the window's edge, may be a step up.
-            return [self._spike_alert(replaced[0], mean, start, end, limit, "hampel")]
+            return [self.spike_alert(replaced[0], mean, start, end, limit, "hampel")]
         previous = state.prev_mean_w
         if previous is None or previous * s.spike_ratio <= raw_max:
             state.pending_spike = {"value_w": raw_max, "mean_w": mean, "start": start, "end": end, "limit": limit}
@@ -281,7 +258,7 @@ class AnomalyDetector:
         if float(next_mean) * self.settings.spike_ratio > pending["value_w"]:
             return []  # the level stayed up: an appliance switching on, not a spike
         return [
-            self._spike_alert(
+            self.spike_alert(
                 pending["value_w"],
                 pending["mean_w"],
                 pending["start"],
@@ -291,7 +268,7 @@ class AnomalyDetector:
             )
         ]
 
-    def _spike_alert(self, value, mean, start, end, limit, how) -> dict[str, Any]:
+    def spike_alert(self, value, mean, start, end, limit, how) -> dict[str, Any]:
         factor = value / mean if mean > 0 else math.inf
         return self._alert(
             "spike",
@@ -320,20 +297,7 @@ class AnomalyDetector:
         if state.frozen_minutes < s.stuck_minutes:
             return []
         minutes = state.frozen_minutes
-        return [
-            self._alert(
-                "stuck",
-                "high" if minutes >= 30 else "medium",
-                state.frozen_since_ms,
-                end,
-                {
-                    "value_w": mean,
-                    "frozen_minutes": minutes,
-                    "identical_readings": minutes * n_readings,
-                    "expected": "readings that vary",
-                },
-            )
-        ]
+        return [self.stuck_alert(state.frozen_since_ms, end, mean, minutes, n_readings)]
 
     def _floor_rules(self, state, start, end, mean, low) -> list[dict[str, Any]]:
         s = self.settings
@@ -355,19 +319,7 @@ class AnomalyDetector:
             state.high_minutes += 1
             if state.high_minutes >= s.sustained_minutes:
                 out.append(
-                    self._alert(
-                        "sustained_high",
-                        "high" if excess >= 2 * s.sustained_excess_w else "medium",
-                        state.high_since_ms,
-                        end,
-                        {
-                            "floor_w": round(low, 1),
-                            "usual_floor_w": round(floor, 1),
-                            "excess_w": round(excess, 1),
-                            "minutes": state.high_minutes,
-                            "expected_range_w": [0.0, round(floor + needed, 1)],
-                        },
-                    )
+                    self.sustained_alert(state.high_since_ms, end, low, floor, excess, needed, state.high_minutes)
                 )
         else:
             state.high_minutes = 0
@@ -379,19 +331,7 @@ class AnomalyDetector:
             state.drift_minutes += 1
             if state.drift_minutes >= s.drift_minutes:
                 out.append(
-                    self._alert(
-                        "drift",
-                        "low",
-                        state.drift_since_ms,
-                        end,
-                        {
-                            "floor_w": round(low, 1),
-                            "usual_floor_w": round(usual_hour, 1),
-                            "rise_w": round(rise, 1),
-                            "minutes": state.drift_minutes,
-                            "expected_range_w": [0.0, round(usual_hour + s.drift_fraction * usual_mean, 1)],
-                        },
-                    )
+                    self.drift_alert(state.drift_since_ms, end, low, usual_hour, rise, usual_mean, state.drift_minutes)
                 )
         else:
             state.drift_minutes = 0
@@ -428,38 +368,120 @@ class AnomalyDetector:
         n = len(state.recent_end_ms)
         if n <= s.dbscan_min_samples:
             return None
-        means = np.array(state.recent_mean_w)
-        median = sorted(state.recent_mean_w)[n // 2]
-        X = np.empty((n, 3))
-        X[:, 0] = state.recent_spikiness
-        X[:, 1] = np.log((means + LEVEL_OFFSET_W) / (median + LEVEL_OFFSET_W))
-        X[:, 2] = state.recent_missing
+        X = micro_window_points(state.recent_spikiness, state.recent_mean_w, state.recent_missing)
         # the newest minute is core (so not noise) when min_samples minutes lie within eps: then DBSCAN
         # would label it too, skip the call (squared distances summed in order, as the kernel does)
         d = X - X[-1]
         d2 = d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2]
         if np.count_nonzero(d2 <= s.dbscan_eps * s.dbscan_eps) >= s.dbscan_min_samples:
             return None
+        return self.unusual_alert(X, state.recent_mean_w, int(record["window_start_ms"]), end, mean, raw_max)
+
+    # ---- alerts: one constructor per kind (gridflow.analytics.anomaly_batch raises its alerts with them too) --
+
+    def back_online_alert(self, last_end_ms: int, start_ms: int, gap_min: int) -> dict[str, Any]:
+        return self._alert("back_online", "low", last_end_ms, start_ms, {"silent_minutes": int(gap_min)})
+
+    def gap_dropout_alert(self, last_end_ms: int, start_ms: int, gap_min: int) -> dict[str, Any]:
+        """A dropout seen from the gap before a minute that arrived."""
+        return self._alert(
+            "dropout",
+            "high" if gap_min >= 30 else "medium",
+            last_end_ms,
+            start_ms,
+            {"missing_minutes": int(gap_min), "expected": "readings every minute"},
+        )
+
+    def empty_dropout_alert(self, start_ms: int, end_ms: int, missing_minutes: int) -> dict[str, Any]:
+        """A dropout of ``dropout_minutes`` minutes that arrived without readings, the last ending at ``end_ms``."""
+        return self._alert(
+            "dropout",
+            "medium",
+            start_ms - (self.settings.dropout_minutes - 1) * MINUTE_MS,
+            end_ms,
+            {"missing_minutes": int(missing_minutes), "expected": "readings every minute"},
+        )
+
+    def silence_alert(self, last_end_ms: int, now_ms: int, silent_min: int) -> dict[str, Any]:
+        """A dropout raised by a timer while the meter is still silent."""
+        return self._alert(
+            "dropout",
+            "high" if silent_min >= 30 else "medium",
+            last_end_ms,
+            int(now_ms),
+            {"missing_minutes": int(silent_min), "expected": "readings every minute", "still_silent": True},
+        )
+
+    def stuck_alert(self, since_ms: int, end_ms: int, value_w: float, minutes: int, n_readings: int) -> dict[str, Any]:
+        return self._alert(
+            "stuck",
+            "high" if minutes >= 30 else "medium",
+            since_ms,
+            end_ms,
+            {
+                "value_w": value_w,
+                "frozen_minutes": minutes,
+                "identical_readings": minutes * n_readings,
+                "expected": "readings that vary",
+            },
+        )
+
+    def sustained_alert(self, since_ms, end_ms, low, floor, excess, needed, minutes) -> dict[str, Any]:
+        """``sustained_high``: the minute's floor ``low`` is ``excess`` above the usual ``floor`` (``needed``
+        was the bar) for ``minutes``."""
+        return self._alert(
+            "sustained_high",
+            "high" if excess >= 2 * self.settings.sustained_excess_w else "medium",
+            since_ms,
+            end_ms,
+            {
+                "floor_w": round(low, 1),
+                "usual_floor_w": round(floor, 1),
+                "excess_w": round(excess, 1),
+                "minutes": minutes,
+                "expected_range_w": [0.0, round(floor + needed, 1)],
+            },
+        )
+
+    def drift_alert(self, since_ms, end_ms, low, usual_hour, rise, usual_mean, minutes) -> dict[str, Any]:
+        """``drift``: the floor ``low`` is ``rise`` above this hour's floor of the previous days for ``minutes``."""
+        return self._alert(
+            "drift",
+            "low",
+            since_ms,
+            end_ms,
+            {
+                "floor_w": round(low, 1),
+                "usual_floor_w": round(usual_hour, 1),
+                "rise_w": round(rise, 1),
+                "minutes": minutes,
+                "expected_range_w": [0.0, round(usual_hour + self.settings.drift_fraction * usual_mean, 1)],
+            },
+        )
+
+    def unusual_alert(self, X: np.ndarray, recent_mean_w, start_ms: int, end_ms: int, mean: float, raw_max: float):
+        """DBSCAN over the micro-window's points ``X`` (:func:`micro_window_points`, the newest last):
+        ``unusual_load`` if the newest is noise, else None."""
+        s = self.settings
         labels = dbscan(X, s.dbscan_eps, s.dbscan_min_samples)
         if labels[-1] != -1:
             return None
+        means = np.asarray(recent_mean_w, dtype=np.float64)
         usual = means[:-1][labels[:-1] != -1]
         low, high = (round(float(usual.min()), 1), round(float(usual.max()), 1)) if usual.size else (None, None)
         return self._alert(
             "unusual_load",
             "low",
-            int(record["window_start_ms"]),
-            end,
+            start_ms,
+            end_ms,
             {
                 "mean_w": round(mean, 1),
                 "raw_max_w": round(raw_max, 1),
                 "expected_range_w": [low, high],
-                "minutes_compared": n - 1,
+                "minutes_compared": len(means) - 1,
                 "clusters": int(labels.max()) + 1,
             },
         )
-
-    # ---- alerts ------------------------------------------------------------------------------------
 
     @staticmethod
     def _alert(kind: str, severity: str, start_ms: int, end_ms: int, evidence: dict[str, Any]) -> dict[str, Any]:
@@ -493,6 +515,18 @@ class AnomalyDetector:
                 }
             )
         return out
+
+
+def micro_window_points(spikiness, means_w, missing) -> np.ndarray:
+    """The points DBSCAN clusters for ``unusual_load``, one per recent minute (oldest first): log spikiness,
+    log level against the minutes' median level (``sorted(means)[n // 2]``), missing fraction."""
+    means = np.asarray(means_w, dtype=np.float64)
+    median = sorted(means.tolist())[len(means) // 2]
+    X = np.empty((len(means), 3))
+    X[:, 0] = spikiness
+    X[:, 1] = np.log((means + LEVEL_OFFSET_W) / (median + LEVEL_OFFSET_W))
+    X[:, 2] = missing
+    return X
 
 
 def meter_key(record: Mapping[str, Any]) -> str:

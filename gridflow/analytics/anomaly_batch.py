@@ -44,9 +44,9 @@ from gridflow.analytics.anomaly import (
     WARMUP_MINUTES,
     AnomalyDetector,
     meter_key,
+    micro_window_points,
 )
 from gridflow.contracts.core import SCHEMA_VERSION
-from gridflow.native.dbscan import dbscan
 
 NONE = np.iinfo(np.int64).min  # an absent time (``None`` in the scalar state)
 TYPE_INDEX = {kind: i for i, kind in enumerate(ALERT_TYPES)}
@@ -112,12 +112,6 @@ class MeterTable:
 
     def __len__(self) -> int:
         return len(self.keys)
-
-    def __getattr__(self, name: str) -> np.ndarray:
-        try:
-            return self.__dict__["cols"][name]
-        except KeyError:
-            raise AttributeError(name) from None
 
     def rows_of(self, records: list[Mapping[str, Any]]) -> np.ndarray:
         """The row of each record's meter, adding rows for meters not seen before."""
@@ -294,7 +288,7 @@ class BatchDetector:
             replaced = [float(v) for v in record.get("outlier_values") or () if float(v) >= lim]
             peak = float(record.get("peak_w") or m)
             if len(replaced) == 1 and peak < lim:
-                alert = self.scalar._spike_alert(replaced[0], m, int(a_start[j]), int(a_end[j]), lim, "hampel")
+                alert = self.scalar.spike_alert(replaced[0], m, int(a_start[j]), int(a_end[j]), lim, "hampel")
                 extra.setdefault(int(on[j]), []).append(alert)
                 fired[on[j]] = True
                 continue
@@ -381,119 +375,54 @@ class BatchDetector:
         at = {int(i): j for j, i in enumerate(on.tolist())}
         resolved_at = dict(zip(np.flatnonzero(resolved).tolist(), resolved_spikes))
         out: list[dict[str, Any]] = []
+        alerts = self.scalar  # the alerts' wording and evidence are the scalar detector's
         for i in sorted(set(np.flatnonzero(fired).tolist()) | {int(on[j]) for j in unusual}):
             raised = []
             if back[i]:
-                raised.append(
-                    self.scalar._alert(
-                        "back_online", "low", int(last[i]), int(start[i]), {"silent_minutes": int(gap[i])}
-                    )
-                )
+                raised.append(alerts.back_online_alert(int(last[i]), int(start[i]), int(gap[i])))
             elif gap_dropout[i]:
-                raised.append(
-                    self.scalar._alert(
-                        "dropout",
-                        "high" if gap[i] >= 30 else "medium",
-                        int(last[i]),
-                        int(start[i]),
-                        {"missing_minutes": int(gap[i]), "expected": "readings every minute"},
-                    )
-                )
+                raised.append(alerts.gap_dropout_alert(int(last[i]), int(start[i]), int(gap[i])))
             if missing_dropout[i]:
-                raised.append(
-                    self.scalar._alert(
-                        "dropout",
-                        "medium",
-                        int(start[i]) - (s.dropout_minutes - 1) * MINUTE_MS,
-                        int(end[i]),
-                        {"missing_minutes": int(missing[i]), "expected": "readings every minute"},
-                    )
-                )
+                raised.append(alerts.empty_dropout_alert(int(start[i]), int(end[i]), int(missing[i])))
             if i in resolved_at:
                 value, m, p_start, p_end, lim = resolved_at[i]
-                raised.append(self.scalar._spike_alert(value, m, p_start, p_end, lim, "next minute fell back"))
+                raised.append(alerts.spike_alert(value, m, p_start, p_end, lim, "next minute fell back"))
             raised += extra.get(i, [])
             j = at.get(i)
             if j is not None:
-                raised += self._rule_alerts(
-                    s,
-                    j,
-                    a_start,
-                    a_end,
-                    a_mean,
-                    a_n,
-                    low,
-                    floor_now,
-                    excess,
-                    needed,
-                    usual_hour,
-                    rise,
-                    usual_mean,
-                    stuck,
-                    sustained,
-                    drift,
-                    c,
-                    int(a[j]),
-                )
+                row, a_end_ms = int(a[j]), int(a_end[j])
+                if stuck[j]:
+                    minutes = int(c["frozen_minutes"][row])
+                    since = int(c["frozen_since"][row])
+                    raised.append(alerts.stuck_alert(since, a_end_ms, float(a_mean[j]), minutes, int(a_n[j])))
+                if sustained[j]:
+                    raised.append(
+                        alerts.sustained_alert(
+                            int(c["high_since"][row]),
+                            a_end_ms,
+                            float(low[j]),
+                            float(floor_now[j]),
+                            float(excess[j]),
+                            float(needed[j]),
+                            int(c["high_minutes"][row]),
+                        )
+                    )
+                if drift[j]:
+                    raised.append(
+                        alerts.drift_alert(
+                            int(c["drift_since"][row]),
+                            a_end_ms,
+                            float(low[j]),
+                            float(usual_hour[j]),
+                            float(rise[j]),
+                            float(usual_mean[j]),
+                            int(c["drift_minutes"][row]),
+                        )
+                    )
                 if j in unusual:
                     raised.append(unusual[j])
             out += self._emit(t, int(rows[i]), raised)
         return out
-
-    def _rule_alerts(self, s, j, start, end, mean, n, low, floor_now, excess, needed, usual_hour, rise, usual_mean,
-                     stuck, sustained, drift, c, row) -> list[dict[str, Any]]:  # fmt: skip
-        alerts = []
-        if stuck[j]:
-            minutes = int(c["frozen_minutes"][row])
-            alerts.append(
-                self.scalar._alert(
-                    "stuck",
-                    "high" if minutes >= 30 else "medium",
-                    int(c["frozen_since"][row]),
-                    int(end[j]),
-                    {
-                        "value_w": float(mean[j]),
-                        "frozen_minutes": minutes,
-                        "identical_readings": minutes * int(n[j]),
-                        "expected": "readings that vary",
-                    },
-                )
-            )
-        if sustained[j]:
-            ex, fl = float(excess[j]), float(floor_now[j])
-            alerts.append(
-                self.scalar._alert(
-                    "sustained_high",
-                    "high" if ex >= 2 * s.sustained_excess_w else "medium",
-                    int(c["high_since"][row]),
-                    int(end[j]),
-                    {
-                        "floor_w": round(float(low[j]), 1),
-                        "usual_floor_w": round(fl, 1),
-                        "excess_w": round(ex, 1),
-                        "minutes": int(c["high_minutes"][row]),
-                        "expected_range_w": [0.0, round(fl + float(needed[j]), 1)],
-                    },
-                )
-            )
-        if drift[j]:
-            uh = float(usual_hour[j])
-            alerts.append(
-                self.scalar._alert(
-                    "drift",
-                    "low",
-                    int(c["drift_since"][row]),
-                    int(end[j]),
-                    {
-                        "floor_w": round(float(low[j]), 1),
-                        "usual_floor_w": round(uh, 1),
-                        "rise_w": round(float(rise[j]), 1),
-                        "minutes": int(c["drift_minutes"][row]),
-                        "expected_range_w": [0.0, round(uh + s.drift_fraction * float(usual_mean[j]), 1)],
-                    },
-                )
-            )
-        return alerts
 
     def _unusual(
         self, t: MeterTable, a, pos, start, end, mean, raw_max, cutoff, candidates
@@ -526,28 +455,10 @@ class BatchDetector:
             order = np.flatnonzero(valid[m])
             order = order[np.argsort(c["ring_end"][row, order], kind="stable")]  # oldest first, newest last
             recent = c["ring_mean"][row, order]
-            X = np.empty((len(order), 3))
-            X[:, 0] = c["ring_spikiness"][row, order]
-            X[:, 1] = np.log((recent + LEVEL_OFFSET_W) / (sorted(recent.tolist())[len(order) // 2] + LEVEL_OFFSET_W))
-            X[:, 2] = c["ring_missing"][row, order]
-            labels = dbscan(X, s.dbscan_eps, s.dbscan_min_samples)
-            if labels[-1] != -1:
-                continue
-            usual = recent[:-1][labels[:-1] != -1]
-            low, high = (round(float(usual.min()), 1), round(float(usual.max()), 1)) if usual.size else (None, None)
-            out[j] = self.scalar._alert(
-                "unusual_load",
-                "low",
-                int(start[j]),
-                int(end[j]),
-                {
-                    "mean_w": round(float(mean[j]), 1),
-                    "raw_max_w": round(float(raw_max[j]), 1),
-                    "expected_range_w": [low, high],
-                    "minutes_compared": len(order) - 1,
-                    "clusters": int(labels.max()) + 1,
-                },
-            )
+            X = micro_window_points(c["ring_spikiness"][row, order], recent, c["ring_missing"][row, order])
+            alert = self.scalar.unusual_alert(X, recent, int(start[j]), int(end[j]), float(mean[j]), float(raw_max[j]))
+            if alert is not None:
+                out[j] = alert
         return out
 
     # ---- silence ----------------------------------------------------------------------------------
@@ -568,16 +479,8 @@ class BatchDetector:
         out: list[dict[str, Any]] = []
         rows = np.flatnonzero(silent)
         for row in rows[np.argsort(last[rows], kind="stable")].tolist():
-            deadline = int(last[row]) + wait_ms
             c["silence_alerted"][row] = True
-            silent_min = wait_ms // MINUTE_MS
-            alert = self.scalar._alert(
-                "dropout",
-                "high" if silent_min >= 30 else "medium",
-                int(last[row]),
-                deadline,
-                {"missing_minutes": silent_min, "expected": "readings every minute", "still_silent": True},
-            )
+            alert = self.scalar.silence_alert(int(last[row]), int(last[row]) + wait_ms, wait_ms // MINUTE_MS)
             out += self._emit(table, row, [alert])
         return out
 
