@@ -141,11 +141,11 @@ def _meters_to_kafka(live: Settings, households: int, hours: int, out_dir: Path)
 
 def _ends(settings: Settings, topic: str) -> dict[int, int]:
     """End offsets of every partition of ``topic`` (0 for an empty one): a later job reads it exactly."""
-    return kafka_io.ends_of(kafka_io.read_positioned(settings, topic), settings.kafka.partitions)
+    return kafka_io.ends_of(kafka_io.read_positioned(settings, topic, until_end=True), settings.kafka.partitions)
 
 
 def _read(settings: Settings, topic: str) -> list[dict]:
-    return [json.loads(v) for v in kafka_io.read_topic(settings, topic, idle_timeout_s=2)]
+    return [json.loads(v) for v in kafka_io.read_topic(settings, topic, idle_timeout_s=2, until_end=True)]
 
 
 def _stream_job(module, settings: Settings, stops: dict[str, dict[int, int]]) -> None:
@@ -262,7 +262,7 @@ def _start_at_latest(live: Settings, job_name: str, topic: str) -> dict[int, int
 
     from gridflow.connectors.flink_kafka import group_id
 
-    records = kafka_io.read_positioned(live, topic)
+    records = kafka_io.read_positioned(live, topic, until_end=True)
     ends = kafka_io.ends_of(records, live.kafka.partitions)
     latest = max(records, key=lambda r: json.loads(r[3])["start_ts_ms"])
     start = {**ends, latest[0]: latest[1]}

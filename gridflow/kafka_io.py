@@ -7,7 +7,7 @@ from typing import Iterable
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
 
 from gridflow.settings import Settings
 
@@ -17,8 +17,16 @@ def _client_options(settings: Settings) -> dict:
     return {key.replace(".", "_"): value for key, value in settings.kafka.client.items()}
 
 
+FENCED_WAIT_S = 60.0  # how long a topic creation waits for a fenced broker to be let back in
+
+
 def create_topics(settings: Settings, topics: Iterable[str], partitions: int | None = None) -> None:
-    """Create topics that do not exist yet (existing topics are left alone)."""
+    """Create topics that do not exist yet (existing topics are left alone).
+
+    A broker that missed its heartbeats to the controller (a starved machine) is fenced until it catches up;
+    a creation refused for that alone is tried again for up to ``FENCED_WAIT_S``. Too few brokers for the
+    replication factor is refused at once.
+    """
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers, **_client_options(settings))
     try:
         existing = set(admin.list_topics())
@@ -28,10 +36,17 @@ def create_topics(settings: Settings, topics: Iterable[str], partitions: int | N
             if name not in existing
         ]
         for topic in wanted:
-            try:
-                admin.create_topics([topic])
-            except TopicAlreadyExistsError:
-                pass
+            deadline = time.monotonic() + FENCED_WAIT_S
+            while True:
+                try:
+                    admin.create_topics([topic])
+                    break
+                except TopicAlreadyExistsError:
+                    break
+                except InvalidReplicationFactorError as error:
+                    if "fenced" not in str(error) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(1)
     finally:
         admin.close()
 
@@ -66,30 +81,44 @@ def produce(settings: Settings, topic: str, records: Iterable[tuple[str | None, 
 
 
 def read_topic(
-    settings: Settings, topic: str, expected: int | None = None, idle_timeout_s: float = 5.0, max_wait_s: float = 120.0
+    settings: Settings,
+    topic: str,
+    expected: int | None = None,
+    idle_timeout_s: float = 5.0,
+    max_wait_s: float = 120.0,
+    until_end: bool = False,
 ) -> list[str]:
     """All values in ``topic`` from the beginning, as text (see :func:`read_records`)."""
     return [
         value.decode("utf-8", errors="backslashreplace")
-        for _, value in read_records(settings, topic, expected, idle_timeout_s, max_wait_s)
+        for _, value in read_records(settings, topic, expected, idle_timeout_s, max_wait_s, until_end)
     ]
 
 
 def read_records(
-    settings: Settings, topic: str, expected: int | None = None, idle_timeout_s: float = 5.0, max_wait_s: float = 120.0
+    settings: Settings,
+    topic: str,
+    expected: int | None = None,
+    idle_timeout_s: float = 5.0,
+    max_wait_s: float = 120.0,
+    until_end: bool = False,
 ) -> list[tuple[bytes | None, bytes]]:
     """All ``(key, value)`` records in ``topic`` from the beginning.
 
-    Stops once ``expected`` records were read, or when nothing new arrived for ``idle_timeout_s``.
+    Stops once ``expected`` records were read, or when nothing new arrived for ``idle_timeout_s``, or (with
+    ``until_end``) once it has read up to the end offsets the topic had when the read began (for exactly-once
+    delivery, its last stable offsets): what the topic holds now, without waiting for more. That is the read
+    of a finished job's output.
     """
-    return [(key, value) for _, _, key, value in _read(settings, topic, expected, idle_timeout_s, max_wait_s)]
+    records = _read(settings, topic, expected, idle_timeout_s, max_wait_s, until_end)
+    return [(key, value) for _, _, key, value in records]
 
 
 def read_positioned(
-    settings: Settings, topic: str, idle_timeout_s: float = 2.0, max_wait_s: float = 120.0
+    settings: Settings, topic: str, idle_timeout_s: float = 2.0, max_wait_s: float = 120.0, until_end: bool = False
 ) -> list[tuple[int, int, bytes | None, bytes]]:
     """All records of ``topic`` from the beginning as ``(partition, offset, key, value)``."""
-    return _read(settings, topic, None, idle_timeout_s, max_wait_s)
+    return _read(settings, topic, None, idle_timeout_s, max_wait_s, until_end)
 
 
 def end_offsets(settings: Settings, topic: str, expected: int, max_wait_s: float = 120.0) -> dict[int, int]:
@@ -128,7 +157,12 @@ def ends_of(records: Iterable[tuple[int, int, bytes | None, bytes]], partitions:
 
 
 def _read(
-    settings: Settings, topic: str, expected: int | None, idle_timeout_s: float, max_wait_s: float
+    settings: Settings,
+    topic: str,
+    expected: int | None,
+    idle_timeout_s: float,
+    max_wait_s: float,
+    until_end: bool = False,
 ) -> list[tuple[int, int, bytes | None, bytes]]:
     # With exactly-once delivery jobs write in transactions: read only what they committed.
     isolation = "read_committed" if settings.kafka.delivery_guarantee == "exactly-once" else "read_uncommitted"
@@ -148,11 +182,17 @@ def _read(
                 time.sleep(0.2)
         if not partitions:
             return []
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        # read_committed: the last stable offsets (nothing past an open transaction); commit markers take
+        # offsets too, and the consumer's position moves past them
+        ends = {tp: end for tp, end in consumer.end_offsets(assigned).items() if end} if until_end else None
         consumer.seek_to_beginning()
         records: list[tuple[int, int, bytes | None, bytes]] = []
         last_new = time.monotonic()
         while time.monotonic() < deadline:
+            if ends is not None and all(consumer.position(tp) >= end for tp, end in ends.items()):
+                break
             batch = consumer.poll(timeout_ms=500)
             for polled in batch.values():
                 records.extend((r.partition, r.offset, r.key, r.value) for r in polled)

@@ -79,7 +79,7 @@ def job_overlay(settings, tmp_path, name: str) -> list[str]:
 
 
 def read(settings, topic) -> list[dict]:
-    return [json.loads(v) for v in kafka_io.read_topic(settings, topic, idle_timeout_s=3)]
+    return [json.loads(v) for v in kafka_io.read_topic(settings, topic, idle_timeout_s=3, until_end=True)]
 
 
 class TwoHalves:

@@ -41,9 +41,9 @@ def stack(base_settings, tmp_path_factory):
 @pytest.fixture(scope="session")
 def flink_stack(base_settings, tmp_path_factory):
     """Kafka-protocol broker and a standalone Flink cluster (JobManager + TaskManager with a slot for each of
-    the seven DataStream jobs the fail-over test runs at once)."""
+    the eight jobs the fail-over test runs at once)."""
     settings = base_settings.with_overrides(
-        "flink.taskmanager.numberOfTaskSlots=7", "flink.taskmanager.memory.process.size=2560m"
+        "flink.taskmanager.numberOfTaskSlots=8", "flink.taskmanager.memory.process.size=2816m"
     )
     running = start_stack(settings, tmp_path_factory.mktemp("flink-stack"), mqtt=False, flink=True)
     try:
@@ -82,7 +82,6 @@ UNITS = {
     "tests/test_cluster_failover.py": "datastream-faults",  # flink_stack, uninterrupted_outputs
     "tests/test_rescale.py": "datastream-faults",  # uninterrupted_outputs
     "tests/test_cluster_operations.py": "flink-cluster",  # flink_stack, durable_stack
-    "tests/test_cluster_pipeline.py": "flink-cluster",  # flink_stack
     "tests/test_flink_run.py": "flink-cluster",  # flink_stack
 }
 SHARED_HEAVY_FIXTURES = {"flink_stack": 2, "uninterrupted_outputs": 1}  # how many units may build each

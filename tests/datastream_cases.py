@@ -371,13 +371,13 @@ class CaseTopics:
 
     def outputs(self, idle_timeout_s: float = 2.0) -> dict[str, list]:
         return {
-            name: kafka_io.read_records(self.settings, self.topic(name), idle_timeout_s=idle_timeout_s)
+            name: kafka_io.read_records(self.settings, self.topic(name), idle_timeout_s=idle_timeout_s, until_end=True)
             for name in [*self.case.outputs, "dead_letter"]
         }
 
     def has_output(self) -> bool:
         first = self.topic(self.case.outputs[0])
-        return bool(kafka_io.read_records(self.settings, first, expected=1, idle_timeout_s=0.5))
+        return bool(kafka_io.read_records(self.settings, first, expected=1, idle_timeout_s=0.5, until_end=True))
 
     def consumed_everything(self) -> bool:
         """The job's consumer group committed (with a checkpoint) the ends of all its inputs."""

@@ -123,9 +123,9 @@ def test_assignments_centroids_and_alerts_and_the_model_survives_a_savepoint(kaf
     evening, daytime = ({clusters[f"h-{h:02d}"] for h in range(start, 8, 2)} for start in (0, 1))
     assert len(evening) == len(daytime) == 1 and evening != daytime, "the two load shapes are two clusters"
 
-    centroids = [json.loads(v) for v in kafka_io.read_topic(settings, t.centroids)]
+    centroids = [json.loads(v) for v in kafka_io.read_topic(settings, t.centroids, until_end=True)]
     assert {c["cluster"] for c in centroids} == {0, 1} and all(len(c["shape"]) == 24 for c in centroids)
-    dead = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
+    dead = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter, until_end=True)]
     assert len(dead) == 1 + len(broken)
     check_dead_letters(dead, broken, f"kafka:{t.profiles}")
     (not_json,) = [d for d in dead if d["payload"] == "not a profile"]
@@ -157,10 +157,10 @@ def test_a_spike_becomes_one_alert_and_unusable_batches_and_features_dead_letter
     env = create_env(settings)
     anomaly.build(env, settings, stop_offsets={t.feature_batches: ends})
     env.execute("anomaly")
-    alerts = [json.loads(v) for v in kafka_io.read_topic(settings, t.alerts)]
+    alerts = [json.loads(v) for v in kafka_io.read_topic(settings, t.alerts, until_end=True)]
     assert [a["type"] for a in alerts] == ["spike"] and alerts[0]["household_id"] == "h-77"
     assert alerts[0]["window_start_ms"] == 20 * 60_000
-    dead = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
+    dead = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter, until_end=True)]
     assert len(dead) == len(broken) + 1
     check_dead_letters(dead, broken, f"kafka:{t.feature_batches}")
     (letter,) = [d for d in dead if d["payload"] == encode(bad_feature)]
@@ -191,7 +191,7 @@ def test_each_meter_of_a_household_is_judged_and_a_silent_meter_raises_a_dropout
     # watermark of the finished input (end of the replay) is not silence.
     anomaly.build(env, settings, stop_offsets={t.feature_batches: ends})
     env.execute("anomaly-two-meters")
-    alerts = [json.loads(v) for v in kafka_io.read_topic(settings, t.alerts)]
+    alerts = [json.loads(v) for v in kafka_io.read_topic(settings, t.alerts, until_end=True)]
     by_meter = sorted((a["meter_id"], a["type"]) for a in alerts)
     assert by_meter == [("m-1", "spike"), ("m-2", "back_online"), ("m-2", "dropout")], alerts
     (back,) = [a for a in alerts if a["type"] == "back_online"]

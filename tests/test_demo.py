@@ -102,7 +102,7 @@ def _every_record_is_keyed(run_dir) -> None:
         t.schedules,
         t.recommendations,
     ):
-        records = kafka_io.read_records(live, topic, idle_timeout_s=2)
+        records = kafka_io.read_records(live, topic, idle_timeout_s=2, until_end=True)
         assert records, f"the demo wrote to {topic}"
         for key, value in records:
             assert key, f"an unkeyed record in {topic}: {value[:200]!r}"

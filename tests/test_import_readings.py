@@ -210,16 +210,18 @@ def test_import_onto_kafka_accounts_every_row_and_a_second_import_sends_nothing(
     # the preprocessing job over what is on the topic: each meter's window once, every reading accounted
     ends = kafka_io.end_offsets(settings, topics.readings, len(EXPECTED))
     preprocess.build(preprocess.create_table_env(settings), settings, stop_offsets=ends).execute().wait()
-    features = [orjson.loads(v) for v in kafka_io.read_topic(settings, topics.features)]
+    features = [orjson.loads(v) for v in kafka_io.read_topic(settings, topics.features, until_end=True)]
     windows = Counter((f["meter_id"], f["window_start_ms"]) for f in features)
     assert set(windows.values()) == {1}
     assert sorted(windows) == sorted({(m, t - t % 60_000) for _, m, t, _ in EXPECTED})
     assert sum(f["n_readings"] + f["n_duplicates"] for f in features) == len(EXPECTED)
     forced = import_readings(settings, [path], again=True, progress=False)
     assert forced[0].records == len(EXPECTED)
-    total = kafka_io.read_records(settings, topics.readings, idle_timeout_s=3.0)
+    total = kafka_io.read_records(settings, topics.readings, idle_timeout_s=3.0, until_end=True)
     assert len(total) == 2 * len(EXPECTED), "only --again sent it a second time"
-    ledger = [orjson.loads(v) for v in kafka_io.read_topic(settings, topics.imports, idle_timeout_s=2.0)]
+    ledger = [
+        orjson.loads(v) for v in kafka_io.read_topic(settings, topics.imports, idle_timeout_s=2.0, until_end=True)
+    ]
     assert [(e["file"], e["kind"], e["records"], e["bad_rows"]) for e in ledger] == [
         ("meters.csv", "readings", 8, 8)
     ] * 2

@@ -143,9 +143,9 @@ def fleet_output(stack):
     records = _arrival(fleet)
     ends = kafka_io.produce(settings, t.readings, records)
     preprocess.build(preprocess.create_table_env(settings), settings, stop_offsets=ends).execute().wait()
-    features = [json.loads(v) for v in kafka_io.read_topic(settings, t.features)]
-    profiles = [json.loads(v) for v in kafka_io.read_topic(settings, t.profiles)]
-    dead = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
+    features = [json.loads(v) for v in kafka_io.read_topic(settings, t.features, until_end=True)]
+    profiles = [json.loads(v) for v in kafka_io.read_topic(settings, t.profiles, until_end=True)]
+    dead = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter, until_end=True)]
     return settings, fleet, records, features, profiles, dead
 
 
@@ -208,7 +208,7 @@ def test_the_mixed_fleet_is_clustered_as_a_reference_model_clusters_the_hand_com
     env = create_env(settings)
     clustering.build(env, settings, stop_offsets={t.profiles: ends})
     env.execute("clustering-mixed-fleet")
-    got = [json.loads(v) for v in kafka_io.read_topic(settings, t.assignments)]
+    got = [json.loads(v) for v in kafka_io.read_topic(settings, t.assignments, until_end=True)]
 
     reference = LoadProfileClusterer.from_settings(settings)
     want = []

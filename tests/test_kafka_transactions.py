@@ -101,3 +101,31 @@ def test_exactly_once_sinks_ask_for_a_transaction_timeout_the_broker_accepts(kaf
     )
     with pytest.raises(Exception, match="(?i)transaction timeout|INVALID_TRANSACTION_TIMEOUT"):
         too_long.init_transactions(30)
+
+
+def test_a_read_to_the_end_stops_at_the_last_stable_offset_past_commit_markers(kafka_settings):
+    """``until_end``: the read of a finished job's output takes what the topic holds when it begins (for
+    read_committed, up to the last stable offset), and does not wait for the idle timeout to end."""
+    import time
+
+    topic = kafka_settings.topics.features
+    kafka_io.create_topics(kafka_settings, [topic])
+    committed = kafka_settings.with_overrides("kafka.delivery_guarantee=exactly-once")
+    assert kafka_io.read_records(committed, topic, idle_timeout_s=300, max_wait_s=300, until_end=True) == []
+    producer = _transactional_producer(kafka_settings, f"{topic}.writer")
+    _write(producer, topic, [f"committed-{i}" for i in range(5)])
+    producer.commit_transaction(30)
+    _write(producer, topic, [f"aborted-{i}" for i in range(5)])
+    producer.abort_transaction(30)
+    _write(producer, topic, ["open"])
+
+    def read_to_end() -> tuple[list[bytes], float]:
+        started = time.monotonic()
+        records = kafka_io.read_records(committed, topic, idle_timeout_s=300, max_wait_s=300, until_end=True)
+        return sorted(value for _, value in records), time.monotonic() - started
+
+    values, took_s = read_to_end()  # the open transaction holds the last stable offset back
+    assert values == [f"committed-{i}".encode() for i in range(5)] and took_s < 60, took_s
+    producer.commit_transaction(30)  # its commit marker is now the topic's last offset
+    values, took_s = read_to_end()
+    assert values == sorted([f"committed-{i}".encode() for i in range(5)] + [b"open"]) and took_s < 60, took_s

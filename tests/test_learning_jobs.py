@@ -140,7 +140,7 @@ def test_minute_features_become_the_learned_appliance_profiles(kafka_settings):
     appliance_learning.build(env, settings, stop_offsets=stops)
     env.execute("appliance-learning-test")
 
-    out = [json.loads(v) for v in kafka_io.read_topic(settings, topics.appliances)]
+    out = [json.loads(v) for v in kafka_io.read_topic(settings, topics.appliances, until_end=True)]
     last_day_end = first_ms + days * DAY_MS
     latest = sorted((r for r in out if r["updated_ts_ms"] == last_day_end), key=lambda r: r["name"])
     assert {r["household_id"] for r in out} == {"h-01"}

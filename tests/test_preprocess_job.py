@@ -54,9 +54,9 @@ def job_output(stack, tmp_path_factory):
     ends = kafka_io.produce(settings, topics.readings, records)
     assert sum(ends.values()) == len(records)
     preprocess.build(preprocess.create_table_env(settings), settings, stop_offsets=ends).execute().wait()
-    features = [json.loads(v) for v in kafka_io.read_topic(settings, topics.features)]
-    profiles = [json.loads(v) for v in kafka_io.read_topic(settings, topics.profiles)]
-    dead = [json.loads(v) for v in kafka_io.read_topic(settings, topics.dead_letter)]
+    features = [json.loads(v) for v in kafka_io.read_topic(settings, topics.features, until_end=True)]
+    profiles = [json.loads(v) for v in kafka_io.read_topic(settings, topics.profiles, until_end=True)]
+    dead = [json.loads(v) for v in kafka_io.read_topic(settings, topics.dead_letter, until_end=True)]
     return settings, accepted, records, features, profiles, dead
 
 
@@ -66,7 +66,10 @@ def test_feature_batches_hold_every_feature_once_in_its_meters_bucket_and_window
     bucket and valid under its contract."""
     settings, _, _, features, _, _ = job_output
     buckets = settings.preprocess.feature_batch_buckets
-    rows = [(k.decode(), v.decode()) for k, v in kafka_io.read_records(settings, settings.topics.feature_batches)]
+    rows = [
+        (k.decode(), v.decode())
+        for k, v in kafka_io.read_records(settings, settings.topics.feature_batches, until_end=True)
+    ]
     got, by_key = [], {}
     for key, payload in rows:
         batch = CONTRACTS["feature_batch"].decode(payload, key)

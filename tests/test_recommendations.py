@@ -135,7 +135,7 @@ def test_job_turns_schedules_profiles_and_alerts_into_recommendations_once(kafka
     env = create_env(settings)
     job.build(env, settings, stop_offsets=stops)
     env.execute("recommendations-test")
-    out = [json.loads(v) for v in kafka_io.read_topic(settings, t.recommendations)]
+    out = [json.loads(v) for v in kafka_io.read_topic(settings, t.recommendations, until_end=True)]
     kinds = sorted((r["household_id"], r["kind"]) for r in out)
     assert kinds == [
         ("h-1", "grid_request"),
@@ -151,7 +151,7 @@ def test_job_turns_schedules_profiles_and_alerts_into_recommendations_once(kafka
         f"{grid['to_ts_ms'] // H:02d}:00 instead of 02:00."
     )
     assert next(r for r in out if r["kind"] == "alert")["text"].endswith("please restart it.")
-    dead = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
+    dead = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter, until_end=True)]
     assert len(dead) == 1 + len(broken)
     check_dead_letters(dead, broken[:4], f"kafka:{t.schedules}")
     check_dead_letters(dead, broken[4:8], f"kafka:{t.profiles}")
@@ -182,7 +182,7 @@ def test_the_feeder_balancer_plans_on_tomorrows_forecast_load(kafka_settings):
     env = create_env(settings)
     job.build(env, settings, stop_offsets=stops)
     env.execute("recommendations-forecast-test")
-    out = [json.loads(v) for v in kafka_io.read_topic(settings, t.recommendations)]
+    out = [json.loads(v) for v in kafka_io.read_topic(settings, t.recommendations, until_end=True)]
     (grid,) = [r for r in out if r["kind"] == "grid_request"]
     assert grid["household_id"] == "h-1" and grid["from_ts_ms"] == 2 * H
     assert grid["to_ts_ms"] in (4 * H, 5 * H), "after h-9's two busy hours, within the run's window"

@@ -38,6 +38,8 @@ def _wait_for_all(parts, condition, what: str, timeout_s: float = 240.0) -> None
     while waiting:
         assert time.monotonic() < deadline, f"{what}: {sorted(waiting)}"
         waiting = {name for name in waiting if not condition(parts[name])}
+        if waiting:
+            time.sleep(2)  # each check opens a consumer: do not hammer the broker the jobs are using
 
 
 def test_every_datastream_job_resumes_from_a_savepoint_with_another_parallelism(stack, uninterrupted_outputs, tmp_path):

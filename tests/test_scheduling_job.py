@@ -111,7 +111,7 @@ def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
     scheduling.build(env, settings, stop_offsets=stops)
     env.execute("scheduling-test")
 
-    keyed = kafka_io.read_records(settings, topics.schedules)
+    keyed = kafka_io.read_records(settings, topics.schedules, until_end=True)
     assert keyed and all(key.decode() == json.loads(value)["household_id"] for key, value in keyed), (
         "every schedule is keyed by its household"
     )

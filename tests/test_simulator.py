@@ -32,7 +32,10 @@ def run_through_bridge(settings, simulator):
     with running_bridge(settings):
         try:
             summary = simulator.run(progress=False)
-            return summary, kafka_io.read_records(settings, settings.topics.readings, expected=summary.published)
+            records = kafka_io.read_records(settings, settings.topics.readings, expected=summary.published)
+            if len(set(records)) < len(records):  # copies (at-least-once) took the place of records still to come
+                records = kafka_io.read_records(settings, settings.topics.readings)
+            return summary, records
         finally:
             simulator.close()
 
@@ -50,9 +53,11 @@ def test_simulated_meters_replay_their_series_through_mqtt_and_the_bridge_into_k
     assert summary.meters == 24 and summary.samples_per_meter == 180
     assert summary.published == summary.sampled == int(simulator.keep.sum()), "every non-dropout sample published"
     assert summary.dropouts == int((~simulator.keep).sum())
-    assert len(records) == summary.published
+    # QoS 1 is at-least-once: a connection lost under load (a stalled broker holds the PUBACKs back) has the
+    # broker send again what Kafka may already hold; such a record must be an exact copy, and none missing
+    assert len(set(records)) == summary.published <= len(records)
     got = {}
-    for key, value in records:
+    for key, value in dict.fromkeys(records):
         reading = parse_reading(value)
         assert key.decode() == reading.household_id
         got[(reading.household_id, reading.ts_ms)] = reading.power_w

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _gridflow(*args, timeout=120):
+def _gridflow(*args, timeout=600):  # a guard only: the stack's own start timeouts report a service that hangs
     return subprocess.run(
         [sys.executable, "-m", "gridflow.cli", *args], capture_output=True, text=True, timeout=timeout
     )

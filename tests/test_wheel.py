@@ -150,5 +150,5 @@ def test_the_wheel_runs_a_job(installed, kafka_settings, tmp_path):
     assignments = [json.loads(v) for v in kafka_io.read_topic(settings, t.assignments, expected=len(expected))]
     assert len(expected) >= 8 and len(assignments) == len(expected)
     assert sorted(a["household_id"] for a in assignments) == sorted(a["household_id"] for a in expected)
-    (dead,) = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter)]
+    (dead,) = [json.loads(v) for v in kafka_io.read_topic(settings, t.dead_letter, until_end=True)]
     assert dead["field"] == "meter_id" and dead["payload"] == '{"household_id": "h-0"}'
