@@ -675,7 +675,7 @@ class StackSettings(_Section):
         default_factory=dict, description="raw broker properties (server.properties) over the embedded defaults"
     )
     run_dir: str = "~/.local/state/gridflow"
-    start_timeout_s: float = Field(60.0, gt=0.0, le=600.0)
+    start_timeout_s: float = Field(120.0, gt=0.0, le=600.0)
 
 
 class WebSettings(_Section):

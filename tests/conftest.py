@@ -18,8 +18,17 @@ from gridflow.stack.processes import Launcher, marked_pids
 
 @pytest.fixture(scope="session")
 def base_settings(tmp_path_factory) -> Settings:
-    """The repository's flink-conf/ settings, with a private run folder."""
-    return load_settings(overrides=[f"stack.run_dir={tmp_path_factory.mktemp('gridflow-run')}"])
+    """The repository's flink-conf/ settings, with a private run folder.
+
+    The tests' standalone Flink clusters run their JobManager and TaskManager on the quick JIT tier: their
+    jobs run for seconds, and compiling them with C2 cost a third of the test's CPU (the savepoint test:
+    256 -> 175 CPU-s). Clusters outside the tests keep the JVM's default."""
+    return load_settings(
+        overrides=[
+            f"stack.run_dir={tmp_path_factory.mktemp('gridflow-run')}",
+            *(f"flink.env.java.opts.{role}=-XX:TieredStopAtLevel=1" for role in ("jobmanager", "taskmanager")),
+        ]
+    )
 
 
 def start_stack(settings: Settings, run_dir, **services) -> EmbeddedStack:

@@ -166,7 +166,8 @@ class EmbeddedStack:
         """Stop the broker (a clean shutdown) and start it again on the same address and log folder."""
         if self.info.kafka_bootstrap is None:
             raise StackError("the stack runs no Kafka broker: create it with kafka=True and call up() first")
-        self.launcher.stop("kafka")
+        # time for a controlled shutdown (a killed broker's registration blocks its successor for a lease)
+        self.launcher.stop("kafka", timeout_s=60.0)
         port = int(self.info.kafka_bootstrap.rsplit(":", 1)[1])
         services.start_kafka(self.launcher, self.base_settings, self._kafka_dir, port=port)
 

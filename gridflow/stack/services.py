@@ -88,8 +88,9 @@ def kafka_properties(settings: Settings, log_dir: Path, port: int, controller_po
         "transaction.state.log.num.partitions": "10",
         "group.initial.rebalance.delay.ms": "0",
         # the broker's heartbeats go to the controller in its own process: only a starved machine misses
-        # them, and then the default 9 s lease fences the one broker and refuses every topic creation
-        "broker.session.timeout.ms": "60000",
+        # them, and then the default 9 s lease fences the one broker and refuses every topic creation. Not
+        # much longer: after an unclean stop the restarted broker cannot register before the lease ends.
+        "broker.session.timeout.ms": "18000",
         "num.network.threads": "2",
         "num.io.threads": "4",
     }
