@@ -22,7 +22,7 @@ def base_settings(tmp_path_factory) -> Settings:
 
     The tests' standalone Flink clusters run their JobManager and TaskManager on the quick JIT tier: their
     jobs run for seconds, and compiling them with C2 cost a third of the test's CPU (the savepoint test:
-    256 -> 175 CPU-s). Clusters outside the tests keep the JVM's default."""
+    256 -> 181 CPU-s). Clusters outside the tests keep the JVM's default."""
     return load_settings(
         overrides=[
             f"stack.run_dir={tmp_path_factory.mktemp('gridflow-run')}",

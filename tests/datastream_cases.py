@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -387,6 +388,16 @@ class CaseTopics:
             if any(committed.get(p, 0) < offset for p, offset in ends.items() if offset):
                 return False
         return True
+
+
+def wait_for_all(parts: dict[str, CaseTopics], condition, what: str, timeout_s: float = 240.0) -> None:
+    """Until ``condition`` holds for every part (polled every 2 s), else fail naming the parts still waiting."""
+    deadline, waiting = time.monotonic() + timeout_s, set(parts)
+    while waiting:
+        assert time.monotonic() < deadline, f"{what}: {sorted(waiting)}"
+        waiting = {name for name in waiting if not condition(parts[name])}
+        if waiting:
+            time.sleep(2)  # each check opens a consumer: do not hammer the broker the jobs are using
 
 
 def run_side_by_side(parts: dict[str, CaseTopics], settings, bounded: bool, name: str):

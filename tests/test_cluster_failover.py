@@ -1,10 +1,10 @@
 """Every job survives a TaskManager crash mid-stream on the standalone cluster, with exactly-once delivery: no
 output twice, none missing.
 
-The preprocessing job and all seven DataStream jobs (clustering, anomaly, price forecasting, appliance learning, load forecasting, scheduling,
-recommendations) run at once on the cluster, each submitted with `flink run` (the seven at the same time) on
-topics of its own that hold the first half of its input, bounded at the offsets the whole input reaches, with exactly-once Kafka sinks;
-the anomaly job in its default thread mode (its Python in the TaskManager's JVM), the reference run in
+The preprocessing job and all seven DataStream jobs (clustering, anomaly, price forecasting, appliance
+learning, load forecasting, scheduling, recommendations) run at once on the cluster, each submitted with
+`flink run` (the eight at the same time) on topics of its own that hold the first half of its input, bounded
+at the offsets the whole input reaches, with exactly-once Kafka sinks; the anomaly job in its default thread mode (its Python in the TaskManager's JVM), the reference run in
 process mode. Once every job has committed output, the TaskManager and its Python workers are SIGKILLed, a
 new TaskManager takes over, the second half of the inputs arrives, and every job restores its last checkpoint
 and runs to its end. Each job's committed output (read with read_committed) must hold no record twice and
@@ -16,7 +16,6 @@ feature record or one dead letter, every (meter, window) written once, one profi
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,7 +26,8 @@ from gridflow.cluster import FlinkCluster
 
 from cluster_data import TwoHalves, job_overlay
 from conftest import unique_topics
-from datastream_cases import CASES, RUN_SETTINGS, CaseTopics, comparable, dead_letters, without_wall_clock
+from datastream_cases import CASES, RUN_SETTINGS, CaseTopics, comparable, dead_letters, wait_for_all
+from datastream_cases import without_wall_clock
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.slow]
 
@@ -56,13 +56,7 @@ def test_every_job_writes_each_output_once_across_a_taskmanager_crash(flink_stac
         jobs["preprocess"] = preprocessing.result()
     cluster.wait_until_running(jobs["preprocess"].job_id)
     committed_before = day.wait_for_committed_output(cluster, jobs["preprocess"].job_id)
-    deadline = time.monotonic() + 300
-    waiting = set(parts)
-    while waiting:
-        assert time.monotonic() < deadline, f"no committed output before the crash from {sorted(waiting)}"
-        waiting = {name for name in waiting if not parts[name].has_output()}
-        if waiting:
-            time.sleep(2)  # each check opens a consumer: do not hammer the broker the jobs are using
+    wait_for_all(parts, CaseTopics.has_output, "no committed output before the crash from", timeout_s=300)
     before = {name: part.outputs(idle_timeout_s=1) for name, part in parts.items()}
     for name, job in jobs.items():
         assert cluster.state(job.job_id) == "RUNNING", f"{name} ended before the crash: it was not mid-stream"

@@ -14,13 +14,12 @@ no record twice.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
 
 from datastream_cases import CASES, RUN_SETTINGS, CaseTopics, cancelled_on_failure, comparable, dead_letters
-from datastream_cases import run_side_by_side, without_wall_clock
+from datastream_cases import run_side_by_side, wait_for_all, without_wall_clock
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,15 +32,6 @@ def _stop_with_savepoint(job, folder, drain: bool = False) -> str:
     return job._j_job_client.stopWithSavepoint(drain, str(folder), canonical).get()
 
 
-def _wait_for_all(parts, condition, what: str, timeout_s: float = 240.0) -> None:
-    deadline, waiting = time.monotonic() + timeout_s, set(parts)
-    while waiting:
-        assert time.monotonic() < deadline, f"{what}: {sorted(waiting)}"
-        waiting = {name for name in waiting if not condition(parts[name])}
-        if waiting:
-            time.sleep(2)  # each check opens a consumer: do not hammer the broker the jobs are using
-
-
 def test_every_datastream_job_resumes_from_a_savepoint_with_another_parallelism(stack, uninterrupted_outputs, tmp_path):
     base = stack.settings.with_overrides(*RUN_SETTINGS)
     parts = {name: CaseTopics(make(), base) for name, make in CASES.items()}
@@ -49,7 +39,7 @@ def test_every_datastream_job_resumes_from_a_savepoint_with_another_parallelism(
         part.produce(0)
     first_run = base.with_overrides("flink.parallelism.default=2")
     with cancelled_on_failure(run_side_by_side(parts, first_run, False, "part-1")) as first:
-        _wait_for_all(parts, CaseTopics.has_output, "no output before the savepoint")
+        wait_for_all(parts, CaseTopics.has_output, "no output before the savepoint")
         savepoint = _stop_with_savepoint(first, tmp_path / "savepoints")
     before = {name: part.outputs(idle_timeout_s=1) for name, part in parts.items()}
 
@@ -57,7 +47,7 @@ def test_every_datastream_job_resumes_from_a_savepoint_with_another_parallelism(
         part.produce(1)
     resumed = base.with_overrides("flink.parallelism.default=1", f"flink.execution.savepoint.path={savepoint}")
     with cancelled_on_failure(run_side_by_side(parts, resumed, False, "part-2")) as second:
-        _wait_for_all(parts, CaseTopics.consumed_everything, "the resumed job did not read the inputs of")
+        wait_for_all(parts, CaseTopics.consumed_everything, "the resumed job did not read the inputs of")
         _stop_with_savepoint(second, tmp_path / "savepoints", drain=True)
 
     for name, part in parts.items():
