@@ -56,9 +56,8 @@ class _Builder:
 
     def columns(self, n: int, cost, low, high, integer: bool) -> np.ndarray:
         start = len(self.c)
-        self.c += list(np.broadcast_to(cost, n))
-        self.lb += list(np.broadcast_to(low, n))
-        self.ub += list(np.broadcast_to(high, n))
+        for target, value in ((self.c, cost), (self.lb, low), (self.ub, high)):
+            target.extend([float(value)] * n if np.ndim(value) == 0 else np.asarray(value, dtype=float).tolist())
         self.integer += [int(integer)] * n
         return np.arange(start, start + n)
 
