@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridflow.scheduling.home import Battery, EVSession, HomePlan, HomeProblem, PlanInfeasible
+from gridflow.scheduling.fleet import plan_home_fast
 from gridflow.scheduling.home_milp import solve_home
 from gridflow.scheduling.model import Appliance, Schedule
 
@@ -376,3 +377,39 @@ def test_every_milp_plan_keeps_every_constraint_and_beats_a_simple_policy(proble
         return
     assert plan.violations(problem) == []
     assert plan.cost <= _simple_policy_cost(problem) + 1e-6
+
+
+# -- the fleet planner's decomposition -----------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(homes())
+def test_the_fleet_planner_keeps_every_constraint_and_never_beats_the_exact_optimum(problem):
+    try:
+        exact = solve_home(problem, time_limit_s=20)
+    except PlanInfeasible:
+        with pytest.raises(PlanInfeasible):
+            plan_home_fast(problem)
+        return
+    plan = plan_home_fast(problem)
+    assert plan.violations(problem) == []
+    assert plan.objective >= exact.objective - 1e-6 * max(1.0, abs(exact.objective))
+    assert plan.cost <= _simple_policy_cost(problem) + 1e-6
+
+
+def test_the_fleet_planner_finds_the_optimum_of_a_home_without_appliances():
+    # battery, PV and an EV only: the decomposition is the exact LP
+    n = 24
+    hours = np.arange(n)
+    problem = HomeProblem(
+        0.20 + 0.10 * np.cos(2 * np.pi * (hours - 19) / 24),
+        export_price=np.full(n, 0.06),
+        base_load_w=400 + 600 * (hours >= 17),
+        pv_w=np.maximum(0, 5000 * np.sin(np.pi * (hours - 6) / 12)),
+        import_max_w=11_000,
+        battery=Battery(10, 5, 5, soc_initial=0.3),
+        evs=(EVSession("car", 18, 24, 15, 7.4),),
+    )
+    plan, exact = plan_home_fast(problem), solve_home(problem)
+    assert plan.solver == "heap+lp"
+    assert plan.cost == pytest.approx(exact.cost, abs=1e-6)

@@ -183,7 +183,7 @@ class HomeProblem:
     pv_curtailable : bool
         The inverter may produce less than ``pv_w`` (worth it when export is paid negatively).
     import_max_w, export_max_w : float, optional
-        Grid connection limits (the breaker; the feed-in limit). Default: no limit.
+        Grid connection limits (the breaker; the feed-in limit). Default (None or inf): no limit.
     battery : Battery, optional
     evs : sequence of EVSession
     appliances : sequence of Appliance
@@ -236,7 +236,8 @@ class HomeProblem:
             raise ValueError(f"{owner}: pv_curtailable must be a bool, got {self.pv_curtailable!r}")
         for name in ("import_max_w", "export_max_w"):
             value = getattr(self, name)
-            set_(self, name, math.inf if value is None else _finite(owner, name, value, 0, 1e7, open_low=True))
+            unlimited = value is None or value == math.inf
+            set_(self, name, math.inf if unlimited else _finite(owner, name, value, 0, 1e7, open_low=True))
         if self.battery is not None and not isinstance(self.battery, Battery):
             raise ValueError(f"{owner}: battery must be a Battery, got {type(self.battery).__name__}")
         set_(self, "evs", tuple(self.evs))

@@ -37,13 +37,16 @@ TIE_COST = 1e-5  # currency per kWh of battery throughput and of grid exchange: 
 class _Model:
     """Column indices of one home's MILP, kept to read the solution back."""
 
-    def __init__(self, problem: HomeProblem, elastic: bool):
-        self.p, self.b, self.elastic = problem, _Builder(), elastic
+    def __init__(self, problem: HomeProblem, elastic: bool, relax: bool = False, ev_bounds=None):
+        # relax: an LP (no exclusivity binaries, EV minimum power dropped); ev_bounds: {name: (low, high)} kW
+        # per slot of the session, replacing [0, max_kw] (the fleet planner's rounding of minimum powers)
+        self.p, self.b, self.elastic, self.relax = problem, _Builder(), elastic, relax
+        self.ev_bounds = ev_bounds or {}
         self.slacks: list[tuple[str, Any, np.ndarray]] = []  # (kind, owner, columns)
         self._build()
 
     def _build(self) -> None:
-        p, b = self.p, self.b
+        p, b, relax = self.p, self.b, self.relax
         n, h = p.n_slots, p.slot_h
         pi, pe = np.asarray(p.import_price), np.asarray(p.export_price)
         base_kw = np.asarray(p.base_load_w, dtype=np.float64) / 1000.0
@@ -119,8 +122,9 @@ class _Model:
         ev_terms: list[list[int]] = [[] for _ in range(n)]
         for ev in p.evs:
             slots = np.arange(ev.arrival_slot, ev.departure_slot)
-            cols = b.columns(slots.size, 0.0, 0.0, ev.max_kw, False)
-            if ev.min_kw > 0:
+            low_kw, high_kw = self.ev_bounds.get(ev.name, (0.0, ev.max_kw))
+            cols = b.columns(slots.size, 0.0, low_kw, high_kw, False)
+            if ev.min_kw > 0 and not relax:
                 on = b.columns(slots.size, 0.0, 0, 1, True)
                 for col, flag in zip(cols, on):
                     b.row([col, flag], [1.0, -ev.min_kw], 0.0, np.inf)
@@ -151,6 +155,7 @@ class _Model:
             self.unserved = b.columns(n, 0.0, 0.0, np.inf, False)
             self.slacks.append(("grid_import", None, self.unserved))
         # balance: import - export + pv_used + discharge - charge - ev - appliances = base
+        self.balance_rows = np.arange(len(b.row_lb), len(b.row_lb) + n)
         for t in range(n):
             row_cols = [*self.imports[t], self.export[t], self.pv_used[t]]
             row_vals = [1.0] * self.imports[t].size + [-1.0, 1.0]
@@ -165,7 +170,8 @@ class _Model:
                 row_cols.append(self.unserved[t])
                 row_vals.append(1.0)
             b.row(row_cols, row_vals, base_kw[t], base_kw[t])
-        self._exclusivity(pi, pe, pv_kw, imp_max, exp_max)
+        if not relax:
+            self._exclusivity(pi, pe, pv_kw, imp_max, exp_max)
         if self.elastic:  # the slacks alone are the objective: the least violation
             b.c = [0.0] * len(b.c)
             for kind, _, cols in self.slacks:
@@ -227,7 +233,10 @@ def _plan(problem: HomeProblem, model: _Model, x: np.ndarray, solve_time_s: floa
     def kw(cols) -> np.ndarray:
         return np.maximum(x[np.asarray(cols, dtype=np.int64)], 0.0) * 1000.0 if cols is not None else np.zeros(n)
 
-    import_w = np.array([kw(cols).sum() for cols in model.imports])
+    if all(cols.size == 1 for cols in model.imports):
+        import_w = kw(np.concatenate(model.imports))
+    else:
+        import_w = np.array([kw(cols).sum() for cols in model.imports])
     export_w, pv_used_w = kw(model.export), kw(model.pv_used)
     charge_w, discharge_w = kw(model.charge), kw(model.discharge)
     battery = problem.battery
