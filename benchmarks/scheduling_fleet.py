@@ -60,8 +60,9 @@ def _data() -> dict:
     return _DATA
 
 
-def household(index: int, seed: int):
-    """The ``index``-th home of the fleet (see the module docstring)."""
+def household(index: int, seed: int, *, ev: bool = True, washer: bool = True):
+    """The ``index``-th home of the fleet (see the module docstring); ``ev=False`` / ``washer=False`` leave
+    those out (the homes are otherwise the same)."""
     from gridflow.scheduling.home import Battery, EVSession, HomeProblem
     from gridflow.scheduling.model import Appliance
 
@@ -82,14 +83,14 @@ def household(index: int, seed: int):
         soc_initial=rng.uniform(0.1, 0.9),
     )
     evs = []
-    if rng.random() < 0.7:
+    if rng.random() < 0.7 and ev:
         kind = int(rng.integers(3))
         arrival = int(rng.integers(5 * 4, 8 * 4))  # 17:00-20:00 after the 12:00 start
         departure = int(rng.integers(18 * 4, 20 * 4))  # 06:00-08:00
         max_kw, min_kw = ((3.7, 1.4), (7.4, 1.4), (11.0, 4.1))[kind]
         evs.append(EVSession("ev", arrival, departure, rng.uniform(5, 30), max_kw, min_kw, 0.9))
     appliances = []
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 and washer:
         appliances.append(Appliance("washer", "deferrable", 2000.0, 8, 6 * 4, 19 * 4))
     return HomeProblem(
         (market + 0.15) * 1.21,

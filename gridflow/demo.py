@@ -183,6 +183,7 @@ def _run_jobs(live: Settings, fleet, households: int) -> dict[str, list[dict]]:
             t.appliances: _ends(live, t.appliances),
             t.price_forecasts: forecasts,
             t.load_forecasts: _ends(live, t.load_forecasts),
+            t.home_energy: _ends(live, t.home_energy),
         },
     )
     _stream_job(

@@ -205,6 +205,7 @@ class TopicSettings(_Section):
     price_forecasts: str = Field("grid.price-forecasts", pattern=_TOPIC_NAME)
     appliances: str = Field("household.appliances", pattern=_TOPIC_NAME)
     load_forecasts: str = Field("household.load-forecasts", pattern=_TOPIC_NAME)
+    home_energy: str = Field("household.energy", pattern=_TOPIC_NAME, description="PV, battery and EV state")
     schedules: str = Field("household.schedules", pattern=_TOPIC_NAME)
     recommendations: str = Field("household.recommendations", pattern=_TOPIC_NAME)
     imports: str = Field("meter.imports", pattern=_TOPIC_NAME, description="the ledger of imported files")
@@ -502,6 +503,13 @@ class SchedulerSettings(_Section):
     w_comfort: float = Field(0.001, ge=0.0, le=1e6, description="currency per slot of start deviation (PSO, MILP)")
     breaker_a: float = Field(40.0, ge=0.0, le=1_000.0, description="main breaker; 0 = no limit")
     breaker_v: float = Field(230.0, gt=0.0, le=1_000.0)
+    home_solver: Literal["fleet", "milp"] = Field(
+        "fleet", description="homes with PV, battery or EV: the fleet planner (heap + LP) or the exact MILP"
+    )
+    export_price_factor: float = Field(
+        0.0, ge=-10.0, le=10.0, description="feed-in price = factor x the forecast price + export_price_offset"
+    )
+    export_price_offset: float = Field(0.0, ge=-10.0, le=10.0, description="currency per kWh exported")
     pso_particles: int = Field(50, ge=2, le=10_000)
     pso_iterations: int = Field(200, ge=1, le=100_000)
     # linear schedules over the iterations (Lin & Hu 2018, eqs. 3-5): inertia weight, cognitive c1, social c2

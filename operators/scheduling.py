@@ -1,8 +1,8 @@
 """Flink functions of the scheduling job: fan price forecasts out to households, schedule each household.
 
 Thin: state handling and JSON; the schedule itself is ``gridflow.scheduling.service.plan_day``.
-Stream elements are ``(key, kind, payload)`` tuples, ``kind`` being ``appliance``, ``forecast`` (prices) or
-``load_forecast`` (the household's own load tomorrow).
+Stream elements are ``(key, kind, payload)`` tuples, ``kind`` being ``appliance``, ``forecast`` (prices),
+``load_forecast`` (the household's own load tomorrow) or ``home_energy`` (its PV, battery and EV).
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from gridflow.contracts import dead_letter, household_id_of
 from gridflow.scheduling.heap_scheduler import ScheduleInfeasible
+from gridflow.scheduling.home import PlanInfeasible
+from gridflow.scheduling.home_service import home_energy_problem, plan_home_day
 from gridflow.scheduling.service import appliance_in_horizon, forecast_prices, plan_day
 from gridflow.settings import Settings
 
-APPLIANCE, FORECAST, LOAD_FORECAST = "appliance", "forecast", "load_forecast"
+APPLIANCE, FORECAST, LOAD_FORECAST, HOME_ENERGY = "appliance", "forecast", "load_forecast", "home_energy"
 MARKET = "market"  # one price zone per deployment of the job
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 
@@ -43,7 +45,8 @@ def to_household(payload: str):
 
 class MarketFanout(KeyedProcessFunction):
     """Remembers the households of the market and sends every new forecast to each of them (and the
-    latest forecast to a household seen for the first time); appliance records pass through re-keyed.
+    latest forecast to a household seen for the first time); appliance and home-energy records pass through
+    re-keyed (a home with a battery but no learned appliance is planned too).
     A forecast the scheduler cannot use is dead-lettered here, once, instead of reaching every household."""
 
     def __init__(self, settings: Settings):
@@ -67,7 +70,7 @@ class MarketFanout(KeyedProcessFunction):
                 yield household, FORECAST, payload
             return
         household = household_id_of(payload)  # present: the contract was checked at the source (read_contract)
-        yield household, APPLIANCE, payload
+        yield household, kind, payload  # an appliance or the home's energy record
         if not self.households.contains(household):
             self.households.put(household, True)
             latest = self.forecast.value()
@@ -76,9 +79,10 @@ class MarketFanout(KeyedProcessFunction):
 
 
 class HouseholdScheduler(KeyedProcessFunction):
-    """Keeps a household's learned appliances, the latest price forecast and its latest load forecast; emits
-    a schedule on every change once appliances and prices are known (planned around the forecast base load
-    once there is one). Later schedules for the same ``start_ts_ms`` replace earlier ones."""
+    """Keeps a household's learned appliances, the latest price forecast, its latest load forecast and its
+    latest home-energy record; emits a schedule on every change once prices and appliances (or a home-energy
+    record) are known, planned around the forecast base load once there is one and with the PV, battery and
+    EV once the home has sent them. Later schedules for the same ``start_ts_ms`` replace earlier ones."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -89,6 +93,7 @@ class HouseholdScheduler(KeyedProcessFunction):
         )
         self.forecast = runtime_context.get_state(ValueStateDescriptor("forecast", Types.STRING()))
         self.load_forecast = runtime_context.get_state(ValueStateDescriptor("load_forecast", Types.STRING()))
+        self.home_energy = runtime_context.get_state(ValueStateDescriptor("home_energy", Types.STRING()))
         group = runtime_context.get_metrics_group().add_group("gridflow")
         self.schedules = group.counter("schedules")
         self.rejected = group.counter("schedule_inputs_rejected")
@@ -99,6 +104,13 @@ class HouseholdScheduler(KeyedProcessFunction):
             self.forecast.update(payload)
         elif kind == LOAD_FORECAST:  # kept its contract at the source (read_contract)
             self.load_forecast.update(payload)
+        elif kind == HOME_ENERGY:  # kept its contract at the source; the battery and EV must also make sense
+            problem = home_energy_problem(json.loads(payload))
+            if problem:
+                self.rejected.inc()
+                yield DEAD_LETTER, dead_letter(payload, problem, "home energy topic")
+                return
+            self.home_energy.update(payload)
         else:
             problem = appliance_problem(payload, self.settings.scheduler.slot_minutes)
             if problem:
@@ -108,17 +120,26 @@ class HouseholdScheduler(KeyedProcessFunction):
             self.appliances.put(json.loads(payload)["name"], payload)
         forecast = self.forecast.value()
         appliances = [json.loads(v) for v in self.appliances.values()]
-        if forecast is None or not appliances:
+        home = self.home_energy.value()
+        if forecast is None or not (appliances or home):
             return
         load = self.load_forecast.value()
+        load_record = load and json.loads(load)
         try:
-            plan = plan_day(household, appliances, json.loads(forecast), self.settings, load and json.loads(load))
+            if home is not None:
+                plan = plan_home_day(
+                    household, appliances, json.loads(forecast), self.settings, load_record, json.loads(home)
+                )
+            else:
+                plan = plan_day(household, appliances, json.loads(forecast), self.settings, load_record)
         except (ValueError, KeyError, TypeError, ScheduleInfeasible) as error:
             # Each record was checked on arrival, so this is a combination the planner cannot solve: the
             # record that triggered it goes to the dead letters with the reason, nothing to the schedule
             # topic (which the downlink sends to the meter); an appliance that did it leaves the state.
             self.rejected.inc()
-            if kind == APPLIANCE:
+            if isinstance(error, PlanInfeasible):  # its battery or EV: planned without until the home sends
+                self.home_energy.clear()  # one that can be planned (whichever record came last)
+            elif kind == APPLIANCE:
                 self.appliances.remove(json.loads(payload)["name"])
             yield DEAD_LETTER, dead_letter(payload, f"cannot schedule {household}: {error!r}", f"{kind} topic")
             return

@@ -248,6 +248,7 @@ def scheduling_case() -> JobCase:
             "appliances": keyed(appliances),
             "price_forecasts": keyed(forecasts, "market"),
             "load_forecasts": keyed(loads),
+            "home_energy": keyed([]),  # homes with PV, a battery or an EV: tests/test_home_scheduling_job.py
         },
         ("schedules",),
         compare="latest",

@@ -41,7 +41,14 @@ def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
     topics = settings.topics
     kafka_io.create_topics(
         settings,
-        [topics.appliances, topics.price_forecasts, topics.load_forecasts, topics.schedules, topics.dead_letter],
+        [
+            topics.appliances,
+            topics.price_forecasts,
+            topics.load_forecasts,
+            topics.home_energy,
+            topics.schedules,
+            topics.dead_letter,
+        ],
     )
     households = ["h-01", "h-02", "h-03"]
     appliances = {
@@ -107,6 +114,7 @@ def test_each_household_gets_the_schedule_of_all_its_appliances(kafka_settings):
     stops[topics.load_forecasts] = kafka_io.produce(
         settings, topics.load_forecasts, [("h-03", json.dumps(load_forecast))]
     )
+    stops[topics.home_energy] = {p: 0 for p in range(settings.kafka.partitions)}  # none: appliances only
     env = create_env(settings)
     scheduling.build(env, settings, stop_offsets=stops)
     env.execute("scheduling-test")

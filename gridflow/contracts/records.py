@@ -318,6 +318,76 @@ class ScheduledRun(TypedDict):
     shift_minutes: int
 
 
+class BatteryState(TypedDict):
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    capacity_kwh: Annotated[float, Field(gt=0.0, le=10_000.0)]
+    max_charge_kw: Annotated[float, Field(gt=0.0, le=1_000.0)]
+    max_discharge_kw: Annotated[float, Field(gt=0.0, le=1_000.0)]
+    round_trip_efficiency: NotRequired[Annotated[float, Field(gt=0.0, le=1.0)]]
+    soc_min: NotRequired[Fraction]
+    soc_max: NotRequired[Fraction]
+    soc_now: Fraction
+    soc_final: NotRequired[
+        Annotated[Fraction | None, Field(description="lowest SoC at the horizon's end; default soc_now")]
+    ]
+
+
+class EvState(TypedDict):
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    name: NotRequired[Annotated[str, Field(min_length=1, max_length=64)]]
+    arrival_ts_ms: EpochMs
+    departure_ts_ms: EpochMs
+    energy_kwh: Annotated[float, Field(ge=0.0, le=1_000.0, description="energy the car must gain by departure")]
+    max_kw: Annotated[float, Field(gt=0.0, le=1_000.0)]
+    min_kw: NotRequired[Annotated[float, Field(ge=0.0, le=1_000.0)]]
+    efficiency: NotRequired[Annotated[float, Field(gt=0.0, le=1.0)]]
+    now_kwh: NotRequired[Annotated[float, Field(ge=0.0, le=1_000.0, description="to gain at full power from arrival")]]
+
+
+class PvForecast(TypedDict):
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    start_ts_ms: EpochMs
+    slot_minutes: SlotMinutes
+    power_w: Annotated[list[Annotated[float, Field(ge=0.0, le=1e6)]], Field(min_length=1)]
+
+
+class HomeEnergy(TypedDict):
+    """A household's PV, battery and EV as the scheduler plans them (``topics.home_energy``, written by the
+    home's energy manager or its meter gateway, key: household): the battery's SoC now, the EV plugged in
+    (or expected), the PV forecast; the latest record replaces the earlier ones."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    v: NotRequired[Version]
+    household_id: Identifier
+    updated_ts_ms: EpochMs
+    import_max_w: NotRequired[
+        Annotated[float, Field(gt=0.0, le=1e7, description="grid connection; default the breaker")]
+    ]
+    export_max_w: NotRequired[Annotated[float, Field(gt=0.0, le=1e7, description="feed-in limit; default none")]]
+    pv_curtailable: NotRequired[bool]
+    battery: NotRequired[BatteryState]
+    ev: NotRequired[EvState]
+    pv_forecast: NotRequired[PvForecast]
+
+
+class HomeSchedule(TypedDict):
+    """The home's energy plan per slot of the schedule: the battery's set-point (W, + charge / - discharge)
+    and its SoC at each slot's start and the horizon's end, the EV charger's set-point (W), grid import and
+    export and the PV used (W)."""
+
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    solver: str
+    import_w: list[float]
+    export_w: list[float]
+    pv_w: list[float]
+    battery_setpoint_w: list[float]
+    battery_soc: list[float]
+    ev_setpoint_w: list[float]
+    ev_energy_kwh: float
+    export_price_per_kwh: list[float]
+    self_consumption: float | None
+
+
 class Schedule(TypedDict):
     """A household's plan for the next day (``topics.schedules``, the scheduling job, key: household)."""
 
@@ -342,6 +412,8 @@ class Schedule(TypedDict):
     load_after_w: list[float]
     # with a load forecast: its model; the costs and load curves then include the forecast base load
     base_load_model: NotRequired[str | None]
+    # with the household's PV, battery or EV (topics.home_energy): their plan; the costs then include them
+    home: NotRequired[HomeSchedule]
 
 
 class Recommendation(TypedDict):
