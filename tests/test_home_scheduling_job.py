@@ -211,3 +211,23 @@ def test_homes_with_pv_battery_and_ev_through_the_scheduling_job_to_commands(kaf
     )
     assert broken["field"] == "battery.soc_now" and broken["source"] == f"kafka:{t.home_energy}"
     assert json.loads(broken["payload"])["household_id"] == "h-5"
+
+
+def test_the_household_page_shows_the_battery_solar_and_ev_plan(base_settings):
+    from gridflow.web.household import render_household
+    from gridflow.web.store import PageStore
+
+    settings = base_settings.with_overrides("scheduler.slot_minutes=60")
+    schedule = plan_home_day("h-1", [washer("h-1")], forecast(), settings, None, home("h-1"))
+    store = PageStore("UTC", alerts_per_household=3, recent_alerts=5, recommendations_per_household=2)
+    store.add("schedules", schedule)
+    html = render_household(store.household("h-1"), timezone="UTC", currency="EUR", refresh_s=0)
+    assert "Battery, solar and EV" in html and "Battery charge (%)" in html
+    gained = sum(schedule["home"]["ev_setpoint_w"]) / 1000 * 0.9  # 1-hour slots, the car's efficiency
+    assert f"EV: gains {gained:.1f} kWh" in html
+    assert f"Battery: {100 * 0.3:.0f} % now" in html
+    without = {k: v for k, v in schedule.items() if k != "home"}
+    store.add("schedules", without)
+    assert "Battery, solar and EV" not in render_household(
+        store.household("h-1"), timezone="UTC", currency="EUR", refresh_s=0
+    ), "an appliance-only home has no such card"

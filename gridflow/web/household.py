@@ -23,6 +23,7 @@ def render_household(view: dict, *, timezone: str, currency: str, refresh_s: int
         + _actions(view, schedule, clock, currency)
         + _today_card(view, today)
         + _plan_card(schedule, clock, currency)
+        + _home_card(schedule, clock)
         + _alerts_card(view.get("alerts") or [], clock)
         + "</div>"
     )
@@ -180,6 +181,48 @@ def _plan_card(schedule, clock, currency) -> str:
         f'<section class="card wide"><h2>Day-ahead plan and prices</h2><p class="muted">From {start}, '
         f"{fmt.minutes(hours * 60)}</p>{svg}{legend(series)}<p>{summary}</p>{table}</section>"
     )
+
+
+def _home_card(schedule, clock) -> str:
+    """The battery, PV and EV plan of a home that sent them (the schedule's ``home`` block), else nothing."""
+    home = schedule.get("home") if isinstance(schedule, dict) else None
+    if not isinstance(home, dict):
+        return ""
+    pv, battery, ev = (_numbers(home.get(k)) for k in ("pv_w", "battery_setpoint_w", "ev_setpoint_w"))
+    soc = [None if v is None else 100.0 * v for v in _numbers(home.get("battery_soc"))]
+    n = _whole(schedule.get("slots"), len(battery) or 24)
+    minutes = _whole(schedule.get("slot_minutes"), 60)
+    series = [
+        Series(battery, "bars", ACCENT, "Battery (+ charging, - discharging)"),
+        Series(ev, "outline", BEFORE, "EV charging"),
+        Series(pv, "line", TYPICAL, "Solar used"),
+    ]
+    if any(v is not None for v in soc):
+        series.append(Series(soc[:n], "line", PRICE, "Battery charge (%)", axis="right", dashed=True))
+    ticks = hour_ticks(n, clock.hour(schedule.get("start_ts_ms")), hours=n * minutes / 60)
+    svg = wide_chart(n, series, ticks, fmt.power, lambda v: f"{v:.0f} %", title="Battery, solar and EV plan")
+    h = minutes / 60
+    facts = []
+    if any(v is not None for v in soc):
+        known = [v for v in soc if v is not None]
+        charged = sum(v for v in battery if v is not None and v > 0) * h / 1000
+        used = -sum(v for v in battery if v is not None and v < 0) * h / 1000
+        facts.append(
+            f"Battery: {known[0]:.0f} % now, {known[-1]:.0f} % at the end; charges {charged:.1f} kWh "
+            f"and gives back {used:.1f} kWh."
+        )
+    gained = home.get("ev_energy_kwh")
+    if isinstance(gained, (int, float)) and not isinstance(gained, bool) and gained > 0:
+        on = [i for i, v in enumerate(ev) if v is not None and v > 0]
+        start = schedule.get("start_ts_ms")
+        if on and isinstance(start, int):
+            first, last = start + on[0] * minutes * 60_000, start + (on[-1] + 1) * minutes * 60_000
+            facts.append(f"EV: gains {gained:.1f} kWh, charging between {clock.clock(first)} and {clock.clock(last)}.")
+    share = home.get("self_consumption")
+    if isinstance(share, (int, float)) and not isinstance(share, bool):
+        facts.append(f"Solar used at home: {fmt.percent(100.0 * share)} of what the panels make.")
+    text = "".join(f"<p>{escape(f)}</p>" for f in facts)
+    return f'<section class="card wide"><h2>Battery, solar and EV</h2>{svg}{legend(series)}{text}</section>'
 
 
 def _numbers(value) -> list:
