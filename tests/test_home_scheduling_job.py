@@ -116,7 +116,7 @@ def check_plan(schedule: dict, record: dict) -> None:
     e = record.get("ev")
     if e:
         on = ev > 1e-3
-        arrival = (e["arrival_ts_ms"] - schedule["start_ts_ms"]) // (schedule["slot_minutes"] * 60_000)
+        arrival = max(0, (e["arrival_ts_ms"] - schedule["start_ts_ms"]) // (schedule["slot_minutes"] * 60_000))
         departure = (e["departure_ts_ms"] - schedule["start_ts_ms"]) // (schedule["slot_minutes"] * 60_000)
         assert not on[:arrival].any() and not on[departure:].any(), "charges only while plugged in"
         assert np.all(ev[on] >= 1000 * e["min_kw"] - 1e-3) and np.all(ev <= 1000 * e["max_kw"] + 1e-3)
@@ -231,3 +231,17 @@ def test_the_household_page_shows_the_battery_solar_and_ev_plan(base_settings):
     assert "Battery, solar and EV" not in render_household(
         store.household("h-1"), timezone="UTC", currency="EUR", refresh_s=0
     ), "an appliance-only home has no such card"
+
+
+def test_a_new_soc_during_the_day_re_plans_the_rest_of_the_horizon_from_it(base_settings):
+    settings = base_settings.with_overrides("scheduler.slot_minutes=60")
+    day = plan_home_day("h-1", [], forecast(), settings, None, home("h-1"))
+    # at 22:30 UTC (hour 10.5 of the horizon) the battery reports 80 % instead of what the plan expected
+    later = home("h-1", updated_ts_ms=START_MS + 10 * H + H // 2)
+    later["battery"] = {**later["battery"], "soc_now": 0.8}
+    replanned = plan_home_day("h-1", [], forecast(), settings, None, later)
+    assert replanned["start_ts_ms"] == START_MS + 10 * H and replanned["slots"] == 14
+    assert replanned["price_per_kwh"] == PRICES[10:]
+    assert replanned["home"]["battery_soc"][0] == pytest.approx(0.8)
+    assert day["home"]["battery_soc"][10] != pytest.approx(0.8)
+    check_plan(replanned, later)  # the EV still gets its 18 kWh by 07:00, from the new state

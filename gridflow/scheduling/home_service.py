@@ -8,6 +8,10 @@ MILP (``scheduler.home_solver``). Import is paid at the forecast price; export e
 field of an appliance schedule and adds ``home`` (:class:`gridflow.contracts.records.HomeSchedule`): the
 battery and charger set-points the downlink sends to the home, the SoC plan, grid import/export and PV.
 
+A home-energy record sent during the horizon (its ``updated_ts_ms`` inside it: the battery's real SoC or
+the PV departed from the plan) re-plans the rest of the horizon from the slot in progress, with the SoC
+the home reports (model-predictive control: each new state closes the loop).
+
 The saving is measured against the home left to itself: appliances at their usual time, the EV charging at
 full power from arrival, the battery run by its inverter for self-consumption (charge from PV surplus,
 discharge into the load) and :func:`unmanaged_plan` values the energy that battery ends the day with
@@ -182,8 +186,12 @@ def plan_home_day(
     sched = settings.scheduler
     slot_minutes = sched.slot_minutes
     prices = forecast_prices(forecast, slot_minutes)
+    start_ms, slot_ms = int(forecast["start_ts_ms"]), slot_minutes * 60_000
+    updated_ms = int(home_energy.get("updated_ts_ms", 0))
+    if start_ms < updated_ms < start_ms + prices.size * slot_ms:  # a re-plan: from the slot in progress on
+        now_slot = (updated_ms - start_ms) // slot_ms
+        prices, start_ms = prices[now_slot:], start_ms + now_slot * slot_ms
     n = int(prices.size)
-    start_ms = int(forecast["start_ts_ms"])
     clock = LocalClock(settings.preprocess.timezone)
     start_minute = int(((start_ms + clock.utc_offset_ms(start_ms)) // 60_000) % 1440)
     records = sorted(appliances, key=lambda record: str(record.get("name")))
@@ -213,7 +221,6 @@ def plan_home_day(
     )
     plan = solve_home(problem) if sched.home_solver == "milp" else plan_home_fast(problem)
     unmanaged, unmanaged_cost = unmanaged_plan(problem)
-    slot_ms = slot_minutes * 60_000
     rows = []
     for a in loads:
         slots = plan.appliances.power_w.get(a.name, {})
