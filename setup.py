@@ -72,6 +72,7 @@ setup(
         "pydantic>=2.6,<3",
         "PyYAML>=6",
         "scipy>=1.11",  # MILP references (HiGHS), BLAS for the native DBSCAN, NILM density peaks
+        "pvlib>=0.11,<0.17",  # clear-sky PV of a home's panels from its site and orientation (home plans)
         "highspy>=1.7,<2",  # the fleet planner's LPs: HiGHS kept per process, re-solved from its last basis
         "matplotlib>=3.8",  # gridflow schedule --png (Agg backend)
         "aiohttp>=3.9",  # gridflow page serve: the household and operator pages

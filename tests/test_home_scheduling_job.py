@@ -245,3 +245,15 @@ def test_a_new_soc_during_the_day_re_plans_the_rest_of_the_horizon_from_it(base_
     assert replanned["home"]["battery_soc"][0] == pytest.approx(0.8)
     assert day["home"]["battery_soc"][10] != pytest.approx(0.8)
     check_plan(replanned, later)  # the EV still gets its 18 kWh by 07:00, from the new state
+
+
+def test_a_home_that_sends_its_panels_site_is_planned_on_their_clear_sky_output(base_settings):
+    settings = base_settings.with_overrides("scheduler.slot_minutes=60")
+    record = home("h-1")
+    del record["pv_forecast"]
+    record["pv_site"] = {"latitude": 52.37, "longitude": 4.9, "kwp": 6.0, "azimuth_deg": 180.0, "correction": 0.8}
+    schedule = plan_home_day("h-1", [], forecast(), settings, None, record)
+    pv = np.array(schedule["home"]["pv_w"])
+    # the horizon starts at 12:00 UTC on 15 January: sunset is near 16:00 UTC, sunrise near 07:45 UTC
+    assert pv[:3].min() > 0 and pv[5:19].max() == 0 and pv[21:].min() > 0
+    check_plan(schedule, record)

@@ -351,10 +351,27 @@ class PvForecast(TypedDict):
     power_w: Annotated[list[Annotated[float, Field(ge=0.0, le=1e6)]], Field(min_length=1)]
 
 
+class PvSite(TypedDict):
+    __pydantic_config__ = _TOLERANT  # type: ignore[misc]
+    latitude: Annotated[float, Field(ge=-90.0, le=90.0)]
+    longitude: Annotated[float, Field(ge=-180.0, le=180.0)]
+    kwp: Annotated[float, Field(gt=0.0, le=10_000.0)]
+    tilt_deg: NotRequired[Annotated[float, Field(ge=0.0, le=90.0)]]
+    azimuth_deg: NotRequired[Annotated[float, Field(ge=0.0, le=360.0, description="180 = south")]]
+    altitude_m: NotRequired[Annotated[float, Field(ge=-500.0, le=9_000.0)]]
+    inverter_kw: NotRequired[Annotated[float, Field(gt=0.0, le=10_000.0)]]
+    losses: NotRequired[Annotated[float, Field(ge=0.0, lt=1.0)]]
+    temp_air_c: NotRequired[Annotated[float, Field(ge=-50.0, le=60.0)]]
+    correction: NotRequired[
+        Annotated[float, Field(ge=0.0, le=2.0, description="measured / clear-sky output of the home's own panels")]
+    ]
+
+
 class HomeEnergy(TypedDict):
     """A household's PV, battery and EV as the scheduler plans them (``topics.home_energy``, written by the
     home's energy manager or its meter gateway, key: household): the battery's SoC now, the EV plugged in
-    (or expected), the PV forecast; the latest record replaces the earlier ones."""
+    (or expected), the PV forecast (or the panels' site and orientation, for a clear-sky forecast scaled by
+    ``correction``); the latest record replaces the earlier ones."""
 
     __pydantic_config__ = _TOLERANT  # type: ignore[misc]
     v: NotRequired[Version]
@@ -368,6 +385,7 @@ class HomeEnergy(TypedDict):
     battery: NotRequired[BatteryState]
     ev: NotRequired[EvState]
     pv_forecast: NotRequired[PvForecast]
+    pv_site: NotRequired[Annotated[PvSite, Field(description="clear-sky PV from the site when no pv_forecast")]]
 
 
 class HomeSchedule(TypedDict):

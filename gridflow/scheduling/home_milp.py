@@ -14,7 +14,8 @@ Rows: the energy balance of every slot, the battery recursion, each EV's energy 
 from breaking them: grid import/export where the export price exceeds the import price, battery
 charge/discharge where the import price is negative or PV cannot be curtailed (burning energy pays only
 there). A throughput cost of ``TIE_COST`` per kWh on the battery and the grid breaks ties elsewhere, so that
-an LP optimum never charges and discharges at once.
+an LP optimum never charges and discharges at once, and PV used earns ``2 x TIE_COST`` per kWh, so that a
+surplus exported for nothing is not curtailed instead.
 
 Infeasible requests are solved again with penalised slacks (unserved load, EV energy short, battery target
 short) and reported as :class:`~gridflow.scheduling.home.PlanInfeasible` naming the constraint and the amount.
@@ -94,7 +95,8 @@ class _Model:
                 cols = b.columns(1, pi[t] * h + TIE_COST * h, 0.0, imp_max, False)
             self.imports.append(cols)
         self.export = b.columns(n, -pe * h + TIE_COST * h, 0.0, exp_max, False)
-        self.pv_used = b.columns(n, 0.0, 0.0 if p.pv_curtailable else pv_kw, pv_kw, False)
+        # PV used earns twice the tie cost: exporting a surplus at price 0 beats curtailing it (a tie otherwise)
+        self.pv_used = b.columns(n, -2 * TIE_COST * h, 0.0 if p.pv_curtailable else pv_kw, pv_kw, False)
         battery = p.battery
         self.charge: Any = None
         self.discharge: Any = None

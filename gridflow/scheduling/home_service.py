@@ -80,8 +80,12 @@ def ev_of(record: dict, start_ms: int, slot_minutes: int, n_slots: int) -> EVSes
 
 def pv_of(record: dict, start_ms: int, slot_minutes: int, n_slots: int) -> np.ndarray:
     """The record's PV forecast on this horizon's slots (the forecast slot holding each slot's middle; 0 W
-    where the forecast does not reach)."""
+    where the forecast does not reach), else the clear-sky output of its ``pv_site``, else 0 W."""
     pv = record.get("pv_forecast")
+    if not pv and record.get("pv_site"):
+        from gridflow.scheduling.pv import clear_sky_pv_w
+
+        return clear_sky_pv_w(record["pv_site"], start_ms, slot_minutes, n_slots)
     if not pv:
         return np.zeros(n_slots)
     values = np.asarray(pv["power_w"], dtype=np.float64)
