@@ -30,7 +30,13 @@ from gridflow.preprocess.localtime import LocalClock
 from gridflow.scheduling.home import Battery, EVSession, HomePlan, HomeProblem
 from gridflow.scheduling.model import MAX_POWER_W, peak_to_average
 from gridflow.scheduling.scenarios import unscheduled_baseline
-from gridflow.scheduling.service import appliance_in_horizon, base_load_w, forecast_prices, forecast_slots
+from gridflow.scheduling.service import (
+    appliance_in_horizon,
+    base_load_w,
+    forecast_prices,
+    forecast_slots,
+    scheduled_runs,
+)
 from gridflow.settings import Settings
 
 
@@ -225,25 +231,7 @@ def plan_home_day(
     )
     plan = solve_home(problem) if sched.home_solver == "milp" else plan_home_fast(problem)
     unmanaged, unmanaged_cost = unmanaged_plan(problem)
-    rows = []
-    for a in loads:
-        slots = plan.appliances.power_w.get(a.name, {})
-        first = plan.appliances.start_slot(a.name)
-        if first is None:  # the planners place every appliance or raise
-            raise ValueError(f"the {sched.home_solver} plan does not run appliance {a.name!r}")
-        low, high = problem.appliance_problem.window(a)
-        rows.append(
-            {
-                "name": a.name,
-                "power_w": a.power_w,
-                "start_ts_ms": start_ms + first * slot_ms,
-                "end_ts_ms": start_ms + (max(slots) + 1) * slot_ms,
-                "usual_start_ts_ms": start_ms + a.alpha_slot * slot_ms,
-                "earliest_start_ts_ms": start_ms + low * slot_ms,
-                "latest_start_ts_ms": start_ms + (high - a.duration_slots) * slot_ms,
-                "shift_minutes": (first - a.alpha_slot) * slot_minutes,
-            }
-        )
+    rows = scheduled_runs(problem.appliance_problem, plan.appliances, loads, start_ms, f"the {plan.solver} plan")
     ev_w = sum((plan.ev_w[e.name] for e in problem.evs), np.zeros(n))
     load_after = base + plan.appliances.load_profile_w(n) + ev_w + plan.charge_w - plan.discharge_w
     load_before = (

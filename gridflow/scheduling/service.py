@@ -132,26 +132,7 @@ def plan_day(
         return float((np.maximum(grid_w, 0.0) * slot_h / 1000.0 * prices).sum())
 
     planned, unplanned = cost(schedule), cost(baseline)
-    slot_ms = slot_minutes * 60_000
-    rows = []
-    for a in loads:
-        first = schedule.start_slot(a.name)
-        if first is None:  # the schedulers place every appliance or raise
-            raise ValueError(f"the {settings.scheduler.algorithm} schedule does not run appliance {a.name!r}")
-        slots = schedule.power_w.get(a.name, {})
-        low, high = problem.window(a)
-        rows.append(
-            {
-                "name": a.name,
-                "power_w": a.power_w,
-                "start_ts_ms": start_ms + first * slot_ms,
-                "end_ts_ms": start_ms + (max(slots) + 1) * slot_ms,
-                "usual_start_ts_ms": start_ms + a.alpha_slot * slot_ms,
-                "earliest_start_ts_ms": start_ms + low * slot_ms,
-                "latest_start_ts_ms": start_ms + (high - a.duration_slots) * slot_ms,
-                "shift_minutes": (first - a.alpha_slot) * slot_minutes,
-            }
-        )
+    rows = scheduled_runs(problem, schedule, loads, start_ms, f"the {settings.scheduler.algorithm} schedule")
     record = {
         "v": SCHEMA_VERSION,
         "household_id": household_id,
@@ -175,6 +156,33 @@ def plan_day(
     if load_forecast is not None:
         record["base_load_model"] = load_forecast.get("model")
     return record
+
+
+def scheduled_runs(problem: Problem, schedule: Schedule, loads: list[Appliance], start_ms: int, who: str) -> list[dict]:
+    """The schedule record's ``appliances``: each load's planned run, its usual start and its window, in
+    epoch ms from the horizon's ``start_ms``; ``who`` names the planner in the error if one is not placed."""
+    slot_minutes = problem.tariff.slot_minutes
+    slot_ms = slot_minutes * 60_000
+    rows = []
+    for a in loads:
+        first = schedule.start_slot(a.name)
+        if first is None:  # the schedulers place every appliance or raise
+            raise ValueError(f"{who} does not run appliance {a.name!r}")
+        slots = schedule.power_w.get(a.name, {})
+        low, high = problem.window(a)
+        rows.append(
+            {
+                "name": a.name,
+                "power_w": a.power_w,
+                "start_ts_ms": start_ms + first * slot_ms,
+                "end_ts_ms": start_ms + (max(slots) + 1) * slot_ms,
+                "usual_start_ts_ms": start_ms + a.alpha_slot * slot_ms,
+                "earliest_start_ts_ms": start_ms + low * slot_ms,
+                "latest_start_ts_ms": start_ms + (high - a.duration_slots) * slot_ms,
+                "shift_minutes": (first - a.alpha_slot) * slot_minutes,
+            }
+        )
+    return rows
 
 
 def _solve(problem: Problem, settings: Settings) -> Schedule:
