@@ -413,3 +413,29 @@ def test_the_fleet_planner_finds_the_optimum_of_a_home_without_appliances():
     plan, exact = plan_home_fast(problem), solve_home(problem)
     assert plan.solver == "heap+lp"
     assert plan.cost == pytest.approx(exact.cost, abs=1e-6)
+
+
+def test_homes_planned_on_several_threads_at_once_get_the_plans_they_get_alone():
+    """Flink's Python workers run several subtasks on threads of one process: each thread needs its own
+    solver (one shared HiGHS instance crashed the process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = 24
+    hours = np.arange(n)
+    problems = [
+        HomeProblem(
+            0.20 + 0.10 * np.cos(2 * np.pi * (hours - 19 + k % 5) / 24),
+            export_price=np.full(n, 0.05),
+            base_load_w=300 + 50 * k + 500 * (hours >= 17),
+            pv_w=np.maximum(0, (3000 + 100 * k) * np.sin(np.pi * (hours - 6) / 12)),
+            import_max_w=11_000,
+            battery=Battery(8 + k % 4, 4, 4, soc_initial=0.2 + 0.02 * k),
+            evs=(EVSession("car", 18, 24, 5 + k % 10, 7.4, min_kw=1.4),),
+            appliances=(Appliance("washer", "deferrable", 2000, 2, 8, 22),),
+        )
+        for k in range(40)
+    ]
+    alone = [plan_home_fast(p).cost for p in problems]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda p: plan_home_fast(p).cost, problems * 3))
+    assert together == pytest.approx(alone * 3, abs=1e-9)

@@ -5,7 +5,7 @@
 1. the appliances are placed by the heap scheduler (Touhs et al.) against each slot's marginal energy
    price (the import price, or the export price where PV exceeds the base load);
 2. the battery, the EVs and the grid exchange are an LP (HiGHS through ``highspy``, one solver instance per
-   process, no presolve: it costs more than it saves at this size);
+   thread, no presolve: it costs more than it saves at this size);
 3. the appliances are placed again against the LP's marginal prices (the duals of the energy balance: the
    battery moves cheap energy in time, so the best slot for a washer changes) and the LP solved again; the
    cheaper plan is kept;
@@ -22,6 +22,7 @@ The gap to the MILP is measured by ``benchmarks/scheduling_fleet.py``.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from typing import Any
 
@@ -32,22 +33,24 @@ from gridflow.scheduling.home import HomePlan, HomeProblem
 from gridflow.scheduling.home_milp import _Model, _plan, solve_home
 from gridflow.scheduling.model import Problem, Schedule, Tariff
 
-_HIGHS: Any = None  # one solver per process
+_SOLVERS = threading.local()  # one HiGHS instance per thread: an instance is not safe to share, and Flink's
+# Python workers run several subtasks' bundles on threads of one process (all of them in local loopback mode)
 
 
-def _highs():
-    global _HIGHS
-    if _HIGHS is None:
+def _highs() -> Any:
+    highs = getattr(_SOLVERS, "highs", None)
+    if highs is None:
         import highspy
 
-        _HIGHS = highspy.Highs()
-        _HIGHS.setOptionValue("output_flag", False)
-        _HIGHS.setOptionValue("presolve", "off")
-    return _HIGHS
+        highs = highspy.Highs()
+        highs.setOptionValue("output_flag", False)
+        highs.setOptionValue("presolve", "off")
+        _SOLVERS.highs = highs
+    return highs
 
 
 class _HomeLP:
-    """One home's LP with its appliances' load as a given base load, kept in the process's HiGHS instance:
+    """One home's LP with its appliances' load as a given base load, kept in the thread's HiGHS instance:
     a new placement of the appliances changes only the balance rows' bounds and a rounded EV only its
     columns' bounds, so HiGHS re-solves from the last basis instead of from scratch."""
 
