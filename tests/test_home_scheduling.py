@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from gridflow.scheduling.home import Battery, EVSession, HomePlan, HomeProblem, PlanInfeasible
 from gridflow.scheduling.fleet import plan_home_fast
-from gridflow.scheduling.home_milp import solve_home
+from gridflow.scheduling.home_milp import TIE_COST, solve_home
 from gridflow.scheduling.model import Appliance, Schedule
 
 
@@ -365,6 +365,19 @@ def _simple_policy_cost(problem: HomeProblem) -> float:
     return problem.cost(imp, exp)
 
 
+def _tie_tolerance(problem: HomeProblem) -> float:
+    """How far the tie-breaking costs (``TIE_COST`` per kWh of battery throughput and grid exchange, twice it
+    as a credit on PV used) may move a bill from the true optimum: 3 x TIE_COST per kWh of the home's energy,
+    which matters only where prices differ by less than that (1e-5 currency per kWh)."""
+    h = problem.slot_h
+    energy_kwh = (np.sum(problem.pv_w) + np.sum(problem.base_load_w)) * h / 1000
+    energy_kwh += sum(ev.energy_kwh / ev.efficiency for ev in problem.evs)
+    energy_kwh += sum(problem.appliance_problem.required_energy_wh(a) / 1000 for a in problem.appliances)
+    if problem.battery is not None:
+        energy_kwh += problem.battery.capacity_kwh * problem.n_slots  # at most a full swing per slot
+    return 1e-6 + 3 * TIE_COST * energy_kwh
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(homes())
 def test_every_milp_plan_keeps_every_constraint_and_beats_a_simple_policy(problem):
@@ -376,7 +389,7 @@ def test_every_milp_plan_keeps_every_constraint_and_beats_a_simple_policy(proble
         assert _simple_policy_cost(problem) == math.inf
         return
     assert plan.violations(problem) == []
-    assert plan.cost <= _simple_policy_cost(problem) + 1e-6
+    assert plan.cost <= _simple_policy_cost(problem) + _tie_tolerance(problem)
 
 
 # -- the fleet planner's decomposition -----------------------------------------------------------------------
@@ -394,7 +407,7 @@ def test_the_fleet_planner_keeps_every_constraint_and_never_beats_the_exact_opti
     plan = plan_home_fast(problem)
     assert plan.violations(problem) == []
     assert plan.objective >= exact.objective - 1e-6 * max(1.0, abs(exact.objective))
-    assert plan.cost <= _simple_policy_cost(problem) + 1e-6
+    assert plan.cost <= _simple_policy_cost(problem) + _tie_tolerance(problem)
 
 
 def test_the_fleet_planner_finds_the_optimum_of_a_home_without_appliances():

@@ -15,7 +15,8 @@ from breaking them: grid import/export where the export price exceeds the import
 charge/discharge where the import price is negative or PV cannot be curtailed (burning energy pays only
 there). A throughput cost of ``TIE_COST`` per kWh on the battery and the grid breaks ties elsewhere, so that
 an LP optimum never charges and discharges at once, and PV used earns ``2 x TIE_COST`` per kWh, so that a
-surplus exported for nothing is not curtailed instead.
+surplus exported for nothing is not curtailed instead. The bill is therefore optimal to within 3 x
+``TIE_COST`` per kWh: options whose prices differ by less than that are ordered by the tie costs.
 
 Infeasible requests are solved again with penalised slacks (unserved load, EV energy short, battery target
 short) and reported as :class:`~gridflow.scheduling.home.PlanInfeasible` naming the constraint and the amount.
