@@ -1,6 +1,7 @@
 """Flink functions of the scheduling job: fan price forecasts out to households, schedule each household.
 
-Thin: state handling and JSON; the schedule itself is ``gridflow.scheduling.service.plan_day``.
+Thin: state handling and JSON; the schedule itself is ``gridflow.scheduling.service.plan_day`` (appliances)
+or ``gridflow.scheduling.home_service.plan_home_day`` (a home that sent its PV, battery or EV).
 Stream elements are ``(key, kind, payload)`` tuples, ``kind`` being ``appliance``, ``forecast`` (prices),
 ``load_forecast`` (the household's own load tomorrow) or ``home_energy`` (its PV, battery and EV).
 """
