@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from gridflow.scheduling.heap_scheduler import ScheduleInfeasible
-from gridflow.scheduling.model import Appliance, Problem, Schedule, Tariff
+from gridflow.scheduling.model import Appliance, Problem, Schedule, Tariff, _int
 
 FLOW_TOL_KW = 1e-6  # flows below this are "off" when checking exclusivity (import/export, charge/discharge)
 _REL = 1e-6  # relative tolerance of the checks (solver round-off)
@@ -153,11 +153,8 @@ class EVSession:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"ev session: name must be a non-empty string, got {self.name!r}")
         owner, set_ = f"ev session {self.name!r}", object.__setattr__
-        for name, low in (("arrival_slot", 0), ("departure_slot", self.arrival_slot + 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")
-            set_(self, name, int(value))
+        set_(self, "arrival_slot", _int(owner, "arrival_slot", self.arrival_slot, 0))
+        set_(self, "departure_slot", _int(owner, "departure_slot", self.departure_slot, self.arrival_slot + 1))
         set_(self, "energy_kwh", _finite(owner, "energy_kwh", self.energy_kwh, 0, 1_000))
         set_(self, "max_kw", _finite(owner, "max_kw", self.max_kw, 0, 1_000, open_low=True))
         set_(self, "min_kw", _finite(owner, "min_kw", self.min_kw, 0, self.max_kw))
@@ -220,15 +217,10 @@ class HomeProblem:
         set_(self, "import_price", price)
         export = np.zeros(n) if self.export_price is None else self.export_price
         set_(self, "export_price", _series(owner, "export_price", export, n))
-        minutes = self.slot_minutes
-        if (
-            isinstance(minutes, bool)
-            or not isinstance(minutes, (int, np.integer))
-            or not 1 <= minutes <= 60
-            or 1440 % minutes
-        ):
-            raise ValueError(f"{owner}: slot_minutes must be an integer in 1..60 dividing 1440, got {minutes!r}")
-        set_(self, "slot_minutes", int(minutes))
+        minutes = _int(owner, "slot_minutes", self.slot_minutes, 1, 60)
+        if 1440 % minutes:
+            raise ValueError(f"{owner}: slot_minutes must divide 1440 (1..60), got {minutes}")
+        set_(self, "slot_minutes", minutes)
         for name in ("base_load_w", "pv_w"):
             values = getattr(self, name)
             set_(self, name, _series(owner, name, np.zeros(n) if values is None else values, n, low=0.0))
@@ -248,9 +240,7 @@ class HomeProblem:
             if ev.departure_slot > n:
                 raise ValueError(f"ev session {ev.name!r}: departure_slot must be <= the horizon {n}")
         set_(self, "comfort_weight", _finite(owner, "comfort_weight", self.comfort_weight, 0))
-        minute = self.start_minute
-        if isinstance(minute, bool) or not isinstance(minute, (int, np.integer)) or not 0 <= minute < 1440:
-            raise ValueError(f"{owner}: start_minute must be an integer in [0, 1439], got {minute!r}")
+        set_(self, "start_minute", _int(owner, "start_minute", self.start_minute, 0, 1439))
         # the appliance scheduler's model checks the appliances, windows and inclining blocks
         tariff = Tariff(
             np.ones(n),
@@ -279,9 +269,8 @@ class HomeProblem:
         price = np.asarray(self.import_price)
         if not self.ibr_thresholds_kwh:
             return price * energy
-        lower = np.array((0.0, *self.ibr_thresholds_kwh))
-        widths = np.diff(np.array((*lower, math.inf)))
-        blocks = np.clip(energy[:, None] - lower, 0.0, widths) @ np.array(self.ibr_multipliers)
+        lower, widths, multipliers = self._appliance_problem.tariff._blocks
+        blocks = np.clip(energy[:, None] - lower, 0.0, widths) @ multipliers
         return np.where(price >= 0, price * blocks, price * energy)
 
     def cost(self, import_w, export_w) -> float:
@@ -310,9 +299,6 @@ class HomePlan:
     solve_time_s: float
     optimal: bool
     solver: str
-
-    def appliance_load_w(self, n_slots: int) -> np.ndarray:
-        return self.appliances.load_profile_w(n_slots)
 
     def self_consumption(self, problem: HomeProblem) -> float:
         """Share of the PV produced that is used in the home (nan without PV)."""

@@ -31,7 +31,7 @@ from typing import Any, cast
 import numpy as np
 
 from gridflow.scheduling.home import HomePlan, HomeProblem, PlanInfeasible
-from gridflow.scheduling.milp import _add_contiguous, _Builder, _read_back
+from gridflow.scheduling.milp import _add_flexible_loads, _Builder, _read_back
 
 TIE_COST = 1e-5  # currency per kWh of battery throughput and of grid exchange: breaks ties, never a bill
 
@@ -58,32 +58,13 @@ class _Model:
         for a in p.appliances:  # fixed loads are constants
             if a.kind == "fixed":
                 base_kw[a.alpha_slot : a.alpha_slot + a.duration_slots] += a.power_w / 1000.0
-        for a in p.appliances:
-            if a.kind == "fixed":
-                continue
-            low, high = p.appliance_problem.window(a)
-            power_kw = a.power_w / 1000.0
-            if a.is_contiguous:
-                _add_contiguous(b, a, low, high, power_kw, p.comfort_weight, base_kw, load_terms, self.decisions)
-                continue
-            slots = np.arange(low, high)
-            if a.kind == "deferrable":
-                cols = b.columns(slots.size, 0.0, 0, 1, True)
-                b.row(cols, np.ones(slots.size), a.duration_slots, a.duration_slots)
-            else:
-                cols = b.columns(slots.size, 0.0, 0, power_kw, False)
-                need = p.appliance_problem.required_energy_wh(a) / 1000.0 / h
-                b.row(cols, np.ones(slots.size), need, need)
-            for col, t in zip(cols, slots):
-                load_terms[t].append((int(col), 1.0 if a.kind == "regulatable" else power_kw))
-            self.decisions.append((a, cols, slots))
+        _add_flexible_loads(b, p.appliance_problem, p.comfort_weight, base_kw, load_terms, self.decisions)
         self.base_kw = base_kw
         imp_max = float(cast(float, p.import_max_w)) / 1000.0  # __post_init__: inf when not limited
         exp_max = float(cast(float, p.export_max_w)) / 1000.0
         # grid import in blocks
-        lower = np.array((0.0, *p.ibr_thresholds_kwh)) / h
-        widths = np.diff(np.array((*lower, math.inf)))
-        mult = np.array(p.ibr_multipliers)
+        _, widths_kwh, mult = p.appliance_problem.tariff._blocks  # the inclining blocks, validated there
+        widths = widths_kwh / h  # as average power over the slot
         self.imports: list[np.ndarray] = []
         if widths.size == 1:
             self.imports = list(b.columns(n, pi * h + TIE_COST * h, 0.0, imp_max, False).reshape(n, 1))

@@ -110,32 +110,13 @@ def solve_milp(
             base_kw[a.alpha_slot : a.alpha_slot + a.duration_slots] += a.power_w / 1000.0
             if breaker_w is not None and np.any(base_kw > breaker_w / 1000.0 * (1 + 1e-9)):
                 raise ScheduleInfeasible(a.name, f"fixed loads exceed breaker_w={breaker_w:g} W")
-    for a in problem.appliances:
-        low, high = problem.window(a)
-        power_kw = a.power_w / 1000.0
-        if a.kind == "fixed":
-            continue
-        if a.is_contiguous:
-            _add_contiguous(model, a, low, high, power_kw, comfort_weight, base_kw, load_terms, decisions)
-            continue
-        slots = np.arange(low, high)
-        if a.kind == "deferrable":
-            cols = model.columns(slots.size, 0.0, 0, 1, True)
-            model.row(cols, np.ones(slots.size), a.duration_slots, a.duration_slots)
-        else:  # x in kW; sum x * slot_h = energy
-            cols = model.columns(slots.size, 0.0, 0, power_kw, False)
-            need = problem.required_energy_wh(a) / 1000.0 / slot_h
-            model.row(cols, np.ones(slots.size), need, need)
-        for col, t in zip(cols, slots):
-            load_terms[t].append((col, 1.0 if a.kind == "regulatable" else power_kw))
-        decisions.append((a, cols, slots))
+    _add_flexible_loads(model, problem, comfort_weight, base_kw, load_terms, decisions)
     idle = [t for t in range(horizon) if not load_terms[t]]  # slots whose cost is a constant
     if breaker_w is not None and idle and np.any(base_kw[idle] > breaker_w / 1000.0 * (1 + 1e-9)):
         raise ScheduleInfeasible(None, f"loads with a single placement exceed breaker_w={breaker_w:g} W")
     constant = float(tariff.slot_costs(1000.0 * base_kw[idle], idle).sum())
-    lower_kw = np.array((0.0, *tariff.ibr_thresholds_kwh)) / slot_h  # block edges as average power
-    widths_kw = np.diff(np.array((*lower_kw, np.inf)))
-    multipliers = np.array(tariff.ibr_multipliers)
+    _, widths_kwh, multipliers = tariff._blocks
+    widths_kw = widths_kwh / slot_h  # the inclining blocks as average power over the slot
     # Tariff stores its prices and PV forecast as float64 arrays
     price_per_kwh, pv_w = cast(np.ndarray, tariff.price_per_kwh), cast("np.ndarray | None", tariff.pv_w)
     pv_kw = np.zeros(horizon) if pv_w is None else pv_w / 1000.0
@@ -175,6 +156,33 @@ def solve_milp(
             raise ScheduleInfeasible(None, "no schedule satisfies the windows, energies and breaker limit (MILP)")
         raise RuntimeError(f"HiGHS failed: {result.message}")
     return _read_back(problem, result, decisions, constant, solve_time_s, scale)
+
+
+def _add_flexible_loads(
+    model: _Builder, problem: Problem, comfort_weight: float, base_kw, load_terms, decisions
+) -> None:
+    """The columns and rows of every load with a choice (deferrable and regulatable; fixed loads are in
+    ``base_kw`` already): ``load_terms[t]`` gets (column, kW per unit) of each slot, ``decisions`` what to
+    read back."""
+    for a in problem.appliances:
+        low, high = problem.window(a)
+        power_kw = a.power_w / 1000.0
+        if a.kind == "fixed":
+            continue
+        if a.is_contiguous:
+            _add_contiguous(model, a, low, high, power_kw, comfort_weight, base_kw, load_terms, decisions)
+            continue
+        slots = np.arange(low, high)
+        if a.kind == "deferrable":
+            cols = model.columns(slots.size, 0.0, 0, 1, True)
+            model.row(cols, np.ones(slots.size), a.duration_slots, a.duration_slots)
+        else:  # x in kW; sum x * slot_h = energy
+            cols = model.columns(slots.size, 0.0, 0, power_kw, False)
+            need = problem.required_energy_wh(a) / 1000.0 / problem.tariff.slot_h
+            model.row(cols, np.ones(slots.size), need, need)
+        for col, t in zip(cols, slots):
+            load_terms[t].append((col, 1.0 if a.kind == "regulatable" else power_kw))
+        decisions.append((a, cols, slots))
 
 
 def _add_contiguous(
