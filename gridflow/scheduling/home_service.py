@@ -26,15 +26,15 @@ from typing import cast
 import numpy as np
 
 from gridflow.contracts import SCHEMA_VERSION
-from gridflow.preprocess.localtime import LocalClock
 from gridflow.scheduling.home import Battery, EVSession, HomePlan, HomeProblem
 from gridflow.scheduling.model import MAX_POWER_W, peak_to_average
 from gridflow.scheduling.scenarios import unscheduled_baseline
 from gridflow.scheduling.service import (
-    appliance_in_horizon,
     base_load_w,
     forecast_prices,
     forecast_slots,
+    loads_in_horizon,
+    local_minute,
     scheduled_runs,
 )
 from gridflow.settings import Settings
@@ -202,10 +202,7 @@ def plan_home_day(
         now_slot = (updated_ms - start_ms) // slot_ms
         prices, start_ms = prices[now_slot:], start_ms + now_slot * slot_ms
     n = int(prices.size)
-    clock = LocalClock(settings.preprocess.timezone)
-    start_minute = int(((start_ms + clock.utc_offset_ms(start_ms)) // 60_000) % 1440)
-    records = sorted(appliances, key=lambda record: str(record.get("name")))
-    loads = [a for a in (appliance_in_horizon(r, start_minute, slot_minutes, n) for r in records) if a]
+    loads = loads_in_horizon(appliances, start_ms, n, settings)
     base = np.zeros(n)
     pv = pv_of(home_energy, start_ms, slot_minutes, n)
     if load_forecast is not None:
@@ -227,7 +224,7 @@ def plan_home_day(
         evs=(ev,) if ev is not None else (),
         appliances=tuple(loads),
         comfort_weight=sched.w_comfort / max(sched.w_cost, 1e-12),
-        start_minute=start_minute,
+        start_minute=local_minute(start_ms, settings),
     )
     plan = solve_home(problem) if sched.home_solver == "milp" else plan_home_fast(problem)
     unmanaged, unmanaged_cost = unmanaged_plan(problem)

@@ -63,6 +63,22 @@ def appliance_in_horizon(record: dict, horizon_start_minute: int, slot_minutes: 
     )
 
 
+def local_minute(ts_ms: int, settings: Settings) -> int:
+    """The local minute of day (``preprocess.timezone``) of ``ts_ms``."""
+    clock = LocalClock(settings.preprocess.timezone)
+    return int(((ts_ms + clock.utc_offset_ms(ts_ms)) // 60_000) % 1440)
+
+
+def loads_in_horizon(records: list[dict], start_ms: int, n_slots: int, settings: Settings) -> list[Appliance]:
+    """The learned appliances (records) as loads of the horizon of ``n_slots`` scheduler slots from
+    ``start_ms``, in name order (the schedule does not depend on arrival order), placed by the local clock
+    (``preprocess.timezone``); those whose window misses the horizon are left out."""
+    start_minute = local_minute(start_ms, settings)
+    slot_minutes = settings.scheduler.slot_minutes
+    ordered = sorted(records, key=lambda record: str(record.get("name")))
+    return [a for a in (appliance_in_horizon(r, start_minute, slot_minutes, n_slots) for r in ordered) if a]
+
+
 BASE_LOAD = "base load "  # the fixed loads standing for the forecast base load (never in the schedule's runs)
 
 
@@ -101,14 +117,11 @@ def plan_day(
     around: each slot's base load is a fixed load (capped at the breaker), so appliances fit under the
     breaker together with it; a negative base (PV export) offsets the appliances like PV. Costs and load
     curves then include the base load."""
-    appliances = sorted(appliances, key=lambda record: str(record.get("name")))
     sched = settings.scheduler
     slot_minutes = sched.slot_minutes
     prices = forecast_prices(forecast, slot_minutes)
     start_ms = int(forecast["start_ts_ms"])
-    clock = LocalClock(settings.preprocess.timezone)
-    start_minute = int(((start_ms + clock.utc_offset_ms(start_ms)) // 60_000) % 1440)
-    loads = [a for a in (appliance_in_horizon(r, start_minute, slot_minutes, prices.size) for r in appliances) if a]
+    loads = loads_in_horizon(appliances, start_ms, prices.size, settings)
     shift = max(0.0, -float(prices.min()))
     breaker_w = sched.breaker_a * sched.breaker_v if sched.breaker_a else None
     base, pv = [], None
